@@ -1,0 +1,183 @@
+"""Admission of a new industrial project into a park or cluster (seed 二.2 and 四).
+
+Comparisons are exact in integers: with land in 0.0001 亩 and money in fen,
+'investment per 亩 >= threshold' is ``investment_fen * 10000 >= threshold_fen_per_mu * land_units``.
+Every failed rule is returned, not only the first. Figures shown beside a threshold are floored to the
+fen (see exact.py) so a failing figure never displays as reaching its threshold.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Mapping
+
+from pydantic import Field, field_validator
+from shared.amounts import format_amount
+
+from ._base import FrozenModel
+from .canonical import content_hash
+from .credit_code import require_credit_code
+from .exact import floor_places
+
+LAND_PER_MU = 10**4  # land units (0.0001 亩) in one 亩
+_INDUSTRY_PREFIX = re.compile(r"^[A-T]?\d{0,4}$")
+
+
+class IndustryThresholds(FrozenModel):
+    investment_fen_per_mu: int = Field(gt=0)
+    tax_fen_per_mu: int = Field(ge=0)
+
+
+class AdmissionPolicy(FrozenModel):
+    investment_fen_per_mu: int = Field(default=250_000_000, gt=0)  # 250 万元 per 亩
+    tax_fen_per_mu: int = Field(default=15_000_000, ge=0)  # 15 万元 per 亩 per year
+    # industry code prefix -> thresholds; the longest matching prefix wins ('C26' covers 'C2614')
+    industry_overrides: dict[str, IndustryThresholds] = Field(default_factory=dict)
+    refused_industry_prefixes: tuple[str, ...] = ()
+    refuse_two_high: bool = True  # 两高 projects are refused (seed 四)
+    refuse_listed: bool = True  # applicants on safety/environment lists are refused (seed 四)
+    require_park_or_cluster: bool = True  # new projects all go into parks and clusters (seed 四)
+
+    @field_validator("industry_overrides")
+    @classmethod
+    def _override_keys(cls, v: dict[str, IndustryThresholds]) -> dict[str, IndustryThresholds]:
+        for k in v:
+            if not k or not _INDUSTRY_PREFIX.match(k):
+                raise ValueError(f"override key {k!r} is not an industry code prefix")
+        return v
+
+    @field_validator("refused_industry_prefixes")
+    @classmethod
+    def _refused_keys(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for k in v:
+            if not k or not _INDUSTRY_PREFIX.match(k):
+                raise ValueError(f"{k!r} is not an industry code prefix")
+        return v
+
+    def thresholds_for(self, industry_code: str) -> tuple[int, int, str | None]:
+        """(investment fen per 亩, tax fen per 亩, override prefix used or None)."""
+        matches = [k for k in self.industry_overrides if industry_code.startswith(k)]
+        if not matches:
+            return self.investment_fen_per_mu, self.tax_fen_per_mu, None
+        best = max(matches, key=len)
+        o = self.industry_overrides[best]
+        return o.investment_fen_per_mu, o.tax_fen_per_mu, best
+
+    def content_hash(self) -> str:
+        return content_hash(self)
+
+
+@dataclass(frozen=True)
+class ProjectApplication:
+    id: str
+    applicant_credit_code: str
+    park_id: str | None
+    in_park_or_cluster: bool
+    land: int  # 0.0001 亩, > 0
+    investment: int  # fixed-asset investment, fen
+    expected_yearly_tax: int  # fen per year
+    energy_need: int  # 0.001 tce per year
+    industry_code: str
+    emission_needs: Mapping[str, int] = field(default_factory=dict)  # pollutant -> 0.0001 t per year
+    two_high: bool = False
+    on_safety_or_env_list: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError("an application needs an id")
+        require_credit_code(self.applicant_credit_code)
+        for name in ("land", "investment", "expected_yearly_tax", "energy_need"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer of its unit")
+        if self.land == 0:
+            raise ValueError("land must be positive: per-亩 figures need it")
+        for p, v in dict(self.emission_needs).items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"emission need of {p} must be a non-negative integer")
+        object.__setattr__(self, "emission_needs", dict(sorted(dict(self.emission_needs).items())))
+        for name in ("in_park_or_cluster", "two_high", "on_safety_or_env_list"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool")
+        if not isinstance(self.industry_code, str) or not self.industry_code:
+            raise ValueError("an application needs an industry code")
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    code: str  # machine-readable
+    message: str
+    figure: str | None = None  # decimal string, in ``unit``
+    threshold: str | None = None
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class AdmissionResult:
+    application_id: str
+    admitted: bool
+    failures: tuple[RuleFailure, ...]
+    investment_per_mu: str  # 元/亩, floored to the fen
+    tax_per_mu: str  # 元/亩/年, floored to the fen
+    investment_threshold_per_mu: str  # 元/亩
+    tax_threshold_per_mu: str  # 元/亩/年
+    override_prefix: str | None  # industry override used, if any
+    policy_hash: str
+
+
+def _per_mu_yuan(amount_fen: int, land_units: int) -> str:
+    # fen * 10000 / land_units is fen per 亩; /100 -> 元, floored at 2 decimals
+    return str(floor_places(Fraction(amount_fen * LAND_PER_MU, land_units * 100), 2))
+
+
+def check_admission(app: ProjectApplication, policy: AdmissionPolicy) -> AdmissionResult:
+    failures: list[RuleFailure] = []
+    if policy.require_park_or_cluster and not app.in_park_or_cluster:
+        failures.append(RuleFailure("not_in_park_or_cluster", "new projects go into a park or cluster"))
+    if policy.refuse_two_high and app.two_high:
+        failures.append(RuleFailure("two_high_project", "两高 (high energy, high emission) projects are refused"))
+    if policy.refuse_listed and app.on_safety_or_env_list:
+        failures.append(
+            RuleFailure("applicant_on_safety_or_env_list", "the applicant is on a safety or environment list")
+        )
+    refused = [p for p in policy.refused_industry_prefixes if app.industry_code.startswith(p)]
+    if refused:
+        failures.append(
+            RuleFailure("industry_refused", f"industry {app.industry_code} is refused (prefix {max(refused, key=len)})")
+        )
+    inv_threshold, tax_threshold, prefix = policy.thresholds_for(app.industry_code)
+    inv_figure = _per_mu_yuan(app.investment, app.land)
+    tax_figure = _per_mu_yuan(app.expected_yearly_tax, app.land)
+    inv_text, tax_text = format_amount(inv_threshold, 2), format_amount(tax_threshold, 2)
+    if app.investment * LAND_PER_MU < inv_threshold * app.land:
+        failures.append(
+            RuleFailure(
+                "investment_per_mu_below_threshold",
+                f"fixed-asset investment per 亩 {inv_figure} 元 is below {inv_text} 元",
+                inv_figure,
+                inv_text,
+                "元/亩",
+            )
+        )
+    if app.expected_yearly_tax * LAND_PER_MU < tax_threshold * app.land:
+        failures.append(
+            RuleFailure(
+                "tax_per_mu_below_threshold",
+                f"expected tax per 亩 {tax_figure} 元 is below {tax_text} 元",
+                tax_figure,
+                tax_text,
+                "元/亩/年",
+            )
+        )
+    return AdmissionResult(
+        application_id=app.id,
+        admitted=not failures,
+        failures=tuple(failures),
+        investment_per_mu=inv_figure,
+        tax_per_mu=tax_figure,
+        investment_threshold_per_mu=inv_text,
+        tax_threshold_per_mu=tax_text,
+        override_prefix=prefix,
+        policy_hash=policy.content_hash(),
+    )

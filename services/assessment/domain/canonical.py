@@ -1,0 +1,63 @@
+"""Canonical JSON and content hashes: the same content always gives the same bytes.
+
+Keys are sorted, no whitespace, UTF-8 kept as is; a Decimal is written as its normalized plain string
+(so '1.20' and '1.2' hash alike), dates in ISO 8601, sets as sorted lists, enums by value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+
+def decimal_text(d: Decimal) -> str:
+    if not d.is_finite():
+        raise ValueError("non-finite decimals have no canonical form")
+    if d == 0:
+        return "0"
+    return format(d.normalize(), "f")
+
+
+def to_plain(obj: Any) -> Any:
+    """Turn domain values into JSON-ready plain data (dict/list/str/int/bool/None)."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        raise TypeError("floats are not exact and have no place in canonical content")
+    if isinstance(obj, Decimal):
+        return decimal_text(obj)
+    if isinstance(obj, Fraction):
+        raise TypeError("publish fractions as quantized Decimals first")
+    if isinstance(obj, enum.Enum):
+        return to_plain(obj.value)
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if hasattr(obj, "to_plain"):
+        return obj.to_plain()
+    if hasattr(obj, "model_dump"):  # pydantic models
+        return to_plain(obj.model_dump(mode="python"))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (set, frozenset)):
+        return sorted(to_plain(v) for v in obj)
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    raise TypeError(f"no canonical form for {type(obj).__name__}")
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(to_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(obj: Any) -> str:
+    """sha256 hex of the canonical JSON."""
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()

@@ -1,0 +1,216 @@
+"""Enterprises and their yearly indicators, in integer units.
+
+Units inside (the ``scale`` is the number of decimals of the outside figure):
+land 0.0001 亩 (4); tax, revenue, value_added, rnd in fen (2); energy 0.001 tce (3);
+electricity kWh (0); emissions 0.0001 t per pollutant (4); employees persons (0).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Mapping
+
+from .credit_code import require_credit_code
+
+GROUP_ABOVE = "规上"  # 规模以上: above the revenue threshold
+GROUP_BELOW = "规下"
+SCALES = (GROUP_ABOVE, GROUP_BELOW)
+
+FLAG_NAMES = (
+    "ecological_control_zone",
+    "safety_hazard",
+    "environmental_hazard",
+    "under_two_years",
+    "utility",
+    "backward_equipment",
+)
+
+# field -> (scale of its integer unit, divisor from integer units to the unit indicators are quoted in)
+SCALAR_FIELDS: dict[str, tuple[int, int, str]] = {
+    "land": (4, 10**4, "亩"),
+    "tax": (2, 10**6, "万元"),
+    "revenue": (2, 10**6, "万元"),
+    "value_added": (2, 10**6, "万元"),
+    "energy": (3, 10**3, "tce"),
+    "electricity": (0, 10**4, "万kWh"),
+    "rnd": (2, 10**6, "万元"),
+    "employees": (0, 1, "人"),
+}
+EMISSIONS_SCALE, EMISSIONS_DIVISOR = 4, 10**4  # 0.0001 t inside, t in indicators
+RATIO_FIELDS = (*SCALAR_FIELDS, "emissions")  # what an indicator may divide
+MAY_BE_NEGATIVE = frozenset({"value_added"})  # a loss-making year has negative value added
+
+_TOWNSHIP = re.compile(r"^\d{9}(\d{3})?$")
+_INDUSTRY = re.compile(r"^[A-T](\d{2,4})?$|^\d{2,4}$")  # GB/T 4754: door letter and/or 2-4 digits
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class Enterprise:
+    credit_code: str
+    name: str
+    township_code: str  # 9-digit township or 12-digit village region code; first 6 = county
+    in_park: bool
+    industry_code: str
+    park_id: str | None = None  # park or cluster (集聚区) it sits in, used for cluster ranking
+    ecological_control_zone: bool = False
+    safety_hazard: bool = False
+    environmental_hazard: bool = False
+    under_two_years: bool = False
+    utility: bool = False
+    backward_equipment: bool = False
+    extra_flags: frozenset[str] = frozenset()  # county-specific flags, e.g. 'high_tech' for a bonus
+    scale: str | None = None  # '规上' / '规下' when the statistics bureau says so; None: by policy rule
+
+    def __post_init__(self) -> None:
+        require_credit_code(self.credit_code)
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError("an enterprise needs a name")
+        if not isinstance(self.township_code, str) or not _TOWNSHIP.match(self.township_code):
+            raise ValueError(f"township code {self.township_code!r} must be 9 or 12 digits")
+        if not isinstance(self.industry_code, str) or not _INDUSTRY.match(self.industry_code):
+            raise ValueError(f"industry code {self.industry_code!r} is not a GB/T 4754 code")
+        for name in ("in_park", *FLAG_NAMES):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool")
+        if self.scale is not None and self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES} or None")
+        if self.park_id is not None and (not isinstance(self.park_id, str) or not self.park_id):
+            raise ValueError("park_id must be a non-empty string or None")
+        object.__setattr__(self, "extra_flags", frozenset(self.extra_flags))
+        clash = self.extra_flags & set(FLAG_NAMES)
+        if clash:
+            raise ValueError(f"extra flags repeat a named flag: {sorted(clash)}")
+
+    @property
+    def county_code(self) -> str:
+        return self.township_code[:6]
+
+    def flags(self) -> frozenset[str]:
+        """Names of every flag that is set, named and extra."""
+        return frozenset(n for n in FLAG_NAMES if getattr(self, n)) | self.extra_flags
+
+    def has_flag(self, name: str) -> bool:
+        return name in self.flags()
+
+
+class IndicatorConflict(ValueError):
+    """Two departments gave different values for one field; the caller decides, we never guess."""
+
+    def __init__(self, credit_code: str, year: int, field_name: str, kept_by: str, offered_by: str):
+        super().__init__(
+            f"{credit_code}/{year}: {field_name} was given by {kept_by}; {offered_by} gives a different value"
+        )
+        self.reason = "conflicting_departments"
+        self.field = field_name
+        self.kept_by = kept_by
+        self.offered_by = offered_by
+
+
+@dataclass(frozen=True)
+class YearlyIndicators:
+    """One enterprise's figures for one year; any field may be missing (None).
+
+    ``sources`` names the department behind each field; emissions are tracked per pollutant as
+    'emissions.<pollutant>'. Records built by hand (tests, what-if) may leave it empty.
+    """
+
+    credit_code: str
+    year: int
+    land: int | None = None
+    tax: int | None = None
+    revenue: int | None = None
+    value_added: int | None = None
+    energy: int | None = None
+    electricity: int | None = None
+    emissions: Mapping[str, int] | None = None
+    rnd: int | None = None
+    employees: int | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require_credit_code(self.credit_code)
+        if not _is_int(self.year) or not 1990 <= self.year <= 2200:
+            raise ValueError(f"year {self.year!r} is not a plausible year")
+        for name in SCALAR_FIELDS:
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if not _is_int(v):
+                raise ValueError(f"{name} must be an integer of its unit, got {type(v).__name__}")
+            if v < 0 and name not in MAY_BE_NEGATIVE:
+                raise ValueError(f"{name} must not be negative")
+        if self.emissions is not None:
+            em = dict(self.emissions)
+            for pollutant, v in em.items():
+                if not isinstance(pollutant, str) or not pollutant:
+                    raise ValueError("pollutant names are non-empty strings")
+                if not _is_int(v) or v < 0:
+                    raise ValueError(f"emission of {pollutant} must be a non-negative integer")
+            object.__setattr__(self, "emissions", dict(sorted(em.items())))  # a copy: callers' dicts stay theirs
+        object.__setattr__(self, "sources", dict(sorted(dict(self.sources).items())))
+
+    @classmethod
+    def part(cls, credit_code: str, year: int, department: str, **values: object) -> "YearlyIndicators":
+        """What one department sends: its fields, each sourced to it."""
+        if not department:
+            raise ValueError("a part names its department")
+        unknown = set(values) - set(RATIO_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown indicator fields: {sorted(unknown)}")
+        sources = {k: department for k, v in values.items() if v is not None and k != "emissions"}
+        emissions = values.get("emissions")
+        if emissions is not None:
+            sources.update({f"emissions.{p}": department for p in emissions})  # type: ignore[union-attr]
+        return cls(credit_code=credit_code, year=year, sources=sources, **values)  # type: ignore[arg-type]
+
+    def set_fields(self) -> dict[str, object]:
+        """Field -> value for every field present; emissions expanded to 'emissions.<pollutant>'."""
+        out: dict[str, object] = {n: getattr(self, n) for n in SCALAR_FIELDS if getattr(self, n) is not None}
+        for p, v in (self.emissions or {}).items():
+            out[f"emissions.{p}"] = v
+        return out
+
+    def to_plain(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["emissions"] = dict(self.emissions) if self.emissions is not None else None
+        d["sources"] = dict(self.sources)
+        return d
+
+
+def merge_indicators(base: YearlyIndicators | None, part: YearlyIndicators) -> YearlyIndicators:
+    """Apply a department's part on top of what is known.
+
+    A field from the same department as before is overridden (a correction); the same value from another
+    department keeps the first source; a different value from another department is an IndicatorConflict.
+    """
+    given = part.set_fields()
+    missing = [k for k in given if k not in part.sources]
+    if missing:
+        raise ValueError(f"a part must name the department of every field; unsourced: {missing}")
+    if base is None:
+        return part
+    if (base.credit_code, base.year) != (part.credit_code, part.year):
+        raise ValueError("a part merges only into the same enterprise and year")
+    known = base.set_fields()
+    values: dict[str, object] = {n: getattr(base, n) for n in SCALAR_FIELDS}
+    emissions = dict(base.emissions) if base.emissions is not None else None
+    sources = dict(base.sources)
+    for key, value in given.items():
+        dept = part.sources[key]
+        if key in known:
+            kept_by = sources.get(key)
+            if kept_by is not None and kept_by != dept:
+                if known[key] != value:
+                    raise IndicatorConflict(base.credit_code, base.year, key, kept_by, dept)
+                continue  # same figure, first source stays
+        sources[key] = dept
+        if key.startswith("emissions."):
+            emissions = emissions or {}
+            emissions[key.split(".", 1)[1]] = value  # type: ignore[assignment]
+        else:
+            values[key] = value
+    return replace(base, **values, emissions=emissions, sources=sources)  # type: ignore[arg-type]

@@ -1,0 +1,268 @@
+"""Comprehensive score of one enterprise (or one cluster): score = sum of terms + bonus/penalty points.
+
+term = weight x value / benchmark, floored at 0 (a negative value never subtracts) and capped at
+cap_factor x weight. All exact (Fraction); published figures follow the rounding rule in exact.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Iterable, Mapping
+
+from .canonical import to_plain
+from .enterprise import EMISSIONS_DIVISOR, GROUP_ABOVE, GROUP_BELOW, SCALAR_FIELDS, Enterprise, YearlyIndicators
+from .exact import quantize, to_fraction
+from .policy import AssessmentPolicy, Benchmarks, GroupPolicy, IndicatorDefinition
+
+# how a term was obtained
+FROM_VALUE = "value"
+ZERO_DENOMINATOR_FULL = "zero_denominator_full_term"
+MISSING_ZERO = "missing_zero"
+MISSING_GROUP_AVERAGE = "missing_group_average"
+MISSING_GROUP_EMPTY = "missing_group_has_no_values"  # group_average asked, but nobody had the value
+MEASURED = (FROM_VALUE, ZERO_DENOMINATOR_FULL)  # terms that count toward a group average
+
+Inputs = Mapping[str, tuple[Fraction | None, Fraction | None]]  # indicator -> (numerator, denominator)
+
+
+@dataclass(frozen=True)
+class TermLine:
+    indicator: str
+    name: str
+    unit: str
+    value: Decimal | None  # None when missing or undefined (denominator 0)
+    benchmark: Decimal
+    weight: Decimal
+    raw_term: Decimal  # before floor and cap (the substituted term when missing)
+    capped_term: Decimal
+    status: str  # FROM_VALUE, ZERO_DENOMINATOR_FULL, MISSING_*
+    exact_term: Fraction = field(repr=False, compare=False)  # capped, unrounded
+
+    def to_plain(self) -> dict:
+        return {k: to_plain(getattr(self, k)) for k in (
+            "indicator", "name", "unit", "value", "benchmark", "weight", "raw_term", "capped_term", "status")}
+
+
+@dataclass(frozen=True)
+class AdjustmentLine:
+    code: str
+    flag: str
+    points: Decimal
+    description: str
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    subject: str  # credit code, or cluster id
+    group: str
+    terms: tuple[TermLine, ...]
+    adjustments: tuple[AdjustmentLine, ...]
+    total: Decimal  # exact sum rounded once (exact.py)
+    exact_total: Fraction = field(repr=False, compare=False)
+
+    def term(self, indicator: str) -> TermLine:
+        for t in self.terms:
+            if t.indicator == indicator:
+                return t
+        raise KeyError(indicator)
+
+    def to_plain(self) -> dict:
+        return {
+            "subject": self.subject,
+            "group": self.group,
+            "terms": [t.to_plain() for t in self.terms],
+            "adjustments": to_plain(list(self.adjustments)),
+            "total": to_plain(self.total),
+        }
+
+
+def group_of(enterprise: Enterprise, indicators: YearlyIndicators | None, policy: AssessmentPolicy) -> str:
+    if enterprise.scale is not None:
+        return enterprise.scale
+    revenue = indicators.revenue if indicators is not None else None
+    if revenue is not None and revenue >= policy.group_rule.revenue_threshold_fen:
+        return GROUP_ABOVE
+    return GROUP_BELOW
+
+
+def field_amount(ind: YearlyIndicators, name: str, emission_weights: Mapping[str, Decimal]) -> Fraction | None:
+    """A field in the unit indicators are quoted in (亩, 万元, tce, 万kWh, t, persons); None if missing."""
+    if name == "emissions":
+        if ind.emissions is None:
+            return None
+        counted = [p for p in emission_weights if p in ind.emissions]
+        if not counted:
+            return None
+        return sum(
+            (to_fraction(emission_weights[p]) * Fraction(ind.emissions[p], EMISSIONS_DIVISOR) for p in counted),
+            Fraction(0),
+        )
+    v = getattr(ind, name)
+    return None if v is None else Fraction(v, SCALAR_FIELDS[name][1])
+
+
+def enterprise_inputs(ind: YearlyIndicators | None, policy: AssessmentPolicy) -> dict[str, tuple[Fraction | None, Fraction | None]]:
+    out: dict[str, tuple[Fraction | None, Fraction | None]] = {}
+    for d in policy.indicators:
+        if ind is None:
+            out[d.code] = (None, None)
+        else:
+            out[d.code] = (
+                field_amount(ind, d.numerator, policy.emission_weights),
+                field_amount(ind, d.denominator, policy.emission_weights),
+            )
+    return out
+
+
+def indicator_value(defn: IndicatorDefinition, num: Fraction | None, den: Fraction | None) -> Fraction | str | None:
+    """The exact value; 'zero_denominator' when den is 0 and num > 0; None when missing or 0/0."""
+    if num is None or den is None:
+        return None
+    if den == 0:
+        return "zero_denominator" if num > 0 else None
+    return num / den * to_fraction(defn.multiplier)
+
+
+def _line(defn, weight, benchmark, value, raw, capped, status) -> TermLine:
+    return TermLine(
+        indicator=defn.code,
+        name=defn.name,
+        unit=defn.unit,
+        value=None if value is None else quantize(value),
+        benchmark=benchmark,
+        weight=weight,
+        raw_term=quantize(raw),
+        capped_term=quantize(capped),
+        status=status,
+        exact_term=capped,
+    )
+
+
+def score_inputs(
+    subject: str,
+    group: GroupPolicy,
+    inputs: Inputs,
+    policy: AssessmentPolicy,
+    benchmarks: Benchmarks,
+    *,
+    flags: Iterable[str] = (),
+    group_average_terms: Mapping[str, Fraction] | None = None,
+) -> ScoreResult:
+    """Score from (numerator, denominator) pairs; shared by enterprises and clusters."""
+    flags = frozenset(flags)
+    lines: list[TermLine] = []
+    for t in group.terms:
+        defn = policy.indicator(t.indicator)
+        try:
+            benchmark = benchmarks[group.name][t.indicator]
+        except KeyError:
+            raise KeyError(f"no benchmark for {t.indicator} in {group.name}") from None
+        if benchmark <= 0:
+            raise ValueError(f"benchmark of {t.indicator} in {group.name} must be positive")
+        weight = to_fraction(t.weight)
+        cap = None if group.cap_factor is None else weight * to_fraction(group.cap_factor)
+        num, den = inputs.get(t.indicator, (None, None))
+        value = indicator_value(defn, num, den)
+        if isinstance(value, Fraction):
+            raw = weight * value / to_fraction(benchmark)
+            capped = max(raw, Fraction(0))
+            if cap is not None:
+                capped = min(capped, cap)
+            lines.append(_line(defn, t.weight, benchmark, value, raw, capped, FROM_VALUE))
+            continue
+        if value == "zero_denominator" and defn.on_zero_denominator == "full_term":
+            full = cap if cap is not None else weight
+            lines.append(_line(defn, t.weight, benchmark, None, full, full, ZERO_DENOMINATOR_FULL))
+            continue
+        if t.missing == "zero":
+            lines.append(_line(defn, t.weight, benchmark, None, Fraction(0), Fraction(0), MISSING_ZERO))
+            continue
+        if group_average_terms is None:
+            raise ValueError(
+                f"{subject}: {t.indicator} is missing and the policy takes the group average; pass group_average_terms"
+            )
+        avg = group_average_terms.get(t.indicator)
+        if avg is None:
+            lines.append(_line(defn, t.weight, benchmark, None, Fraction(0), Fraction(0), MISSING_GROUP_EMPTY))
+        else:
+            lines.append(_line(defn, t.weight, benchmark, None, avg, avg, MISSING_GROUP_AVERAGE))
+    adjustments = tuple(
+        AdjustmentLine(code=b.code, flag=b.flag, points=b.points, description=b.description)
+        for b in policy.bonus_penalty
+        if b.flag in flags
+    )
+    exact_total = sum((ln.exact_term for ln in lines), Fraction(0)) + sum(
+        (to_fraction(a.points) for a in adjustments), Fraction(0)
+    )
+    return ScoreResult(
+        subject=subject,
+        group=group.name,
+        terms=tuple(lines),
+        adjustments=adjustments,
+        total=quantize(exact_total),
+        exact_total=exact_total,
+    )
+
+
+def score(
+    enterprise: Enterprise,
+    indicators: YearlyIndicators | None,
+    policy: AssessmentPolicy,
+    benchmarks: Benchmarks,
+    *,
+    group_average_terms: Mapping[str, Fraction] | None = None,
+) -> ScoreResult:
+    """Score one enterprise. ``benchmarks`` is group -> indicator -> Decimal (policy.resolve_benchmarks).
+    ``group_average_terms`` (indicator -> exact average term of its group) is needed only when a value
+    is missing and the policy substitutes the group average; evaluation.py computes it."""
+    if indicators is not None and indicators.credit_code != enterprise.credit_code:
+        raise ValueError("indicators belong to another enterprise")
+    group = policy.group(group_of(enterprise, indicators, policy))
+    return score_inputs(
+        enterprise.credit_code,
+        group,
+        enterprise_inputs(indicators, policy),
+        policy,
+        benchmarks,
+        flags=enterprise.flags(),
+        group_average_terms=group_average_terms,
+    )
+
+
+def average_terms(results: Iterable[ScoreResult]) -> dict[str, Fraction]:
+    """indicator -> exact mean of the capped terms of those results that measured it (one group)."""
+    sums: dict[str, Fraction] = {}
+    counts: dict[str, int] = {}
+    for r in results:
+        for t in r.terms:
+            if t.status in MEASURED:
+                sums[t.indicator] = sums.get(t.indicator, Fraction(0)) + t.exact_term
+                counts[t.indicator] = counts.get(t.indicator, 0) + 1
+    return {k: sums[k] / counts[k] for k in sums}
+
+
+def aggregate_inputs(members: Iterable[Inputs]) -> dict[str, tuple[Fraction | None, Fraction | None]]:
+    """Sum numerators and denominators over the members that have both (so a member without land does
+    not inflate tax per 亩); an indicator nobody has stays missing."""
+    sums: dict[str, tuple[Fraction, Fraction]] = {}
+    codes: set[str] = set()
+    for m in members:
+        for code, (num, den) in m.items():
+            codes.add(code)
+            if num is None or den is None:
+                continue
+            n, d = sums.get(code, (Fraction(0), Fraction(0)))
+            sums[code] = (n + num, d + den)
+    return {c: sums.get(c, (None, None)) for c in sorted(codes)}
+
+
+def average_values(inputs: Inputs, policy: AssessmentPolicy) -> dict[str, Decimal]:
+    """County (or group) average of each indicator as the aggregate ratio sum(num) / sum(den), as the
+    statistics bureau publishes it; indicators without a positive denominator are left out."""
+    out: dict[str, Decimal] = {}
+    for d in policy.indicators:
+        num, den = inputs.get(d.code, (None, None))
+        if num is not None and den is not None and den > 0:
+            out[d.code] = quantize(num / den * to_fraction(d.multiplier))
+    return out

@@ -1,0 +1,238 @@
+"""The ledger's HTTP API (/v1). Amounts are decimal strings in the asset's unit; an unknown account or asset
+is a 404, never a zero."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from services.ledger.api.schemas import (
+    AssetOut,
+    BalanceOut,
+    BalancesQuery,
+    BatchResults,
+    EntriesPage,
+    EntryOut,
+    ItemResult,
+    OpenAccountsIn,
+    TransferOut,
+    TransfersIn,
+    VerifyOut,
+)
+from services.ledger.domain import Account, Transfer, TransferStatus, verify
+from services.ledger.handlers import BadTransfer, LedgerApp, to_new_account, to_request
+from services.ledger.storage.repository import LedgerRepository, _utc, journal_entry_from_row, row_disagrees_with_payload
+from shared.auth import Principal, require
+from shared.errors import ApiError, NotFound, Unprocessable
+from shared.runtime import ServiceRuntime
+
+router = APIRouter(prefix="/v1", tags=["ledger"])
+READ = require("ledger:read", "ledger:write", "finance:read")
+WRITE = require("ledger:write")
+
+
+def _rt(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime
+
+
+def _app(request: Request) -> LedgerApp:
+    return request.app.state.ledger
+
+
+def _fmt(app: LedgerApp, asset: str, units: int) -> str:
+    return app.assets[asset].format(units)
+
+
+def _flags(a: Account) -> list[str]:
+    return [n for n in ("debits_must_not_exceed_credits", "credits_must_not_exceed_debits", "closed") if getattr(a.flags, n)]
+
+
+def _balance(app: LedgerApp, a: Account, seq: int, dp=None, dpo=None, cp=None, cpo=None) -> BalanceOut:
+    dp = a.debits_pending if dp is None else dp
+    dpo = a.debits_posted if dpo is None else dpo
+    cp = a.credits_pending if cp is None else cp
+    cpo = a.credits_posted if cpo is None else cpo
+    f = lambda u: _fmt(app, a.asset, u)  # noqa: E731
+    return BalanceOut(account_id=a.id, asset=a.asset, address=a.address, flags=_flags(a), debits_pending=f(dp),
+                      debits_posted=f(dpo), credits_pending=f(cp), credits_posted=f(cpo), balance=f(cpo - dpo),
+                      available=f(cpo - dpo - dp), as_of_seq=seq)
+
+
+def _transfer(app: LedgerApp, t: Transfer) -> TransferOut:
+    return TransferOut(
+        transfer_id=t.id, debit_account=t.debit_account_id, credit_account=t.credit_account_id, asset=t.asset,
+        amount=_fmt(app, t.asset, t.amount), code=t.code, pending=t.pending, timeout_seconds=t.timeout_seconds,
+        post_pending_id=t.post_pending_id, void_pending_id=t.void_pending_id, linked=t.linked, refs=list(t.refs),
+        metadata=dict(t.metadata), timestamp=t.timestamp, status=t.status.value, expires_at=t.expires_at,
+        posted_amount=_fmt(app, t.asset, t.posted_amount) if t.pending and t.status is not TransferStatus.pending else None,
+        resolved_by=t.resolved_by, resolved_at=t.resolved_at,
+    )
+
+
+@router.get("/assets", response_model=list[AssetOut])
+def list_assets(request: Request, _: Principal = Depends(READ)):
+    return [AssetOut(code=a.code, name=a.name, unit=a.unit, scale=a.scale) for a in _app(request).assets.values()]
+
+
+@router.get("/assets/{code}", response_model=AssetOut, responses={404: {"description": "unknown asset"}})
+def get_asset(code: str, request: Request, _: Principal = Depends(READ)):
+    a = _app(request).assets.get(code)
+    if a is None:
+        raise NotFound("asset_not_found", f"no asset {code!r}")
+    return AssetOut(code=a.code, name=a.name, unit=a.unit, scale=a.scale)
+
+
+@router.post("/accounts", response_model=BatchResults, summary="Open accounts (idempotent by account id)")
+def open_accounts(body: OpenAccountsIn, request: Request, _: Principal = Depends(WRITE)):
+    app = _app(request)
+    outcome = _rt(request).transaction(lambda uow: app.open_accounts(uow.session, [to_new_account(a) for a in body.accounts]))
+    results = [ItemResult(index=r.index, id=r.id, result=r.result.value) for r in outcome.results]
+    return BatchResults(results=results, ok=outcome.ok)
+
+
+@router.post("/transfers", response_model=BatchResults,
+             summary="Create transfers: a batch of up to 10,000, applied in order; linked chains all-or-nothing")
+def create_transfers(body: TransfersIn, request: Request, _: Principal = Depends(WRITE)):
+    app = _app(request)
+    try:
+        reqs = [to_request(s, app.assets, i) for i, s in enumerate(body.transfers)]
+    except BadTransfer as exc:
+        raise Unprocessable(exc.reason, str(exc), {"index": exc.index}) from None
+    result = _rt(request).transaction(lambda uow: app.submit(uow.session, reqs))
+    # an asset declared in the request must be the accounts' asset
+    results = [ItemResult(index=r.index, id=r.id, result=r.result.value) for r in result.outcome.results]
+    return BatchResults(results=results, ok=result.outcome.ok)
+
+
+@router.get("/transfers/{transfer_id}", response_model=TransferOut, responses={404: {"description": "unknown transfer"}})
+def get_transfer(transfer_id: str, request: Request, _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        repo = LedgerRepository(s)
+        found = repo.transfers_by_id([transfer_id])
+        if found:
+            return _transfer(_app(request), found[0])
+        failed = repo.failed(transfer_id)
+    if failed:
+        raise ApiError(404, "transfer_failed", f"transfer {transfer_id!r} failed: {failed.result.value}",
+                       {"result": failed.result.value})
+    raise NotFound("transfer_not_found", f"no transfer {transfer_id!r}")
+
+
+def _account_or_404(repo: LedgerRepository, account_id: str) -> Account:
+    a = repo.account(account_id)
+    if a is None:
+        raise NotFound("account_not_found", f"no account {account_id!r}")
+    return a
+
+
+@router.get("/accounts/{account_id:path}/balance", response_model=BalanceOut,
+            summary="Balance now, or as of a time or a journal position")
+def balance(account_id: str, request: Request, as_of: datetime | None = None,
+            at_seq: int | None = Query(default=None, ge=0), _: Principal = Depends(READ)):
+    app = _app(request)
+    with _rt(request).db.sessions() as s:
+        repo = LedgerRepository(s)
+        a = _account_or_404(repo, account_id)
+        if as_of is None and at_seq is None:
+            return _balance(app, a, repo.head().seq)
+        if as_of is not None and as_of.tzinfo is None:
+            raise Unprocessable("as_of_needs_timezone", "as_of must carry a timezone, e.g. 2026-06-30T23:59:59+08:00")
+        seq = repo.seq_as_of(as_of) if as_of is not None else min(at_seq, repo.head().seq)
+        if at_seq is not None and as_of is not None:
+            seq = min(seq, at_seq)
+        if repo.account_created_seq(account_id) > seq:
+            raise NotFound("account_not_found_at", f"account {account_id!r} did not exist at journal position {seq}")
+        return _balance(app, a, seq, *repo.balance_upto(account_id, seq))
+
+
+@router.post("/balances:query", response_model=list[BalanceOut], summary="Balances of many accounts at once")
+def balances(body: BalancesQuery, request: Request, _: Principal = Depends(READ)):
+    app = _app(request)
+    with _rt(request).db.sessions() as s:
+        repo = LedgerRepository(s)
+        found = {a.id: a for a in repo.accounts_where(ids=body.account_ids)}
+        missing = [i for i in body.account_ids if i not in found]
+        if missing:
+            raise NotFound("account_not_found", f"unknown accounts: {', '.join(missing[:20])}")
+        seq = repo.head().seq
+        return [_balance(app, found[i], seq) for i in body.account_ids]
+
+
+@router.get("/balances", response_model=list[BalanceOut], summary="Balances by address prefix, e.g. all pools of a county")
+def balances_by_address(request: Request, address_prefix: str = Query(min_length=3), asset: str | None = None,
+                        limit: int = Query(default=1000, ge=1, le=10000), _: Principal = Depends(READ)):
+    app = _app(request)
+    if asset is not None and asset not in app.assets:
+        raise NotFound("asset_not_found", f"no asset {asset!r}")
+    with _rt(request).db.sessions() as s:
+        repo = LedgerRepository(s)
+        seq = repo.head().seq
+        return [_balance(app, a, seq) for a in repo.accounts_where(address_prefix=address_prefix, asset=asset, limit=limit)]
+
+
+@router.get("/accounts/{account_id:path}/entries", response_model=EntriesPage,
+            summary="An account's journal entries in journal order, paginated by seq")
+def entries(account_id: str, request: Request, after_seq: int = Query(default=0, ge=0),
+            limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
+    app = _app(request)
+    with _rt(request).db.sessions() as s:
+        repo = LedgerRepository(s)
+        a = _account_or_404(repo, account_id)
+        rows = repo.entries(account_id, after_seq, limit + 1)
+    f = lambda u: _fmt(app, a.asset, u)  # noqa: E731
+    out = []
+    for r in rows[:limit]:
+        debit = r.debit_account_id == account_id
+        credit = r.credit_account_id == account_id
+        out.append(EntryOut(seq=r.seq, kind=r.kind, transfer_id=r.transfer_id, recorded_at=_utc(r.recorded_at),
+                            debits_pending=f(r.d_debits_pending if debit else 0), debits_posted=f(r.d_debits_posted if debit else 0),
+                            credits_pending=f(r.d_credits_pending if credit else 0), credits_posted=f(r.d_credits_posted if credit else 0),
+                            hash=r.hash))
+    return EntriesPage(entries=out, next_after_seq=out[-1].seq if len(rows) > limit else None)
+
+
+@router.get("/accounts/{account_id:path}/pending", response_model=list[TransferOut], summary="Pending transfers touching an account")
+def pending(account_id: str, request: Request, _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        repo = LedgerRepository(s)
+        _account_or_404(repo, account_id)
+        return [_transfer(_app(request), t) for t in repo.pending_of(account_id)]
+
+
+@router.get("/accounts/{account_id:path}", response_model=BalanceOut, responses={404: {"description": "unknown account"}})
+def get_account(account_id: str, request: Request, _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        repo = LedgerRepository(s)
+        return _balance(_app(request), _account_or_404(repo, account_id), repo.head().seq)
+
+
+@router.get("/journal/verify", response_model=VerifyOut,
+            summary="Verify the hash chain from the start, or from a checkpoint seq (trusting the entry before it)")
+def verify_journal(request: Request, from_seq: int = Query(default=1, ge=1), _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        return verify_chain(LedgerRepository(s), from_seq)
+
+
+def verify_chain(repo: LedgerRepository, from_seq: int = 1) -> VerifyOut:
+    head = repo.head()
+    start_hash = "0" * 64 if from_seq == 1 else repo.hash_at(from_seq - 1)
+    if start_hash is None:
+        raise NotFound("checkpoint_not_found", f"no journal entry {from_seq - 1}")
+    broken_columns: list[int] = []
+
+    def entries():
+        for r in repo.journal_rows(from_seq):
+            if row_disagrees_with_payload(r):
+                broken_columns.append(r.seq)
+                return
+            yield journal_entry_from_row(r)
+
+    res = verify(entries(), start_prev_hash=start_hash, start_seq=from_seq)
+    if broken_columns and (res.ok or res.first_broken_seq >= broken_columns[0]):
+        return VerifyOut(ok=False, checked=res.checked, from_seq=from_seq, head_seq=head.seq,
+                         first_broken_seq=broken_columns[0], reason="columns_disagree_with_payload")
+    if res.ok and res.checked and res.last_hash != head.hash:
+        return VerifyOut(ok=False, checked=res.checked, from_seq=from_seq, head_seq=head.seq,
+                         first_broken_seq=head.seq, reason="head_mismatch")
+    return VerifyOut(ok=res.ok, checked=res.checked, from_seq=from_seq, head_seq=head.seq,
+                     first_broken_seq=res.first_broken_seq, reason=res.reason)

@@ -1,0 +1,246 @@
+"""Commands and events in, events out: the ledger's application layer, shared by the HTTP API and the Kafka
+consumer. One call = one locked, consistent view, one engine run, one persisted outcome plus its events, all
+in the caller's transaction."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from services.ledger.domain import (
+    DEFAULT_ASSETS,
+    AccountBatchOutcome,
+    AccountFlags,
+    AccountResult,
+    Asset,
+    BatchOutcome,
+    FailedTransfer,
+    NewAccount,
+    Transfer,
+    TransferRequest,
+    TransferResult,
+    TransferStatus,
+    apply_batch,
+    create_accounts,
+    expire_pending,
+)
+from services.ledger.storage.repository import LedgerRepository, LoadedView
+from shared.amounts import AmountError, parse_amount
+from shared.consumer import MessageContext, Rejected
+from shared.contracts import topics
+from shared.contracts.ledger import (
+    AccountOpened,
+    AccountSpec,
+    TransferExpired,
+    TransferPending,
+    TransferPosted,
+    TransferRejected,
+    TransfersRequested,
+    TransferSpec,
+    TransferVoided,
+)
+from shared.envelope import Envelope, new_envelope
+from shared.logs import correlation_id
+from shared.message_bus import MessageBus
+from shared.outbox import Outbox
+from services.ledger.metrics import count_results
+
+MAX_BATCH = 10_000
+
+
+class BadTransfer(ValueError):
+    """A request that cannot even be turned into a transfer (unknown asset, bad amount)."""
+
+    def __init__(self, index: int, reason: str, message: str):
+        super().__init__(message)
+        self.index = index
+        self.reason = reason
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_request(spec: TransferSpec, assets: dict[str, Asset], index: int = 0) -> TransferRequest:
+    asset = assets.get(spec.asset)
+    if asset is None:
+        raise BadTransfer(index, "asset_unknown", f"transfers[{index}]: unknown asset {spec.asset!r}")
+    second_phase = bool(spec.post_pending_id or spec.void_pending_id)
+    try:
+        amount = parse_amount(spec.amount, asset.scale, allow_zero=second_phase)
+    except AmountError as exc:
+        raise BadTransfer(index, exc.reason, f"transfers[{index}].amount: {exc}") from None
+    return TransferRequest(
+        id=spec.transfer_id, debit_account_id=spec.debit_account, credit_account_id=spec.credit_account,
+        amount=amount, code=spec.code, pending=spec.pending, timeout_seconds=spec.timeout_seconds,
+        post_pending_id=spec.post_pending_id, void_pending_id=spec.void_pending_id, linked=spec.linked,
+        refs=tuple(spec.refs), metadata=dict(spec.metadata),
+    )
+
+
+def to_new_account(spec: AccountSpec) -> NewAccount:
+    flags = None
+    if spec.flags is not None:
+        flags = AccountFlags("debits_must_not_exceed_credits" in spec.flags,
+                             "credits_must_not_exceed_debits" in spec.flags, "closed" in spec.flags)
+    return NewAccount(spec.account_id, spec.asset, spec.address, flags)
+
+
+@dataclass
+class SubmitResult:
+    outcome: BatchOutcome
+    accounts: AccountBatchOutcome | None
+
+
+class LedgerApp:
+    def __init__(self, outbox: Outbox, assets: dict[str, Asset] | None = None, clock: Callable[[], datetime] = utcnow):
+        self.outbox = outbox
+        self.assets = assets or DEFAULT_ASSETS
+        self.clock = clock
+
+    # -- commands ----------------------------------------------------------------------------------
+    def open_accounts(self, session: Session, specs: list[NewAccount], *, causation: str | None = None) -> AccountBatchOutcome:
+        repo = LedgerRepository(session)
+        head = repo.lock_head()
+        view = LoadedView(repo.lock_accounts(sorted({a.id for a in specs})), {}, head)
+        outcome = create_accounts(view, specs, self.clock(), self.assets)
+        repo.persist_accounts(outcome)
+        self._emit(session, [self._account_event(a, causation) for a in outcome.accounts])
+        return outcome
+
+    def submit(self, session: Session, requests: list[TransferRequest], *, ensure_accounts: Iterable[NewAccount] = (),
+               causation: str | None = None) -> SubmitResult:
+        if len(requests) > MAX_BATCH:
+            raise BadTransfer(MAX_BATCH, "batch_too_large", f"at most {MAX_BATCH} transfers per batch")
+        repo = LedgerRepository(session)
+        head = repo.lock_head()
+        opened = None
+        ensure = list(ensure_accounts)
+        if ensure:
+            # insert-or-ignore: make sure every touched account row exists before locking balances
+            existing = repo.lock_accounts(sorted({a.id for a in ensure}))
+            missing = [a for a in ensure if a.id not in existing]
+            if missing:
+                opened = create_accounts(LoadedView(existing, {}, head), missing, self.clock(), self.assets)
+                repo.persist_accounts(opened)
+                self._emit(session, [self._account_event(a, causation) for a in opened.accounts])
+                if opened.journal:
+                    head = type(head)(opened.journal[-1].seq, opened.journal[-1].hash)
+        ids = [r.id for r in requests] + [r.post_pending_id or r.void_pending_id for r in requests]
+        accts = [a for r in requests for a in (r.debit_account_id, r.credit_account_id)]
+        view = repo.load_view(head, ids, accts)
+        outcome = apply_batch(view, requests, self.clock())
+        repo.persist_batch(outcome)
+        self._emit(session, self._transfer_events(view, requests, outcome, causation))
+        # counted once the transaction commits, so a retried transaction is not counted twice
+        event.listen(session, "after_commit", lambda _s: count_results(requests, outcome), once=True)
+        return SubmitResult(outcome, opened)
+
+    def expire_due(self, session: Session, limit: int = 1000) -> int:
+        repo = LedgerRepository(session)
+        head = repo.lock_head()
+        now = self.clock()
+        due = repo.due_pending(now, limit)
+        if not due:
+            return 0
+        view = LoadedView(repo.lock_accounts(sorted({a for t in due for a in (t.debit_account_id, t.credit_account_id)})),
+                          {t.id: t for t in due}, head)
+        outcome = expire_pending(view, due, now)
+        repo.persist_expiry(outcome)
+        self._emit(session, [self._outcome_event(TransferExpired, t, None, pending_id=t.id) for t in outcome.expired])
+        return len(outcome.expired)
+
+    # -- events ------------------------------------------------------------------------------------
+    def _emit(self, session: Session, envelopes: list[Envelope]) -> None:
+        self.outbox.add_many(session, [(e, topics.LEDGER_EVENTS) for e in envelopes])
+
+    def _envelope(self, event, subject: str, causation: str | None) -> Envelope:
+        return new_envelope(event, subject=subject, source=self.outbox.source, producer=self.outbox.service,
+                            correlation_id=correlation_id.get(), causation_id=causation, event_id=str(uuid.uuid4()))
+
+    def _account_event(self, a, causation: str | None) -> Envelope:
+        flags = [n for n in ("debits_must_not_exceed_credits", "credits_must_not_exceed_debits", "closed") if getattr(a.flags, n)]
+        return self._envelope(AccountOpened(account_id=a.id, asset=a.asset, address=a.address, flags=flags), a.id, causation)
+
+    def _outcome_event(self, cls, t: Transfer, causation: str | None, *, pending_id: str = "", **extra) -> Envelope:
+        asset = self.assets[t.asset]
+        ev = cls(transfer_id=t.id, debit_account=t.debit_account_id, credit_account=t.credit_account_id, asset=t.asset,
+                 amount=asset.format(t.amount), code=t.code, pending_id=pending_id, refs=list(t.refs),
+                 metadata=dict(t.metadata), at=t.resolved_at or t.timestamp, **extra)
+        return self._envelope(ev, pending_id or t.id, causation)
+
+    def _transfer_events(self, view: LoadedView, requests: list[TransferRequest], outcome: BatchOutcome,
+                         causation: str | None) -> list[Envelope]:
+        new = {t.id: t for t in outcome.transfers}
+        out: list[Envelope] = []
+        for req, res in zip(requests, outcome.results):
+            r = res.result
+            if r is TransferResult.exists:
+                continue  # said once already, when it happened
+            if r is TransferResult.ok:
+                t = new[req.id]
+                pid = t.post_pending_id or t.void_pending_id
+                if t.pending:
+                    out.append(self._outcome_event(TransferPending, t._replace(resolved_at=None), causation, expires_at=t.expires_at))
+                elif t.status is TransferStatus.voided:
+                    out.append(self._outcome_event(TransferVoided, t, causation, pending_id=pid))
+                else:
+                    out.append(self._outcome_event(TransferPosted, t, causation, pending_id=pid))
+                continue
+            if isinstance(view.transfer(req.id), FailedTransfer):
+                continue  # a retry of an id that already failed: the rejection was published then
+            asset = self._asset_of(view, req)
+            amount = self.assets[asset].format(req.amount) if asset in self.assets else str(req.amount)
+            ev = TransferRejected(transfer_id=req.id, debit_account=req.debit_account_id, credit_account=req.credit_account_id,
+                                  asset=asset, amount=amount, code=req.code, pending_id=req.post_pending_id or req.void_pending_id,
+                                  refs=list(req.refs), metadata=dict(req.metadata), at=self.clock(), reason=r.value)
+            out.append(self._envelope(ev, req.post_pending_id or req.void_pending_id or req.id or "unknown", causation))
+        return out
+
+    @staticmethod
+    def _asset_of(view: LoadedView, req: TransferRequest) -> str:
+        for aid in (req.debit_account_id, req.credit_account_id):
+            a = view.account(aid)
+            if a is not None:
+                return a.asset
+        p = view.transfer(req.post_pending_id or req.void_pending_id)
+        return p.asset if isinstance(p, Transfer) else "UNKNOWN"
+
+
+def build_bus(app: LedgerApp) -> tuple[MessageBus, Callable[[Session, list[MessageContext]], None]]:
+    """The ledger's consumer: TransfersRequested commands, many per engine run."""
+    bus = MessageBus()
+
+    @bus.on(TransfersRequested)
+    def one(ctx: MessageContext) -> None:
+        _apply_commands(app, ctx.session, [ctx])
+
+    def many(session: Session, contexts: list[MessageContext]) -> None:
+        _apply_commands(app, session, contexts)
+
+    return bus, many
+
+
+def _apply_commands(app: LedgerApp, session: Session, contexts: list[MessageContext]) -> None:
+    requests: list[TransferRequest] = []
+    ensure: list[NewAccount] = []
+    for ctx in contexts:
+        cmd: TransfersRequested = ctx.event
+        try:
+            reqs = [to_request(s, app.assets, i) for i, s in enumerate(cmd.transfers)]
+        except BadTransfer as exc:
+            raise Rejected(exc.reason, str(exc)) from None
+        if reqs[-1].linked:
+            raise Rejected("linked_event_chain_open", "the last transfer of a command must close its linked chain")
+        requests.extend(reqs)
+        ensure.extend(to_new_account(a) for a in cmd.open_accounts)
+    causation = contexts[0].envelope.id if len(contexts) == 1 else None
+    result = app.submit(session, requests, ensure_accounts=ensure, causation=causation)
+    if result.accounts is not None:
+        bad = [r for r in result.accounts.results if r.result not in (AccountResult.ok, AccountResult.exists)]
+        if bad and len(contexts) == 1:
+            raise Rejected("account_spec_invalid", f"{bad[0].id}: {bad[0].result.value}")

@@ -1,0 +1,93 @@
+"""Entry point of the ledger service: `python -m services.ledger.main`."""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.ledger.api.routes import router
+from services.ledger.handlers import LedgerApp, build_bus
+from services.ledger.metrics import LedgerMetrics
+from services.ledger.storage.tables import metadata
+from shared.api import create_app
+from shared.contracts import topics
+from shared.runtime import ServiceRuntime
+from shared.settings import ServiceSettings, load_settings
+
+MIGRATIONS = Path(__file__).parent / "storage" / "migrations"
+TOPICS = [topics.LEDGER_COMMANDS]
+log = logging.getLogger(__name__)
+
+
+class LedgerSettings(ServiceSettings):
+    expiry_interval_seconds: float = 1.0
+
+
+def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, FastAPI]:
+    settings = settings or load_settings("ledger", LedgerSettings)
+    holder: dict = {}
+    bus_box: dict = {}
+
+    def handler(ctx):
+        return bus_box["bus"](ctx)
+
+    def batch(session, contexts):
+        return bus_box["many"](session, contexts)
+
+    runtime = ServiceRuntime(settings, metadata, MIGRATIONS, topics=TOPICS, handler=handler,
+                             handled_types={"TransfersRequested"}, batch_handler=batch)
+    ledger = LedgerApp(runtime.outbox)
+    bus_box["bus"], bus_box["many"] = build_bus(ledger)
+    app = create_app("ledger", authenticator=runtime.authenticator, ready_checks=runtime.ready_checks(),
+                     title="CountyPool ledger", description="Double-entry book of record for every quota and every fen.")
+    app.state.runtime = runtime
+    app.state.ledger = ledger
+    app.include_router(router)
+    LedgerMetrics(runtime).install()
+    expiry = PendingExpiry(runtime, ledger, getattr(settings, "expiry_interval_seconds", 1.0))
+    holder["expiry"] = expiry
+    app.state.expiry = expiry
+    return runtime, app
+
+
+class PendingExpiry:
+    """The ledger expires pending transfers itself when their timeout passes."""
+
+    def __init__(self, runtime: ServiceRuntime, ledger: LedgerApp, interval: float):
+        self.runtime = runtime
+        self.ledger = ledger
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        return self.runtime.transaction(lambda uow: self.ledger.expire_due(uow.session))
+
+    def start(self) -> None:
+        def loop():
+            while not self._stop.wait(self.interval):
+                try:
+                    while self.run_once() > 0:
+                        pass
+                except Exception as exc:  # noqa: BLE001 - try again next tick
+                    log.warning("expiring pending transfers failed: %s", exc)
+
+        self._thread = threading.Thread(target=loop, name="ledger-expiry", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+
+
+def main() -> None:
+    runtime, app = build()
+    runtime.add_background(app.state.expiry.start, app.state.expiry.stop)
+    runtime.serve(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Ledger metrics: transfers by outcome and code, pending per asset, journal length. Labels are asset,
+outcome and code only (never account ids). Gauges are read from the database when Prometheus scrapes."""
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import GaugeMetricFamily
+
+from services.ledger.storage.repository import LedgerRepository
+
+log = logging.getLogger(__name__)
+
+TRANSFERS = Counter("countypool_ledger_transfers_total", "Transfer requests by result and code", ["result", "code"])
+
+
+class _Collector:
+    runtime = None
+
+    def collect(self):
+        pending_n = GaugeMetricFamily("countypool_ledger_pending_transfers", "Pending transfers", labels=["asset"])
+        pending_amt = GaugeMetricFamily("countypool_ledger_pending_amount_units",
+                                        "Pending amount in the asset's smallest unit", labels=["asset"])
+        journal = GaugeMetricFamily("countypool_ledger_journal_length", "Journal entries")
+        imbalance = GaugeMetricFamily("countypool_ledger_asset_imbalance_units",
+                                      "Sum of all posted balances of an asset (must be 0)", labels=["asset"])
+        rt = self.runtime
+        if rt is not None:
+            try:
+                with rt.db.sessions() as s:
+                    repo = LedgerRepository(s)
+                    for asset, n, amount in repo.pending_totals():
+                        pending_n.add_metric([asset], n)
+                        pending_amt.add_metric([asset], int(amount))
+                    journal.add_metric([], repo.head().seq)
+                    for asset, posted, _pending, _n in repo.asset_sums():
+                        imbalance.add_metric([asset], int(posted or 0))
+            except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB blinked
+                log.debug("ledger gauges unavailable: %s", exc)
+        yield from (pending_n, pending_amt, journal, imbalance)
+
+
+_COLLECTOR = _Collector()
+REGISTRY.register(_COLLECTOR)
+
+
+class LedgerMetrics:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def install(self) -> None:
+        _COLLECTOR.runtime = self.runtime
+
+
+def count_results(requests, outcome) -> None:
+    for req, res in zip(requests, outcome.results):
+        TRANSFERS.labels(res.result.value, req.code or "none").inc()

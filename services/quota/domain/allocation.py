@@ -1,0 +1,109 @@
+"""An explicit allocation round for competing requests.
+
+Requests waiting in ``requested`` are ordered by the county's PriorityPolicy (its keys in turn, then the
+request id, so the order is total) and decided one by one against what is still available: granted in
+full, or insufficient. All or nothing per request: a request whose lines do not all fit takes nothing,
+and later (lower-priority) requests that do fit are still granted, since an insufficient request is
+rejected, not kept waiting, and holding quota back for it would help nobody.
+Same input, same decisions: nothing here reads a clock or depends on input order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Mapping, Sequence
+
+from services.quota.domain.policy import PoolPolicy, PriorityKey, PriorityPolicy
+from services.quota.domain.requests import (
+    QuotaRequest, RequestState, RequestTransition, begin_reserving, reject,
+)
+
+
+class Outcome(StrEnum):
+    GRANTED = "granted"
+    INSUFFICIENT = "insufficient"
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    asset: str
+    requested: int
+    available: int  # what was left when the request's turn came
+
+
+@dataclass(frozen=True)
+class RoundDecision:
+    request_id: str
+    rank: int  # 1 = first served
+    outcome: Outcome
+    reason: str  # "granted" | "insufficient_quota"
+    ordered_by: tuple[tuple[str, str], ...]  # the priority facts that placed it, for the record
+    shortfalls: tuple[Shortfall, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    decisions: tuple[RoundDecision, ...]  # in rank order
+    available_after: Mapping[str, int]
+
+
+def _key_part(request: QuotaRequest, key: PriorityKey, policy: PriorityPolicy) -> tuple[tuple[Any, ...], str]:
+    """(sortable value, recorded value) of one priority key; unknown facts sort last."""
+    p = request.project
+    if key is PriorityKey.PROJECT_CLASS:
+        order = policy.class_order
+        rank = order.index(p.project_class) if p.project_class in order else len(order)
+        return (rank,), str(p.project_class)
+    if key is PriorityKey.STRATEGIC_INDUSTRY:
+        member = p.industry_code is not None and p.industry_code in policy.strategic_industries
+        return (0 if member else 1,), "yes" if member else "no"
+    if key is PriorityKey.TAX_PER_MU:
+        known = p.tax_per_mu_fen is not None
+        return ((0, -p.tax_per_mu_fen) if known else (1, 0)), str(p.tax_per_mu_fen)  # type: ignore[operator]
+    if key is PriorityKey.ARRIVAL:
+        return (request.requested_at,), request.requested_at.isoformat()
+    raise ValueError(f"unknown priority key {key}")
+
+
+def priority_key(request: QuotaRequest, policy: PriorityPolicy) -> tuple[Any, ...]:
+    return tuple(_key_part(request, k, policy)[0] for k in policy.keys) + (request.request_id,)
+
+
+def run_allocation_round(
+    available: Mapping[str, int], requests: Sequence[QuotaRequest], policy: PriorityPolicy
+) -> RoundResult:
+    """``available``: per asset, what the pool may grant now (pool_view.available_by_asset)."""
+    if any(r.state is not RequestState.REQUESTED for r in requests):
+        raise ValueError("a round decides requests in state requested only")
+    if len({r.request_id for r in requests}) != len(requests):
+        raise ValueError("a request appears twice in the round")
+    if len({r.county_code for r in requests}) > 1:
+        raise ValueError("a round serves one county")
+    left = {a: n for a, n in available.items()}
+    decisions = []
+    for rank, request in enumerate(sorted(requests, key=lambda r: priority_key(r, policy)), start=1):
+        ordered_by = tuple((k.value, _key_part(request, k, policy)[1]) for k in policy.keys)
+        short = tuple(
+            Shortfall(asset, amount, left.get(asset, 0))
+            for asset, amount in request.line_amounts
+            if amount > left.get(asset, 0)
+        )
+        if short:
+            decisions.append(RoundDecision(request.request_id, rank, Outcome.INSUFFICIENT, "insufficient_quota",
+                                           ordered_by, short))
+            continue
+        for asset, amount in request.line_amounts:
+            left[asset] = left.get(asset, 0) - amount
+        decisions.append(RoundDecision(request.request_id, rank, Outcome.GRANTED, "granted", ordered_by))
+    return RoundResult(tuple(decisions), left)
+
+
+def apply_decision(request: QuotaRequest, decision: RoundDecision, now: datetime,
+                   policy: PoolPolicy) -> RequestTransition:
+    """Granted -> reserving (pending transfers asked); insufficient -> rejected with the round's reason."""
+    if decision.request_id != request.request_id:
+        raise ValueError("the decision is for another request")
+    if decision.outcome is Outcome.GRANTED:
+        return begin_reserving(request, now, policy)
+    return reject(request, decision.reason, now)

@@ -1,0 +1,35 @@
+"""Identity checks: the unified social credit code (GB 32100) and administrative region codes."""
+from __future__ import annotations
+
+from services.quota.domain.problems import Problem
+
+_CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # 31 characters: no I, O, S, V, Z
+_CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def credit_code_check_char(first17: str) -> str:
+    total = sum(_CREDIT_CHARS.index(c) * w for c, w in zip(first17, _CREDIT_WEIGHTS))
+    return _CREDIT_CHARS[(31 - total % 31) % 31]
+
+
+def credit_code_problem(code: object, field: str = "enterprise_credit_code") -> Problem | None:
+    if not isinstance(code, str) or len(code) != 18 or any(c not in _CREDIT_CHARS for c in code):
+        return Problem("credit_code_malformed", field, "18 characters of 0-9 and A-Y without I, O, S, V, Z")
+    if credit_code_check_char(code[:17]) != code[17]:
+        return Problem("credit_code_check_failed", field, "the 18th character does not match GB 32100")
+    return None
+
+
+def county_code_problem(code: object, field: str = "county_code") -> Problem | None:
+    if not isinstance(code, str) or len(code) != 6 or not code.isdigit():
+        return Problem("county_code_malformed", field, "a county code is 6 digits")
+    return None
+
+
+def township_code_problem(code: object, county_code: object, field: str = "township_code") -> Problem | None:
+    """A township code is 9 digits (or the 12-digit statistical form) starting with its county's code."""
+    if not isinstance(code, str) or len(code) not in (9, 12) or not code.isdigit():
+        return Problem("township_code_malformed", field, "a township code is 9 or 12 digits")
+    if isinstance(county_code, str) and not code.startswith(county_code):
+        return Problem("township_not_in_county", field, f"{code} does not lie in county {county_code}")
+    return None

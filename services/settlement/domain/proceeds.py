@@ -1,0 +1,181 @@
+"""Quota proceeds (指标收益) and buy-backs (收储), and the policy that shares them.
+
+When the pool allocates quota to a project, the project pays ``amount_due``. Following the seed policy (六:
+part of the freed resources compensates the enterprises that exited or relocated), a compensation share goes to
+the enterprises whose lots were consumed, pro rata to units consumed; the rest is shared between the townships
+the lots came from, the park the project enters and the county fund. Every line of an allocation has the project
+as payer, so the project's lines sum to exactly ``amount_due``. A buy-back is the county fund paying an
+enterprise for quota it takes into the reserve.
+
+Rounding: see ``rounding`` rule 5 (compensation remainder -> largest contributor; rest remainder -> county fund).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from .errors import PartyError, ProceedsError
+from .parties import Party, PartyKind, county_fund, enterprise, require_party
+from .rounding import BASIS_POINTS, basis_point_part, largest_contributor, split
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_id(value: str, what: str) -> None:
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ProceedsError("invalid_id", f"{what} {value!r} is not a valid id")
+
+
+@dataclass(frozen=True)
+class ConsumedLot:
+    lot_id: str
+    enterprise: str  # credit code of the enterprise that freed the lot
+    township: Party  # where it was freed, e.g. "township:320623101"
+    units: int  # in the asset's smallest unit
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuotaAllocation:
+    allocation_id: str
+    project_id: str
+    asset: str
+    amount_units: int
+    price: str  # decimal string per unit, for reference only: amount_due is what the project pays
+    amount_due_fen: int
+    destination: Party  # the park (or township) the project enters
+    lots: tuple[ConsumedLot, ...]
+    allocated_on: date
+    received_at: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lots", tuple(self.lots))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuyBack:
+    buyback_id: str
+    enterprise: str  # credit code
+    lot_id: str
+    amount_fen: int  # owed by the county fund to the enterprise
+    agreed_on: date
+    received_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class SettlementPolicy:
+    """The county's settings for proceeds (a versioned setting per county and year, never a constant in code)."""
+
+    policy_id: str
+    version: int
+    county: str
+    compensation_bp: int  # e.g. 3000 = 30% of amount_due compensates the enterprises that freed the lots
+    township_weight: int  # the rest is shared township : park : fund by these weights (per unit consumed)
+    park_weight: int
+    fund_weight: int
+
+    def __post_init__(self) -> None:
+        _check_id(self.policy_id, "policy id")
+        if not _is_int(self.version) or self.version < 1:
+            raise ProceedsError("invalid_version", "policy version must be an integer >= 1")
+        try:
+            county_fund(self.county)
+        except PartyError as exc:
+            raise ProceedsError(exc.reason, str(exc)) from None
+        if not _is_int(self.compensation_bp) or not 0 <= self.compensation_bp <= BASIS_POINTS:
+            raise ProceedsError("invalid_compensation_share", "compensation share must be 0..10000 basis points")
+        ws = (self.township_weight, self.park_weight, self.fund_weight)
+        if not all(_is_int(w) and w >= 0 for w in ws) or sum(ws) <= 0:
+            raise ProceedsError("invalid_proceeds_weights", "proceeds weights must be integers >= 0, not all 0")
+
+    @property
+    def fund(self) -> Party:
+        return county_fund(self.county)
+
+
+def validate_allocation(a: QuotaAllocation) -> QuotaAllocation:
+    _check_id(a.allocation_id, "allocation id")
+    _check_id(a.project_id, "project id")
+    where = f"allocation {a.allocation_id}"
+    if not _is_int(a.amount_due_fen) or a.amount_due_fen < 0:
+        raise ProceedsError("invalid_amount_due", f"{where}: amount due must be integer fen >= 0")
+    if not _is_int(a.amount_units) or a.amount_units <= 0:
+        raise ProceedsError("invalid_amount", f"{where}: amount must be a positive integer of units")
+    if not isinstance(a.received_at, datetime) or a.received_at.tzinfo is None:
+        raise ProceedsError("received_at_not_timezone_aware", f"{where}: received_at must be timezone-aware")
+    if not isinstance(a.allocated_on, date) or isinstance(a.allocated_on, datetime):
+        raise ProceedsError("invalid_date", f"{where}: allocated_on must be a date")
+    if not a.lots:
+        raise ProceedsError("no_lots", f"{where}: every allocated unit must trace back to a released lot")
+    try:
+        require_party(a.destination, PartyKind.PARK, PartyKind.TOWNSHIP, role="destination")
+        seen: set[str] = set()
+        for lot in a.lots:
+            _check_id(lot.lot_id, "lot id")
+            if lot.lot_id in seen:
+                raise ProceedsError("duplicate_lot", f"{where}: lot {lot.lot_id} is listed twice")
+            seen.add(lot.lot_id)
+            enterprise(lot.enterprise)
+            require_party(lot.township, PartyKind.TOWNSHIP, PartyKind.PARK, role=f"origin of lot {lot.lot_id}")
+            if not _is_int(lot.units) or lot.units <= 0:
+                raise ProceedsError("invalid_lot_units", f"{where}: lot {lot.lot_id} must consume a positive number of units")
+    except PartyError as exc:
+        raise ProceedsError(exc.reason, f"{where}: {exc}") from None
+    if sum(lot.units for lot in a.lots) != a.amount_units:
+        raise ProceedsError("lots_do_not_match_amount", f"{where}: consumed lots do not add up to the allocated amount")
+    return a
+
+
+def validate_buyback(b: BuyBack) -> BuyBack:
+    _check_id(b.buyback_id, "buy-back id")
+    _check_id(b.lot_id, "lot id")
+    try:
+        enterprise(b.enterprise)
+    except PartyError as exc:
+        raise ProceedsError(exc.reason, f"buy-back {b.buyback_id}: {exc}") from None
+    if not _is_int(b.amount_fen) or b.amount_fen <= 0:
+        raise ProceedsError("invalid_amount", f"buy-back {b.buyback_id}: amount must be positive integer fen")
+    if not isinstance(b.received_at, datetime) or b.received_at.tzinfo is None:
+        raise ProceedsError("received_at_not_timezone_aware", f"buy-back {b.buyback_id}: received_at must be timezone-aware")
+    return b
+
+
+@dataclass(frozen=True)
+class ProceedsSplit:
+    """How one allocation's ``amount_due`` is shared; ``sum(compensation) + sum(shares) == amount_due``."""
+
+    compensation: dict[str, int]  # credit code -> fen
+    shares: dict[Party, int]  # township / park / county fund -> fen
+    lots_by_enterprise: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    lots_by_township: dict[Party, tuple[str, ...]] = field(default_factory=dict)
+
+
+def split_proceeds(a: QuotaAllocation, policy: SettlementPolicy) -> ProceedsSplit:
+    units_by_enterprise: dict[str, int] = {}
+    units_by_township: dict[Party, int] = {}
+    lots_e: dict[str, list[str]] = {}
+    lots_t: dict[Party, list[str]] = {}
+    for lot in a.lots:
+        units_by_enterprise[lot.enterprise] = units_by_enterprise.get(lot.enterprise, 0) + lot.units
+        units_by_township[lot.township] = units_by_township.get(lot.township, 0) + lot.units
+        lots_e.setdefault(lot.enterprise, []).append(lot.lot_id)
+        lots_t.setdefault(lot.township, []).append(lot.lot_id)
+    compensation_total = basis_point_part(a.amount_due_fen, policy.compensation_bp)
+    compensation = split(compensation_total, units_by_enterprise, largest_contributor(units_by_enterprise))
+    rest = a.amount_due_fen - compensation_total
+    total_units = a.amount_units
+    weights: dict[Party, int] = {t: policy.township_weight * u for t, u in units_by_township.items()}
+    for party, w in ((a.destination, policy.park_weight), (policy.fund, policy.fund_weight)):
+        # a destination that is also an origin township simply adds up its weights
+        weights[party] = weights.get(party, 0) + w * total_units
+    shares = split(rest, weights, policy.fund)
+    return ProceedsSplit(
+        compensation=compensation,
+        shares=shares,
+        lots_by_enterprise={k: tuple(sorted(v)) for k, v in lots_e.items()},
+        lots_by_township={k: tuple(sorted(v)) for k, v in lots_t.items()},
+    )

@@ -1,0 +1,59 @@
+"""Every rounding rule of settlement, written down once. All money is integer fen; every split goes through
+``shared.amounts.split_by_weights`` (floor each part, the named party takes the remainder), so the parts of a
+split always add up to the whole, to the fen, deterministically.
+
+1. Local retained tax. For one agreement, tax kind and tax month, the receipts are summed first and the local
+   retained part is ``floor(month_total * share_bp / 10000)``; the fen left over stays with the upper levels of
+   government (no line: that money never moves between our parties). Rounding per month aggregate, never per
+   receipt, makes the result independent of how a month's tax was paid in instalments or corrected.
+2. Origin/destination split. The local retained part is split by the schedule weights of the agreement year the
+   tax month falls in; the remainder goes to the agreement's ``remainder_to`` party. Only the origin's part
+   becomes a line (payer = destination, which collected the tax; payee = origin).
+3. Statistics (value added, output) are split the same way with the statistics weights; same remainder party.
+4. Guaranteed minimum. ``top-up = max(0, minimum - origin's share of the agreement year)``: exact, no rounding.
+5. Quota proceeds. ``compensation = floor(amount_due * compensation_bp / 10000)`` (the fen left over stays in
+   the rest). Compensation is split among the enterprises that freed the consumed lots pro rata to units consumed;
+   the remainder goes to the largest contributor (ties: the smallest credit code), so the whole compensation
+   reaches enterprises. The rest is split among origin townships (township weight x units from that township),
+   the destination park (park weight x all units) and the county fund (fund weight x all units); the remainder
+   goes to the county fund.
+6. Adjustments are differences of recomputed figures, never a rounding of a delta:
+   ``adjustment = share(new month total) - share already settled``. Summed over all periods, the origin receives
+   exactly the share of the final total, whatever the order in which receipts and corrections arrived.
+7. A negative amount is never written: a line whose computed amount is negative swaps payer and payee; a zero
+   line is dropped.
+"""
+from __future__ import annotations
+
+from typing import Hashable, Mapping, TypeVar
+
+from shared.amounts import split_by_weights
+
+BASIS_POINTS = 10_000
+
+K = TypeVar("K", bound=Hashable)
+
+_LOCAL, _UPPER = "local", "upper"
+
+
+def local_retained(month_total_fen: int, share_bp: int) -> int:
+    """Rule 1: floor of the local share; the remainder goes to the upper levels."""
+    if month_total_fen < 0:
+        raise ValueError("a month's tax total cannot be negative")
+    parts = split_by_weights(month_total_fen, {_LOCAL: share_bp, _UPPER: BASIS_POINTS - share_bp}, remainder_to=_UPPER)
+    return parts[_LOCAL]
+
+
+def basis_point_part(total_fen: int, share_bp: int) -> int:
+    """Rule 5: floor(total * bp / 10000), computed as a split so the leftover is explicit."""
+    return local_retained(total_fen, share_bp)
+
+
+def split(total: int, weights: Mapping[K, int], remainder_to: K) -> dict[K, int]:
+    """The one split used everywhere (rules 2, 3, 5)."""
+    return split_by_weights(total, weights, remainder_to=remainder_to)
+
+
+def largest_contributor(units_by_party: Mapping[K, int]) -> K:
+    """Rule 5 tie-break: most units, then the smallest id."""
+    return min(units_by_party, key=lambda p: (-units_by_party[p], str(p)))

@@ -1,0 +1,409 @@
+"""The idempotent consumer loop every service uses.
+
+Auto-commit is off. Each polled batch is applied in one database transaction, each message inside its own
+savepoint; the id of every applied event and the next offset of every partition are written in that same
+transaction, so a redelivery changes nothing and a crash between the database commit and the Kafka commit
+does not apply anything twice (on (re)assignment we seek to what the database says). A message that cannot
+be decoded, is not allowed, or fails its handler after bounded retries goes to ``<topic>.dlq`` with the
+reason in its headers, and the loop carries on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from sqlalchemy import Table, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from shared.contracts.topics import dlq
+from shared.db import Database, retry_reason
+from shared.envelope import Envelope, EnvelopeError, Event, decode
+from shared.logs import correlation_id
+from shared.metrics import CONSUMER_LAG, CONSUMER_LATENCY, DB_RETRIES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
+from shared.outbox import Outbox, make_producer
+
+log = logging.getLogger(__name__)
+
+
+class Rejected(Exception):
+    """A handler's permanent refusal of a message (bad data, not allowed): it goes to the DLQ at once."""
+
+    def __init__(self, reason: str, message: str = ""):
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+@dataclass
+class MessageContext:
+    session: Session
+    envelope: Envelope
+    event: Event
+    outbox: Outbox
+    topic: str
+    partition: int
+    offset: int
+
+    def emit(self, event: Event, *, subject: str, aggregate_version: int = 0, event_id: str | None = None,
+             topic: str | None = None) -> Envelope:
+        """Write a follow-up event to the outbox, caused by the message being handled."""
+        return self.outbox.add(
+            self.session, event, subject=subject, aggregate_version=aggregate_version,
+            causation_id=self.envelope.id, correlation=self.envelope.correlationid, event_id=event_id, topic=topic,
+        )
+
+
+Handler = Callable[[MessageContext], None]
+# Optional: apply many messages at once (one engine call per poll, as the ledger does). It runs in one
+# savepoint; if it raises, the batch falls back to the per-message handler so only bad messages are refused.
+BatchHandler = Callable[[Session, list[MessageContext]], None]
+Authorizer = Callable[[Envelope, str], None]  # raises EnvelopeError("unauthorized_source", ...) to refuse
+
+
+@dataclass
+class _DeadLetter:
+    record: object
+    reason: str
+    message: str
+
+
+@dataclass
+class ConsumerStats:
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    last_error: str | None = field(default=None)
+
+
+def payload_digest(env: Envelope) -> str:
+    return hashlib.sha256(json.dumps(env.data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class IdempotentConsumer:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        tables: dict[str, Table],
+        outbox: Outbox,
+        bootstrap: str,
+        group_id: str,
+        topics: list[str],
+        handler: Handler,
+        authorize: Authorizer | None = None,
+        max_records: int = 500,
+        max_attempts: int = 5,
+        handled_types: set[str] | None = None,
+        batch_handler: BatchHandler | None = None,
+    ):
+        self.db = db
+        self.inbox = tables["inbox"]
+        self.positions = tables["consumer_positions"]
+        self.outbox = outbox
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.topics = topics
+        self.handler = handler
+        self.authorize = authorize
+        self.max_records = max_records
+        self.max_attempts = max_attempts
+        # Events of types a service does not care about are recorded as "ignored" without a handler call.
+        self.handled_types = handled_types
+        self.batch_handler = batch_handler
+        self.service = db.service
+        self.stats = ConsumerStats()
+        self._consumer: KafkaConsumer | None = None
+        self._dlq_producer = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_lag = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"{self.service}-consumer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+        self._close()
+
+    def run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+                backoff = 0.2
+            except Exception as exc:  # noqa: BLE001 - keep consuming through outages
+                self.stats.last_error = str(exc)
+                log.warning("consumer loop error, retrying in %.1fs: %s", backoff, exc)
+                self._close()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self._close()
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception:  # noqa: BLE001
+                pass
+            self._consumer = None
+        if self._dlq_producer is not None:
+            try:
+                self._dlq_producer.close(timeout=2)
+            except Exception:  # noqa: BLE001
+                pass
+            self._dlq_producer = None
+
+    def _ensure_consumer(self) -> KafkaConsumer:
+        if self._consumer is None:
+            c = KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=self.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.max_records,
+                client_id=f"countypool-{self.service}",
+                fetch_max_bytes=64 * 1024 * 1024,
+                # New topics (and partitions) are noticed within seconds, not the default five minutes.
+                metadata_max_age_ms=5000,
+            )
+            c.subscribe(self.topics, listener=_ResumeFromDatabase(self))
+            self._consumer = c
+        return self._consumer
+
+    # -- one poll ----------------------------------------------------------------------------------
+    def poll_once(self, timeout_ms: int = 200) -> int:
+        consumer = self._ensure_consumer()
+        polled = consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
+        records = [r for tp in sorted(polled, key=lambda tp: (tp.topic, tp.partition)) for r in polled[tp]]
+        self._report_lag(consumer)
+        if not records:
+            return 0
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._apply(records)
+                break
+            except DBAPIError as exc:
+                reason = retry_reason(exc) or "db_error"
+                DB_RETRIES.labels(self.service, reason).inc()
+                if self._stop.is_set():
+                    raise
+                # Transient database trouble: nothing of the batch was committed; apply it again.
+                log.warning("batch of %d failed (%s), attempt %d", len(records), reason, attempt)
+                time.sleep(min(5.0, 0.05 * 2**attempt))
+        try:
+            consumer.commit()
+        except Exception as exc:  # noqa: BLE001 - the database position is authoritative
+            log.info("kafka offset commit failed (database position kept): %s", exc)
+        self.stats.batches += 1
+        CONSUMER_LATENCY.labels(self.service).observe(time.perf_counter() - started)
+        return len(records)
+
+    def _apply(self, records: list) -> None:
+        dead: list[_DeadLetter] = []
+        counts: dict[tuple[str, str], int] = {}
+        with self.db.sessions() as session, session.begin():
+            decoded: list[tuple[object, Envelope, Event]] = []
+            for rec in records:
+                try:
+                    env, ev = decode(rec.value)
+                    if self.authorize:
+                        self.authorize(env, rec.topic)
+                    decoded.append((rec, env, ev))
+                except EnvelopeError as exc:
+                    dead.append(_DeadLetter(rec, exc.reason, str(exc)))
+            seen = self._seen(session, [env.id for _, env, _ in decoded])
+            fresh: list[tuple[object, Envelope, Event, str]] = []
+            for rec, env, ev in decoded:
+                digest = payload_digest(env)
+                if env.id in seen:
+                    if seen[env.id] != digest:
+                        dead.append(_DeadLetter(rec, "duplicate_id_different_body",
+                                                f"event id {env.id} was already taken with another body"))
+                    else:
+                        counts[(rec.topic, "duplicate")] = counts.get((rec.topic, "duplicate"), 0) + 1
+                    continue
+                seen[env.id] = digest
+                fresh.append((rec, env, ev, digest))
+            outcomes = self._handle_batch(session, fresh) if self.batch_handler and fresh else None
+            if outcomes is None:
+                outcomes = [self._handle_one(session, rec, env, ev, dead) for rec, env, ev, _ in fresh]
+            now = datetime.now(timezone.utc)
+            rows = [
+                dict(event_id=env.id, event_type=env.type, topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                     digest=digest, outcome=outcome, processed_at=now)
+                for (rec, env, _, digest), outcome in zip(fresh, outcomes) if outcome is not None
+            ]
+            if rows:
+                session.execute(self.inbox.insert(), rows)
+            for row in rows:
+                counts[(row["topic"], row["outcome"])] = counts.get((row["topic"], row["outcome"]), 0) + 1
+            self._save_positions(session, records)
+            if dead:
+                self._send_dead_letters(dead)  # flushed before the commit: a crash re-sends, never loses
+        for (topic, outcome), n in counts.items():
+            EVENTS_CONSUMED.labels(self.service, topic, outcome).inc(n)
+            if outcome == "applied":
+                self.stats.applied += n
+            elif outcome == "duplicate":
+                self.stats.duplicates += n
+        for d in dead:
+            EVENTS_CONSUMED.labels(self.service, d.record.topic, "dead_lettered").inc()
+            EVENTS_DEAD_LETTERED.labels(self.service, d.record.topic, d.reason).inc()
+        self.stats.dead_lettered += len(dead)
+
+    def _handle_batch(self, session: Session, fresh: list) -> list[str] | None:
+        wanted = [(rec, env, ev) for rec, env, ev, _ in fresh
+                  if self.handled_types is None or env.event_name in self.handled_types]
+        savepoint = session.begin_nested()
+        try:
+            self.batch_handler(session, [MessageContext(session, env, ev, self.outbox, rec.topic, rec.partition, rec.offset)
+                                         for rec, env, ev in wanted])
+            savepoint.commit()
+        except DBAPIError as exc:
+            savepoint.rollback()
+            if retry_reason(exc):
+                raise
+            log.warning("batch handler failed (%s); applying one by one", exc)
+            return None
+        except Exception as exc:  # noqa: BLE001 - fall back to one message at a time
+            savepoint.rollback()
+            log.warning("batch handler failed (%s); applying one by one", exc)
+            return None
+        wanted_ids = {env.id for _, env, _ in wanted}
+        return ["applied" if env.id in wanted_ids else "ignored" for _, env, _, _ in fresh]
+
+    def _handle_one(self, session: Session, rec, env: Envelope, ev: Event, dead: list[_DeadLetter]) -> str | None:
+        if self.handled_types is not None and env.event_name not in self.handled_types:
+            return "ignored"
+        token = correlation_id.set(env.correlationid)
+        try:
+            for attempt in range(1, self.max_attempts + 1):
+                savepoint = session.begin_nested()
+                try:
+                    self.handler(MessageContext(session, env, ev, self.outbox, rec.topic, rec.partition, rec.offset))
+                    savepoint.commit()
+                    return "applied"
+                except Rejected as exc:
+                    savepoint.rollback()
+                    dead.append(_DeadLetter(rec, exc.reason, str(exc)))
+                    return None
+                except DBAPIError as exc:
+                    savepoint.rollback()
+                    if retry_reason(exc) or attempt == self.max_attempts:
+                        raise  # the whole batch is retried by the caller
+                except Exception as exc:  # noqa: BLE001 - a bug or bad data must not stop the loop
+                    savepoint.rollback()
+                    if attempt == self.max_attempts:
+                        log.exception("handler failed %d times; dead-lettering", attempt,
+                                      extra={"event_id": env.id, "event_type": env.type})
+                        dead.append(_DeadLetter(rec, "handler_error", f"{type(exc).__name__}: {exc}"))
+                        return None
+                    time.sleep(0.01 * attempt)
+            return None
+        finally:
+            correlation_id.reset(token)
+
+    def _seen(self, session: Session, ids: list[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        rows = session.execute(select(self.inbox.c.event_id, self.inbox.c.digest).where(self.inbox.c.event_id.in_(ids))).all()
+        return {r.event_id: r.digest for r in rows}
+
+    def _save_positions(self, session: Session, records: list) -> None:
+        nxt: dict[tuple[str, int], int] = {}
+        for r in records:
+            key = (r.topic, r.partition)
+            nxt[key] = max(nxt.get(key, 0), r.offset + 1)
+        p = self.positions
+        existing = {
+            (row.topic, row.partition)
+            for row in session.execute(
+                select(p.c.topic, p.c.partition).where(p.c.group_id == self.group_id)
+            ).all()
+        }
+        for (topic, part), off in nxt.items():
+            if (topic, part) in existing:
+                session.execute(p.update().where(
+                    (p.c.group_id == self.group_id) & (p.c.topic == topic) & (p.c.partition == part)
+                ).values(next_offset=off))
+            else:
+                session.execute(p.insert().values(group_id=self.group_id, topic=topic, partition=part, next_offset=off))
+
+    def stored_positions(self) -> dict[tuple[str, int], int]:
+        p = self.positions
+        with self.db.sessions() as s:
+            rows = s.execute(select(p.c.topic, p.c.partition, p.c.next_offset).where(p.c.group_id == self.group_id)).all()
+        return {(r.topic, r.partition): r.next_offset for r in rows}
+
+    def _send_dead_letters(self, dead: list[_DeadLetter]) -> None:
+        if self._dlq_producer is None:
+            self._dlq_producer = make_producer(self.bootstrap)
+        futures = []
+        for d in dead:
+            rec = d.record
+            headers = [
+                ("dlq-reason", d.reason.encode()),
+                ("dlq-error", d.message[:2000].encode()),
+                ("dlq-original-topic", rec.topic.encode()),
+                ("dlq-original-partition", str(rec.partition).encode()),
+                ("dlq-original-offset", str(rec.offset).encode()),
+                ("dlq-consumer-group", self.group_id.encode()),
+            ]
+            log.warning("dead-lettered %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, d.reason,
+                        extra={"topic": rec.topic, "reason": d.reason})
+            futures.append(self._dlq_producer.send(dlq(rec.topic), key=rec.key, value=rec.value or b"", headers=headers))
+        self._dlq_producer.flush(timeout=30)
+        for f in futures:
+            f.get(timeout=30)
+
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < 2:
+            return
+        self._last_lag = now
+        lag: dict[str, int] = {}
+        for tp in consumer.assignment():
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                pos = consumer.position(tp)
+            except Exception:  # noqa: BLE001
+                continue
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - pos)
+        for topic, n in lag.items():
+            CONSUMER_LAG.labels(self.service, topic).set(n)
+
+
+class _ResumeFromDatabase(ConsumerRebalanceListener):
+    """On assignment, continue from the offsets the database recorded with the effects."""
+
+    def __init__(self, owner: IdempotentConsumer):
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked):
+        pass
+
+    def on_partitions_assigned(self, assigned):
+        stored = self.owner.stored_positions()
+        consumer = self.owner._consumer
+        for tp in assigned:
+            off = stored.get((tp.topic, tp.partition))
+            if off is not None and consumer is not None:
+                consumer.seek(TopicPartition(tp.topic, tp.partition), off)

@@ -1,0 +1,11 @@
+"""Field types used by event and API schemas: amounts are decimal strings, never floats."""
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+DecimalStr = Annotated[
+    str,
+    StringConstraints(pattern=r"^-?[0-9]{1,30}(\.[0-9]{1,12})?$", strip_whitespace=True),
+    Field(description="exact decimal number as a string, e.g. '12.5000'", examples=["12.5000"]),
+]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s]+$")]

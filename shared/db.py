@@ -1,0 +1,123 @@
+"""Database access shared by every service: engines (SQLite embedded default, PostgreSQL in production),
+the unit of work (one transaction per request or message, events go to the outbox inside it) and the
+retry of deadlocks and serialization failures."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Callable, TypeVar
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.metrics import DB_RETRIES
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _sqlite_transactions(engine)
+        return engine
+    ensure_postgres_database(url)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT and defers BEGIN; take it over (the
+    # SQLAlchemy-documented recipe) and use WAL so readers do not block the writer.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def ensure_postgres_database(url: str) -> None:
+    """Create the service's database if the server lets us (a fresh PostgreSQL has only 'postgres')."""
+    u = make_url(url)
+    admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}).scalar()
+            if not exists:
+                conn.exec_driver_sql(f'CREATE DATABASE "{u.database}"')
+    except DBAPIError as exc:
+        # The database may exist and we may lack rights on 'postgres': connecting later will tell.
+        log.debug("could not ensure database %s: %s", u.database, exc)
+    finally:
+        admin.dispose()
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+_RETRYABLE_PG = {"40001": "serialization_failure", "40P01": "deadlock_detected"}
+
+
+def retry_reason(exc: BaseException) -> str | None:
+    """Name the transient failure worth retrying, or None."""
+    if isinstance(exc, DBAPIError):
+        code = getattr(exc.orig, "sqlstate", None)
+        if code in _RETRYABLE_PG:
+            return _RETRYABLE_PG[code]
+        if isinstance(exc, OperationalError) and "database is locked" in str(exc):
+            return "sqlite_locked"
+    return None
+
+
+def run_with_retry(service: str, fn: Callable[[], T], *, attempts: int = 8) -> T:
+    """Run ``fn`` (one whole transaction) again after a deadlock or serialization failure."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except DBAPIError as exc:
+            reason = retry_reason(exc)
+            if reason is None or attempt == attempts:
+                raise
+            DB_RETRIES.labels(service, reason).inc()
+            time.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
+    raise AssertionError("unreachable")
+
+
+class Database:
+    """One service's database: engine + session factory."""
+
+    def __init__(self, url: str, service: str):
+        self.url = url
+        self.service = service
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return is_postgres(self.engine)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - readiness only reports
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def new_session(db: Database) -> Session:
+    return db.sessions()

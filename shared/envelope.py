@@ -1,0 +1,206 @@
+"""The event envelope (CloudEvents 1.0, structured JSON) and the registry of event contracts.
+
+Every event type is a pydantic model registered under ``(name, version)``; its CloudEvents ``type`` is
+``countypool.<Name>.v<version>``. Old versions are upcast on read by registered ``v(n) -> v(n+1)``
+functions, never rewritten. Decoding an unknown type, an unsupported version or an invalid payload raises
+:class:`EnvelopeError` whose ``reason`` is machine-readable (it becomes the DLQ header or the HTTP 4xx body).
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+TYPE_PREFIX = "countypool."
+_TYPE_RE = re.compile(r"^countypool\.(?P<name>[A-Za-z][A-Za-z0-9]*)\.v(?P<version>[1-9][0-9]*)$")
+
+
+class EnvelopeError(ValueError):
+    def __init__(self, reason: str, message: str, details: Any = None):
+        super().__init__(message)
+        self.reason = reason
+        self.details = details
+
+
+class Event(BaseModel):
+    """Base of every event payload. Subclasses set ``name``, ``version``, ``topic`` and ``aggregate_type``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    topic: ClassVar[str]
+    aggregate_type: ClassVar[str]
+
+    @classmethod
+    def type_name(cls) -> str:
+        return f"{TYPE_PREFIX}{cls.name}.v{cls.version}"
+
+
+_REGISTRY: dict[tuple[str, int], type[Event]] = {}
+_LATEST: dict[str, int] = {}
+_UPCASTERS: dict[tuple[str, int], Callable[[dict], dict]] = {}
+
+
+def register(cls: type[Event]) -> type[Event]:
+    key = (cls.name, cls.version)
+    if key in _REGISTRY and _REGISTRY[key] is not cls:
+        raise RuntimeError(f"event {key} registered twice")
+    _REGISTRY[key] = cls
+    _LATEST[cls.name] = max(_LATEST.get(cls.name, 0), cls.version)
+    return cls
+
+
+def upcaster(name: str, from_version: int):
+    """Register a function turning a v(n) payload dict into a v(n+1) payload dict."""
+
+    def deco(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
+        _UPCASTERS[(name, from_version)] = fn
+        return fn
+
+    return deco
+
+
+def registered_events() -> dict[tuple[str, int], type[Event]]:
+    return dict(_REGISTRY)
+
+
+def latest(name: str) -> type[Event]:
+    return _REGISTRY[(name, _LATEST[name])]
+
+
+class Envelope(BaseModel):
+    """CloudEvents 1.0 attributes plus our extensions (lower-case, as the spec requires)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    specversion: str = "1.0"
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=200)
+    type: str
+    subject: str = Field(min_length=1, max_length=200, description="aggregate id; also the Kafka key")
+    time: datetime
+    datacontenttype: str = "application/json"
+    aggregatetype: str = Field(min_length=1, max_length=100)
+    aggregateversion: int = Field(default=0, ge=0)
+    correlationid: str | None = Field(default=None, max_length=200)
+    causationid: str | None = Field(default=None, max_length=200)
+    recordedat: datetime | None = None
+    producer: str | None = Field(default=None, max_length=100)
+    data: dict[str, Any]
+
+    @field_validator("specversion")
+    @classmethod
+    def _spec(cls, v: str) -> str:
+        if v != "1.0":
+            raise ValueError("specversion must be 1.0")
+        return v
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if not _TYPE_RE.match(v):
+            raise ValueError("type must look like countypool.<Name>.v<N>")
+        return v
+
+    @field_validator("time", "recordedat")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("times must carry a timezone")
+        return v
+
+    @property
+    def event_name(self) -> str:
+        return _TYPE_RE.match(self.type)["name"]  # type: ignore[index]
+
+    @property
+    def event_version(self) -> int:
+        return int(_TYPE_RE.match(self.type)["version"])  # type: ignore[index]
+
+    def payload(self) -> Event:
+        """The typed payload, upcast to the latest registered version."""
+        return parse_payload(self.event_name, self.event_version, self.data)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def new_envelope(
+    event: Event,
+    *,
+    subject: str,
+    source: str,
+    producer: str | None = None,
+    aggregate_version: int = 0,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> Envelope:
+    now = datetime.now(timezone.utc)
+    eid = event_id or str(uuid.uuid4())
+    return Envelope(
+        id=eid,
+        source=source,
+        type=event.type_name(),
+        subject=subject,
+        time=time or now,
+        aggregatetype=event.aggregate_type,
+        aggregateversion=aggregate_version,
+        correlationid=correlation_id or eid,
+        causationid=causation_id,
+        recordedat=now,
+        producer=producer,
+        data=event.model_dump(mode="json"),
+    )
+
+
+def parse_payload(name: str, version: int, data: dict) -> Event:
+    if name not in _LATEST:
+        raise EnvelopeError("unknown_type", f"unknown event type {name!r}")
+    target = _LATEST[name]
+    if version > target or (name, version) not in _REGISTRY and (name, version) not in _UPCASTERS:
+        raise EnvelopeError(
+            "unsupported_version", f"{name} v{version} is not supported (known up to v{target})"
+        )
+    doc = dict(data)
+    while version < target:
+        step = _UPCASTERS.get((name, version))
+        if step is None:
+            raise EnvelopeError("unsupported_version", f"no upcaster for {name} v{version}")
+        doc, version = step(doc), version + 1
+    try:
+        return _REGISTRY[(name, version)].model_validate(doc)
+    except ValidationError as exc:
+        raise EnvelopeError("invalid_payload", f"{name} v{version}: {_summary(exc)}", _details(exc)) from None
+
+
+def decode(raw: bytes | str | dict) -> tuple[Envelope, Event]:
+    """Parse and validate a message: envelope first, then its payload against the registered contract."""
+    if isinstance(raw, dict):
+        doc = raw
+    else:
+        try:
+            doc = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EnvelopeError("malformed_json", f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise EnvelopeError("invalid_envelope", "the envelope must be a JSON object")
+    try:
+        env = Envelope.model_validate(doc)
+    except ValidationError as exc:
+        raise EnvelopeError("invalid_envelope", _summary(exc), _details(exc)) from None
+    return env, env.payload()
+
+
+def _details(exc: ValidationError) -> list[dict]:
+    return [{"field": ".".join(str(p) for p in e["loc"]), "error": e["msg"]} for e in exc.errors()]
+
+
+def _summary(exc: ValidationError) -> str:
+    return "; ".join(f"{d['field']}: {d['error']}" for d in _details(exc))

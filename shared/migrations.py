@@ -1,0 +1,77 @@
+"""Alembic, run from code: every service upgrades its own database to head at start-up.
+
+Each service keeps its revisions in ``services/<name>/storage/migrations/versions``; its ``env.py`` is two
+lines calling :func:`run_env`. The messaging tables are created by :func:`create_messaging_tables` from the
+service's first revision, spelled out (not generated from today's models) so old revisions stay fixed.
+"""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+
+from shared.db import Database
+
+
+def upgrade(db: Database, script_location: str | Path, revision: str = "head") -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    with db.engine.begin() as conn:
+        if db.is_postgres:
+            # Replicas starting together must not migrate twice.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"migrate-{db.service}".encode())})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def run_env() -> None:
+    from alembic import context
+
+    conn = context.config.attributes["connection"]
+    context.configure(connection=conn, render_as_batch=conn.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def create_messaging_tables(op) -> None:
+    """Revision 1 of the outbox, inbox and consumer positions (see shared/messaging_tables.py)."""
+    bigint = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+    op.create_table(
+        "outbox",
+        sa.Column("position", bigint, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(200), nullable=False, unique=True),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("envelope", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("tx_id", sa.BigInteger, nullable=True),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index("ix_outbox_unpublished", "outbox", ["position"],
+                    postgresql_where=sa.text("published_at IS NULL"), sqlite_where=sa.text("published_at IS NULL"))
+    op.create_index("ix_outbox_key", "outbox", ["key"])
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE outbox ALTER COLUMN tx_id SET DEFAULT pg_current_xact_id()::text::bigint")
+    op.create_table(
+        "inbox",
+        sa.Column("event_id", sa.String(200), primary_key=True),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("outcome", sa.String(40), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "consumer_positions",
+        sa.Column("group_id", sa.String(200), primary_key=True),
+        sa.Column("topic", sa.String(200), primary_key=True),
+        sa.Column("partition", sa.Integer, primary_key=True),
+        sa.Column("next_offset", sa.BigInteger, nullable=False),
+    )

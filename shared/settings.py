@@ -1,0 +1,69 @@
+"""Settings for every service, from environment variables (pydantic-settings).
+
+Each service reads ``COUNTYPOOL_<SERVICE>_<FIELD>`` first; deployment-wide values (``DATABASE_URL``,
+``KAFKA_BOOTSTRAP_SERVERS``, ``COUNTYPOOL_DATA_DIR``) fill what a service does not set itself.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_PORTS = {"ledger": 8001, "quota": 8002, "settlement": 8003, "assessment": 8004}
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    database_url: str | None = None
+    data_dir: Path = Field(default_factory=lambda: Path(os.environ.get("COUNTYPOOL_DATA_DIR", ".data")))
+    kafka_bootstrap_servers: str = Field(
+        default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    consumer_enabled: bool = True
+    relay_enabled: bool = True
+    relay_batch_size: int = 500
+    relay_idle_seconds: float = 0.05
+    consumer_max_records: int = 500
+    consumer_max_attempts: int = 5
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Token file (JSON) and/or JWT secret: see shared/auth.py.
+    auth_tokens_file: Path | None = Field(
+        default_factory=lambda: Path(p) if (p := os.environ.get("COUNTYPOOL_AUTH_TOKENS_FILE")) else None
+    )
+    auth_jwt_secret: str | None = Field(default_factory=lambda: os.environ.get("COUNTYPOOL_AUTH_JWT_SECRET"))
+
+    @property
+    def consumer_group(self) -> str:
+        return f"countypool-{self.service}"
+
+    def resolved_database_url(self) -> str:
+        """Per-service URL, else DATABASE_URL with ``_<service>`` appended to its database name, else a
+        SQLite file under the data directory (the embedded default)."""
+        if self.database_url:
+            return self.database_url
+        shared = os.environ.get("DATABASE_URL")
+        if shared:
+            url = make_url(shared)
+            if url.get_backend_name() == "sqlite":
+                return shared
+            return url.set(database=f"{url.database}_{self.service}").render_as_string(hide_password=False)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / f'{self.service}.sqlite3').resolve()}"
+
+
+def load_settings(service: str, cls: type[ServiceSettings] = ServiceSettings, **overrides) -> ServiceSettings:
+    """Build settings for ``service`` with the env prefix ``COUNTYPOOL_<SERVICE>_``."""
+
+    class _Scoped(cls):  # type: ignore[valid-type, misc]
+        model_config = SettingsConfigDict(env_prefix=f"COUNTYPOOL_{service.upper()}_", extra="ignore")
+
+    overrides.setdefault("port", int(os.environ.get(f"COUNTYPOOL_{service.upper()}_PORT", DEFAULT_PORTS.get(service, 8000))))
+    return _Scoped(service=service, **overrides)

@@ -1,0 +1,106 @@
+"""Real infrastructure for the tests: Apache Kafka and PostgreSQL, never mocks.
+
+Endpoints come from KAFKA_BOOTSTRAP_SERVERS and TEST_DATABASE_URL (`make test` starts both here). When
+they are unreachable and a Docker engine exists, testcontainers provides them. Otherwise a test that needs
+them is skipped on a developer machine and FAILS when CI=true.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from shared.kafka_admin import KafkaProbe
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_or_skip(what: str) -> None:
+    """Missing infrastructure: fail in CI (it must be there), skip on a laptop."""
+    msg = f"{what} is not reachable (run `make test`, or set the endpoint)"
+    if IN_CI:
+        pytest.fail(msg + " — required when CI=true")
+    pytest.skip(msg)  # not in CI: a developer without the infrastructure
+
+
+def _docker_engine() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    if KafkaProbe(bootstrap, ttl=0).reachable():
+        return bootstrap
+    if _docker_engine():
+        from testcontainers.kafka import KafkaContainer
+
+        container = KafkaContainer().with_kraft()
+        container.start()
+        return container.get_bootstrap_server()
+    require_or_skip(f"Apache Kafka at {bootstrap}")
+    raise AssertionError
+
+
+def _pg_reachable(url: str) -> bool:
+    try:
+        eng = create_engine(url)
+        with eng.connect() as c:
+            c.execute(text("SELECT 1"))
+        eng.dispose()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test")
+    if _pg_reachable(url):
+        return url
+    if _docker_engine():
+        from testcontainers.postgres import PostgresContainer
+
+        c = PostgresContainer("postgres:16", driver="psycopg")
+        c.start()
+        return c.get_connection_url()
+    require_or_skip(f"PostgreSQL at {make_url(url).render_as_string(hide_password=True)}")
+    raise AssertionError
+
+
+@pytest.fixture
+def pg_url(pg_server_url):
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    base = make_url(pg_server_url)
+    name = f"cp_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """The same test on the embedded default and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def unique_topic(kafka_bootstrap):
+    from shared.kafka_admin import ensure_topics
+
+    name = f"test.{uuid.uuid4().hex[:12]}"
+    ensure_topics(kafka_bootstrap, [name, f"{name}.dlq"], partitions=3)
+    return name

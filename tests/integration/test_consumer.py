@@ -1,0 +1,133 @@
+"""The idempotent consumer on real Kafka, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import json
+import time
+
+from kafka import KafkaProducer
+
+from shared.consumer import IdempotentConsumer, Rejected
+from shared.envelope import new_envelope
+from tests.support.machinery import WidgetAdded, count_widget, make_db, messaging, read_all, widget_counts
+
+
+def _consumer(db, outbox, bootstrap, topic, handler=count_widget, group="g", max_attempts=3):
+    return IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=bootstrap,
+                              group_id=f"{group}-{topic}", topics=[topic], handler=handler, max_attempts=max_attempts)
+
+
+def _produce(bootstrap, topic, values: list[tuple[str, bytes]]):
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for key, value in values:
+        p.send(topic, key=key.encode(), value=value)
+    p.flush()
+    p.close()
+
+
+def _env(widget, seq, event_id=None):
+    return new_envelope(WidgetAdded(widget_id=widget, seq=seq), subject=widget, source="/test", event_id=event_id).to_json()
+
+
+def _drain(consumer, until, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        consumer.poll_once(timeout_ms=300)
+        if until():
+            return
+    raise AssertionError(f"condition not reached; stats={consumer.stats}")
+
+
+def test_duplicate_delivery_has_one_effect(db_url, kafka_bootstrap, unique_topic):
+    db, outbox = make_db(db_url)
+    same = _env("w1", 1, event_id="evt-dup-1")
+    _produce(kafka_bootstrap, unique_topic, [("w1", same), ("w1", same), ("w1", _env("w1", 2))])
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
+    _drain(c, lambda: c.stats.applied + c.stats.duplicates >= 3)
+    c.stop()
+    assert widget_counts(db) == {"w1": 2}
+    assert c.stats.duplicates == 1
+
+
+def test_crash_between_effect_and_kafka_commit_does_not_double(db_url, kafka_bootstrap, unique_topic):
+    db, outbox = make_db(db_url)
+    _produce(kafka_bootstrap, unique_topic, [(f"w{i % 3}", _env(f"w{i % 3}", i)) for i in range(12)])
+    first = _consumer(db, outbox, kafka_bootstrap, unique_topic)
+    # The effect commits in the database, then the process "dies" before Kafka hears of it.
+    consumer = first._ensure_consumer()
+    consumer.commit = lambda *a, **k: None
+    _drain(first, lambda: first.stats.applied >= 12)
+    consumer.close(autocommit=False)  # the process is gone: it leaves the group, no offsets reached Kafka
+    first._consumer = None
+    assert sum(widget_counts(db).values()) == 12
+
+    second = _consumer(db, outbox, kafka_bootstrap, unique_topic)
+    _produce(kafka_bootstrap, unique_topic, [("w9", _env("w9", 99))])
+    _drain(second, lambda: second.stats.applied >= 1)
+    second.stop()
+    counts = widget_counts(db)
+    assert counts.pop("w9") == 1
+    assert sum(counts.values()) == 12, "resumed from the database position, nothing applied twice"
+    assert second.stats.duplicates == 0, "it did not even re-read them"
+
+
+def test_poison_messages_go_to_the_dlq_with_their_reason_and_the_rest_goes_on(db_url, kafka_bootstrap, unique_topic):
+    db, outbox = make_db(db_url)
+
+    def handler(ctx):
+        if ctx.event.widget_id == "explodes":
+            raise RuntimeError("boom")
+        if ctx.event.widget_id == "refused":
+            raise Rejected("widget_refused", "this widget is not allowed")
+        count_widget(ctx)
+
+    bad_type = json.loads(_env("x", 1))
+    bad_type["type"] = "countypool.NoSuchThing.v1"
+    bad_payload = json.loads(_env("x", 1))
+    bad_payload["data"]["seq"] = "not-a-number"
+    _produce(kafka_bootstrap, unique_topic, [
+        ("k", b"{not json"),
+        ("k", json.dumps(bad_type).encode()),
+        ("k", json.dumps(bad_payload).encode()),
+        ("explodes", _env("explodes", 1)),
+        ("refused", _env("refused", 1)),
+        ("ok", _env("ok", 1)),
+    ])
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic, handler=handler)
+    _drain(c, lambda: c.stats.applied >= 1 and c.stats.dead_lettered >= 5)
+    c.stop()
+    assert widget_counts(db) == {"ok": 1}
+    dead = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=5)
+    reasons = sorted(dict(r.headers)["dlq-reason"].decode() for r in dead)
+    assert reasons == sorted(["malformed_json", "unknown_type", "invalid_payload", "handler_error", "widget_refused"])
+    boom = [r for r in dead if dict(r.headers)["dlq-reason"] == b"handler_error"][0]
+    assert b"boom" in dict(boom.headers)["dlq-error"]
+    assert dict(boom.headers)["dlq-original-topic"].decode() == unique_topic
+
+
+def test_same_event_id_with_another_body_is_dead_lettered(db_url, kafka_bootstrap, unique_topic):
+    db, outbox = make_db(db_url)
+    _produce(kafka_bootstrap, unique_topic, [("w", _env("w", 1, event_id="e-1")), ("w", _env("w", 2, event_id="e-1"))])
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
+    _drain(c, lambda: c.stats.applied + c.stats.dead_lettered >= 2)
+    c.stop()
+    assert widget_counts(db) == {"w": 1}
+    dead = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
+    assert [dict(r.headers)["dlq-reason"] for r in dead] == [b"duplicate_id_different_body"]
+
+
+def test_handler_events_go_out_through_the_outbox_with_causation(db_url, kafka_bootstrap, unique_topic):
+    db, outbox = make_db(db_url)
+
+    def handler(ctx):
+        count_widget(ctx)
+        ctx.emit(WidgetAdded(widget_id=ctx.event.widget_id + "-echo", seq=ctx.event.seq), subject="echo", topic=unique_topic + ".echo")
+
+    _produce(kafka_bootstrap, unique_topic, [("w", _env("w", 1, event_id="cause-1"))])
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic, handler=handler)
+    _drain(c, lambda: c.stats.applied >= 1)
+    c.stop()
+    with db.sessions() as s:
+        rows = list(outbox.read_events(s))
+    assert len(rows) == 1
+    env = json.loads(rows[0][1])
+    assert env["causationid"] == "cause-1"
