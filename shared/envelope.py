@@ -46,7 +46,13 @@ _LATEST: dict[str, int] = {}
 _UPCASTERS: dict[tuple[str, int], Callable[[dict], dict]] = {}
 
 
+_RESERVED = ("name", "version", "topic", "aggregate_type")
+
+
 def register(cls: type[Event]) -> type[Event]:
+    clash = [f for f in _RESERVED if f in cls.model_fields]
+    if clash:
+        raise RuntimeError(f"{cls.__name__}: field {clash[0]!r} would shadow the event's own attribute; rename it")
     key = (cls.name, cls.version)
     if key in _REGISTRY and _REGISTRY[key] is not cls:
         raise RuntimeError(f"event {key} registered twice")

@@ -57,7 +57,9 @@ class ServiceRuntime:
                 max_records=settings.consumer_max_records, max_attempts=settings.consumer_max_attempts,
                 handled_types=handled_types, batch_handler=batch_handler,
             )
-        self._background: list[Callable[[], None]] = []
+        # Extra periodic work of a service (e.g. the ledger expiring pending transfers): objects with
+        # start() and stop(), run alongside the relay and the consumer.
+        self.background: list = []
 
     # -- transactions ------------------------------------------------------------------------------
     def unit_of_work(self) -> UnitOfWork:
@@ -73,11 +75,6 @@ class ServiceRuntime:
     def ready_checks(self) -> dict[str, Callable[[], bool]]:
         return {"database": self.db.ping, "kafka": self.kafka.reachable}
 
-    def add_background(self, start: Callable[[], None], stop: Callable[[], None]) -> None:
-        """Extra periodic work of a service (e.g. the ledger expiring pending transfers)."""
-        self._background.append(stop)
-        start()
-
     def start_background(self) -> None:
         # Topic creation must not block start-up while Kafka is down: the relay and consumer retry anyway.
         threading.Thread(target=self._ensure_topics, name=f"{self.name}-topics", daemon=True).start()
@@ -85,6 +82,8 @@ class ServiceRuntime:
             self.relay.start()
         if self.consumer is not None and self.settings.consumer_enabled:
             self.consumer.start()
+        for b in self.background:
+            b.start()
 
     def _ensure_topics(self) -> None:
         try:
@@ -93,8 +92,8 @@ class ServiceRuntime:
             log.warning("could not create topics yet (the broker auto-creates them): %s", exc)
 
     def stop_background(self) -> None:
-        for stop in self._background:
-            stop()
+        for b in self.background:
+            b.stop()
         if self.consumer is not None:
             self.consumer.stop()
         self.relay.stop()

@@ -27,7 +27,6 @@ class LedgerSettings(ServiceSettings):
 
 def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, FastAPI]:
     settings = settings or load_settings("ledger", LedgerSettings)
-    holder: dict = {}
     bus_box: dict = {}
 
     def handler(ctx):
@@ -47,8 +46,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     app.include_router(router)
     LedgerMetrics(runtime).install()
     expiry = PendingExpiry(runtime, ledger, getattr(settings, "expiry_interval_seconds", 1.0))
-    holder["expiry"] = expiry
     app.state.expiry = expiry
+    runtime.background.append(expiry)
     return runtime, app
 
 
@@ -85,7 +84,6 @@ class PendingExpiry:
 
 def main() -> None:
     runtime, app = build()
-    runtime.add_background(app.state.expiry.start, app.state.expiry.stop)
     runtime.serve(app)
 
 

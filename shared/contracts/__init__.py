@@ -2,4 +2,4 @@
 
 Importing this package registers every contract, so any service can decode any event it receives.
 """
-from shared.contracts import ledger, topics  # noqa: F401  (registration side effect)
+from shared.contracts import assessment, ledger, quota, settlement, topics  # noqa: F401  (registration)

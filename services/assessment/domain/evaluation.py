@@ -16,7 +16,17 @@ from .classification import Placement, classify
 from .disposition import Recommendation, recommend
 from .enterprise import Enterprise, YearlyIndicators
 from .policy import AssessmentPolicy, Benchmarks, ExclusionRule, Treatment, resolve_benchmarks
-from .scoring import ScoreResult, aggregate_inputs, average_terms, average_values, enterprise_inputs, group_of, score
+from .scoring import (
+    MISSING_GROUP_EMPTY,
+    ScoreResult,
+    aggregate_inputs,
+    average_terms,
+    average_values,
+    enterprise_inputs,
+    group_of,
+    plan_terms,
+    score_inputs,
+)
 
 
 @dataclass(frozen=True)
@@ -129,14 +139,22 @@ def run_evaluation(
             excluded[code] = rule
     ranked_codes = [c for c in by_code if c not in excluded]
 
-    # pass 1 measures, pass 2 substitutes group averages where the policy says so
-    first = {c: score(by_code[c], figures.get(c), policy, benchmarks, group_average_terms={}) for c in ranked_codes}
+    # pass 1 measures; pass 2 re-scores only those whose missing values take the group average
+    inputs = {c: enterprise_inputs(figures.get(c), policy) for c in ranked_codes}
+    plans = {g.name: (g, plan_terms(g, policy, benchmarks)) for g in policy.groups}
+
+    def score_one(c: str, averages: dict) -> ScoreResult:
+        g, plan = plans[groups[c]]
+        return score_inputs(c, g, inputs[c], policy, benchmarks, flags=by_code[c].flags(),
+                            group_average_terms=averages, plan=plan)
+
+    first = {c: score_one(c, {}) for c in ranked_codes}
     group_avgs = {
         g.name: average_terms(r for c, r in first.items() if groups[c] == g.name) for g in policy.groups
     }
     scores = {
-        c: score(by_code[c], figures.get(c), policy, benchmarks, group_average_terms=group_avgs[groups[c]])
-        for c in ranked_codes
+        c: score_one(c, group_avgs[groups[c]]) if any(t.status == MISSING_GROUP_EMPTY for t in r.terms) else r
+        for c, r in first.items()
     }
 
     placements: dict[str, Placement] = {}
@@ -169,7 +187,7 @@ def run_evaluation(
 
     averages = {
         g.name: average_values(
-            aggregate_inputs(enterprise_inputs(figures.get(c), policy) for c in ranked_codes if groups[c] == g.name),
+            aggregate_inputs(inputs[c] for c in ranked_codes if groups[c] == g.name),
             policy,
         )
         for g in policy.groups

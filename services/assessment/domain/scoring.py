@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 
 from .canonical import to_plain
 from .enterprise import EMISSIONS_DIVISOR, GROUP_ABOVE, GROUP_BELOW, SCALAR_FIELDS, Enterprise, YearlyIndicators
-from .exact import quantize, to_fraction
+from .exact import PLACES, quantize, to_fraction
 from .policy import AssessmentPolicy, Benchmarks, GroupPolicy, IndicatorDefinition
 
 # how a term was obtained
@@ -139,19 +139,21 @@ def _line(defn, weight, benchmark, value, raw, capped, status) -> TermLine:
     )
 
 
-def score_inputs(
-    subject: str,
-    group: GroupPolicy,
-    inputs: Inputs,
-    policy: AssessmentPolicy,
-    benchmarks: Benchmarks,
-    *,
-    flags: Iterable[str] = (),
-    group_average_terms: Mapping[str, Fraction] | None = None,
-) -> ScoreResult:
-    """Score from (numerator, denominator) pairs; shared by enterprises and clusters."""
-    flags = frozenset(flags)
-    lines: list[TermLine] = []
+@dataclass(frozen=True)
+class TermPlan:
+    """What one weighted term needs, resolved once per run: scoring 100,000 enterprises must not redo it."""
+
+    defn: IndicatorDefinition
+    weight: Decimal
+    benchmark: Decimal
+    missing: str
+    weight_exact: Fraction
+    cap: Fraction | None
+    factor: Fraction  # multiplier x weight / benchmark: term = numerator / denominator x factor
+
+
+def plan_terms(group: GroupPolicy, policy: AssessmentPolicy, benchmarks: Benchmarks) -> tuple[TermPlan, ...]:
+    plans = []
     for t in group.terms:
         defn = policy.indicator(t.indicator)
         try:
@@ -162,31 +164,83 @@ def score_inputs(
             raise ValueError(f"benchmark of {t.indicator} in {group.name} must be positive")
         weight = to_fraction(t.weight)
         cap = None if group.cap_factor is None else weight * to_fraction(group.cap_factor)
-        num, den = inputs.get(t.indicator, (None, None))
-        value = indicator_value(defn, num, den)
-        if isinstance(value, Fraction):
-            raw = weight * value / to_fraction(benchmark)
-            capped = max(raw, Fraction(0))
-            if cap is not None:
-                capped = min(capped, cap)
-            lines.append(_line(defn, t.weight, benchmark, value, raw, capped, FROM_VALUE))
+        factor = to_fraction(defn.multiplier) * weight / to_fraction(benchmark)
+        plans.append(TermPlan(defn, t.weight, benchmark, t.missing, weight, cap, factor))
+    return tuple(plans)
+
+
+def _quantize_ratio(n: int, d: int) -> Decimal:
+    """quantize(Fraction(n, d)) for d > 0 without building the Fraction (same half-up rule)."""
+    q, r = divmod(abs(n) * 10**PLACES, d)
+    if 2 * r >= d:
+        q += 1
+    return Decimal(-q if n < 0 else q).scaleb(-PLACES)
+
+
+def _measured_line(p: TermPlan, num: Fraction, den: Fraction) -> TermLine:
+    # value = num / den x multiplier and term = value x weight / benchmark, kept as integer ratios
+    # (exactly what the Fraction arithmetic gives, several times faster)
+    m = p.defn.multiplier
+    mf = to_fraction(m) if not isinstance(m, Fraction) else m
+    vn = num.numerator * den.denominator * mf.numerator
+    vd = num.denominator * den.numerator * mf.denominator
+    if vd < 0:
+        vn, vd = -vn, -vd
+    f = p.factor
+    rn, rd = num.numerator * den.denominator * f.numerator, num.denominator * den.numerator * f.denominator
+    if rd < 0:
+        rn, rd = -rn, -rd
+    if rn <= 0:
+        exact = Fraction(0)
+        capped = Decimal(0).scaleb(-PLACES)
+    elif p.cap is not None and rn * p.cap.denominator > p.cap.numerator * rd:
+        exact = p.cap
+        capped = quantize(p.cap)
+    else:
+        exact = Fraction(rn, rd)
+        capped = _quantize_ratio(rn, rd)
+    d = p.defn
+    return TermLine(d.code, d.name, d.unit, _quantize_ratio(vn, vd), p.benchmark, p.weight,
+                    _quantize_ratio(rn, rd), capped, FROM_VALUE, exact)
+
+
+def score_inputs(
+    subject: str,
+    group: GroupPolicy,
+    inputs: Inputs,
+    policy: AssessmentPolicy,
+    benchmarks: Benchmarks,
+    *,
+    flags: Iterable[str] = (),
+    group_average_terms: Mapping[str, Fraction] | None = None,
+    plan: tuple[TermPlan, ...] | None = None,
+) -> ScoreResult:
+    """Score from (numerator, denominator) pairs; shared by enterprises and clusters. ``plan`` (from
+    plan_terms for this group, policy and benchmarks) saves resolving the terms again for each subject."""
+    flags = frozenset(flags)
+    lines: list[TermLine] = []
+    for p in plan if plan is not None else plan_terms(group, policy, benchmarks):
+        defn = p.defn
+        num, den = inputs.get(defn.code, (None, None))
+        if num is not None and den is not None and den != 0:
+            lines.append(_measured_line(p, num, den))
             continue
-        if value == "zero_denominator" and defn.on_zero_denominator == "full_term":
-            full = cap if cap is not None else weight
-            lines.append(_line(defn, t.weight, benchmark, None, full, full, ZERO_DENOMINATOR_FULL))
+        if num is not None and den is not None and num > 0 and defn.on_zero_denominator == "full_term":
+            full = p.cap if p.cap is not None else p.weight_exact
+            lines.append(_line(defn, p.weight, p.benchmark, None, full, full, ZERO_DENOMINATOR_FULL))
             continue
-        if t.missing == "zero":
-            lines.append(_line(defn, t.weight, benchmark, None, Fraction(0), Fraction(0), MISSING_ZERO))
+        if p.missing == "zero":
+            lines.append(_line(defn, p.weight, p.benchmark, None, Fraction(0), Fraction(0), MISSING_ZERO))
             continue
         if group_average_terms is None:
             raise ValueError(
-                f"{subject}: {t.indicator} is missing and the policy takes the group average; pass group_average_terms"
+                f"{subject}: {defn.code} is missing and the policy takes the group average; pass group_average_terms"
             )
-        avg = group_average_terms.get(t.indicator)
+        avg = group_average_terms.get(defn.code)
         if avg is None:
-            lines.append(_line(defn, t.weight, benchmark, None, Fraction(0), Fraction(0), MISSING_GROUP_EMPTY))
+            lines.append(_line(defn, p.weight, p.benchmark, None, Fraction(0), Fraction(0), MISSING_GROUP_EMPTY))
         else:
-            lines.append(_line(defn, t.weight, benchmark, None, avg, avg, MISSING_GROUP_AVERAGE))
+            lines.append(_line(defn, p.weight, p.benchmark, None, avg, avg, MISSING_GROUP_AVERAGE))
     adjustments = tuple(
         AdjustmentLine(code=b.code, flag=b.flag, points=b.points, description=b.description)
         for b in policy.bonus_penalty

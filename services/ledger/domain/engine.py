@@ -1,8 +1,10 @@
 """The pure ledger core: apply a batch of transfer requests to a view, return what to persist.
 
 Nothing here reads a clock, a database or the network. The caller (storage) loads a consistent view, calls
-``apply_batch`` / ``expire_pending``, and persists the outcome atomically (new records, updated pending
-records, account balances, journal entries chained after the view's journal head).
+``apply_batch`` / ``expire_pending``, and persists the outcome atomically (new records, failed ids, updated
+pending records, account balances, journal entries chained after the view's journal head). Because the
+entries are chained to that head, outcomes must be computed and committed one at a time per journal
+(hold the journal-head lock across compute + commit). Datetimes from the view must be timezone-aware.
 
 Order of checks for one request (the first failing check is its result):
   id empty -> id seen before (stored failure is returned again; a stored transfer gives exists or the

@@ -1,0 +1,174 @@
+"""Assessment contracts: department intake (on ``countypool.intake.assessment``) and what the evaluation
+system publishes (on ``countypool.assessment.events``). Money in CNY decimal strings, land in 亩."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts import topics
+from shared.contracts.types import DecimalStr, Identifier
+from shared.envelope import Event, register
+
+CreditCode = str  # 18 characters, GB 32100; validated by the assessment domain
+Disposition = Literal["close", "relocate", "upgrade", "none"]
+
+
+class _Intake(Event):
+    topic = topics.INTAKE_ASSESSMENT
+    aggregate_type = "enterprise"
+
+
+@register
+class EnterpriseReported(_Intake):
+    """A department reports an enterprise for the register (企业台账)."""
+
+    name = "EnterpriseReported"
+    credit_code: CreditCode = Field(min_length=18, max_length=18)
+    name_: str = Field(alias="name", min_length=1, max_length=200)
+    township_code: str = Field(pattern=r"^\d{9}(\d{3})?$")
+    in_park: bool = False
+    park_id: str | None = None
+    industry_code: str = Field(default="", max_length=10)
+    flags: list[str] = Field(default_factory=list, description="ecological_control_zone, safety_hazard, ...")
+    scale: Literal["规上", "规下"] | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+@register
+class IndicatorsReported(_Intake):
+    """One department's part of an enterprise's yearly indicators (fields it owns, decimal strings in the
+    units of the column names: land 亩, money 元, energy tce, electricity kWh, emissions t)."""
+
+    name = "IndicatorsReported"
+    credit_code: CreditCode = Field(min_length=18, max_length=18)
+    year: int = Field(ge=2000, le=2100)
+    department: Identifier
+    fields: dict[str, DecimalStr] = Field(min_length=1, examples=[{"land": "12.5000", "tax": "1830000.00"}])
+
+
+class _Out(Event):
+    topic = topics.ASSESSMENT_EVENTS
+    aggregate_type = "enterprise"
+
+
+@register
+class EnterpriseRegistered(_Out):
+    name = "EnterpriseRegistered"
+    credit_code: CreditCode
+    name_: str = Field(alias="name")
+    county_code: str
+    township_code: str
+    in_park: bool
+    park_id: str | None = None
+    industry_code: str = ""
+    flags: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+@register
+class IndicatorsRecorded(_Out):
+    name = "IndicatorsRecorded"
+    credit_code: CreditCode
+    year: int
+    department: str
+    fields: dict[str, DecimalStr]
+
+
+@register
+class AssessmentPolicyChanged(_Out):
+    name = "AssessmentPolicyChanged"
+    aggregate_type = "policy"
+    county_code: str
+    year: int
+    policy_version: int
+    policy_hash: str
+    changed_by: str
+
+
+@register
+class EnterpriseAssessed(_Out):
+    name = "EnterpriseAssessed"
+    run_id: str
+    county_code: str
+    year: int
+    credit_code: CreditCode
+    group: str
+    score: DecimalStr | None = Field(description="null for class T (not evaluated)")
+    class_label: str = Field(examples=["A", "B", "C", "D", "T"])
+    rank: int | None = None
+    policy_version: int
+    policy_hash: str
+    breakdown_ref: str = Field(description="GET path of the per-term breakdown")
+    recommendation: Disposition
+    reasons: list[str] = Field(default_factory=list)
+
+
+@register
+class DispositionDecided(_Out):
+    name = "DispositionDecided"
+    credit_code: CreditCode
+    county_code: str
+    year: int
+    recommended: Disposition
+    decided: Disposition
+    overridden: bool
+    decided_by: str
+    decided_at: datetime
+    reason: str = ""
+
+
+@register
+class EnterpriseExited(_Out):
+    """关闭退出 carried out: its quotas are freed downstream."""
+
+    name = "EnterpriseExited"
+    credit_code: CreditCode
+    county_code: str
+    township_code: str
+    effective_on: date
+    reason: str = ""
+
+
+@register
+class EnterpriseRelocated(_Out):
+    """转型转移 carried out: moved from a township into a park; its old quotas are freed downstream."""
+
+    name = "EnterpriseRelocated"
+    credit_code: CreditCode
+    county_code: str
+    from_township_code: str
+    to_park_id: str
+    effective_on: date
+
+
+class AdmissionFailure(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str
+    message: str
+    figure: str | None = None
+    threshold: str | None = None
+    unit: str | None = None
+
+
+@register
+class ProjectEvaluated(_Out):
+    """A new project checked against the admission thresholds; only admitted ones may request quota."""
+
+    name = "ProjectEvaluated"
+    aggregate_type = "project"
+    project_id: Identifier
+    applicant_credit_code: CreditCode
+    county_code: str
+    park_id: str | None
+    admitted: bool
+    failures: list[AdmissionFailure] = Field(default_factory=list)
+    land: DecimalStr = Field(description="亩")
+    investment_per_mu: DecimalStr = Field(description="CNY per 亩")
+    tax_per_mu: DecimalStr = Field(description="CNY per 亩 per year")
+    industry_code: str = ""
+    project_class: str | None = Field(default=None, description="class of the applicant if assessed (A-D)")
+    policy_hash: str

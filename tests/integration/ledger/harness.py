@@ -1,0 +1,58 @@
+"""The ledger's application layer on a real database, with a clock the test controls."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from services.ledger.domain import NewAccount, TransferRequest
+from services.ledger.handlers import LedgerApp
+from services.ledger.main import MIGRATIONS
+from services.ledger.storage.repository import LedgerRepository
+from services.ledger.storage.tables import messaging
+from shared import migrations
+from shared.db import Database
+from shared.outbox import Outbox
+from shared.unit_of_work import transactional
+
+
+class SqlLedger:
+    def __init__(self, url: str, now: datetime):
+        self.db = Database(url, "ledger")
+        migrations.upgrade(self.db, MIGRATIONS)
+        self.outbox = Outbox(messaging["outbox"], "ledger")
+        self.now = now
+        self.app = LedgerApp(self.outbox, clock=lambda: self.now)
+
+    def tx(self, fn):
+        return transactional(self.db, self.outbox, fn)
+
+    def open(self, accounts: list[NewAccount]):
+        return self.tx(lambda uow: self.app.open_accounts(uow.session, accounts))
+
+    def submit(self, batch: list[TransferRequest], **kw):
+        return self.tx(lambda uow: self.app.submit(uow.session, batch, **kw)).outcome
+
+    def expire(self) -> int:
+        return self.tx(lambda uow: self.app.expire_due(uow.session))
+
+    def advance(self, seconds: float) -> None:
+        self.now = self.now + timedelta(seconds=seconds)
+
+    def balances(self) -> dict[str, tuple[int, int, int, int]]:
+        with self.db.sessions() as s:
+            return {a.id: (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+                    for a in LedgerRepository(s).accounts_where(limit=100000)}
+
+    def transfer(self, tid: str):
+        with self.db.sessions() as s:
+            repo = LedgerRepository(s)
+            found = repo.transfers_by_id([tid])
+            return found[0] if found else repo.failed(tid)
+
+    def verify(self, from_seq: int = 1):
+        from services.ledger.api.routes import verify_chain
+
+        with self.db.sessions() as s:
+            return verify_chain(LedgerRepository(s), from_seq)
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,75 @@
+"""The ledger fed over Kafka: commands consumed twice post once; bad commands go to the DLQ; outcomes are
+published for sagas."""
+from __future__ import annotations
+
+import json
+import uuid
+
+from kafka import KafkaProducer
+
+from shared.contracts import topics
+from shared.contracts.ledger import AccountSpec, TransfersRequested, TransferSpec
+from shared.envelope import new_envelope
+from tests.support.machinery import read_all
+from tests.support.services import ADMIN, running_service, wait_for
+
+
+def _cmd(county: str, tid: str, amount: str, *, reverse=False, event_id=None):
+    pool = f"county:{county}/pool/COD"
+    reg = "external:rights-register/COD"
+    debit, credit = (pool, reg) if reverse else (reg, pool)
+    cmd = TransfersRequested(
+        transfers=[TransferSpec(transfer_id=tid, debit_account=debit, credit_account=credit, asset="COD",
+                                amount=amount, code="quota.release")],
+        open_accounts=[AccountSpec(account_id=reg, asset="COD", address="external:rights-register"),
+                       AccountSpec(account_id=pool, asset="COD", address=f"county:{county}/pool")],
+    )
+    return new_envelope(cmd, subject=tid, source="/countypool/quota", event_id=event_id).to_json()
+
+
+def _send(bootstrap, values):
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for key, v in values:
+        p.send(topics.LEDGER_COMMANDS, key=key.encode(), value=v)
+    p.flush()
+    p.close()
+
+
+def test_commands_consumed_twice_post_once_and_outcomes_are_published(db_url, kafka_bootstrap):
+    county = f"{uuid.uuid4().int % 900000 + 100000}"
+    tag = uuid.uuid4().hex[:8]
+    with running_service("ledger", db_url, kafka_bootstrap) as (rt, client):
+        same = _cmd(county, f"rel-{tag}", "2.5")
+        _send(kafka_bootstrap, [("k", same), ("k", same), ("k", _cmd(county, f"over-{tag}", "100", reverse=True))])
+        pool = f"county:{county}/pool/COD"
+        wait_for(lambda: client.get(f"/v1/transfers/over-{tag}", headers=ADMIN).status_code == 404
+                 and client.get(f"/v1/transfers/over-{tag}", headers=ADMIN).json()["reason"] == "transfer_failed",
+                 what="both commands applied")
+        assert client.get(f"/v1/accounts/{pool}", headers=ADMIN).json()["balance"] == "2.5000", "posted once"
+        # a second delivery of the same command id from another producer retry: still once
+        _send(kafka_bootstrap, [("k", _cmd(county, f"rel-{tag}", "2.5"))])
+        wait_for(lambda: rt.consumer.stats.applied >= 3, what="retry consumed")
+        assert client.get(f"/v1/accounts/{pool}", headers=ADMIN).json()["balance"] == "2.5000", "transfer id is idempotent"
+        wait_for(lambda: rt.relay.backlog() == 0, what="outcomes published")
+    events = [json.loads(r.value) for r in read_all(kafka_bootstrap, topics.LEDGER_EVENTS, expect=10_000, timeout=5)]
+    mine = {(e["type"], e["data"].get("transfer_id")) for e in events if tag in e["subject"]}
+    assert ("countypool.TransferPosted.v1", f"rel-{tag}") in mine
+    assert ("countypool.TransferRejected.v1", f"over-{tag}") in mine
+    rejected = [e for e in events if e["subject"] == f"over-{tag}"][0]
+    assert rejected["data"]["reason"] == "exceeds_credits"
+    assert len([e for e in events if e["subject"] == f"rel-{tag}"]) == 1, "one outcome event per transfer"
+
+
+def test_malformed_and_invalid_commands_go_to_the_dlq(db_url, kafka_bootstrap):
+    county = f"{uuid.uuid4().int % 900000 + 100000}"
+    tag = uuid.uuid4().hex[:8]
+    bad_amount = json.loads(_cmd(county, f"bad-{tag}", "1"))
+    bad_amount["data"]["transfers"][0]["amount"] = "1.000001"
+    with running_service("ledger", db_url, kafka_bootstrap) as (rt, client):
+        _send(kafka_bootstrap, [(f"m-{tag}", b"{broken"), (f"a-{tag}", json.dumps(bad_amount).encode()),
+                                (f"g-{tag}", _cmd(county, f"good-{tag}", "1"))])
+        wait_for(lambda: client.get(f"/v1/transfers/good-{tag}", headers=ADMIN).status_code == 200, what="good command")
+        wait_for(lambda: rt.consumer.stats.dead_lettered >= 2, what="bad ones dead-lettered")
+    dead = read_all(kafka_bootstrap, topics.dlq(topics.LEDGER_COMMANDS), expect=10_000, timeout=5)
+    mine = {r.key.decode(): dict(r.headers)["dlq-reason"].decode() for r in dead if r.key and tag in r.key.decode()}
+    assert mine == {f"m-{tag}": "malformed_json", f"a-{tag}": "amount_exceeds_scale"}
