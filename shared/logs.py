@@ -41,3 +41,5 @@ def configure_logging(service: str, level: str = "INFO", as_json: bool = True) -
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # the readiness probe's group-less client says this on every check
+    logging.getLogger("kafka.coordinator.consumer").setLevel(logging.ERROR)

@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.ledger.api.routes import router
+from services.ledger.auditor import JournalAuditor
 from services.ledger.handlers import LedgerApp, build_bus
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.storage.tables import metadata
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 class LedgerSettings(ServiceSettings):
     expiry_interval_seconds: float = 1.0
+    audit_interval_seconds: float = 60.0
 
 
 def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, FastAPI]:
@@ -47,7 +49,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     LedgerMetrics(runtime).install()
     expiry = PendingExpiry(runtime, ledger, getattr(settings, "expiry_interval_seconds", 1.0))
     app.state.expiry = expiry
-    runtime.background.append(expiry)
+    app.state.auditor = JournalAuditor(runtime, getattr(settings, "audit_interval_seconds", 60.0))
+    runtime.background += [expiry, app.state.auditor]
     return runtime, app
 
 

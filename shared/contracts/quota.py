@@ -188,3 +188,11 @@ class QuotaReservationExpired(_RequestEvent):
 class QuotaReservationCancelled(_RequestEvent):
     name = "QuotaReservationCancelled"
     reason: str = ""
+
+
+@register
+class QuotaRequestExpired(_RequestEvent):
+    """A request that waited for an allocation round past the policy's wait: it never held quota."""
+
+    name = "QuotaRequestExpired"
+    reason: str = ""

@@ -65,7 +65,8 @@ def test_make_run_starts_all_services_and_stops_on_ctrl_c(tmp_path, kafka_bootst
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, "".join(out) + rest
+    # make itself receives the SIGINT too (as with Ctrl-C in a terminal); the platform must still stop cleanly
+    assert proc.returncode in (0, -signal.SIGINT, 2, 130), "".join(out) + rest
     assert "stopped." in rest
     for p in ports.values():
         with pytest.raises(OSError):

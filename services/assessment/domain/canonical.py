@@ -23,8 +23,25 @@ def decimal_text(d: Decimal) -> str:
     return format(d.normalize(), "f")
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def to_plain(obj: Any) -> Any:
     """Turn domain values into JSON-ready plain data (dict/list/str/int/bool/None)."""
+    # fast path on exact types: a county run hashes millions of these
+    t = type(obj)
+    if t is str or t is int or t is bool or obj is None:
+        return obj
+    if t is Decimal:
+        return decimal_text(obj)
+    if t is dict:
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if t is list or t is tuple:
+        return [to_plain(v) for v in obj]
+    return _to_plain_general(obj)
+
+
+def _to_plain_general(obj: Any) -> Any:
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, int):
@@ -44,7 +61,10 @@ def to_plain(obj: Any) -> Any:
     if hasattr(obj, "model_dump"):  # pydantic models
         return to_plain(obj.model_dump(mode="python"))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        names = _FIELD_NAMES.get(type(obj))
+        if names is None:
+            names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
+        return {n: to_plain(getattr(obj, n)) for n in names}
     if isinstance(obj, dict):
         return {str(k): to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (set, frozenset)):

@@ -7,7 +7,7 @@ measured the indicator in this run (pass 1 measures, pass 2 scores).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterable
 
@@ -63,6 +63,8 @@ class EvaluationRun:
     results: tuple[EnterpriseResult, ...]  # by credit code
     averages: dict[str, dict[str, Decimal]]  # this year's group averages: next year's relative benchmarks
     content_hash: str
+    # results[i].to_plain(), computed once for the hash; storage keeps them as the breakdowns
+    plain_results: tuple[dict, ...] = field(default=(), repr=False, compare=False)
 
     def result(self, credit_code: str) -> EnterpriseResult:
         for r in self.results:
@@ -86,7 +88,7 @@ class EvaluationRun:
             "policy_hash": self.policy_hash,
             "inputs_hash": self.inputs_hash,
             "benchmarks": to_plain(self.benchmarks),
-            "results": [r.to_plain() for r in self.results],
+            "results": list(self.plain_results) or [r.to_plain() for r in self.results],
             "averages": to_plain(self.averages),
             "content_hash": self.content_hash,
         }
@@ -202,11 +204,12 @@ def run_evaluation(
             "last_year_averages": {g: dict(v) for g, v in (last_year_averages or {}).items()},
         }
     )
+    plain_results = tuple(r.to_plain() for r in results)
     body = {
         "policy_hash": policy_hash,
         "inputs_hash": inputs_hash,
         "benchmarks": benchmarks,
-        "results": [r.to_plain() for r in results],
+        "results": list(plain_results),
         "averages": averages,
     }
     return EvaluationRun(
@@ -219,4 +222,5 @@ def run_evaluation(
         results=tuple(results),
         averages=averages,
         content_hash=content_hash(body),
+        plain_results=plain_results,
     )

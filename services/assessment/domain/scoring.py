@@ -150,6 +150,9 @@ class TermPlan:
     weight_exact: Fraction
     cap: Fraction | None
     factor: Fraction  # multiplier x weight / benchmark: term = numerator / denominator x factor
+    multiplier: Fraction
+    unit: str
+    cap_published: Decimal | None
 
 
 def plan_terms(group: GroupPolicy, policy: AssessmentPolicy, benchmarks: Benchmarks) -> tuple[TermPlan, ...]:
@@ -165,7 +168,8 @@ def plan_terms(group: GroupPolicy, policy: AssessmentPolicy, benchmarks: Benchma
         weight = to_fraction(t.weight)
         cap = None if group.cap_factor is None else weight * to_fraction(group.cap_factor)
         factor = to_fraction(defn.multiplier) * weight / to_fraction(benchmark)
-        plans.append(TermPlan(defn, t.weight, benchmark, t.missing, weight, cap, factor))
+        plans.append(TermPlan(defn, t.weight, benchmark, t.missing, weight, cap, factor, to_fraction(defn.multiplier),
+                              defn.unit, None if cap is None else quantize(cap)))
     return tuple(plans)
 
 
@@ -180,28 +184,24 @@ def _quantize_ratio(n: int, d: int) -> Decimal:
 def _measured_line(p: TermPlan, num: Fraction, den: Fraction) -> TermLine:
     # value = num / den x multiplier and term = value x weight / benchmark, kept as integer ratios
     # (exactly what the Fraction arithmetic gives, several times faster)
-    m = p.defn.multiplier
-    mf = to_fraction(m) if not isinstance(m, Fraction) else m
-    vn = num.numerator * den.denominator * mf.numerator
-    vd = num.denominator * den.numerator * mf.denominator
-    if vd < 0:
-        vn, vd = -vn, -vd
-    f = p.factor
-    rn, rd = num.numerator * den.denominator * f.numerator, num.denominator * den.numerator * f.denominator
-    if rd < 0:
-        rn, rd = -rn, -rd
+    a, b = num.numerator * den.denominator, num.denominator * den.numerator
+    if b < 0:
+        a, b = -a, -b
+    m, f = p.multiplier, p.factor
+    rn, rd = a * f.numerator, b * f.denominator
     if rn <= 0:
-        exact = Fraction(0)
-        capped = Decimal(0).scaleb(-PLACES)
+        exact, capped = _ZERO, _ZERO_PUBLISHED
     elif p.cap is not None and rn * p.cap.denominator > p.cap.numerator * rd:
-        exact = p.cap
-        capped = quantize(p.cap)
+        exact, capped = p.cap, p.cap_published
     else:
-        exact = Fraction(rn, rd)
-        capped = _quantize_ratio(rn, rd)
+        exact, capped = Fraction(rn, rd), _quantize_ratio(rn, rd)
     d = p.defn
-    return TermLine(d.code, d.name, d.unit, _quantize_ratio(vn, vd), p.benchmark, p.weight,
-                    _quantize_ratio(rn, rd), capped, FROM_VALUE, exact)
+    return TermLine(d.code, d.name, p.unit, _quantize_ratio(a * m.numerator, b * m.denominator), p.benchmark,
+                    p.weight, _quantize_ratio(rn, rd), capped, FROM_VALUE, exact)
+
+
+_ZERO = Fraction(0)
+_ZERO_PUBLISHED = quantize(0)
 
 
 def score_inputs(
@@ -246,15 +246,17 @@ def score_inputs(
         for b in policy.bonus_penalty
         if b.flag in flags
     )
-    exact_total = sum((ln.exact_term for ln in lines), Fraction(0)) + sum(
-        (to_fraction(a.points) for a in adjustments), Fraction(0)
-    )
+    # summed over a common denominator and reduced once (Fraction + Fraction reduces every time)
+    n, d = 0, 1
+    for x in [ln.exact_term for ln in lines] + [to_fraction(a.points) for a in adjustments]:
+        n, d = n * x.denominator + x.numerator * d, d * x.denominator
+    exact_total = Fraction(n, d)
     return ScoreResult(
         subject=subject,
         group=group.name,
         terms=tuple(lines),
         adjustments=adjustments,
-        total=quantize(exact_total),
+        total=_quantize_ratio(n, d),
         exact_total=exact_total,
     )
 
@@ -284,31 +286,54 @@ def score(
     )
 
 
+class _ExactSum:
+    """An exact sum of many Fractions: numerators are added per denominator (mostly powers of ten
+    here) and combined once, instead of reducing after every addition."""
+
+    __slots__ = ("by_den",)
+
+    def __init__(self) -> None:
+        self.by_den: dict[int, int] = {}
+
+    def add(self, x: Fraction) -> None:
+        d = x.denominator
+        self.by_den[d] = self.by_den.get(d, 0) + x.numerator
+
+    def value(self) -> Fraction:
+        return sum((Fraction(n, d) for d, n in self.by_den.items()), Fraction(0))
+
+
 def average_terms(results: Iterable[ScoreResult]) -> dict[str, Fraction]:
     """indicator -> exact mean of the capped terms of those results that measured it (one group)."""
-    sums: dict[str, Fraction] = {}
+    sums: dict[str, _ExactSum] = {}
     counts: dict[str, int] = {}
     for r in results:
         for t in r.terms:
             if t.status in MEASURED:
-                sums[t.indicator] = sums.get(t.indicator, Fraction(0)) + t.exact_term
+                acc = sums.get(t.indicator)
+                if acc is None:
+                    acc = sums[t.indicator] = _ExactSum()
+                acc.add(t.exact_term)
                 counts[t.indicator] = counts.get(t.indicator, 0) + 1
-    return {k: sums[k] / counts[k] for k in sums}
+    return {k: sums[k].value() / counts[k] for k in sums}
 
 
 def aggregate_inputs(members: Iterable[Inputs]) -> dict[str, tuple[Fraction | None, Fraction | None]]:
     """Sum numerators and denominators over the members that have both (so a member without land does
     not inflate tax per 亩); an indicator nobody has stays missing."""
-    sums: dict[str, tuple[Fraction, Fraction]] = {}
+    sums: dict[str, tuple[_ExactSum, _ExactSum]] = {}
     codes: set[str] = set()
     for m in members:
         for code, (num, den) in m.items():
             codes.add(code)
             if num is None or den is None:
                 continue
-            n, d = sums.get(code, (Fraction(0), Fraction(0)))
-            sums[code] = (n + num, d + den)
-    return {c: sums.get(c, (None, None)) for c in sorted(codes)}
+            acc = sums.get(code)
+            if acc is None:
+                acc = sums[code] = (_ExactSum(), _ExactSum())
+            acc[0].add(num)
+            acc[1].add(den)
+    return {c: (sums[c][0].value(), sums[c][1].value()) if c in sums else (None, None) for c in sorted(codes)}
 
 
 def average_values(inputs: Inputs, policy: AssessmentPolicy) -> dict[str, Decimal]:

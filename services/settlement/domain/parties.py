@@ -95,6 +95,7 @@ def require_party(party: Party, *kinds: PartyKind, role: str = "party") -> Party
 
 
 def ledger_account(party: Party, asset: str = "CNY") -> str:
-    """The ledger account holding ``asset`` for ``party``: ``<party>@<asset>`` (e.g. ``park:P1@CNY``)."""
+    """The ledger account holding ``asset`` for ``party``: ``<party>/<asset>`` (e.g. ``park:P1/CNY``), the
+    ledger's convention of sub-accounts as ``/`` segments under the party's address."""
     party_kind(party)
-    return f"{party}@{asset}"
+    return f"{party}/{asset}"

@@ -34,7 +34,9 @@ def _check_id(value: str, what: str) -> None:
 @dataclass(frozen=True)
 class ConsumedLot:
     lot_id: str
-    enterprise: str  # credit code of the enterprise that freed the lot
+    # credit code of the enterprise that freed the lot; None for a lot no enterprise freed (land reclaimed by a
+    # 增减挂钩 project): its units earn no compensation, their share of the proceeds goes to the rest.
+    enterprise: str | None
     township: Party  # where it was freed, e.g. "township:320623101"
     units: int  # in the asset's smallest unit
 
@@ -47,7 +49,7 @@ class QuotaAllocation:
     amount_units: int
     price: str  # decimal string per unit, for reference only: amount_due is what the project pays
     amount_due_fen: int
-    destination: Party  # the park (or township) the project enters
+    destination: Party | None  # the park (or township) the project enters; None: no park, the fund takes its weight
     lots: tuple[ConsumedLot, ...]
     allocated_on: date
     received_at: datetime
@@ -112,14 +114,16 @@ def validate_allocation(a: QuotaAllocation) -> QuotaAllocation:
     if not a.lots:
         raise ProceedsError("no_lots", f"{where}: every allocated unit must trace back to a released lot")
     try:
-        require_party(a.destination, PartyKind.PARK, PartyKind.TOWNSHIP, role="destination")
+        if a.destination is not None:
+            require_party(a.destination, PartyKind.PARK, PartyKind.TOWNSHIP, role="destination")
         seen: set[str] = set()
         for lot in a.lots:
             _check_id(lot.lot_id, "lot id")
             if lot.lot_id in seen:
                 raise ProceedsError("duplicate_lot", f"{where}: lot {lot.lot_id} is listed twice")
             seen.add(lot.lot_id)
-            enterprise(lot.enterprise)
+            if lot.enterprise is not None:
+                enterprise(lot.enterprise)
             require_party(lot.township, PartyKind.TOWNSHIP, PartyKind.PARK, role=f"origin of lot {lot.lot_id}")
             if not _is_int(lot.units) or lot.units <= 0:
                 raise ProceedsError("invalid_lot_units", f"{where}: lot {lot.lot_id} must consume a positive number of units")
@@ -160,16 +164,23 @@ def split_proceeds(a: QuotaAllocation, policy: SettlementPolicy) -> ProceedsSpli
     lots_e: dict[str, list[str]] = {}
     lots_t: dict[Party, list[str]] = {}
     for lot in a.lots:
-        units_by_enterprise[lot.enterprise] = units_by_enterprise.get(lot.enterprise, 0) + lot.units
+        if lot.enterprise is not None:
+            units_by_enterprise[lot.enterprise] = units_by_enterprise.get(lot.enterprise, 0) + lot.units
+            lots_e.setdefault(lot.enterprise, []).append(lot.lot_id)
         units_by_township[lot.township] = units_by_township.get(lot.township, 0) + lot.units
-        lots_e.setdefault(lot.enterprise, []).append(lot.lot_id)
         lots_t.setdefault(lot.township, []).append(lot.lot_id)
-    compensation_total = basis_point_part(a.amount_due_fen, policy.compensation_bp)
-    compensation = split(compensation_total, units_by_enterprise, largest_contributor(units_by_enterprise))
-    rest = a.amount_due_fen - compensation_total
     total_units = a.amount_units
+    compensable_units = sum(units_by_enterprise.values())
+    compensable = a.amount_due_fen
+    if compensable_units < total_units:  # rounding rule 5: reclaimed units earn no compensation
+        compensable = split(a.amount_due_fen, {"freed": compensable_units, "reclaimed": total_units - compensable_units},
+                            "reclaimed")["freed"]
+    compensation_total = basis_point_part(compensable, policy.compensation_bp)
+    compensation = (split(compensation_total, units_by_enterprise, largest_contributor(units_by_enterprise))
+                    if units_by_enterprise else {})
+    rest = a.amount_due_fen - compensation_total
     weights: dict[Party, int] = {t: policy.township_weight * u for t, u in units_by_township.items()}
-    for party, w in ((a.destination, policy.park_weight), (policy.fund, policy.fund_weight)):
+    for party, w in ((a.destination or policy.fund, policy.park_weight), (policy.fund, policy.fund_weight)):
         # a destination that is also an origin township simply adds up its weights
         weights[party] = weights.get(party, 0) + w * total_units
     shares = split(rest, weights, policy.fund)

@@ -150,3 +150,16 @@ def test_auth_on_ledger_endpoints(ledger):
     assert post(client, _t("a", REG, POOL, "1"), headers=auth("dev-finance-token")).status_code == 403
     assert client.get(f"/v1/accounts/{POOL}", headers=auth("dev-finance-token")).status_code == 200
     assert client.get(f"/v1/accounts/{POOL}").status_code == 401
+
+
+def test_background_auditor_flags_a_tampered_journal(ledger):
+    rt, client = ledger
+    auditor = client.app.state.auditor
+    post(client, *[_t(f"a{i}", REG, POOL, "1") for i in range(3)])
+    assert auditor.run_once() and auditor.checked_seq == 6
+    post(client, _t("a3", REG, POOL, "1"))
+    assert auditor.run_once() and auditor.checked_seq == 7, "incremental"
+    with rt.db.engine.begin() as c:
+        c.execute(text("UPDATE journal SET hash = :h WHERE seq = 7"), {"h": "f" * 64})
+    assert not auditor.run_once() and auditor.broken_at == 7
+    assert "countypool_ledger_journal_verified 0.0" in client.get("/metrics").text

@@ -37,7 +37,7 @@ def test_party_forms_and_kinds():
     assert parties.party_kind("county:320623/treasury") is PartyKind.COUNTY_TREASURY
     assert parties.party_kind("enterprise:91320623MA1XXXXX0Q") is PartyKind.ENTERPRISE
     assert parties.party_code(FUND) == "320623"
-    assert parties.ledger_account(P1) == "park:P1@CNY"
+    assert parties.ledger_account(P1) == "park:P1/CNY"
     for bad in ("township:", "nation:1", "county:1/bank", "park:a b", ""):
         with pytest.raises(PartyError) as e:
             parties.party_kind(bad)

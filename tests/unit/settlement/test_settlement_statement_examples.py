@@ -168,7 +168,7 @@ def test_corrections_after_finalization_become_adjustments_in_the_next_period():
     jan, postings = finalize(jan)
     assert [ln.amount_fen for ln in jan.lines] == [250_000]
     assert [(p.debit_account, p.credit_account, p.amount_fen, p.transfer_id) for p in postings] == [
-        (f"{P1}@CNY", f"{T1}@CNY", 250_000, "settlement:320623:2026-01:L00001")]
+        (f"{P1}/CNY", f"{T1}/CNY", 250_000, "settlement:320623:2026-01:L00001")]
     h1 = SettlementHistory.empty().after(jan)
 
     # r2 replaces r1 with 1,200,001: share floor(600,000.5)=600,000 -> 300,000; 50,000 more than settled
