@@ -5,7 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+export KAFKA_PORT ?= 9092
+export PG_PORT ?= 55432
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 export COUNTYPOOL_DATA_DIR ?= $(CURDIR)/.data
 
 .PHONY: run test test-unit install kafka postgres stop-infra bench clean
@@ -27,7 +29,7 @@ run: $(STAMP)
 test: $(STAMP)
 	@if [ -z "$$COUNTYPOOL_EXTERNAL_KAFKA" ]; then deploy/kafka/kafka.sh start; fi
 	@if [ -z "$$TEST_DATABASE_URL" ]; then deploy/postgres/postgres.sh start; fi
-	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test} \
+	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql+psycopg://countypool:countypool@127.0.0.1:$(PG_PORT)/countypool_test} \
 	  $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from services.quota.storage.tables import ledger_transfers
@@ -45,8 +45,6 @@ def acknowledged_project_accounts(session: Session, county_code: str) -> list[st
 
 
 def unanswered(session: Session, county_code: str) -> int:
-    from sqlalchemy import func
-
     return int(session.execute(select(func.count()).select_from(ledger_transfers).where(
         (ledger_transfers.c.county_code == county_code) & (ledger_transfers.c.state == "asked")
         & ledger_transfers.c.purpose.in_(["intake", "reserve", "post"]))).scalar() or 0)
