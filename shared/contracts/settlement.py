@@ -3,6 +3,7 @@ publishes (``countypool.settlement.events``). Money in CNY decimal strings."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -23,6 +24,21 @@ class TaxReceiptReported(Event):
     tax_kind: Identifier = Field(examples=["VAT", "CIT"])
     amount: DecimalStr = Field(description="CNY paid")
     corrects: str | None = Field(default=None, description="receipt id this one replaces")
+
+
+@register
+class StatisticsReported(Event):
+    """A statistic of one enterprise and month (value added, output in CNY) that agreements may share (统计分成)."""
+
+    name = "StatisticsReported"
+    topic = topics.INTAKE_SETTLEMENT
+    aggregate_type = "enterprise"
+
+    report_id: Identifier
+    enterprise_credit_code: str = Field(min_length=18, max_length=18)
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-03"])
+    measure: Literal["value_added", "output"]
+    amount: DecimalStr = Field(description="CNY")
 
 
 class _Out(Event):
@@ -62,3 +78,10 @@ class AdjustmentRecorded(_Out):
     adjusts_period: str
     amount: DecimalStr
     sources: list[str]
+    # optional since v1 was first published: which line, who pays whom, for which agreement and figure
+    line_no: int | None = None
+    payer: str | None = None
+    payee: str | None = None
+    agreement_id: str | None = None
+    tax_kind: str | None = None
+    adjusts: str | None = Field(default=None, description="kind of figure corrected: revenue_share, guaranteed_minimum_topup")

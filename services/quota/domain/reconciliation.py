@@ -4,6 +4,8 @@ Compared figures (balance = posted credits - posted debits):
 - ``in_pool``:   available + reserved   vs the pool account (pending debits are not posted yet)
 - ``allocated``: allocated              vs the sum of the county's project accounts
 - ``retired``:   retired                vs the retired account
+- ``reserved``:  reserved               vs the pool account's pending debits (only when the caller gives
+                 them: ``LedgerFigures.reserved``; a request still waiting for the ledger's answer shows here)
 A difference right after a step may be a transfer still in flight; one that stays is a fault.
 """
 from __future__ import annotations
@@ -21,12 +23,13 @@ class LedgerFigures:
     pool: int
     allocated: int
     retired: int
+    reserved: int | None = None  # pending debits of the pool account, when known
 
 
 @dataclass(frozen=True)
 class Difference:
     asset: str
-    figure: str  # "in_pool" | "allocated" | "retired"
+    figure: str  # "in_pool" | "allocated" | "retired" | "reserved"
     ours: int
     ledger: int
 
@@ -65,5 +68,7 @@ def reconcile(ours: Mapping[str, PoolFigures], ledger: Mapping[str, LedgerFigure
             ("in_pool", mine.in_pool if mine else 0, theirs.pool),
             ("retired", mine.retired if mine else 0, theirs.retired),
         )
-        out.extend(Difference(asset, figure, a, b) for figure, a, b in pairs if a != b)
+        if theirs.reserved is not None:
+            pairs += (("reserved", mine.reserved if mine else 0, theirs.reserved),)
+        out.extend(Difference(asset, figure, a, b) for figure, a, b in sorted(pairs) if a != b)
     return out
