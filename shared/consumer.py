@@ -377,7 +377,7 @@ class IdempotentConsumer:
         if now - self._last_lag < 2:
             return
         self._last_lag = now
-        lag: dict[str, int] = {}
+        lag: dict[str, int] = {t: 0 for t in self.topics}  # a partition moved away no longer counts here
         for tp in consumer.assignment():
             hw = consumer.highwater(tp)
             if hw is None:

@@ -87,7 +87,8 @@ class ServiceRuntime:
 
     def _ensure_topics(self) -> None:
         try:
-            ensure_topics(self.settings.kafka_bootstrap_servers)
+            ensure_topics(self.settings.kafka_bootstrap_servers, partitions=self.settings.topic_partitions,
+                          replication=self.settings.topic_replication_factor)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not create topics yet (the broker auto-creates them): %s", exc)
 

@@ -32,6 +32,9 @@ class ServiceSettings(BaseSettings):
     relay_idle_seconds: float = 0.05
     consumer_max_records: int = 500
     consumer_max_attempts: int = 5
+    # Topics the service creates when they are missing (production creates them up front: see deploy/k8s).
+    topic_partitions: int = 3
+    topic_replication_factor: int = 1
     log_level: str = "INFO"
     log_json: bool = True
     # Token file (JSON) and/or JWT secret: see shared/auth.py.
