@@ -162,7 +162,7 @@ def new_envelope(
         causationid=causation_id,
         recordedat=now,
         producer=producer,
-        data=event.model_dump(mode="json"),
+        data=event.model_dump(mode="json", by_alias=True),
     )
 
 
