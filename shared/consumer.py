@@ -21,7 +21,7 @@ from typing import Callable
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from sqlalchemy import Table, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from shared.contracts.topics import dlq
@@ -126,6 +126,7 @@ class IdempotentConsumer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_lag = 0.0
+        self._unassigned_since: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -166,6 +167,21 @@ class IdempotentConsumer:
                 pass
             self._dlq_producer = None
 
+    def _resubscribe_if_unassigned(self, consumer: KafkaConsumer) -> None:
+        # kafka-python may join its group before it has the topics' metadata and then sit with no partitions
+        # even after the topics exist; subscribing again makes it rejoin with fresh metadata.
+        now = time.monotonic()
+        if consumer.assignment():
+            self._unassigned_since = None
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        elif now - self._unassigned_since > 10 and any(consumer.partitions_for_topic(t) for t in self.topics):
+            log.info("no partitions assigned after %.0fs; subscribing again", now - self._unassigned_since)
+            consumer.unsubscribe()
+            consumer.subscribe(self.topics, listener=_ResumeFromDatabase(self))
+            self._unassigned_since = now
+
     def _ensure_consumer(self) -> KafkaConsumer:
         if self._consumer is None:
             c = KafkaConsumer(
@@ -187,6 +203,7 @@ class IdempotentConsumer:
     def poll_once(self, timeout_ms: int = 200) -> int:
         consumer = self._ensure_consumer()
         polled = consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
+        self._resubscribe_if_unassigned(consumer)
         records = [r for tp in sorted(polled, key=lambda tp: (tp.topic, tp.partition)) for r in polled[tp]]
         self._report_lag(consumer)
         if not records:
@@ -305,8 +322,12 @@ class IdempotentConsumer:
                     return None
                 except DBAPIError as exc:
                     savepoint.rollback()
-                    if retry_reason(exc) or attempt == self.max_attempts:
-                        raise  # the whole batch is retried by the caller
+                    if retry_reason(exc) or isinstance(exc, OperationalError):
+                        raise  # deadlock or a lost database: the whole batch is retried by the caller
+                    if attempt == self.max_attempts:
+                        # bad data the database refuses (too long, constraint): this message, not the batch
+                        dead.append(_DeadLetter(rec, "handler_db_error", f"{type(exc.orig).__name__}: {exc.orig}"))
+                        return None
                 except Exception as exc:  # noqa: BLE001 - a bug or bad data must not stop the loop
                     savepoint.rollback()
                     if attempt == self.max_attempts:

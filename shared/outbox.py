@@ -15,6 +15,7 @@ from kafka import KafkaProducer
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.orm import Session
 
+from shared.bulk import bulk_insert
 from shared.db import Database
 from shared.envelope import Envelope, Event, new_envelope
 from shared.logs import correlation_id
@@ -60,8 +61,7 @@ class Outbox:
         session.execute(self.table.insert().values(**self._row(session, env, topic)))
 
     def add_many(self, session: Session, items: list[tuple[Envelope, str]]) -> None:
-        if items:
-            session.execute(self.table.insert(), [self._row(session, env, topic) for env, topic in items])
+        bulk_insert(session, self.table, [self._row(session, env, topic) for env, topic in items])
 
     @staticmethod
     def _row(session: Session, env: Envelope, topic: str) -> dict:

@@ -3,7 +3,9 @@ idempotent consumer, authentication, and the HTTP server. A service's ``main.py`
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -76,21 +78,25 @@ class ServiceRuntime:
         return {"database": self.db.ping, "kafka": self.kafka.reachable}
 
     def start_background(self) -> None:
-        # Topic creation must not block start-up while Kafka is down: the relay and consumer retry anyway.
-        threading.Thread(target=self._ensure_topics, name=f"{self.name}-topics", daemon=True).start()
         if self.settings.relay_enabled:
             self.relay.start()
-        if self.consumer is not None and self.settings.consumer_enabled:
-            self.consumer.start()
+        # The consumer subscribes once its topics exist (joining before them can leave it without
+        # partitions); that must not block start-up while Kafka is down, so it happens on a thread.
+        threading.Thread(target=self._topics_then_consumer, name=f"{self.name}-topics", daemon=True).start()
         for b in self.background:
             b.start()
 
-    def _ensure_topics(self) -> None:
-        try:
-            ensure_topics(self.settings.kafka_bootstrap_servers, partitions=self.settings.topic_partitions,
-                          replication=self.settings.topic_replication_factor)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("could not create topics yet (the broker auto-creates them): %s", exc)
+    def _topics_then_consumer(self) -> None:
+        for attempt in range(10):
+            try:
+                ensure_topics(self.settings.kafka_bootstrap_servers, partitions=self.settings.topic_partitions,
+                              replication=self.settings.topic_replication_factor)
+                break
+            except Exception as exc:  # noqa: BLE001 - Kafka down: the consumer retries on its own anyway
+                log.warning("could not ensure topics yet (attempt %d): %s", attempt + 1, exc)
+                time.sleep(min(5.0, 0.5 * 2**attempt))
+        if self.consumer is not None and self.settings.consumer_enabled:
+            self.consumer.start()
 
     def stop_background(self) -> None:
         for b in self.background:
@@ -106,8 +112,13 @@ class ServiceRuntime:
         self.start_background()
         log.info("%s listening on http://%s:%d (database %s)", self.name, self.settings.host, self.settings.port,
                  self.db.engine.url.render_as_string(hide_password=True))
+        # uvicorn re-raises SIGTERM after its own shutdown, which would kill the process before the consumer
+        # leaves its group; turning it into SystemExit lets the finally below stop everything cleanly.
+        signal.signal(signal.SIGTERM, lambda signum, _frame: (_ for _ in ()).throw(SystemExit(128 + signum)))
         try:
             uvicorn.run(app, host=self.settings.host, port=self.settings.port, log_level="warning", access_log=False)
+        except SystemExit:
+            pass
         finally:
             self.stop_background()
             self.db.dispose()

@@ -226,8 +226,10 @@ def build_bus(app: LedgerApp) -> tuple[MessageBus, Callable[[Session, list[Messa
 
 
 def _apply_commands(app: LedgerApp, session: Session, contexts: list[MessageContext]) -> None:
-    requests: list[TransferRequest] = []
+    """Apply whole commands in runs of at most MAX_BATCH transfers (a chain never straddles two runs)."""
+    run: list[TransferRequest] = []
     ensure: list[NewAccount] = []
+    run_contexts: list[MessageContext] = []
     for ctx in contexts:
         cmd: TransfersRequested = ctx.event
         try:
@@ -236,8 +238,18 @@ def _apply_commands(app: LedgerApp, session: Session, contexts: list[MessageCont
             raise Rejected(exc.reason, str(exc)) from None
         if reqs[-1].linked:
             raise Rejected("linked_event_chain_open", "the last transfer of a command must close its linked chain")
-        requests.extend(reqs)
+        if run and len(run) + len(reqs) > MAX_BATCH:
+            _submit_run(app, session, run, ensure, run_contexts)
+            run, ensure, run_contexts = [], [], []
+        run.extend(reqs)
         ensure.extend(to_new_account(a) for a in cmd.open_accounts)
+        run_contexts.append(ctx)
+    if run:
+        _submit_run(app, session, run, ensure, run_contexts)
+
+
+def _submit_run(app: LedgerApp, session: Session, requests: list[TransferRequest], ensure: list[NewAccount],
+                contexts: list[MessageContext]) -> None:
     causation = contexts[0].envelope.id if len(contexts) == 1 else None
     result = app.submit(session, requests, ensure_accounts=ensure, causation=causation)
     if result.accounts is not None:

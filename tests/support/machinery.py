@@ -54,8 +54,9 @@ def widget_counts(db: Database) -> dict[str, int]:
         return {r.id: r.count for r in s.execute(sa.select(widgets)).all()}
 
 
-def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> list:
-    """Every record of a topic, from the beginning, until ``expect`` are seen or the time runs out."""
+def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30, until=None) -> list:
+    """Every record of a topic, from the beginning, until ``expect`` are seen (or ``until(records)`` holds)
+    or the time runs out."""
     import time
 
     c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4().hex[:8]}",
@@ -64,7 +65,7 @@ def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> li
     out = []
     deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and len(out) < expect:
+        while time.monotonic() < deadline and len(out) < expect and not (until and until(out)):
             for recs in c.poll(timeout_ms=500).values():
                 out.extend(recs)
         # a little longer, to catch duplicates beyond the expected count

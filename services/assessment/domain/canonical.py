@@ -6,6 +6,7 @@ Keys are sorted, no whitespace, UTF-8 kept as is; a Decimal is written as its no
 from __future__ import annotations
 
 import dataclasses
+import functools
 import enum
 import hashlib
 import json
@@ -15,6 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 
+@functools.lru_cache(maxsize=1 << 16)  # scores repeat (caps, benchmarks, weights): a run formats millions
 def decimal_text(d: Decimal) -> str:
     if not d.is_finite():
         raise ValueError("non-finite decimals have no canonical form")

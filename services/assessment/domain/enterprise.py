@@ -84,6 +84,8 @@ class Enterprise:
         clash = self.extra_flags & set(FLAG_NAMES)
         if clash:
             raise ValueError(f"extra flags repeat a named flag: {sorted(clash)}")
+        # asked many times per enterprise in a run (exclusions, disposition); not a field: eq and hash ignore it
+        object.__setattr__(self, "_flags", frozenset(n for n in FLAG_NAMES if getattr(self, n)) | self.extra_flags)
 
     @property
     def county_code(self) -> str:
@@ -91,10 +93,10 @@ class Enterprise:
 
     def flags(self) -> frozenset[str]:
         """Names of every flag that is set, named and extra."""
-        return frozenset(n for n in FLAG_NAMES if getattr(self, n)) | self.extra_flags
+        return self._flags  # type: ignore[attr-defined]
 
     def has_flag(self, name: str) -> bool:
-        return name in self.flags()
+        return name in self._flags  # type: ignore[attr-defined]
 
 
 class IndicatorConflict(ValueError):
@@ -175,10 +177,13 @@ class YearlyIndicators:
         return out
 
     def to_plain(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {name: getattr(self, name) for name in _INDICATOR_FIELDS}
         d["emissions"] = dict(self.emissions) if self.emissions is not None else None
         d["sources"] = dict(self.sources)
         return d
+
+
+_INDICATOR_FIELDS = tuple(f.name for f in fields(YearlyIndicators))
 
 
 def merge_indicators(base: YearlyIndicators | None, part: YearlyIndicators) -> YearlyIndicators:

@@ -7,11 +7,13 @@ measured the indicator in this run (pass 1 measures, pass 2 scores).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterable
 
-from .canonical import content_hash, to_plain
+from .canonical import canonical_json, content_hash, to_plain
 from .classification import Placement, classify
 from .disposition import Recommendation, recommend
 from .enterprise import Enterprise, YearlyIndicators
@@ -45,11 +47,18 @@ class EnterpriseResult:
     treatment: Treatment | None  # the class's differentiated treatment, if the policy has one
 
     def to_plain(self) -> dict:
-        d = {k: to_plain(getattr(self, k)) for k in (
+        d = {k: getattr(self, k) for k in (
             "credit_code", "name", "township_code", "group", "class_label", "excluded_by",
-            "rank", "score_rank", "group_size", "recommendation", "treatment")}
+            "rank", "score_rank", "group_size")}
+        d["recommendation"] = to_plain(self.recommendation)
+        d["treatment"] = None if self.treatment is None else _treatment_plain(self.treatment)
         d["score"] = self.score.to_plain() if self.score else None
         return d
+
+
+@functools.lru_cache(maxsize=64)  # a policy has a handful of treatments, shared by thousands of results
+def _treatment_plain(treatment: Treatment) -> dict:
+    return to_plain(treatment)
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,8 @@ class EvaluationRun:
     results: tuple[EnterpriseResult, ...]  # by credit code
     averages: dict[str, dict[str, Decimal]]  # this year's group averages: next year's relative benchmarks
     content_hash: str
-    # results[i].to_plain(), computed once for the hash; storage keeps them as the breakdowns
-    plain_results: tuple[dict, ...] = field(default=(), repr=False, compare=False)
+    # canonical JSON of results[i].to_plain(), computed once for the hash; storage keeps it as the breakdown
+    result_json: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def result(self, credit_code: str) -> EnterpriseResult:
         for r in self.results:
@@ -88,7 +97,7 @@ class EvaluationRun:
             "policy_hash": self.policy_hash,
             "inputs_hash": self.inputs_hash,
             "benchmarks": to_plain(self.benchmarks),
-            "results": list(self.plain_results) or [r.to_plain() for r in self.results],
+            "results": [r.to_plain() for r in self.results],
             "averages": to_plain(self.averages),
             "content_hash": self.content_hash,
         }
@@ -204,14 +213,12 @@ def run_evaluation(
             "last_year_averages": {g: dict(v) for g, v in (last_year_averages or {}).items()},
         }
     )
-    plain_results = tuple(r.to_plain() for r in results)
-    body = {
-        "policy_hash": policy_hash,
-        "inputs_hash": inputs_hash,
-        "benchmarks": benchmarks,
-        "results": list(plain_results),
-        "averages": averages,
-    }
+    # canonical JSON of each result, made once: it is hashed here and stored as the breakdown
+    result_json = tuple(canonical_json(r.to_plain()) for r in results)
+    head = canonical_json({"policy_hash": policy_hash, "inputs_hash": inputs_hash, "benchmarks": benchmarks,
+                           "averages": averages})
+    # == canonical_json of the whole body: "results" sorts last among its keys
+    body = head[:-1] + ',"results":[' + ",".join(result_json) + "]}"
     return EvaluationRun(
         county=county,
         year=year,
@@ -221,6 +228,6 @@ def run_evaluation(
         benchmarks=benchmarks,
         results=tuple(results),
         averages=averages,
-        content_hash=content_hash(body),
-        plain_results=plain_results,
+        content_hash=hashlib.sha256(body.encode("utf-8")).hexdigest(),
+        result_json=result_json,
     )

@@ -10,7 +10,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Iterable, Mapping
 
-from .canonical import to_plain
+from .canonical import decimal_text, to_plain
 from .enterprise import EMISSIONS_DIVISOR, GROUP_ABOVE, GROUP_BELOW, SCALAR_FIELDS, Enterprise, YearlyIndicators
 from .exact import PLACES, quantize, to_fraction
 from .policy import AssessmentPolicy, Benchmarks, GroupPolicy, IndicatorDefinition
@@ -40,8 +40,11 @@ class TermLine:
     exact_term: Fraction = field(repr=False, compare=False)  # capped, unrounded
 
     def to_plain(self) -> dict:
-        return {k: to_plain(getattr(self, k)) for k in (
-            "indicator", "name", "unit", "value", "benchmark", "weight", "raw_term", "capped_term", "status")}
+        return {"indicator": self.indicator, "name": self.name, "unit": self.unit,
+                "value": None if self.value is None else decimal_text(self.value),
+                "benchmark": decimal_text(self.benchmark), "weight": decimal_text(self.weight),
+                "raw_term": decimal_text(self.raw_term), "capped_term": decimal_text(self.capped_term),
+                "status": self.status}
 
 
 @dataclass(frozen=True)

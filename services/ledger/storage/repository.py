@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from services.ledger.domain import (
@@ -27,6 +27,7 @@ from services.ledger.domain import (
     TransferResult,
     TransferStatus,
 )
+from shared.bulk import bulk_insert, id_in
 from services.ledger.storage.tables import accounts as A
 from services.ledger.storage.tables import failed_transfers as F
 from services.ledger.storage.tables import journal as J
@@ -140,7 +141,7 @@ class LedgerRepository:
         tids = sorted({t for t in transfer_ids if t})
         transfers = {t.id: t for t in self.transfers_by_id(tids)}
         for chunk in _chunks(tids):
-            for r in self.s.execute(select(F).where(F.c.id.in_(chunk))).all():
+            for r in self.s.execute(select(F).where(id_in(F.c.id, chunk, self.s))).all():
                 transfers[r.id] = FailedTransfer(r.id, r.fingerprint, TransferResult(r.result), _utc(r.failed_at))
         # second phases touch the pending transfer's accounts
         aids = {a for a in account_ids if a}
@@ -152,7 +153,7 @@ class LedgerRepository:
     def lock_accounts(self, ids: list[str]) -> dict[str, Account]:
         out: dict[str, Account] = {}
         for chunk in _chunks(ids):
-            q = select(A).where(A.c.id.in_(chunk)).order_by(A.c.id)
+            q = select(A).where(id_in(A.c.id, chunk, self.s)).order_by(A.c.id)
             if self.pg:
                 q = q.with_for_update()
             out.update((r.id, account_from_row(r)) for r in self.s.execute(q).all())
@@ -171,11 +172,9 @@ class LedgerRepository:
         self._append(outcome.journal)
 
     def persist_batch(self, outcome: BatchOutcome) -> None:
-        if outcome.transfers:
-            self.s.execute(T.insert(), [_transfer_row(t) for t in outcome.transfers])
-        if outcome.failures:
-            self.s.execute(F.insert(), [{"id": f.id, "fingerprint": f.fingerprint, "result": f.result.value,
-                                         "failed_at": f.timestamp} for f in outcome.failures])
+        bulk_insert(self.s, T, [_transfer_row(t) for t in outcome.transfers])
+        bulk_insert(self.s, F, [{"id": f.id, "fingerprint": f.fingerprint, "result": f.result.value,
+                                 "failed_at": f.timestamp} for f in outcome.failures])
         self._update_transfers(outcome.updated_transfers)
         self._update_balances(outcome.accounts)
         self._append(outcome.journal)
@@ -185,21 +184,49 @@ class LedgerRepository:
         self._update_balances(outcome.accounts)
         self._append(outcome.journal)
 
+    # SQLite: one executemany per batch, not a statement per row.
+    _SET_TRANSFER = update(T).where(T.c.id == bindparam("k_id")).values(
+        status=bindparam("k_status"), posted_amount=bindparam("k_posted"), resolved_by=bindparam("k_by"),
+        resolved_at=bindparam("k_at"))
+    _SET_BALANCE = update(A).where(A.c.id == bindparam("k_id")).values(
+        debits_pending=bindparam("k_dp"), debits_posted=bindparam("k_dpo"), credits_pending=bindparam("k_cp"),
+        credits_posted=bindparam("k_cpo"))
+
     def _update_transfers(self, items: list[Transfer]) -> None:
-        for t in items:
-            self.s.execute(update(T).where(T.c.id == t.id).values(
-                status=t.status.value, posted_amount=t.posted_amount, resolved_by=t.resolved_by, resolved_at=t.resolved_at))
+        if items and self.pg:
+            self.s.execute(text(
+                "UPDATE transfers AS t SET status = v.status, posted_amount = v.posted, resolved_by = v.by, "
+                "resolved_at = v.at FROM unnest(CAST(:ids AS varchar[]), CAST(:status AS varchar[]), "
+                "CAST(:posted AS bigint[]), CAST(:by AS varchar[]), CAST(:at AS timestamptz[])) "
+                "AS v(id, status, posted, by, at) WHERE t.id = v.id"),
+                {"ids": [t.id for t in items], "status": [t.status.value for t in items],
+                 "posted": [t.posted_amount for t in items], "by": [t.resolved_by for t in items],
+                 "at": [t.resolved_at for t in items]})
+        elif items:
+            self.s.connection().execute(self._SET_TRANSFER, [
+                {"k_id": t.id, "k_status": t.status.value, "k_posted": t.posted_amount, "k_by": t.resolved_by,
+                 "k_at": t.resolved_at} for t in items])
 
     def _update_balances(self, items: list[Account]) -> None:
-        for a in items:
-            self.s.execute(update(A).where(A.c.id == a.id).values(
-                debits_pending=a.debits_pending, debits_posted=a.debits_posted,
-                credits_pending=a.credits_pending, credits_posted=a.credits_posted))
+        if items and self.pg:
+            # one statement for the whole batch (PostgreSQL): unnest the new balances and join on id
+            self.s.execute(text(
+                "UPDATE accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, "
+                "credits_posted = v.cpo FROM unnest(CAST(:ids AS varchar[]), CAST(:dp AS bigint[]), "
+                "CAST(:dpo AS bigint[]), CAST(:cp AS bigint[]), CAST(:cpo AS bigint[])) AS v(id, dp, dpo, cp, cpo) "
+                "WHERE a.id = v.id"),
+                {"ids": [a.id for a in items], "dp": [a.debits_pending for a in items],
+                 "dpo": [a.debits_posted for a in items], "cp": [a.credits_pending for a in items],
+                 "cpo": [a.credits_posted for a in items]})
+        elif items:
+            self.s.connection().execute(self._SET_BALANCE, [
+                {"k_id": a.id, "k_dp": a.debits_pending, "k_dpo": a.debits_posted, "k_cp": a.credits_pending,
+                 "k_cpo": a.credits_posted} for a in items])
 
     def _append(self, entries: list[JournalEntry]) -> None:
         if not entries:
             return
-        self.s.execute(J.insert(), [_journal_row(e) for e in entries])
+        bulk_insert(self.s, J, [_journal_row(e) for e in entries])
         last = entries[-1]
         self.s.execute(update(H).where(H.c.id == 1).values(seq=last.seq, hash=last.hash))
 
@@ -212,7 +239,7 @@ class LedgerRepository:
     def transfers_by_id(self, ids: list[str]) -> list[Transfer]:
         out = []
         for chunk in _chunks(ids):
-            out.extend(transfer_from_row(r) for r in self.s.execute(select(T).where(T.c.id.in_(chunk))).all())
+            out.extend(transfer_from_row(r) for r in self.s.execute(select(T).where(id_in(T.c.id, chunk, self.s))).all())
         return out
 
     def failed(self, transfer_id: str) -> FailedTransfer | None:

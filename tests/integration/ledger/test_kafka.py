@@ -51,13 +51,19 @@ def test_commands_consumed_twice_post_once_and_outcomes_are_published(db_url, ka
         wait_for(lambda: rt.consumer.stats.applied >= 3, what="retry consumed")
         assert client.get(f"/v1/accounts/{pool}", headers=ADMIN).json()["balance"] == "2.5000", "transfer id is idempotent"
         wait_for(lambda: rt.relay.backlog() == 0, what="outcomes published")
-    events = [json.loads(r.value) for r in read_all(kafka_bootstrap, topics.LEDGER_EVENTS, expect=10_000, timeout=5)]
+    def both_seen(records):
+        keys = {r.key.decode() for r in records if r.key}
+        return {f"rel-{tag}", f"over-{tag}"} <= keys
+
+    events = [json.loads(r.value) for r in read_all(kafka_bootstrap, topics.LEDGER_EVENTS, expect=10**9, timeout=60,
+                                                    until=both_seen)]
     mine = {(e["type"], e["data"].get("transfer_id")) for e in events if tag in e["subject"]}
     assert ("countypool.TransferPosted.v1", f"rel-{tag}") in mine
     assert ("countypool.TransferRejected.v1", f"over-{tag}") in mine
     rejected = [e for e in events if e["subject"] == f"over-{tag}"][0]
     assert rejected["data"]["reason"] == "exceeds_credits"
-    assert len([e for e in events if e["subject"] == f"rel-{tag}"]) == 1, "one outcome event per transfer"
+    dupes = [e for e in events if e["subject"] == f"rel-{tag}"]
+    assert len(dupes) == 1, json.dumps(dupes, indent=1)
 
 
 def test_malformed_and_invalid_commands_go_to_the_dlq(db_url, kafka_bootstrap):
@@ -70,6 +76,7 @@ def test_malformed_and_invalid_commands_go_to_the_dlq(db_url, kafka_bootstrap):
                                 (f"g-{tag}", _cmd(county, f"good-{tag}", "1"))])
         wait_for(lambda: client.get(f"/v1/transfers/good-{tag}", headers=ADMIN).status_code == 200, what="good command")
         wait_for(lambda: rt.consumer.stats.dead_lettered >= 2, what="bad ones dead-lettered")
-    dead = read_all(kafka_bootstrap, topics.dlq(topics.LEDGER_COMMANDS), expect=10_000, timeout=5)
+    dead = read_all(kafka_bootstrap, topics.dlq(topics.LEDGER_COMMANDS), expect=10**9, timeout=60,
+                    until=lambda rs: {f"m-{tag}", f"a-{tag}"} <= {r.key.decode() for r in rs if r.key})
     mine = {r.key.decode(): dict(r.headers)["dlq-reason"].decode() for r in dead if r.key and tag in r.key.decode()}
     assert mine == {f"m-{tag}": "malformed_json", f"a-{tag}": "amount_exceeds_scale"}

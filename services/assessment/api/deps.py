@@ -1,0 +1,53 @@
+"""What every assessment route needs: scopes, the runtime, who is acting, now, a checked credit code."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable, TypeVar
+
+from fastapi import Request
+from sqlalchemy.exc import IntegrityError
+
+from services.assessment.domain.credit_code import credit_code_problem, normalize_credit_code
+from services.assessment.events import Actor
+from shared.auth import Principal, require
+from shared.errors import Conflict, Unprocessable
+from shared.runtime import ServiceRuntime
+from shared.unit_of_work import UnitOfWork
+
+READ = require("assessment:read", "assessment:write", "finance:read")
+WRITE = require("assessment:write")
+T = TypeVar("T")
+
+
+def runtime(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime
+
+
+def actor(p: Principal) -> Actor:
+    return Actor(principal=p.id, via="api")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def checked_code(text: str, field: str = "credit_code") -> str:
+    code = normalize_credit_code(text)
+    problem = credit_code_problem(code)
+    if problem:
+        raise Unprocessable("invalid_credit_code", f"{field}: {problem.message}", {"field": field, "problem": problem.reason})
+    return code
+
+
+def write(request: Request, fn: Callable[[UnitOfWork], T], *, conflict: str = "concurrent_change") -> T:
+    """One unit of work; a unique-key race with another writer is a 409, not a 500."""
+    try:
+        return runtime(request).transaction(fn)
+    except IntegrityError as exc:
+        raise Conflict(conflict, "another request changed the same thing at the same time; read it and retry",
+                       {"error": type(exc.orig).__name__}) from None
+
+
+def read(request: Request, fn: Callable) -> T:
+    with runtime(request).db.sessions() as s:
+        return fn(s)

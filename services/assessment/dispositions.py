@@ -1,0 +1,128 @@
+"""The county's decision on a recommendation (confirm or override, with who and why), and carrying out a
+closure or relocation, which frees the enterprise's quotas downstream (EnterpriseExited / Relocated).
+
+One enterprise and year has at most one standing decision: a new one supersedes it until it is carried
+out; after that the matter is closed (409)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.assessment.domain.disposition import CountyDecision, Disposition, Recommendation
+from services.assessment.events import Actor, emit
+from services.assessment.evaluations import current_run, result_of
+from services.assessment.storage.tables import decisions as D
+from services.assessment.storage.tables import enterprises as E
+from services.assessment.storage.tables import rectification_tasks as T
+from services.assessment.tasks import open_task
+from shared.contracts.assessment import DispositionDecided, EnterpriseExited, EnterpriseRelocated
+from shared.errors import Conflict, NotFound, Unprocessable
+from shared.outbox import Outbox
+
+
+def _enterprise(s: Session, credit_code: str):
+    r = s.execute(select(E).where(E.c.credit_code == credit_code)).first()
+    if r is None:
+        raise NotFound("enterprise_not_found", f"no enterprise {credit_code} in the register")
+    return r
+
+
+def standing_decision(s: Session, credit_code: str, year: int):
+    return s.execute(select(D).where(D.c.credit_code == credit_code, D.c.year == year, D.c.status != "superseded")
+                     .order_by(D.c.id.desc()).limit(1)).first()
+
+
+def history(s: Session, credit_code: str, year: int) -> list:
+    return s.execute(select(D).where(D.c.credit_code == credit_code, D.c.year == year).order_by(D.c.id)).all()
+
+
+def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Disposition | None, decided_by: str,
+           reason: str, actor: Actor, now: datetime, task_deadline: date | None = None):
+    """``decided`` None confirms the recommendation; anything else different from it overrides it (and
+    needs a reason). Returns the new decision row."""
+    ent = _enterprise(s, credit_code)
+    run = current_run(s, ent.county_code, year)
+    if run is None:
+        raise Conflict("not_assessed", f"{ent.county_code} has no evaluation run for {year}")
+    result = result_of(s, run.run_id, credit_code)
+    recommendation = Recommendation(Disposition(result.recommendation), ())
+    standing = standing_decision(s, credit_code, year)
+    if standing is not None and standing.status == "executed":
+        raise Conflict("decision_already_executed", f"the {year} decision on {credit_code} was carried out on {standing.effective_on}")
+    try:
+        if decided is None or decided == recommendation.disposition:
+            d = CountyDecision.confirm(credit_code, year, recommendation, decided_by, now, reason)
+        else:
+            d = CountyDecision.override(credit_code, year, recommendation, decided, decided_by, now, reason)
+    except ValueError as exc:
+        raise Unprocessable("invalid_decision", str(exc)) from None
+    if standing is not None:
+        s.execute(update(D).where(D.c.id == standing.id).values(status="superseded"))
+    new_id = s.execute(D.insert().values(
+        credit_code=credit_code, year=year, county_code=ent.county_code, run_id=run.run_id,
+        recommended=d.recommended.value, decided=d.decided.value, overridden=d.overrides, decided_by=d.decided_by,
+        recorded_by=actor.principal, decided_at=now, reason=d.reason, status="decided")).inserted_primary_key[0]
+    if standing is not None:  # the old decision's tasks no longer stand
+        s.execute(update(T).where(T.c.decision_id == standing.id, T.c.status == "open")
+                  .values(status="cancelled", closed_on=now.date(), note=f"superseded by decision {new_id}"))
+    emit(s, outbox, actor, [(DispositionDecided(
+        credit_code=credit_code, county_code=ent.county_code, year=year, recommended=d.recommended.value,
+        decided=d.decided.value, overridden=d.overrides, decided_by=d.decided_by, decided_at=now, reason=d.reason),
+        credit_code, None)])
+    if task_deadline is not None and d.decided != Disposition.NONE:
+        open_task(s, None, credit_code, ent.county_code, year, new_id, d.decided, task_deadline, reason, actor, now)
+    return s.execute(select(D).where(D.c.id == new_id)).one()
+
+
+def execute(s: Session, outbox: Outbox, credit_code: str, year: int, effective_on: date, to_park_id: str | None,
+            note: str, actor: Actor, now: datetime) -> tuple[object, bool]:
+    """Record that the standing decision was carried out. Close -> EnterpriseExited (the register entry
+    becomes 'exited'); relocate -> EnterpriseRelocated (the entry moves into ``to_park_id``); upgrade is
+    recorded without a downstream event. Open tasks of the decision are done. Same request again -> same
+    answer, no second event; a different one -> 409."""
+    standing = standing_decision(s, credit_code, year)
+    if standing is None:
+        raise Conflict("no_decision", f"no decision on {credit_code} for {year} to carry out")
+    decided = Disposition(standing.decided)
+    if standing.status == "executed":
+        if (standing.effective_on, standing.to_park_id) == (effective_on, to_park_id if decided == Disposition.RELOCATE else None):
+            return standing, False
+        raise Conflict("decision_already_executed", f"carried out on {standing.effective_on}")
+    if decided == Disposition.NONE:
+        raise Conflict("nothing_to_execute", "the decision is to do nothing")
+    if decided == Disposition.RELOCATE and not to_park_id:
+        raise Unprocessable("to_park_id_required", "a relocation names the park or cluster it moves into")
+    ent = _enterprise(s, credit_code)
+    if ent.status != "active":
+        raise Conflict("enterprise_not_active", f"{credit_code} is {ent.status}")
+    park = to_park_id if decided == Disposition.RELOCATE else None
+    s.execute(update(D).where(D.c.id == standing.id).values(
+        status="executed", executed_at=now, executed_by=actor.principal, effective_on=effective_on, to_park_id=park,
+        execution_note=note))
+    events = []
+    if decided == Disposition.CLOSE:
+        s.execute(update(E).where(E.c.credit_code == credit_code).values(
+            status="exited", revision=ent.revision + 1, updated_at=now, updated_by=actor.principal))
+        events.append((EnterpriseExited(credit_code=credit_code, county_code=ent.county_code,
+                                        township_code=ent.township_code, effective_on=effective_on,
+                                        reason=note or standing.reason), credit_code, f"exited/{credit_code}"))
+    elif decided == Disposition.RELOCATE:
+        s.execute(update(E).where(E.c.credit_code == credit_code).values(
+            in_park=True, park_id=park, revision=ent.revision + 1, updated_at=now, updated_by=actor.principal))
+        events.append((EnterpriseRelocated(credit_code=credit_code, county_code=ent.county_code,
+                                           from_township_code=ent.township_code, to_park_id=park,
+                                           effective_on=effective_on), credit_code, f"relocated/{credit_code}/{year}"))
+    emit(s, outbox, actor, events)
+    s.execute(update(T).where(T.c.decision_id == standing.id, T.c.status == "open")
+              .values(status="done", closed_on=effective_on))
+    return s.execute(select(D).where(D.c.id == standing.id)).one(), True
+
+
+def decision_view(r) -> dict:
+    return {k: getattr(r, k) for k in (
+        "id", "credit_code", "year", "county_code", "run_id", "recommended", "decided", "overridden", "decided_by",
+        "recorded_by", "decided_at", "reason", "status", "executed_at", "executed_by", "effective_on", "to_park_id",
+        "execution_note")}
+

@@ -1,0 +1,183 @@
+"""Evaluation runs: a county-year's enterprises scored, classed and ranked under one policy version.
+
+A run is named by its content hash: running again over the same inputs and policy finds the same run
+(no duplicate, no second round of events) and makes it the county-year's current run again; a new policy
+version or corrected figures give a new run, and old runs stay readable. Enterprises of the register with
+no figures for the year are not evaluated (counted as ``without_data``): missing data is not a score.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.assessment.domain.clusters import ClusterRanking, rank_clusters
+from services.assessment.domain.enterprise import Enterprise, YearlyIndicators
+from services.assessment.domain.evaluation import EvaluationRun, run_evaluation
+from services.assessment.domain.policy import AssessmentPolicy, BenchmarkUnavailable, RelativeBenchmark
+from services.assessment.events import Actor, emit
+from services.assessment.policies import current_policy, ensure_policy
+from services.assessment.storage.rows import dumps, enterprise_from_row, indicators_from_row, loads
+from services.assessment.storage.tables import enterprise_results as R
+from services.assessment.storage.tables import enterprises as E
+from services.assessment.storage.tables import evaluation_runs as RUNS
+from services.assessment.storage.tables import indicators as I
+from shared.bulk import bulk_insert
+from shared.contracts.assessment import EnterpriseAssessed
+from shared.errors import NotFound, Unprocessable
+from shared.outbox import Outbox
+
+
+@dataclass(frozen=True)
+class CountyInputs:
+    enterprises: list[Enterprise]  # active, with figures for the year
+    indicators: list[YearlyIndicators]
+    without_data: int
+
+
+def load_county(s: Session, county: str, year: int) -> CountyInputs:
+    active = (E.c.county_code == county) & (E.c.status == "active")
+    ents = [enterprise_from_row(r) for r in s.execute(select(E).where(active).order_by(E.c.credit_code)).all()]
+    figures = [indicators_from_row(r) for r in s.execute(
+        select(I).join(E, E.c.credit_code == I.c.credit_code).where(active, I.c.year == year)).all()]
+    have = {f.credit_code for f in figures}
+    return CountyInputs([e for e in ents if e.credit_code in have], figures, len(ents) - len(have))
+
+
+def _uses_relative(policy: AssessmentPolicy) -> bool:
+    return any(isinstance(t.benchmark, RelativeBenchmark) for g in policy.groups for t in g.terms)
+
+
+def last_year_averages(s: Session, county: str, year: int, policy: AssessmentPolicy) -> dict | None:
+    """The averages of last year's current run, only when the policy has relative benchmarks (so a re-run of
+    last year does not change this year's inputs hash for a county with fixed benchmarks)."""
+    if not _uses_relative(policy):
+        return None
+    prev = current_run(s, county, year - 1)
+    if prev is None:
+        return None
+    return {g: {k: Decimal(v) for k, v in m.items()} for g, m in loads(prev.averages).items()}
+
+
+def _domain_run(s: Session, county: str, year: int, policy: AssessmentPolicy,
+                timings: dict) -> tuple[EvaluationRun, CountyInputs]:
+    t0 = time.perf_counter()
+    inputs = load_county(s, county, year)
+    if not inputs.enterprises:
+        raise Unprocessable("nothing_to_evaluate", f"no active enterprise of {county} has figures for {year}")
+    averages = last_year_averages(s, county, year, policy)
+    t1 = time.perf_counter()
+    try:
+        run = run_evaluation(county, year, inputs.enterprises, inputs.indicators, policy, averages)
+    except BenchmarkUnavailable as exc:
+        raise Unprocessable(exc.reason, str(exc), {"group": exc.group, "indicator": exc.indicator}) from None
+    timings.update(load_seconds=t1 - t0, score_seconds=time.perf_counter() - t1)
+    return run, inputs
+
+
+def run_id_of(county: str, year: int, content_hash: str) -> str:
+    return f"{county}-{year}-{content_hash[:16]}"
+
+
+def breakdown_path(run_id: str, credit_code: str) -> str:
+    return f"/v1/evaluations/{run_id}/enterprises/{credit_code}"
+
+
+def plain_decimal(d: Decimal | None) -> str | None:
+    return None if d is None else format(d, "f")
+
+
+def evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, now: datetime,
+             timings: dict | None = None) -> tuple[object, bool]:
+    """Run (or find) the county-year's evaluation; returns (run row, created). ``timings``, when given,
+    receives the seconds spent loading, scoring, building the events and writing (for the bench)."""
+    timings = timings if timings is not None else {}
+    policy = ensure_policy(s, outbox, county, year, actor, now).policy
+    run, inputs = _domain_run(s, county, year, policy, timings)
+    run_id = run_id_of(county, year, run.content_hash)
+    found = s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).first()
+    if found is not None:
+        s.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(last_requested_at=now))
+        return s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).one(), False
+    t0 = time.perf_counter()
+    s.execute(RUNS.insert().values(
+        run_id=run_id, county_code=county, year=year, policy_version=run.policy_version, policy_hash=run.policy_hash,
+        inputs_hash=run.inputs_hash, content_hash=run.content_hash, enterprise_count=len(run.results),
+        without_data=inputs.without_data, class_counts=dumps(run.class_counts()), benchmarks=dumps(run.benchmarks),
+        averages=dumps(run.averages), created_by=actor.principal, created_at=now, last_requested_at=now))
+    rows, events = [], []
+    for r, breakdown in zip(run.results, run.result_json):
+        total = plain_decimal(r.score.total) if r.score else None
+        rows.append({"run_id": run_id, "credit_code": r.credit_code, "group_name": r.group, "class_label": r.class_label,
+                     "score": total, "rank": r.rank, "recommendation": r.recommendation.disposition.value,
+                     "breakdown": breakdown})
+        events.append((EnterpriseAssessed(
+            run_id=run_id, county_code=county, year=year, credit_code=r.credit_code, group=r.group, score=total,
+            class_label=r.class_label, rank=r.rank, policy_version=run.policy_version, policy_hash=run.policy_hash,
+            breakdown_ref=breakdown_path(run_id, r.credit_code), recommendation=r.recommendation.disposition.value,
+            reasons=[x.code for x in r.recommendation.reasons]), r.credit_code, f"{run_id}/{r.credit_code}"))
+    t1 = time.perf_counter()
+    bulk_insert(s, R, rows)  # COPY on PostgreSQL: a county run writes 100,000 of these
+    emit(s, outbox, actor, events)
+    timings.update(build_seconds=t1 - t0, write_seconds=time.perf_counter() - t1)
+    return s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).one(), True
+
+
+def get_run(s: Session, run_id: str):
+    r = s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).first()
+    if r is None:
+        raise NotFound("run_not_found", f"no evaluation run {run_id!r}")
+    return r
+
+
+def current_run(s: Session, county: str, year: int):
+    return s.execute(select(RUNS).where(RUNS.c.county_code == county, RUNS.c.year == year)
+                     .order_by(RUNS.c.last_requested_at.desc(), RUNS.c.run_id).limit(1)).first()
+
+
+def list_runs(s: Session, county: str, year: int) -> list:
+    return s.execute(select(RUNS).where(RUNS.c.county_code == county, RUNS.c.year == year)
+                     .order_by(RUNS.c.created_at, RUNS.c.run_id)).all()
+
+
+def results_page(s: Session, run_id: str, after: str, limit: int, class_label: str | None = None) -> list:
+    q = select(R.c.credit_code, R.c.group_name, R.c.class_label, R.c.score, R.c.rank, R.c.recommendation).where(
+        R.c.run_id == run_id, R.c.credit_code > after)
+    if class_label:
+        q = q.where(R.c.class_label == class_label)
+    return s.execute(q.order_by(R.c.credit_code).limit(limit)).all()
+
+
+def result_of(s: Session, run_id: str, credit_code: str):
+    r = s.execute(select(R).where(R.c.run_id == run_id, R.c.credit_code == credit_code)).first()
+    if r is None:
+        raise NotFound("result_not_found", f"run {run_id} has no result for {credit_code}")
+    return r
+
+
+def latest_result(s: Session, county: str, credit_code: str):
+    """The enterprise's result in the current run of the latest year that has one, or None."""
+    years = s.execute(select(RUNS.c.year).where(RUNS.c.county_code == county).distinct()
+                      .order_by(RUNS.c.year.desc())).scalars().all()
+    for y in years:
+        run = current_run(s, county, y)
+        r = s.execute(select(R).where(R.c.run_id == run.run_id, R.c.credit_code == credit_code)).first()
+        if r is not None:
+            return r
+    return None
+
+
+def clusters_now(s: Session, county: str, year: int) -> tuple[ClusterRanking, int]:
+    """Rank the county's parks and clusters over today's figures and current policy (computed on read)."""
+    stored = current_policy(s, county, year)
+    inputs = load_county(s, county, year)
+    try:
+        ranking = rank_clusters(county, year, inputs.enterprises, inputs.indicators, stored.policy,
+                                last_year_averages(s, county, year, stored.policy))
+    except BenchmarkUnavailable as exc:
+        raise Unprocessable(exc.reason, str(exc), {"group": exc.group, "indicator": exc.indicator}) from None
+    return ranking, stored.policy.version

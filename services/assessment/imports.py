@@ -1,0 +1,307 @@
+"""Bulk import of department files (CSV or XLSX) of enterprises or yearly indicators.
+
+Every bad row is reported with its line (the header is line 1; for XLSX the sheet's row number) and every
+reason, and the good rows are kept; with ``all_or_nothing`` a single bad row means nothing is written.
+Rows describing the same enterprise (and year) twice: an identical repeat is reported and skipped, a
+conflicting pair is refused altogether (we cannot know which figure is right). Rows are written in
+chunks of ``chunk_size``, each chunk one transaction (one transaction for all with ``all_or_nothing``).
+
+The CLI calls :func:`import_file` with a ``progress(phase, done, total)`` callback (phase 'parse' or
+'write', counts in rows) to draw its bar; POST /v1/imports calls it too.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterator, Literal
+
+from services.assessment.domain.enterprise import Enterprise, YearlyIndicators
+from services.assessment.domain.rows import (
+    ColumnMap,
+    FieldError,
+    RowError,
+    find_duplicate_rows,
+    is_blank_row,
+    map_enterprise_columns,
+    map_indicator_columns,
+    parse_enterprise_row,
+    parse_indicator_row,
+)
+from services.assessment.events import Actor
+from services.assessment.register import check_register_limits, record_parts, register_enterprises
+from services.assessment.storage.rows import enterprises_by_code
+from shared.runtime import ServiceRuntime
+
+Kind = Literal["enterprises", "indicators"]
+Progress = Callable[[str, int, int], None]
+REQUIRED_ENTERPRISE_COLUMNS = ("credit_code", "name", "township_code", "industry_code", "in_park")
+
+
+class ImportRefused(ValueError):
+    """The file as a whole cannot be taken (unreadable, a required column missing, a bad header)."""
+
+    def __init__(self, reason: str, message: str, details: object = None):
+        super().__init__(message)
+        self.reason = reason
+        self.details = details
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    kind: Kind
+    department: str | None = None  # whose figures (indicators only)
+    year: int | None = None  # the file's year when rows have no year column
+    all_or_nothing: bool = False
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    credit_code: str | None
+    problems: tuple[FieldError, ...]
+
+
+@dataclass
+class ImportReport:
+    kind: Kind
+    format: Literal["csv", "xlsx"]
+    rows: int = 0
+    accepted: int = 0
+    written: bool = False
+    all_or_nothing: bool = False
+    outcomes: dict[str, int] = field(default_factory=dict)
+    ignored_columns: list[str] = field(default_factory=list)
+    bad_rows: list[BadRow] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.bad_rows)
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+
+def read_table(data: bytes) -> tuple[Literal["csv", "xlsx"], list[str], Iterator[tuple[int, dict]]]:
+    """(format, headers, rows as (line, {header: cell})). XLSX is recognised by its zip signature."""
+    if data[:4] == b"PK\x03\x04":
+        return ("xlsx", *_read_xlsx(data))
+    return ("csv", *_read_csv(data))
+
+
+def _read_csv(data: bytes) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+    for encoding in ("utf-8-sig", "gb18030"):  # Excel in China saves CSV as GBK unless told otherwise
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise ImportRefused("unreadable_file", "the file is neither UTF-8 nor GB18030 text")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        headers = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ImportRefused("empty_file", "the file has no header row") from None
+
+    def rows():
+        while True:
+            line = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise ImportRefused("unreadable_file", f"line {line}: {exc}") from None
+            yield line, dict(zip(headers, cells))
+
+    return headers, rows()
+
+
+def _read_xlsx(data: bytes) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reason a workbook cannot be opened is the same to the caller
+        raise ImportRefused("unreadable_file", f"not a readable XLSX workbook: {exc}") from None
+    sheet = wb.worksheets[0]
+    it = sheet.iter_rows(values_only=True)
+    try:
+        headers = [("" if h is None else str(h)).strip() for h in next(it)]
+    except StopIteration:
+        raise ImportRefused("empty_file", "the first sheet has no header row") from None
+
+    def rows():
+        for number, cells in enumerate(it, start=2):
+            yield number, dict(zip(headers, cells))
+        wb.close()
+
+    return headers, rows()
+
+
+# -- parsing ---------------------------------------------------------------------------------------------
+
+def _columns(kind: Kind, headers: list[str], options: ImportOptions) -> ColumnMap:
+    cmap = map_enterprise_columns(headers) if kind == "enterprises" else map_indicator_columns(headers)
+    if cmap.errors:
+        raise ImportRefused("bad_header", "; ".join(e.message for e in cmap.errors), [vars(e) for e in cmap.errors])
+    present = {c.field for c in cmap.columns.values()}
+    required = REQUIRED_ENTERPRISE_COLUMNS if kind == "enterprises" else ("credit_code",)
+    missing = [f for f in required if f not in present]
+    if kind == "indicators" and "year" not in present and options.year is None:
+        missing.append("year (or the file's year)")
+    if missing:
+        raise ImportRefused("missing_column", f"required columns missing: {', '.join(missing)}", {"missing": missing})
+    return cmap
+
+
+def _parse(kind: Kind, rows: Iterator[tuple[int, dict]], cmap: ColumnMap, options: ImportOptions, report: ImportReport,
+           progress: Progress | None) -> list[tuple[int, Enterprise | YearlyIndicators]]:
+    good: list[tuple[int, Enterprise | YearlyIndicators]] = []
+    for line, row in rows:
+        if is_blank_row(row):
+            continue  # spreadsheets end in empty rows; they are not data
+        report.rows += 1
+        try:
+            if kind == "enterprises":
+                value = parse_enterprise_row(row, columns=cmap, row_number=line)
+                try:
+                    check_register_limits(value)
+                except ValueError as exc:
+                    raise RowError([FieldError("row", None, "bad_value", str(exc))], line) from None
+            else:
+                value = parse_indicator_row(row, department=options.department, year=options.year, columns=cmap,
+                                            row_number=line)
+                if not value.sources:
+                    raise RowError([FieldError("row", None, "no_figures", "the row gives no figure")], line)
+            good.append((line, value))
+        except RowError as exc:
+            report.bad_rows.append(BadRow(line, _code_of(row, cmap), exc.errors))
+        if progress and report.rows % 1000 == 0:
+            progress("parse", report.rows, 0)
+    return _drop_duplicates(good, report)
+
+
+def _code_of(row: dict, cmap: ColumnMap) -> str | None:
+    for header, col in cmap.columns.items():
+        if col.field == "credit_code":
+            value = row.get(header)
+            return str(value).strip() if value not in (None, "") else None
+    return None
+
+
+def _drop_duplicates(good: list, report: ImportReport) -> list:
+    refused: dict[int, FieldError] = {}
+    for dup in find_duplicate_rows(good):
+        first, *rest = dup.row_numbers
+        if dup.identical:
+            for n in rest:
+                refused[n] = FieldError("row", None, "duplicate_row", f"repeats line {first}")
+        else:
+            for n in dup.row_numbers:
+                others = ", ".join(str(m) for m in dup.row_numbers if m != n)
+                refused[n] = FieldError("row", None, "conflicting_duplicate_rows",
+                                        f"the same {'enterprise and year' if len(dup.key) == 2 else 'enterprise'} "
+                                        f"with other figures on line {others}")
+    kept = []
+    for line, value in good:
+        if line in refused:
+            report.bad_rows.append(BadRow(line, value.credit_code, (refused[line],)))
+        else:
+            kept.append((line, value))
+    return kept
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+
+class _Abort(Exception):
+    """Rolls back an all-or-nothing import."""
+
+
+def _write_chunk(uow, kind: Kind, chunk: list, actor: Actor) -> tuple[dict[str, int], list[BadRow]]:
+    """Write one chunk; returns (outcome counts, rows the database state refused). Counts are merged by
+    the caller after the commit, so a retried transaction is not counted twice."""
+    now = datetime.now(timezone.utc)
+    values = [v for _, v in chunk]
+    if kind == "enterprises":
+        outcomes = register_enterprises(uow.session, uow.outbox, values, actor, now)
+        bad = []
+    else:
+        registered = enterprises_by_code(uow.session, (v.credit_code for v in values))
+        results = record_parts(uow.session, uow.outbox, values, actor, now, registered=registered)
+        outcomes = [r.result for r in results]
+        bad = [BadRow(line, v.credit_code, (FieldError("credit_code" if r.reason == "enterprise_not_registered" else "row",
+                                                       None, r.reason or "refused", r.message or ""),))
+               for (line, v), r in zip(chunk, results) if r.result == "refused"]
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        if o != "refused":
+            counts[o] = counts.get(o, 0) + 1
+    return counts, bad
+
+
+def _count(report: ImportReport, counts: dict[str, int]) -> None:
+    for k, n in counts.items():
+        report.outcomes[k] = report.outcomes.get(k, 0) + n
+
+
+def import_file(runtime: ServiceRuntime, data: bytes, options: ImportOptions, *, principal: str,
+                progress: Progress | None = None, chunk_size: int = 5000) -> ImportReport:
+    if options.kind not in ("enterprises", "indicators"):
+        raise ImportRefused("bad_kind", "kind is enterprises or indicators")
+    if options.kind == "indicators" and not options.department:
+        raise ImportRefused("department_required", "an indicators file says which department's figures it holds")
+    started = time.perf_counter()
+    fmt, headers, rows = read_table(data)
+    cmap = _columns(options.kind, headers, options)
+    report = ImportReport(kind=options.kind, format=fmt, all_or_nothing=options.all_or_nothing,
+                          ignored_columns=list(cmap.ignored))
+    good = _parse(options.kind, rows, cmap, options, report, progress)
+    parsed = time.perf_counter()
+    report.timings["parse_seconds"] = parsed - started
+    if progress:
+        progress("parse", report.rows, report.rows)
+    actor = Actor(principal=principal, via="import")
+    if options.all_or_nothing:
+        _write_all_or_nothing(runtime, options.kind, good, actor, report, progress)
+    else:
+        _write_in_chunks(runtime, options.kind, good, actor, report, progress, chunk_size)
+    report.bad_rows.sort(key=lambda b: b.line)
+    report.accepted = report.rows - report.rejected if report.written else 0
+    report.timings["write_seconds"] = time.perf_counter() - parsed
+    return report
+
+
+def _write_in_chunks(runtime, kind, good, actor, report, progress, chunk_size) -> None:
+    done = 0
+    for i in range(0, len(good), chunk_size):
+        chunk = good[i : i + chunk_size]
+        counts, bad = runtime.transaction(lambda uow: _write_chunk(uow, kind, chunk, actor))
+        _count(report, counts)
+        report.bad_rows.extend(bad)
+        done += len(chunk)
+        if progress:
+            progress("write", done, len(good))
+    report.written = True
+
+
+def _write_all_or_nothing(runtime, kind, good, actor, report, progress) -> None:
+    # the rows are checked against the database even when the file already has bad rows, so the report
+    # is complete; then everything is rolled back
+
+    def tx(uow):
+        counts, bad = _write_chunk(uow, kind, good, actor)
+        if bad or report.bad_rows:
+            raise _Abort(bad)
+        return counts
+
+    try:
+        _count(report, runtime.transaction(tx))
+        report.written = True
+    except _Abort as abort:
+        report.bad_rows.extend(abort.args[0])
+    if progress:
+        progress("write", len(good), len(good))

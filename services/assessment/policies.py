@@ -1,0 +1,104 @@
+"""Versioned assessment policies per county and year. Version 1 is the shipped default, stored the first
+time anything uses it (so a run years later still names the exact text it was scored by); each change is
+a new version and an AssessmentPolicyChanged event. Old versions stay readable."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.assessment.domain.policy import AssessmentPolicy, default_policy
+from services.assessment.events import Actor, emit
+from services.assessment.storage.rows import dumps, loads, utc
+from services.assessment.storage.tables import policies as T
+from shared.contracts.assessment import AssessmentPolicyChanged
+from shared.errors import Conflict, NotFound, Unprocessable
+from shared.outbox import Outbox
+
+DEFAULT_AUTHOR = "system:default"
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    policy: AssessmentPolicy
+    policy_hash: str
+    stored: bool  # False: the default, not yet used by anything
+    created_by: str
+    created_at: datetime | None
+    note: str
+
+
+def _from_row(r) -> StoredPolicy:
+    return StoredPolicy(AssessmentPolicy.model_validate(loads(r.body)), r.policy_hash, True, r.created_by,
+                        utc(r.created_at), r.note)
+
+
+def _default(county: str, year: int) -> StoredPolicy:
+    p = default_policy(county, year)
+    return StoredPolicy(p, p.content_hash(), False, DEFAULT_AUTHOR, None, "shipped Jiangsu/Nantong-style defaults")
+
+
+def default_for(county: str, year: int) -> StoredPolicy:
+    return _default(county, year)
+
+
+def current_policy(s: Session, county: str, year: int) -> StoredPolicy:
+    r = s.execute(select(T).where(T.c.county_code == county, T.c.year == year)
+                  .order_by(T.c.version.desc()).limit(1)).first()
+    return _from_row(r) if r else _default(county, year)
+
+
+def policy_version(s: Session, county: str, year: int, version: int) -> StoredPolicy:
+    r = s.execute(select(T).where(T.c.county_code == county, T.c.year == year, T.c.version == version)).first()
+    if r is not None:
+        return _from_row(r)
+    if version == 1 and _latest_version(s, county, year) == 0:
+        return _default(county, year)
+    raise NotFound("policy_version_not_found", f"no policy version {version} for {county}/{year}")
+
+
+def list_versions(s: Session, county: str, year: int) -> list[StoredPolicy]:
+    rows = s.execute(select(T).where(T.c.county_code == county, T.c.year == year).order_by(T.c.version)).all()
+    return [_from_row(r) for r in rows] or [_default(county, year)]
+
+
+def _latest_version(s: Session, county: str, year: int) -> int:
+    return s.execute(select(func.coalesce(func.max(T.c.version), 0))
+                     .where(T.c.county_code == county, T.c.year == year)).scalar_one()
+
+
+def _store(s: Session, outbox: Outbox, p: StoredPolicy, actor: Actor, now: datetime) -> StoredPolicy:
+    pol = p.policy
+    s.execute(T.insert().values(county_code=pol.county, year=pol.year, version=pol.version, body=dumps(pol),
+                                policy_hash=p.policy_hash, created_by=p.created_by, created_at=now, note=p.note))
+    emit(s, outbox, actor, [(AssessmentPolicyChanged(county_code=pol.county, year=pol.year, policy_version=pol.version,
+                                                     policy_hash=p.policy_hash, changed_by=p.created_by),
+                             f"{pol.county}/{pol.year}", None)])
+    return StoredPolicy(pol, p.policy_hash, True, p.created_by, now, p.note)
+
+
+def ensure_policy(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, now: datetime) -> StoredPolicy:
+    """The current policy, storing the default as version 1 when it is used for the first time."""
+    current = current_policy(s, county, year)
+    return current if current.stored else _store(s, outbox, current, actor, now)
+
+
+def put_policy(s: Session, outbox: Outbox, county: str, year: int, policy: AssessmentPolicy, actor: Actor,
+               now: datetime, note: str = "") -> tuple[StoredPolicy, bool]:
+    """Store ``policy`` as the next version. Its ``version`` must be the current one + 1 (so two editors
+    cannot silently overwrite each other); the same content as the current version changes nothing."""
+    if (policy.county, policy.year) != (county, year):
+        raise Unprocessable("policy_path_mismatch", f"the body is for {policy.county}/{policy.year}, the path for {county}/{year}")
+    current = ensure_policy(s, outbox, county, year, actor, now)
+    same = policy.model_copy(update={"version": current.policy.version})
+    if same.content_hash() == current.policy_hash:
+        return current, False
+    expected = current.policy.version + 1
+    if policy.version != expected:
+        raise Conflict("policy_version_conflict",
+                       f"the next version of {county}/{year} is {expected}, the body says {policy.version}",
+                       {"current_version": current.policy.version})
+    stored = StoredPolicy(policy, policy.content_hash(), True, actor.principal, now, note)
+    return _store(s, outbox, stored, actor, now), True

@@ -1,0 +1,170 @@
+"""The enterprise register and the yearly figures departments send: one code path for the API, the intake
+topic and bulk imports, each taking a batch (of one, or of thousands) in the caller's transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.assessment.domain.enterprise import FLAG_NAMES, Enterprise, IndicatorConflict, YearlyIndicators, merge_indicators
+from services.assessment.events import Actor, emit
+from services.assessment.fields import format_figures
+from services.assessment.storage.rows import chunks, dumps, enterprise_values, enterprises_by_code, loads, merged_indicators
+from services.assessment.storage.tables import enterprises as E
+from services.assessment.storage.tables import indicator_parts as P
+from services.assessment.storage.tables import indicators as I
+from shared.bulk import bulk_insert
+from shared.contracts.assessment import EnterpriseRegistered, IndicatorsRecorded
+from shared.outbox import Outbox
+
+CREATED, UPDATED, UNCHANGED, RECORDED = "created", "updated", "unchanged", "recorded"
+
+
+def make_enterprise(credit_code: str, name: str, township_code: str, in_park: bool, park_id: str | None,
+                    industry_code: str, flags: list[str], scale: str | None) -> Enterprise:
+    """From the API or intake shape (a list of flag names) to the domain value; ValueError if invalid."""
+    bad = [f for f in flags if not f or len(f) > 60 or not f.replace("_", "").isalnum()]
+    if bad:
+        raise ValueError(f"flags are names such as safety_hazard, not {bad[0]!r}")
+    named = {n: n in flags for n in FLAG_NAMES}
+    e = Enterprise(credit_code=credit_code, name=name.strip(), township_code=township_code, in_park=in_park,
+                   industry_code=industry_code.upper(), park_id=park_id, scale=scale,
+                   extra_flags=frozenset(flags) - set(FLAG_NAMES), **named)
+    check_register_limits(e)
+    return e
+
+
+def check_register_limits(e: Enterprise) -> None:
+    """The register's column widths: a longer value is refused here (422, DLQ, bad row), never left to
+    fail in the database."""
+    if len(e.name) > 200 or (e.park_id is not None and len(e.park_id) > 100) or len(e.industry_code) > 10:
+        raise ValueError("name is at most 200 characters, park_id 100, industry_code 10")
+
+
+def registered_event(e: Enterprise) -> EnterpriseRegistered:
+    return EnterpriseRegistered(credit_code=e.credit_code, name=e.name, county_code=e.county_code,
+                                township_code=e.township_code, in_park=e.in_park, park_id=e.park_id,
+                                industry_code=e.industry_code, flags=sorted(e.flags()))
+
+
+def register_enterprises(s: Session, outbox: Outbox, items: list[Enterprise], actor: Actor, now: datetime) -> list[str]:
+    """Create or update register entries; returns created/updated/unchanged per item. A code given twice
+    in one batch takes its last state (the caller refuses duplicates it cares about)."""
+    existing = enterprises_by_code(s, (e.credit_code for e in items))
+    outcomes: list[str] = []
+    new_rows: dict[str, dict] = {}
+    events = []
+    for e in items:
+        values = enterprise_values(e)
+        row = existing.get(e.credit_code)
+        if row is None and e.credit_code not in new_rows:
+            new_rows[e.credit_code] = dict(values, status="active", revision=1, registered_at=now, updated_at=now,
+                                           updated_by=actor.principal)
+            outcomes.append(CREATED)
+        elif e.credit_code in new_rows:
+            new_rows[e.credit_code].update(values)
+            outcomes.append(UPDATED)
+        elif all(getattr(row, k) == v for k, v in values.items()):
+            outcomes.append(UNCHANGED)
+            continue
+        else:
+            s.execute(update(E).where(E.c.credit_code == e.credit_code)
+                      .values(**values, revision=row.revision + 1, updated_at=now, updated_by=actor.principal))
+            outcomes.append(UPDATED)
+        events.append((registered_event(e), e.credit_code, None))
+    if new_rows:
+        bulk_insert(s, E, list(new_rows.values()))
+    emit(s, outbox, actor, events)
+    return outcomes
+
+
+@dataclass(frozen=True)
+class PartOutcome:
+    result: str  # recorded | unchanged | refused
+    reason: str | None = None
+    message: str | None = None
+    merged: YearlyIndicators | None = None
+
+
+def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], actor: Actor, now: datetime,
+                 *, registered: dict[str, object] | None = None) -> list[PartOutcome]:
+    """Merge each department's part into what is known for the enterprise and year. Refused, with a
+    reason, when the enterprise is not in the register or another department gave a different figure."""
+    registered = registered if registered is not None else enterprises_by_code(s, (p.credit_code for p in parts))
+    known = merged_indicators(s, ((p.credit_code, p.year) for p in parts if p.credit_code in registered))
+    had_row = set(known)
+    had_part = _existing_parts(s, parts)
+    outcomes: list[PartOutcome] = []
+    part_rows: dict[tuple, dict] = {}
+    touched: set[tuple[str, int]] = set()
+    events = []
+    for p in parts:
+        department = next(iter(p.sources.values()))
+        if p.credit_code not in registered:
+            outcomes.append(PartOutcome("refused", "enterprise_not_registered",
+                                        f"{p.credit_code} is not in the register; register it first"))
+            continue
+        key = (p.credit_code, p.year)
+        try:
+            merged = merge_indicators(known.get(key), p)
+        except IndicatorConflict as exc:
+            outcomes.append(PartOutcome("refused", exc.reason, str(exc)))
+            continue
+        figures = p.set_fields()
+        pkey = (p.credit_code, p.year, department)
+        previous = part_rows.get(pkey, {}).get("figures") or had_part.get(pkey)
+        before = loads(previous) if previous is not None else {}
+        if merged == known.get(key) and all(before.get(k) == v for k, v in figures.items()):
+            outcomes.append(PartOutcome(UNCHANGED, merged=merged))
+            continue
+        # the stored part is everything this department said for the year, its corrections applied
+        figures_now = {**before, **figures}
+        known[key] = merged
+        touched.add(key)
+        part_rows[pkey] = {"credit_code": p.credit_code, "year": p.year, "department": department,
+                           "figures": dumps(figures_now), "received_via": actor.via, "received_by": actor.principal,
+                           "updated_at": now}
+        outcomes.append(PartOutcome(RECORDED, merged=merged))
+        events.append((IndicatorsRecorded(credit_code=p.credit_code, year=p.year, department=department,
+                                          fields=format_figures(figures)), p.credit_code, None))
+    _save_parts(s, part_rows, had_part)
+    _save_merged(s, {k: known[k] for k in touched}, had_row, now)
+    emit(s, outbox, actor, events)
+    return outcomes
+
+
+def _existing_parts(s: Session, parts: list[YearlyIndicators]) -> dict[tuple, str]:
+    """(code, year, department) -> stored figures JSON, for the parts of this batch."""
+    wanted = {(p.credit_code, p.year, next(iter(p.sources.values()))) for p in parts}
+    out: dict[tuple, str] = {}
+    for chunk in chunks(sorted({k[0] for k in wanted})):
+        rows = s.execute(select(P.c.credit_code, P.c.year, P.c.department, P.c.figures)
+                         .where(P.c.credit_code.in_(chunk))).all()
+        out.update(((r.credit_code, r.year, r.department), r.figures) for r in rows
+                   if (r.credit_code, r.year, r.department) in wanted)
+    return out
+
+
+def _save_parts(s: Session, rows: dict[tuple, dict], existing: dict[tuple, str]) -> None:
+    inserts = [r for k, r in rows.items() if k not in existing]
+    if inserts:
+        bulk_insert(s, P, inserts)
+    for k, r in rows.items():
+        if k in existing:
+            s.execute(update(P).where(P.c.credit_code == k[0], P.c.year == k[1], P.c.department == k[2])
+                      .values(figures=r["figures"], received_via=r["received_via"], received_by=r["received_by"],
+                              updated_at=r["updated_at"]))
+
+
+def _save_merged(s: Session, merged: dict[tuple[str, int], YearlyIndicators], existing: set, now: datetime) -> None:
+    inserts = []
+    for (code, year), ind in merged.items():
+        values = {"figures": dumps(ind.set_fields()), "sources": dumps(dict(ind.sources)), "updated_at": now}
+        if (code, year) in existing:
+            s.execute(update(I).where(I.c.credit_code == code, I.c.year == year).values(**values))
+        else:
+            inserts.append(dict(values, credit_code=code, year=year))
+    if inserts:
+        bulk_insert(s, I, inserts)

@@ -1,0 +1,82 @@
+"""Rectification tasks (整治任务书): what must happen to an enterprise by when, open until done or cancelled.
+Transitions follow domain/disposition.RectificationTask; an open task past its deadline is overdue (the
+deadline day itself is still on time)."""
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.assessment.domain.disposition import Disposition, RectificationTask, TaskStatus
+from services.assessment.events import Actor
+from services.assessment.storage.tables import enterprises as E
+from services.assessment.storage.tables import rectification_tasks as T
+from shared.errors import Conflict, NotFound, Unprocessable
+
+
+def _domain(r) -> RectificationTask:
+    return RectificationTask(r.id, r.credit_code, Disposition(r.disposition), r.deadline, TaskStatus(r.status),
+                             r.closed_on, r.note)
+
+
+def get_task(s: Session, task_id: str):
+    r = s.execute(select(T).where(T.c.id == task_id)).first()
+    if r is None:
+        raise NotFound("task_not_found", f"no rectification task {task_id!r}")
+    return r
+
+
+def open_task(s: Session, task_id: str | None, credit_code: str, county: str | None, year: int | None,
+              decision_id: int | None, disposition: Disposition, deadline: date, note: str, actor: Actor,
+              now: datetime) -> tuple[object, bool]:
+    """Returns (row, created). A given id already used with the same content is returned as is."""
+    if county is None:
+        county = s.execute(select(E.c.county_code).where(E.c.credit_code == credit_code)).scalar()
+        if county is None:
+            raise NotFound("enterprise_not_found", f"no enterprise {credit_code} in the register")
+    task_id = task_id or f"task-{uuid.uuid4().hex[:20]}"
+    try:
+        RectificationTask(task_id, credit_code, disposition, deadline, note=note)
+    except ValueError as exc:
+        raise Unprocessable("invalid_task", str(exc)) from None
+    existing = s.execute(select(T).where(T.c.id == task_id)).first()
+    if existing is not None:
+        same = (existing.credit_code, existing.disposition, existing.deadline, existing.note) == (
+            credit_code, disposition.value, deadline, note)
+        if not same:
+            raise Conflict("task_id_reused", f"task {task_id} exists with other content")
+        return existing, False
+    s.execute(T.insert().values(id=task_id, credit_code=credit_code, county_code=county, year=year,
+                                decision_id=decision_id, disposition=disposition.value, deadline=deadline,
+                                status="open", closed_on=None, note=note, created_by=actor.principal, created_at=now))
+    return get_task(s, task_id), True
+
+
+def close_task(s: Session, task_id: str, on: date, note: str, *, cancel: bool):
+    row = get_task(s, task_id)
+    if cancel and not note.strip():
+        raise Unprocessable("reason_required", "a cancellation says why")
+    try:
+        t = _domain(row).cancel(on, note) if cancel else _domain(row).complete(on, note)
+    except ValueError as exc:
+        raise Conflict("task_not_open", str(exc)) from None
+    s.execute(update(T).where(T.c.id == task_id).values(status=t.status.value, closed_on=t.closed_on, note=t.note))
+    return get_task(s, task_id)
+
+
+def list_tasks(s: Session, *, county: str | None, status: str | None, overdue_on: date | None, after: str,
+               limit: int) -> list:
+    q = select(T).where(T.c.id > after)
+    if county:
+        q = q.where(T.c.county_code == county)
+    if overdue_on is not None:
+        q = q.where(T.c.status == "open", T.c.deadline < overdue_on)
+    elif status:
+        q = q.where(T.c.status == status)
+    return s.execute(q.order_by(T.c.id).limit(limit)).all()
+
+
+def is_overdue(r, today: date) -> bool:
+    return _domain(r).is_overdue(today)
