@@ -150,7 +150,12 @@ def new_envelope(
 ) -> Envelope:
     now = datetime.now(timezone.utc)
     eid = event_id or str(uuid.uuid4())
-    return Envelope(
+    if not subject or len(subject) > 200:
+        raise ValueError("an event's subject (its aggregate id) must be 1..200 characters")
+    if (time or now).tzinfo is None:
+        raise ValueError("times must carry a timezone")
+    # Built from a validated payload and our own attributes: construct without re-validating (hot path).
+    return Envelope.model_construct(
         id=eid,
         source=source,
         type=event.type_name(),

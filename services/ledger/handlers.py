@@ -168,7 +168,8 @@ class LedgerApp:
 
     def _outcome_event(self, cls, t: Transfer, causation: str | None, *, pending_id: str = "", **extra) -> Envelope:
         asset = self.assets[t.asset]
-        ev = cls(transfer_id=t.id, debit_account=t.debit_account_id, credit_account=t.credit_account_id, asset=t.asset,
+        # our own, already-checked figures: constructed without re-validation (one per transfer, hot path)
+        ev = cls.model_construct(transfer_id=t.id, debit_account=t.debit_account_id, credit_account=t.credit_account_id, asset=t.asset,
                  amount=asset.format(t.amount), code=t.code, pending_id=pending_id, refs=list(t.refs),
                  metadata=dict(t.metadata), at=t.resolved_at or t.timestamp, **extra)
         return self._envelope(ev, pending_id or t.id, causation)

@@ -1,0 +1,218 @@
+"""`countypool` — what operators do by hand.
+
+  countypool import assessment FILE --kind enterprises|indicators [--department D] [--year Y] [--all-or-nothing]
+  countypool verify                          verify the ledger's journal hash chain
+  countypool lag                             consumer lag per group and topic
+  countypool dlq list TOPIC                  dead-lettered messages of a topic, with their reasons
+  countypool dlq redrive TOPIC [--reason R]  publish them to their topic again once the cause is fixed
+  countypool settlement run|finalize COUNTY PERIOD
+  countypool settlement export COUNTY PERIOD [--format csv|xlsx|json] [--headers zh|en] [-o FILE]
+  countypool replay ledger                   rebuild the ledger's balances from its journal and compare
+
+Imports and replays run against the service's own database (same settings as the service, e.g.
+COUNTYPOOL_ASSESSMENT_DATABASE_URL); the events they write are published by the running service's relay.
+Other commands talk to the services' HTTP APIs (COUNTYPOOL_<SERVICE>_URL, token in COUNTYPOOL_TOKEN).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from shared.settings import DEFAULT_PORTS
+
+
+def _url(service: str) -> str:
+    return os.environ.get(f"COUNTYPOOL_{service.upper()}_URL", f"http://127.0.0.1:{DEFAULT_PORTS[service]}")
+
+
+def _client(service: str, token: str | None) -> httpx.Client:
+    token = token or os.environ.get("COUNTYPOOL_TOKEN", "dev-admin-token")
+    return httpx.Client(base_url=_url(service), headers={"Authorization": f"Bearer {token}"}, timeout=300)
+
+
+def _fail(resp: httpx.Response) -> None:
+    if resp.status_code >= 400:
+        try:
+            body = resp.json()
+            print(f"error {resp.status_code}: {body.get('reason')}: {body.get('message')}", file=sys.stderr)
+        except ValueError:
+            print(f"error {resp.status_code}: {resp.text[:500]}", file=sys.stderr)
+        sys.exit(2)
+
+
+# -- import ----------------------------------------------------------------------------------------
+def cmd_import(args) -> int:
+    if args.service != "assessment":
+        print("imports of tax receipts go through the settlement API: POST /v1/receipts/imports", file=sys.stderr)
+        return 2
+    from services.assessment.imports import ImportOptions, ImportRefused, import_file
+    from services.assessment.main import build
+
+    runtime, _ = build()
+    runtime.migrate()
+    data = Path(args.file).read_bytes()
+    bars: dict[str, tqdm] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        bar = bars.get(phase)
+        if bar is None:
+            bar = bars[phase] = tqdm(total=total or None, desc=phase, unit="row", file=sys.stderr)
+        if total and bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = import_file(runtime, data, ImportOptions(args.kind, args.department, args.year, args.all_or_nothing),
+                             principal=args.principal, progress=progress)
+    except ImportRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for b in bars.values():
+            b.close()
+        runtime.db.dispose()
+    print(f"{report.rows} rows, {report.accepted} accepted, {report.rejected} rejected"
+          + ("" if report.written else " — nothing written (all-or-nothing)"))
+    for bad in report.bad_rows:
+        reasons = "; ".join(f"{p.column or p.field}: {p.reason}" for p in bad.problems)
+        print(f"  line {bad.line}: {bad.credit_code or '-'}: {reasons}")
+    return 0 if not report.bad_rows else 1
+
+
+# -- ledger ----------------------------------------------------------------------------------------
+def cmd_verify(args) -> int:
+    with _client("ledger", args.token) as c:
+        r = c.get("/v1/journal/verify", params={"from_seq": args.from_seq})
+        _fail(r)
+        v = r.json()
+    if v["ok"]:
+        print(f"journal verifies: {v['checked']} entries from seq {v['from_seq']} (head {v['head_seq']})")
+        return 0
+    print(f"journal BROKEN at seq {v['first_broken_seq']}: {v['reason']} ({v['checked']} entries verified before it)")
+    return 1
+
+
+def cmd_replay(args) -> int:
+    if args.service != "ledger":
+        print(f"replay of {args.service}: not available yet", file=sys.stderr)
+        return 2
+    from services.ledger.main import build
+    from services.ledger.replay import rebuild_balances
+
+    runtime, _ = build()
+    with tqdm(desc="journal", unit="entry", file=sys.stderr) as bar:
+        diffs = rebuild_balances(runtime.db, write=args.write, progress=lambda n: bar.update(n))
+    runtime.db.dispose()
+    if not diffs:
+        print("rebuilt balances equal the live ones")
+        return 0
+    for d in diffs[:50]:
+        print(f"  {d}")
+    print(f"{len(diffs)} accounts differ" + (" (rewritten from the journal)" if args.write else ""))
+    return 0 if args.write else 1
+
+
+# -- kafka -----------------------------------------------------------------------------------------
+def _bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def cmd_lag(args) -> int:
+    from ops.kafka_ops import consumer_lag
+
+    rows = consumer_lag(_bootstrap())
+    print(f"{'group':<26}{'topic':<34}{'committed':>12}{'end':>12}{'lag':>10}")
+    for r in rows:
+        print(f"{r.group:<26}{r.topic:<34}{r.committed:>12}{r.end:>12}{r.lag:>10}")
+    return 0
+
+
+def cmd_dlq(args) -> int:
+    from ops.kafka_ops import dead_letters, redrive
+
+    letters = dead_letters(_bootstrap(), args.topic)
+    if args.reason:
+        letters = [d for d in letters if d.reason == args.reason]
+    if args.action == "list":
+        for d in letters:
+            print(f"{d.topic}[{d.partition}]@{d.offset} key={d.key} reason={d.reason}: {d.error[:200]}")
+        print(f"{len(letters)} dead letters")
+        return 0
+    n = redrive(_bootstrap(), letters)
+    print(f"re-drove {n} messages to their original topics")
+    return 0
+
+
+# -- settlement ------------------------------------------------------------------------------------
+def cmd_settlement(args) -> int:
+    with _client("settlement", args.token) as c:
+        base = f"/v1/counties/{args.county}/periods/{args.period}"
+        if args.action in ("run", "finalize"):
+            r = c.post(f"{base}/{'draft' if args.action == 'run' else 'finalize'}")
+            _fail(r)
+            print(json.dumps(r.json(), indent=2, ensure_ascii=False))
+            return 0
+        fmt = args.format
+        r = c.get(f"{base}/statement/export", params={"format": fmt, "headers": args.headers})
+        _fail(r)
+        out = Path(args.output or f"statement-{args.county}-{args.period}.{fmt}")
+        out.write_bytes(r.content)
+        print(f"wrote {out} ({len(r.content)} bytes)")
+        return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="countypool", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--token", help="bearer token (default: $COUNTYPOOL_TOKEN)")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import", help="import a department file with a progress bar and a bad-row report")
+    p.add_argument("service", choices=["assessment"])
+    p.add_argument("file")
+    p.add_argument("--kind", choices=["enterprises", "indicators"], required=True)
+    p.add_argument("--department")
+    p.add_argument("--year", type=int)
+    p.add_argument("--all-or-nothing", action="store_true")
+    p.add_argument("--principal", default="operator-cli")
+    p.set_defaults(fn=cmd_import)
+
+    p = sub.add_parser("verify", help="verify the ledger journal")
+    p.add_argument("--from-seq", type=int, default=1)
+    p.set_defaults(fn=cmd_verify)
+
+    p = sub.add_parser("replay", help="rebuild a service's read models from its event store")
+    p.add_argument("service", choices=["ledger", "quota", "settlement", "assessment"])
+    p.add_argument("--write", action="store_true", help="rewrite the read models (default: compare only)")
+    p.set_defaults(fn=cmd_replay)
+
+    p = sub.add_parser("lag", help="consumer lag per group and topic")
+    p.set_defaults(fn=cmd_lag)
+
+    p = sub.add_parser("dlq", help="dead-letter topics")
+    p.add_argument("action", choices=["list", "redrive"])
+    p.add_argument("topic")
+    p.add_argument("--reason")
+    p.set_defaults(fn=cmd_dlq)
+
+    p = sub.add_parser("settlement", help="run, finalize or export a settlement period")
+    p.add_argument("action", choices=["run", "finalize", "export"])
+    p.add_argument("county")
+    p.add_argument("period")
+    p.add_argument("--format", choices=["csv", "xlsx", "json"], default="csv")
+    p.add_argument("--headers", choices=["zh", "en"], default="zh")
+    p.add_argument("-o", "--output")
+    p.set_defaults(fn=cmd_settlement)
+
+    args = ap.parse_args(argv)
+    sys.exit(args.fn(args))
+
+
+if __name__ == "__main__":
+    main()
