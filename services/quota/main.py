@@ -9,19 +9,48 @@ from shared.api import create_app
 from shared.contracts import topics
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
-from services.quota.handlers import bus
+from services.quota.metrics import POOL
+from services.quota.api import router
+from services.quota.application.reconciliation import LedgerBalances
+from services.quota.background import AutoRounds, PeriodicReconciliation, RequestExpiry
+from services.quota.handlers import authorize, bus
 from services.quota.storage.tables import metadata
 
 MIGRATIONS = Path(__file__).parent / "storage" / "migrations"
 TOPICS = [topics.INTAKE_QUOTA, topics.ASSESSMENT_EVENTS, topics.LEDGER_EVENTS]
 
 
+class QuotaSettings(ServiceSettings):
+    ledger_url: str = "http://127.0.0.1:8001"  # the ledger's HTTP API, read for reconciliation
+    ledger_token: str | None = None  # a token with ledger:read
+    expiry_interval_seconds: float = 1.0
+    auto_round_interval_seconds: float = 0.0  # 0: rounds only when asked (POST /v1/counties/{c}/rounds)
+    reconcile_interval_seconds: float = 0.0  # 0: the metric is set by POST /v1/reconciliation:run only
+
+
 def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, FastAPI]:
-    settings = settings or load_settings("quota")
-    runtime = ServiceRuntime(settings, metadata, MIGRATIONS, topics=TOPICS, handler=bus, handled_types=bus.handled_types)
+    settings = settings or load_settings("quota", QuotaSettings)
+    runtime: ServiceRuntime | None = None
+
+    def authorize_intake(env, topic):  # bound late: the runtime makes the authenticator
+        authorize(runtime.authenticator, env, topic)
+
+    runtime = ServiceRuntime(settings, metadata, MIGRATIONS, topics=TOPICS, handler=bus,
+                             handled_types=bus.handled_types, authorize=authorize_intake)
     app = create_app("quota", authenticator=runtime.authenticator, ready_checks=runtime.ready_checks(),
-                     title="CountyPool quota service")
+                     title="CountyPool quota service",
+                     description="The county pool: freed quota in as lots, reserved and allocated to admitted projects.")
     app.state.runtime = runtime
+    POOL.runtime = runtime  # the pool gauges read this service's database at scrape time
+    app.state.ledger_balances = LedgerBalances(getattr(settings, "ledger_url", "http://127.0.0.1:8001"),
+                                               getattr(settings, "ledger_token", None))
+    app.include_router(router)
+    runtime.background.append(RequestExpiry(runtime, getattr(settings, "expiry_interval_seconds", 1.0)))
+    if getattr(settings, "auto_round_interval_seconds", 0) > 0:
+        runtime.background.append(AutoRounds(runtime, settings.auto_round_interval_seconds))
+    if getattr(settings, "reconcile_interval_seconds", 0) > 0:
+        runtime.background.append(PeriodicReconciliation(runtime, lambda: app.state.ledger_balances,
+                                                         settings.reconcile_interval_seconds))
     return runtime, app
 
 

@@ -28,9 +28,12 @@ def _row_policy(row) -> CountyPolicy:
 
 def lock_county(session: Session, county_code: str, now: datetime) -> CountyPolicy:
     """The county's policy, its row locked until the transaction ends (created with defaults if new)."""
-    insert_ignore(session, counties, dict(county_code=county_code, policy=dumps(policy_to_doc(PoolPolicy(county_code))),
-                                          policy_version=1, updated_at=now, updated_by="default"))
-    row = session.execute(select(counties).where(counties.c.county_code == county_code).with_for_update()).one()
+    locked = select(counties).where(counties.c.county_code == county_code).with_for_update()
+    row = session.execute(locked).first()
+    if row is None:  # insert-or-ignore: two first users of a county may race to create it
+        insert_ignore(session, counties, dict(county_code=county_code, policy=dumps(policy_to_doc(PoolPolicy(county_code))),
+                                              policy_version=1, updated_at=now, updated_by="default"))
+        row = session.execute(locked).one()
     return _row_policy(row)
 
 

@@ -68,7 +68,7 @@ def list_releases(session: Session, county_code: str, status: str | None, limit:
 # -- departed enterprises ------------------------------------------------------------------------
 def record_departure(session: Session, credit_code: str, county_code: str, how: str, effective_on, now) -> bool:
     return insert_ignore(session, departed_enterprises, dict(
-        credit_code=credit_code, county_code=county_code, how=how, effective_on=effective_on, recorded_at=now)) > 0
+        credit_code=credit_code, county_code=county_code, how=how, effective_on=effective_on, recorded_at=now))
 
 
 def has_departed(session: Session, credit_code: str) -> bool:
@@ -111,7 +111,7 @@ def insert_lot(session: Session, lot: Lot, now: datetime) -> bool:
         remaining=lot.remaining, source_kind=lot.source_kind.value, source_ref=lot.source_ref,
         township_code=lot.township_code, dated=lot.dated, basis=lot.basis.value,
         buyback_price_fen=lot.buyback_price_fen_per_unit, origin_id=lot.origin_id, ledger_state="awaiting",
-        created_at=now)) > 0
+        created_at=now))
 
 
 def set_lot_ledger_state(session: Session, lot_id: str, state: str) -> None:

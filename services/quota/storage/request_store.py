@@ -34,7 +34,7 @@ def project_facts(row) -> ProjectFacts:
 
 def record_approval(session: Session, project_id: str, kind: str, document_ref: str, granted_on, now) -> bool:
     return insert_ignore(session, project_approvals, dict(project_id=project_id, kind=kind, document_ref=document_ref,
-                                                          granted_on=granted_on, recorded_at=now)) > 0
+                                                          granted_on=granted_on, recorded_at=now))
 
 
 def approvals_of(session: Session, project_id: str) -> frozenset[ApprovalKind]:

@@ -10,13 +10,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def insert_ignore(session: Session, table: Table, rows: dict | list[dict]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were inserted (a redelivery inserts none)."""
-    if not rows:
-        return 0
+def insert_ignore(session: Session, table: Table, row: dict) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING of one row; True when it was inserted (a redelivery inserts none).
+    RETURNING tells, since rowcount is not reliable on every driver (psycopg 3 here reports -1)."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    result = session.execute(dialect.insert(table).on_conflict_do_nothing(), rows if isinstance(rows, list) else [rows])
-    return max(result.rowcount or 0, 0)
+    stmt = dialect.insert(table).on_conflict_do_nothing().values(**row).returning(*table.primary_key.columns)
+    return session.execute(stmt).first() is not None
 
 
 def dumps(value: Any) -> str:

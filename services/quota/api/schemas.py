@@ -1,0 +1,298 @@
+"""Request and response bodies of the quota API (/v1). Amounts are decimal strings in the asset's unit
+(t, tce, 亩), money in CNY; never floats."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.contracts.quota import ApprovalKind, ApprovalGranted, QuotaReleaseSubmitted
+from shared.contracts.types import DecimalStr, Identifier
+
+# The HTTP intake takes exactly the Kafka intake's schema, so a department sends the same document either way.
+ReleaseIn = QuotaReleaseSubmitted
+ApprovalIn = ApprovalGranted
+
+# Request and project ids become parts of ledger transfer and account ids: no '/', ':' or spaces.
+SafeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    reason: str
+    field: str | None = None
+    detail: str = ""
+
+
+# -- policy ------------------------------------------------------------------------------------------
+class PriorityIn(_In):
+    keys: list[Literal["project_class", "strategic_industry", "tax_per_mu", "arrival"]] | None = None
+    class_order: list[str] | None = None
+    strategic_industries: list[str] | None = None
+
+
+class PolicyIn(_In):
+    """A county's pool policy; every field left out takes the default (Nantong/Jiangsu)."""
+
+    retire_share_bp: dict[str, int] | None = Field(default=None, examples=[{"COD": 2000}],
+                                                   description="share retired per asset, basis points")
+    prices: dict[str, DecimalStr] | None = Field(default=None, examples=[{"COD": "12000.00"}],
+                                                 description="county price list, CNY per asset unit (有偿使用)")
+    reservation_timeout_seconds: int | None = Field(default=None, gt=0)
+    request_wait_seconds: int | None = Field(default=None, gt=0)
+    consumption_order: Literal["fifo", "township_order"] | None = None
+    township_order: list[str] | None = None
+    verification: Literal["hold", "accept", "reject"] | None = None
+    priority: PriorityIn | None = None
+
+
+class PolicyOut(BaseModel):
+    county_code: str
+    version: int
+    updated_at: datetime
+    updated_by: str
+    retire_share_bp: dict[str, int]
+    prices: dict[str, str]
+    reservation_timeout_seconds: int
+    request_wait_seconds: int
+    consumption_order: str
+    township_order: list[str]
+    verification: str
+    department_assets: dict[str, list[str]]
+    priority: dict
+
+
+# -- releases and reclamation ------------------------------------------------------------------------
+class ReleaseOut(BaseModel):
+    release_id: str
+    county_code: str
+    enterprise_credit_code: str
+    township_code: str
+    asset: str
+    amount: str
+    reason: str
+    basis: str
+    buyback_price_per_unit: str | None
+    document_ref: str
+    released_on: date
+    department: str
+    status: str
+    status_reason: str
+    lot_id: str | None
+
+
+class ReclamationIn(_In):
+    project_id: Identifier
+    county_code: str
+    township_code: str
+    area: DecimalStr = Field(description="亩 registered")
+    registered_on: date | None = None
+
+
+class ReclamationAcceptanceIn(_In):
+    accepted_on: date
+    accepted_area: DecimalStr | None = Field(default=None, description="亩; defaults to the registered area")
+    document_ref: str = ""
+
+
+class ReclamationOut(BaseModel):
+    project_id: str
+    county_code: str
+    township_code: str
+    area: str
+    registered_on: date
+    state: str
+    accepted_on: date | None
+    accepted_area: str | None
+    lot_id: str | None
+
+
+# -- requests ------------------------------------------------------------------------------------------
+class RequestLineIn(_In):
+    asset: Identifier
+    amount: DecimalStr
+    approval_kind: ApprovalKind | None = Field(default=None, description="defaults to the asset's confirming approval")
+
+
+class QuotaRequestIn(_In):
+    request_id: SafeId
+    project_id: SafeId
+    county_code: str
+    lines: list[RequestLineIn] = Field(min_length=1, max_length=20)
+
+
+class CancelIn(_In):
+    reason: str = Field(default="cancelled", max_length=200)
+
+
+class RequestLineOut(BaseModel):
+    asset: str
+    amount: str
+    approval_kind: str
+    reserved: bool
+
+
+class LedgerTransferOut(BaseModel):
+    transfer_id: str
+    purpose: str
+    asset: str
+    amount: str
+    state: str
+    ledger_reason: str | None
+
+
+class QuotaRequestOut(BaseModel):
+    request_id: str
+    project_id: str
+    county_code: str
+    state: str
+    reason: str | None
+    lines: list[RequestLineOut]
+    approvals: list[str]
+    requested_at: datetime
+    deadline: datetime
+    updated_at: datetime | None
+    ledger_transfers: list[LedgerTransferOut] = Field(default_factory=list)
+
+
+class RequestsPage(BaseModel):
+    requests: list[QuotaRequestOut]
+    next_after: str | None
+
+
+# -- rounds --------------------------------------------------------------------------------------------
+class ShortfallOut(BaseModel):
+    asset: str
+    requested: str
+    available: str
+
+
+class DecisionOut(BaseModel):
+    rank: int
+    request_id: str
+    outcome: str
+    reason: str
+    ordered_by: list[list[str]]
+    shortfalls: list[ShortfallOut]
+
+
+class RoundOut(BaseModel):
+    round_id: str
+    county_code: str
+    seq: int
+    ran_at: datetime
+    ran_by: str
+    policy_version: int
+    available_before: dict[str, str]
+    decisions: list[DecisionOut]
+    expired_before: list[str] = Field(default_factory=list)
+    reproducible: bool | None = Field(default=None, description="re-running the stored inputs gives these decisions")
+
+
+# -- queries ---------------------------------------------------------------------------------------
+class PoolAssetOut(BaseModel):
+    asset: str
+    unit: str
+    released: str = Field(description="booked in the ledger: retired + allocated + reserved + available")
+    retired: str
+    allocated: str
+    reserved: str
+    available: str
+    incoming: str = Field(description="lots sent to the ledger, not yet booked")
+
+
+class PoolOut(BaseModel):
+    county_code: str
+    assets: list[PoolAssetOut]
+
+
+class LotOut(BaseModel):
+    lot_id: str
+    county_code: str
+    asset: str
+    amount: str
+    retired: str
+    allocated: str
+    remaining: str
+    source_kind: str
+    source_ref: str
+    township_code: str
+    dated: date
+    basis: str
+    buyback_price_per_unit: str | None
+    ledger_state: str
+
+
+class LotsPage(BaseModel):
+    lots: list[LotOut]
+    next_after: str | None
+
+
+class ConsumptionOut(BaseModel):
+    request_id: str
+    project_id: str
+    lot_id: str
+    asset: str
+    amount: str
+    amount_due: str
+    source_kind: str
+    source_ref: str
+    township_code: str
+    allocated_at: datetime
+
+
+class AllocationOut(BaseModel):
+    request_id: str
+    asset: str
+    amount: str
+    price_per_unit: str
+    amount_due: str
+    allocated_on: date
+    lots: list[ConsumptionOut]
+
+
+class ProvenanceOut(BaseModel):
+    project_id: str
+    allocations: list[AllocationOut]
+    totals: dict[str, str] = Field(description="allocated per asset = sum of its lot consumptions")
+
+
+class FreedLotOut(BaseModel):
+    lot_id: str
+    asset: str
+    amount: str
+    retired: str
+    remaining: str
+    went_to: list[ConsumptionOut]
+
+
+class EnterpriseTrailOut(BaseModel):
+    enterprise_credit_code: str
+    releases: list[ReleaseOut]
+    lots: list[FreedLotOut]
+
+
+class DifferenceOut(BaseModel):
+    asset: str
+    figure: str
+    ours: str
+    ledger: str
+    difference: str
+
+
+class ReconciliationOut(BaseModel):
+    county_code: str
+    agrees: bool
+    in_flight: int
+    differences: list[DifferenceOut]
+    ours: list[PoolAssetOut]
+
+
+class ApprovalOut(BaseModel):
+    project_id: str
+    kind: str
+    requests: list[dict]

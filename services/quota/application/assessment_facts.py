@@ -1,0 +1,32 @@
+"""What the assessment service tells the pool: which projects are admitted (and their facts for the
+priority order), and which enterprises really left (so their held releases may enter the pool)."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from shared.amounts import round_half_up
+from shared.contracts.assessment import EnterpriseExited, EnterpriseRelocated, ProjectEvaluated
+from services.quota.application.intake import enterprise_departed
+from services.quota.application.tx import Tx
+from services.quota.storage import request_store
+from services.quota.storage.sql import dumps
+
+
+def _fen(cny: str | None) -> int | None:
+    try:
+        return None if cny is None else round_half_up(Decimal(cny) * 100)
+    except InvalidOperation:
+        return None
+
+
+def project_evaluated(tx: Tx, ev: ProjectEvaluated) -> None:
+    """Latest evaluation wins; requests already open keep the facts they arrived with."""
+    request_store.upsert_project(tx.session, dict(
+        project_id=ev.project_id, county_code=ev.county_code, applicant_credit_code=ev.applicant_credit_code,
+        park_id=ev.park_id, admitted=ev.admitted, project_class=ev.project_class, tax_per_mu_fen=_fen(ev.tax_per_mu),
+        industry_code=ev.industry_code or None, failures=dumps([f.code for f in ev.failures]), updated_at=tx.now))
+
+
+def enterprise_left(tx: Tx, ev: EnterpriseExited | EnterpriseRelocated) -> list[str]:
+    how = "exited" if isinstance(ev, EnterpriseExited) else "relocated"
+    return enterprise_departed(tx, ev.credit_code, ev.county_code, how, ev.effective_on)

@@ -1,0 +1,192 @@
+"""Quota coming into the county pool: department releases (held until the enterprise's exit is known,
+if the policy says so), 增减挂钩 reclamation projects accepted, and the lots they become."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Mapping
+
+from shared.amounts import AmountError, parse_amount
+from shared.contracts.quota import BuybackOwed, LotCreated, QuotaReleased, QuotaRetired
+from services.quota.application.formats import cny, cny_or_none, qty
+from services.quota.application.ledger_commands import send_moves
+from services.quota.application.saga import SOURCE_KIND_OUT
+from services.quota.application.tx import Tx
+from services.quota.domain.identifiers import county_code_problem
+from services.quota.domain.ledger_moves import intake_moves
+from services.quota.domain.lots import Lot, accept_release
+from services.quota.domain.policy import PoolPolicy
+from services.quota.domain.problems import Problem, QuotaDomainError
+from services.quota.domain.provenance import amount_due_fen
+from services.quota.domain.reclamation import (
+    LAND_SCALE, ReclamationProject, accept_reclamation, register_reclamation,
+)
+from services.quota.domain.releases import (
+    QuotaRelease, ReleaseDecision, ReleaseStatus, parse_release, releases_verified_by, verify_release,
+)
+from services.quota.storage import intake_store
+from services.quota.storage.counties import lock_county
+
+
+class IdReused(Exception):
+    """The id was taken before with another body (an idempotency key reused): 409, never a second effect."""
+
+    def __init__(self, kind: str, ident: str):
+        super().__init__(f"{kind} {ident!r} was submitted before with a different body")
+        self.reason = f"{kind}_id_reused"
+
+
+class NotKnown(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def body_digest(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+
+
+def _county(data: Mapping[str, Any]) -> str:
+    county = data.get("county_code")
+    if (p := county_code_problem(county)) is not None:
+        raise QuotaDomainError([p])
+    return county  # type: ignore[return-value]
+
+
+# -- lots ----------------------------------------------------------------------------------------
+def take_in(tx: Tx, lot: Lot) -> bool:
+    """A new lot: stored, announced (LotCreated, QuotaRetired, BuybackOwed when paid) and booked in the
+    ledger (issuance -> pool, pool -> retired, linked). Taking the same lot twice does nothing."""
+    if not intake_store.insert_lot(tx.session, lot, tx.now):
+        return False
+    tx.emit(LotCreated(
+        lot_id=lot.lot_id, county_code=lot.county_code, asset=lot.asset, amount=qty(lot.asset, lot.amount),
+        retired=qty(lot.asset, lot.retired), source_kind=SOURCE_KIND_OUT[lot.source_kind], source_ref=lot.source_ref,
+        township_code=lot.township_code, dated=lot.dated, basis=lot.basis.value,
+        buyback_price_per_unit=cny_or_none(lot.buyback_price_fen_per_unit)), lot.lot_id)
+    if lot.retired:
+        tx.emit(QuotaRetired(lot_id=lot.lot_id, county_code=lot.county_code, asset=lot.asset,
+                             amount=qty(lot.asset, lot.retired)), lot.lot_id)
+    if lot.buyback_price_fen_per_unit is not None:
+        # the county buys back the whole right it takes in, the retired share included
+        due = amount_due_fen(lot.asset, lot.amount, lot.buyback_price_fen_per_unit)
+        tx.emit(BuybackOwed(lot_id=lot.lot_id, county_code=lot.county_code, enterprise_credit_code=lot.source_ref,
+                            township_code=lot.township_code, asset=lot.asset, amount=qty(lot.asset, lot.amount),
+                            amount_due=cny(due)), lot.lot_id)
+    send_moves(tx, intake_moves(lot), county_code=lot.county_code, lot_id=lot.lot_id)
+    return True
+
+
+# -- releases ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    release_id: str
+    status: str
+    status_reason: str
+    lot_id: str | None
+    created: bool
+
+
+def _released_event(rel: QuotaRelease, decision: ReleaseDecision) -> QuotaReleased:
+    return QuotaReleased(
+        release_id=rel.release_id, enterprise_credit_code=rel.enterprise_credit_code,
+        township_code=rel.township_code, county_code=rel.county_code, asset=rel.asset,
+        amount=qty(rel.asset, rel.amount), reason=rel.reason.value, basis=rel.basis.value,
+        status=decision.status.value, status_reason=decision.reason)
+
+
+def _accept(tx: Tx, policy: PoolPolicy, rel: QuotaRelease) -> str:
+    lot, _ = accept_release(rel, policy)
+    take_in(tx, lot)
+    return lot.lot_id
+
+
+def _entitled_department(policy: PoolPolicy, asset: object) -> str:
+    for dept, assets in sorted(policy.department_assets.items()):
+        if asset in assets:
+            return str(dept)
+    return "unknown"
+
+
+def submit_release(tx: Tx, data: Mapping[str, Any], *, department: str | None, submitted_by: str) -> ReleaseOutcome:
+    """A department's release (fields of QuotaReleaseSubmitted). Raises QuotaDomainError (every problem)
+    or IdReused. Whether the publisher may release this asset is checked by the caller (scopes);
+    ``department`` None (e.g. the county admin entering it) means the one the policy entitles."""
+    county = _county(data)
+    cp = lock_county(tx.session, county, tx.now)
+    digest = body_digest(data)
+    existing = intake_store.release_row(tx.session, str(data.get("release_id")))
+    if existing is not None:
+        if existing.digest != digest:
+            raise IdReused("release", existing.release_id)
+        lot_id = f"release:{existing.release_id}" if existing.status == ReleaseStatus.ACCEPTED.value else None
+        return ReleaseOutcome(existing.release_id, existing.status, existing.status_reason, lot_id, False)
+    department = department or _entitled_department(cp.policy, data.get("asset"))
+    rel = parse_release({**data, "department": department}, cp.policy)
+    departed = {rel.enterprise_credit_code} if intake_store.has_departed(tx.session, rel.enterprise_credit_code) else set()
+    decision = verify_release(rel, departed, cp.policy.verification)
+    intake_store.insert_release(tx.session, rel, status=decision.status, status_reason=decision.reason, digest=digest,
+                                submitted_by=submitted_by, now=tx.now)
+    tx.emit(_released_event(rel, decision), rel.release_id)
+    lot_id = _accept(tx, cp.policy, rel) if decision.status is ReleaseStatus.ACCEPTED else None
+    return ReleaseOutcome(rel.release_id, decision.status.value, decision.reason, lot_id, True)
+
+
+def enterprise_departed(tx: Tx, credit_code: str, county_code: str, how: str, effective_on: date) -> list[str]:
+    """EnterpriseExited / EnterpriseRelocated: held releases of the enterprise now enter the pool.
+    Returns the release ids let in."""
+    intake_store.record_departure(tx.session, credit_code, county_code, how, effective_on, tx.now)
+    held = intake_store.held_releases_of(tx.session, credit_code)
+    let_in = []
+    for county in sorted({r.county_code for r in held}):  # one lock order for every transaction
+        cp = lock_county(tx.session, county, tx.now)
+        for rel in releases_verified_by(credit_code, [r for r in held if r.county_code == county]):
+            decision = ReleaseDecision(ReleaseStatus.ACCEPTED, "exit_known")
+            intake_store.set_release_status(tx.session, rel.release_id, decision.status, decision.reason, tx.now)
+            tx.emit(_released_event(rel, decision), rel.release_id)
+            _accept(tx, cp.policy, rel)
+            let_in.append(rel.release_id)
+    return let_in
+
+
+# -- reclamation ---------------------------------------------------------------------------------
+def register_reclamation_project(tx: Tx, data: Mapping[str, Any], by: str) -> tuple[Any, bool]:
+    """Register a 增减挂钩 project (its land does not enter the pool yet). Idempotent by project id."""
+    county = _county(data)
+    lock_county(tx.session, county, tx.now)
+    digest = body_digest(data)
+    existing = intake_store.reclamation_row(tx.session, str(data.get("project_id")))
+    if existing is not None:
+        if existing.digest != digest:
+            raise IdReused("reclamation", existing.project_id)
+        return existing, False
+    registered_on = data.get("registered_on") or tx.now.date()
+    if isinstance(registered_on, str):
+        registered_on = date.fromisoformat(registered_on)
+    project = register_reclamation(str(data.get("project_id") or ""), county, str(data.get("township_code") or ""),
+                                   data.get("area"), registered_on)
+    intake_store.insert_reclamation(tx.session, project, digest=digest, by=by)
+    return intake_store.reclamation_row(tx.session, project.project_id), True
+
+
+def accept_reclamation_project(tx: Tx, project_id: str, accepted_on: date, accepted_area: str | None,
+                               document_ref: str) -> tuple[ReclamationProject, bool]:
+    """验收 published: the accepted area enters the pool as a LAND lot, once."""
+    row = intake_store.reclamation_row(tx.session, project_id)
+    if row is None:
+        raise NotKnown("reclamation_project_unknown", f"no reclamation project {project_id!r} is registered")
+    cp = lock_county(tx.session, row.county_code, tx.now)
+    project = intake_store.reclamation_from_row(intake_store.reclamation_row(tx.session, project_id, lock=True))
+    area = None
+    if accepted_area is not None:
+        try:
+            area = parse_amount(accepted_area, LAND_SCALE)
+        except AmountError as e:
+            raise QuotaDomainError([Problem(e.reason, "accepted_area", str(e))]) from None
+    result = accept_reclamation(project, accepted_on, cp.policy, area)
+    if result.changed:
+        intake_store.mark_reclamation_accepted(tx.session, result.project, document_ref)
+        take_in(tx, result.lot)
+    return result.project, result.changed

@@ -1,0 +1,79 @@
+"""The ledger's answers to our transfers (on countypool.ledger.events) move lots and requests on.
+
+Events about transfers we never asked for (other services') are ignored. For a linked reservation chain
+the ledger refuses every member: the culprit with its reason, the others with ``linked_event_failed``;
+only the culprit's answer closes the request, so the recorded reason is the real one."""
+from __future__ import annotations
+
+import logging
+
+from shared.contracts.ledger import (
+    TransferExpired, TransferPending, TransferPosted, TransferRejected, TransferVoided,
+)
+from shared.envelope import Event
+from services.quota.application.saga import carry_out
+from services.quota.application.tx import Tx
+from services.quota.domain.requests import on_ledger_expired, on_ledger_refused, on_ledger_reserved
+from services.quota.metrics import LEDGER_REFUSALS
+from services.quota.storage import intake_store, request_store, transfer_store
+from services.quota.storage.counties import lock_county
+
+log = logging.getLogger(__name__)
+LEDGER_OUTCOMES = (TransferPending, TransferPosted, TransferRejected, TransferVoided, TransferExpired)
+
+
+def on_ledger_outcome(tx: Tx, event: Event) -> str:
+    """Returns what it did, for logs and tests."""
+    row = transfer_store.transfer_row(tx.session, event.transfer_id)
+    if row is None:
+        return "not_ours"
+    if isinstance(event, TransferPending):
+        transfer_store.set_answer(tx.session, row.transfer_id, "pending", tx.now)
+        return _saga(tx, row, lambda req: on_ledger_reserved(req, row.transfer_id, tx.now))
+    if isinstance(event, TransferPosted):
+        transfer_store.set_answer(tx.session, row.transfer_id, "posted", tx.now)
+        if event.pending_id:
+            transfer_store.set_answer(tx.session, event.pending_id, "posted", tx.now)
+        if row.purpose == "intake":
+            intake_store.set_lot_ledger_state(tx.session, row.lot_id, "booked")
+        return "posted"
+    if isinstance(event, TransferVoided):
+        transfer_store.set_answer(tx.session, row.transfer_id, "voided", tx.now)
+        if event.pending_id:
+            transfer_store.set_answer(tx.session, event.pending_id, "voided", tx.now)
+        return "voided"
+    if isinstance(event, TransferExpired):
+        transfer_store.set_answer(tx.session, row.transfer_id, "expired", tx.now)
+        return _saga(tx, row, lambda req: on_ledger_expired(req, row.transfer_id, tx.now))
+    if isinstance(event, TransferRejected):
+        return _refused(tx, row, event.reason)
+    return "ignored"
+
+
+def _refused(tx: Tx, row, reason: str) -> str:
+    transfer_store.set_answer(tx.session, row.transfer_id, "rejected", tx.now, reason)
+    LEDGER_REFUSALS.labels(row.purpose, reason).inc()
+    if row.purpose == "intake":
+        log.error("the ledger refused the intake of lot %s: %s", row.lot_id, reason)
+        intake_store.set_lot_ledger_state(tx.session, row.lot_id, "refused")
+        return "intake_refused"
+    if row.purpose == "reserve":
+        if reason == "linked_event_failed":
+            return "chain_member_refused"  # the culprit's own answer closes the request
+        return _saga(tx, row, lambda req: on_ledger_refused(req, row.transfer_id, reason, tx.now))
+    if row.purpose == "post":
+        # Allocated on our side but the ledger did not post (its pending expired first): a fault that
+        # reconciliation reports; the lot consumption stands until an operator corrects it.
+        log.error("the ledger refused to post %s: %s", row.transfer_id, reason)
+    return "refused"
+
+
+def _saga(tx: Tx, row, step) -> str:
+    if row.request_id is None:
+        return "no_request"
+    cp = lock_county(tx.session, row.county_code, tx.now)
+    req = request_store.load_request(tx.session, row.request_id)
+    if req is None:
+        return "no_request"
+    tr = carry_out(tx, cp.policy, step(req))
+    return tr.reason

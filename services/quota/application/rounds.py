@@ -1,0 +1,77 @@
+"""Explicit allocation rounds: a county's waiting requests ordered by its priority policy and decided
+against what the pool holds. The inputs are stored with the decisions, so a round can be re-run from its
+record and give the same answer (``replay_round``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.quota.application.pool import county_pool
+from services.quota.application.saga import carry_out
+from services.quota.application.tx import Tx
+from services.quota.domain.allocation import RoundResult, apply_decision, run_allocation_round
+from services.quota.domain.assets import ApprovalKind
+from services.quota.domain.policy import PriorityPolicy
+from services.quota.domain.pool_view import available_by_asset
+from services.quota.domain.projects import ProjectFacts
+from services.quota.domain.requests import QuotaRequest, RequestLine, expire_if_due
+from services.quota.storage import request_store, round_store
+from services.quota.storage.counties import lock_county
+
+
+@dataclass(frozen=True)
+class RoundRun:
+    round_id: str
+    county_code: str
+    seq: int
+    result: RoundResult
+    expired_before: tuple[str, ...]  # waiting requests past their wait, expired instead of decided
+
+
+def _inputs(available: dict[str, int], requests: list[QuotaRequest], priority: PriorityPolicy) -> dict:
+    return {
+        "available": available,
+        "priority": {"keys": [k.value for k in priority.keys], "class_order": list(priority.class_order),
+                     "strategic_industries": sorted(priority.strategic_industries)},
+        "requests": [
+            {"request_id": r.request_id, "project_id": r.project_id, "project_class": r.project.project_class,
+             "tax_per_mu_fen": r.project.tax_per_mu_fen, "industry_code": r.project.industry_code,
+             "requested_at": r.requested_at.isoformat(),
+             "lines": [[l.asset, l.amount, l.approval_kind.value] for l in r.lines]}
+            for r in requests],
+    }
+
+
+def replay_round(county_code: str, inputs: dict) -> RoundResult:
+    """The same decisions again, from a round's stored inputs alone."""
+    p = inputs["priority"]
+    priority = PriorityPolicy(tuple(p["keys"]), tuple(p["class_order"]), frozenset(p["strategic_industries"]))
+    requests = [
+        QuotaRequest(r["request_id"], ProjectFacts(r["project_id"], county_code, True, r["project_class"],
+                                                   r["tax_per_mu_fen"], r["industry_code"]),
+                     county_code, tuple(RequestLine(a, n, ApprovalKind(k)) for a, n, k in r["lines"]),
+                     datetime.fromisoformat(r["requested_at"]), datetime.fromisoformat(r["requested_at"]))
+        for r in inputs["requests"]]
+    return run_allocation_round(inputs["available"], requests, priority)
+
+
+def run_round(tx: Tx, county_code: str, by: str) -> RoundRun:
+    cp = lock_county(tx.session, county_code, tx.now)
+    waiting, expired = [], []
+    for req in request_store.waiting_requests(tx.session, county_code):
+        tr = expire_if_due(req, tx.now)
+        if tr.changed:
+            carry_out(tx, cp.policy, tr)
+            expired.append(req.request_id)
+        else:
+            waiting.append(req)
+    available = available_by_asset(county_pool(tx.session, county_code).figures)
+    result = run_allocation_round(available, waiting, cp.policy.priority)
+    seq = round_store.next_round_seq(tx.session, county_code)
+    round_id = f"round-{county_code}-{seq:06d}"
+    round_store.record_round(tx.session, round_id, county_code, seq, by, cp.version,
+                             _inputs(available, waiting, cp.policy.priority), result, tx.now)
+    by_id = {r.request_id: r for r in waiting}
+    for decision in result.decisions:
+        carry_out(tx, cp.policy, apply_decision(by_id[decision.request_id], decision, tx.now, cp.policy))
+    return RoundRun(round_id, county_code, seq, result, tuple(expired))

@@ -1,0 +1,100 @@
+"""Periodic work of the quota service, run beside the relay and the consumer (runtime.background):
+expiring requests past their deadline, optional automatic allocation rounds, optional reconciliation."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from shared.runtime import ServiceRuntime
+from services.quota.application.expiry import expire_request
+from services.quota.application.reconciliation import LedgerBalances, publish_metric, reconcile_county
+from services.quota.application.rounds import run_round
+from services.quota.application.tx import Tx, utcnow
+from services.quota.storage import request_store
+from services.quota.storage.counties import county_codes
+
+log = logging.getLogger(__name__)
+
+
+class Periodic:
+    """Calls ``step()`` every ``interval`` seconds (again at once while it reports work done)."""
+
+    name = "periodic"
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self) -> int:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        def loop():
+            while not self._stop.wait(self.interval):
+                try:
+                    while self.step() > 0 and not self._stop.is_set():
+                        pass
+                except Exception as exc:  # noqa: BLE001 - try again next tick
+                    log.warning("%s failed: %s", self.name, exc)
+
+        self._thread = threading.Thread(target=loop, name=f"quota-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+
+
+class RequestExpiry(Periodic):
+    """No request waits forever: past its deadline it expires and its reservation is voided."""
+
+    name = "request-expiry"
+
+    def __init__(self, runtime: ServiceRuntime, interval: float, batch: int = 200):
+        super().__init__(interval)
+        self.runtime = runtime
+        self.batch = batch
+
+    def step(self) -> int:
+        with self.runtime.db.sessions() as session:
+            due = request_store.due_requests(session, utcnow(), self.batch)
+        done = 0
+        for request_id, county in due:  # one transaction each: a county is locked only briefly
+            done += self.runtime.transaction(lambda uow: expire_request(Tx.of_uow(uow), request_id, county))
+        return done if len(due) == self.batch else 0
+
+
+class AutoRounds(Periodic):
+    """Optional (auto_round_interval_seconds > 0): run a round for every county with waiting requests."""
+
+    name = "auto-rounds"
+
+    def __init__(self, runtime: ServiceRuntime, interval: float):
+        super().__init__(interval)
+        self.runtime = runtime
+
+    def step(self) -> int:
+        with self.runtime.db.sessions() as session:
+            counties = request_store.counties_with_waiting_requests(session)
+        for county in sorted(counties):
+            self.runtime.transaction(lambda uow: run_round(Tx.of_uow(uow), county, "auto-round"))
+        return 0
+
+
+class PeriodicReconciliation(Periodic):
+    """Optional (reconcile_interval_seconds > 0): keeps the reconciliation metric current."""
+
+    name = "reconciliation"
+
+    def __init__(self, runtime: ServiceRuntime, ledger: Callable[[], LedgerBalances], interval: float):
+        super().__init__(interval)
+        self.runtime = runtime
+        self.ledger = ledger
+
+    def step(self) -> int:
+        with self.runtime.db.sessions() as session:
+            publish_metric([reconcile_county(session, self.ledger(), c) for c in county_codes(session)])
+        return 0
