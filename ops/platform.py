@@ -2,7 +2,8 @@
 KAFKA_BOOTSTRAP_SERVERS points elsewhere) and the four services as separate processes.
 
 ``python -m ops.platform run`` prints the URLs and stops everything cleanly on Ctrl-C (SIGINT/SIGTERM).
-Data lives under COUNTYPOOL_DATA_DIR (default ./.data) and survives a restart.
+Data lives under COUNTYPOOL_DATA_DIR (default ./.data) and survives a restart. ``Platform`` is the same
+thing as a class, used by the demo and the fault tests (which also kill and restart single services).
 """
 from __future__ import annotations
 
@@ -21,44 +22,104 @@ from shared.settings import DEFAULT_PORTS
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ["ledger", "quota", "settlement", "assessment"]
 DEV_TOKENS = ROOT / "deploy" / "dev-tokens.json"
+KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 
 
-def _port(service: str) -> int:
-    return int(os.environ.get(f"COUNTYPOOL_{service.upper()}_PORT", DEFAULT_PORTS[service]))
+class Platform:
+    def __init__(self, data_dir: Path | None = None, env: dict | None = None, services: list[str] | None = None):
+        base = dict(os.environ, **(env or {}))
+        self.data_dir = Path(data_dir or base.get("COUNTYPOOL_DATA_DIR", ROOT / ".data")).resolve()
+        self.bootstrap = base.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        base.update(COUNTYPOOL_DATA_DIR=str(self.data_dir), KAFKA_BOOTSTRAP_SERVERS=self.bootstrap)
+        base.setdefault("COUNTYPOOL_AUTH_TOKENS_FILE", str(DEV_TOKENS))
+        base.setdefault("KAFKA_DATA_DIR", str(self.data_dir / "kafka"))
+        self.env = base
+        self.services = services or SERVICES
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.started_kafka = False
 
+    def port(self, service: str) -> int:
+        return int(self.env.get(f"COUNTYPOOL_{service.upper()}_PORT", DEFAULT_PORTS[service]))
 
-def _wait_healthy(service: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    url = f"http://127.0.0.1:{_port(service)}/healthz"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{service} exited with code {proc.returncode} (see {service}.log in the data dir)")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{service} did not answer {url} within {timeout:.0f}s")
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.port(service)}"
+
+    # -- kafka -------------------------------------------------------------------------------------
+    def ensure_kafka(self) -> None:
+        if KafkaProbe(self.bootstrap, ttl=0).reachable():
+            return
+        if self.bootstrap.split(":")[0] not in ("127.0.0.1", "localhost"):
+            raise RuntimeError(f"Kafka at {self.bootstrap} is not reachable")
+        subprocess.run([str(KAFKA_SH), "start"], check=True, env=self.env)
+        self.started_kafka = True
+
+    # -- services ----------------------------------------------------------------------------------
+    def start(self, service: str) -> subprocess.Popen:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / f"{service}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", f"services.{service}.main"], cwd=ROOT, env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[service] = proc
+        return proc
+
+    def wait_healthy(self, service: str, timeout: float = 90) -> None:
+        url = f"{self.url(service)}/healthz"
+        proc = self.procs[service]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{service} exited with code {proc.returncode} (see {service}.log in {self.data_dir})")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{service} did not answer {url} within {timeout:.0f}s")
+
+    def start_all(self) -> None:
+        self.ensure_kafka()
+        for s in self.services:
+            self.start(s)
+        for s in self.services:
+            self.wait_healthy(s)
+
+    def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.get(service)
+        if proc and proc.poll() is None:
+            proc.send_signal(sig)
+            proc.wait(timeout=30)
+
+    def restart(self, service: str) -> None:
+        self.kill(service, signal.SIGTERM)
+        self.start(service)
+        self.wait_healthy(service)
+
+    def dead(self) -> list[str]:
+        return [s for s, p in self.procs.items() if p.poll() is not None]
+
+    def stop(self, stop_kafka: bool = True) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if self.started_kafka and stop_kafka:
+            subprocess.run([str(KAFKA_SH), "stop"], env=self.env)
+
+    def banner(self) -> str:
+        lines = ["CountyPool is running:", f"  kafka       {self.bootstrap}"]
+        lines += [f"  {s:<11} {self.url(s)}  (docs /docs, metrics /metrics, health /healthz)" for s in self.services]
+        lines += [f"  data        {self.data_dir}  (logs: <service>.log)",
+                  f"  dev tokens  {self.env['COUNTYPOOL_AUTH_TOKENS_FILE']}"]
+        return "\n".join(lines)
 
 
 def run(stop_kafka_on_exit: bool = True) -> int:
-    data_dir = Path(os.environ.get("COUNTYPOOL_DATA_DIR", ROOT / ".data")).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    env = dict(os.environ, COUNTYPOOL_DATA_DIR=str(data_dir), KAFKA_BOOTSTRAP_SERVERS=bootstrap)
-    env.setdefault("COUNTYPOOL_AUTH_TOKENS_FILE", str(DEV_TOKENS))
-    env.setdefault("KAFKA_DATA_DIR", str(data_dir / "kafka"))
-
-    started_kafka = False
-    if not KafkaProbe(bootstrap, ttl=0).reachable():
-        if bootstrap not in ("127.0.0.1:9092", "localhost:9092"):
-            print(f"Kafka at {bootstrap} is not reachable", file=sys.stderr)
-            return 1
-        subprocess.run([str(ROOT / "deploy" / "kafka" / "kafka.sh"), "start"], check=True, env=env)
-        started_kafka = True
-
-    procs: dict[str, subprocess.Popen] = {}
+    platform = Platform()
     stopping = False
 
     def shutdown(*_):
@@ -69,40 +130,21 @@ def run(stop_kafka_on_exit: bool = True) -> int:
     signal.signal(signal.SIGTERM, shutdown)
     code = 0
     try:
-        for s in SERVICES:
-            log = open(data_dir / f"{s}.log", "ab")
-            procs[s] = subprocess.Popen([sys.executable, "-m", f"services.{s}.main"], cwd=ROOT, env=env,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        for s in SERVICES:
-            _wait_healthy(s, procs[s])
-        print("CountyPool is running:")
-        print(f"  kafka       {bootstrap}")
-        for s in SERVICES:
-            print(f"  {s:<11} http://127.0.0.1:{_port(s)}  (docs /docs, metrics /metrics, health /healthz)")
-        print(f"  data        {data_dir}  (logs: <service>.log)")
-        print(f"  dev tokens  {env['COUNTYPOOL_AUTH_TOKENS_FILE']}")
+        platform.start_all()
+        print(platform.banner())
         print("Press Ctrl-C to stop.", flush=True)
         while not stopping:
-            for s, p in procs.items():
-                if p.poll() is not None:
-                    print(f"{s} exited with code {p.returncode}; stopping", file=sys.stderr)
-                    code = 1
-                    stopping = True
+            dead = platform.dead()
+            if dead:
+                print(f"{', '.join(dead)} exited; stopping", file=sys.stderr)
+                code = 1
+                break
             time.sleep(0.3)
     except Exception as exc:  # noqa: BLE001
         print(f"start-up failed: {exc}", file=sys.stderr)
         code = 1
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for s, p in procs.items():
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if started_kafka and stop_kafka_on_exit:
-            subprocess.run([str(ROOT / "deploy" / "kafka" / "kafka.sh"), "stop"], env=env)
+        platform.stop(stop_kafka=stop_kafka_on_exit)
         print("stopped.", flush=True)
     return code
 
