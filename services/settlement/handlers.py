@@ -1,4 +1,89 @@
-"""Events in, events out, for the settlement service. The domain logic arrives with the settlement issue."""
+"""Events in, for the settlement service: tax receipts and statistics from 税务局 (intake topic, source-checked),
+quota proceeds and provenance from the quota service, the enterprise register from assessment, and the ledger's
+answers to settlement's own postings. Each runs inside the consumer's unit of work; a refusal goes to the DLQ
+with its reason."""
+from __future__ import annotations
+
+from shared.amounts import AmountError
+from shared.consumer import MessageContext, Rejected
+from shared.contracts import topics
+from shared.contracts.assessment import EnterpriseRegistered
+from shared.contracts.ledger import TransferPosted, TransferRejected
+from shared.contracts.quota import BuybackOwed, LotCreated, QuotaAllocated
+from shared.contracts.settlement import StatisticsReported, TaxReceiptReported
+from shared.envelope import Envelope
 from shared.message_bus import MessageBus
 
+from services.settlement import clock, intake
+from services.settlement.domain import SettlementDomainError
+from services.settlement.storage.statements import StatementsRepository
+
 bus = MessageBus()
+POSTING_PREFIX = "settlement:"
+
+
+def _refusing(fn):
+    """Domain refusals become DLQ reasons."""
+
+    def run(ctx: MessageContext) -> None:
+        try:
+            fn(ctx)
+        except (SettlementDomainError, AmountError) as exc:
+            raise Rejected(exc.reason, str(exc)) from None
+
+    run.__name__ = fn.__name__
+    return run
+
+
+@bus.on(TaxReceiptReported)
+@_refusing
+def on_tax_receipt(ctx: MessageContext) -> None:
+    intake.record_tax_receipt(ctx.session, ctx.event, channel="kafka", event_id=ctx.envelope.id)
+
+
+@bus.on(StatisticsReported)
+@_refusing
+def on_statistics(ctx: MessageContext) -> None:
+    intake.record_statistics(ctx.session, ctx.event, channel="kafka")
+
+
+@bus.on(QuotaAllocated)
+@_refusing
+def on_allocation(ctx: MessageContext) -> None:
+    intake.record_allocation(ctx.session, ctx.event, event_id=ctx.envelope.id)
+
+
+@bus.on(BuybackOwed)
+@_refusing
+def on_buyback(ctx: MessageContext) -> None:
+    intake.record_buyback(ctx.session, ctx.event, event_id=ctx.envelope.id, occurred_at=ctx.envelope.time)
+
+
+@bus.on(LotCreated)
+def on_lot(ctx: MessageContext) -> None:
+    intake.record_lot(ctx.session, ctx.event)
+
+
+@bus.on(EnterpriseRegistered)
+def on_enterprise(ctx: MessageContext) -> None:
+    intake.record_enterprise(ctx.session, ctx.event)
+
+
+@bus.on(TransferPosted, TransferRejected)
+def on_ledger_outcome(ctx: MessageContext) -> None:
+    ev = ctx.event
+    if not ev.transfer_id.startswith(POSTING_PREFIX):
+        return  # another service's transfer
+    rejected = isinstance(ev, TransferRejected)
+    StatementsRepository(ctx.session).mark_posting(ev.transfer_id, "rejected" if rejected else "posted",
+                                                   ev.reason if rejected else None, clock.now())
+
+
+def make_authorizer(authenticator):
+    """Department intake must come from a source allowed to publish that event type; service topics are internal."""
+
+    def authorize(env: Envelope, topic: str) -> None:
+        if topic == topics.INTAKE_SETTLEMENT:
+            authenticator.authorize_event(env, f"publish:{env.event_name}")
+
+    return authorize

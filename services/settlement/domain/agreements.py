@@ -26,7 +26,7 @@ from typing import Iterable, Mapping
 from .errors import AgreementError, PartyError
 from .parties import Party, PartyKind, require_party
 from .periods import Period, month_from_index, month_index
-from .rounding import BASIS_POINTS, local_retained, split
+from .rounding import BASIS_POINTS, local_retained, two_way_part
 
 VAT = "VAT"
 CIT = "CIT"
@@ -203,13 +203,13 @@ class RevenueSharingAgreement:
         """Origin's part of one month's tax of one kind (rounding rules 1 and 2)."""
         local = local_retained(month_total_fen, self.local_shares_bp[tax_kind])
         w_origin, w_dest = self.weights(self.year_index(month))
-        return split(local, {self.origin: w_origin, self.destination: w_dest}, self.remainder_to)[self.origin]
+        return two_way_part(local, w_origin, w_dest, self.remainder_to == self.origin)
 
     def origin_statistics(self, amount: int) -> int:
         """Origin's part of a statistic (rounding rule 3)."""
         assert self.statistics_weights is not None
         w_origin, w_dest = self.statistics_weights
-        return split(amount, {self.origin: w_origin, self.destination: w_dest}, self.remainder_to)[self.origin]
+        return two_way_part(amount, w_origin, w_dest, self.remainder_to == self.origin)
 
 
 @dataclass(frozen=True)

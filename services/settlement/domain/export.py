@@ -98,6 +98,21 @@ def _headed(values: dict[str, str], columns: tuple[Column, ...], headers: str) -
     return {getattr(c, headers) if headers != "key" else c.key: values[c.key] for c in columns}
 
 
+def line_row(line: StatementLine, headers: str = "en") -> dict[str, str]:
+    """One line as an export row (for lines streamed from storage rather than held in a ``Statement``)."""
+    return _headed(line_values(line, "zh" if headers == "zh" else "en"), LINE_COLUMNS, headers)
+
+
+def total_row(party: str, receivable_fen: int, payable_fen: int, headers: str = "en") -> dict[str, str]:
+    values = {"party": party, "receivable": yuan(receivable_fen), "payable": yuan(payable_fen),
+              "net": yuan(receivable_fen - payable_fen)}
+    return _headed(values, TOTAL_COLUMNS, headers)
+
+
+def column_titles(columns: tuple[Column, ...], headers: str = "en") -> list[str]:
+    return [c.key if headers == "key" else getattr(c, headers) for c in columns]
+
+
 def statement_rows(statement: Statement, headers: str = "en") -> list[dict[str, str]]:
     """Lines as rows; ``headers`` 'en' | 'zh' | 'key'. With 'zh' the line types are in Chinese too."""
     language = "zh" if headers == "zh" else "en"

@@ -31,7 +31,7 @@ class ClosedPeriod:
     content_hash: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per agreement, tax and month: many
 class SettledMonth:
     agreement_id: str
     tax_kind: str
@@ -44,7 +44,7 @@ class SettledMonth:
         return (self.agreement_id, self.tax_kind, self.month.label)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SettledTopup:
     agreement_id: str
     agreement_year: int

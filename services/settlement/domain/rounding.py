@@ -39,11 +39,21 @@ _LOCAL, _UPPER = "local", "upper"
 
 
 def local_retained(month_total_fen: int, share_bp: int) -> int:
-    """Rule 1: floor of the local share; the remainder goes to the upper levels."""
+    """Rule 1: floor of the local share; the remainder goes to the upper levels. (The two-part split
+    ``{local: bp, upper: 10000 - bp}`` with the remainder to ``upper``, written out: it runs once per line.)"""
     if month_total_fen < 0:
         raise ValueError("a month's tax total cannot be negative")
-    parts = split_by_weights(month_total_fen, {_LOCAL: share_bp, _UPPER: BASIS_POINTS - share_bp}, remainder_to=_UPPER)
-    return parts[_LOCAL]
+    return month_total_fen * share_bp // BASIS_POINTS
+
+
+def two_way_part(total: int, mine: int, other: int, mine_takes_remainder: bool) -> int:
+    """My part of a split of ``total >= 0`` in two by weights ``mine:other`` — exactly what ``split`` gives the
+    first of two parties (floor of each part, the remainder to the named one), without building dictionaries."""
+    if total < 0 or mine < 0 or other < 0 or mine + other <= 0:
+        raise ValueError("a two-way split needs total >= 0 and weights >= 0, not both 0")
+    if mine_takes_remainder:
+        return total - total * other // (mine + other)
+    return total * mine // (mine + other)
 
 
 def basis_point_part(total_fen: int, share_bp: int) -> int:

@@ -25,10 +25,10 @@ refused by the ledger rather than posted twice.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Iterable
+from json.encoder import encode_basestring
+from typing import Iterable, Iterator
 
 from .agreements import AgreementBook, RevenueSharingAgreement
 from .errors import PartyError, SettlementDomainError, StatementError
@@ -199,6 +199,7 @@ def compute_statement(
         agg.sources.add(r.receipt_id)
 
     settled_months: dict[tuple[str, str, str], SettledMonth] = {}
+    months_of_agreement: dict[str, list[SettledMonth]] = {}  # the same, by agreement (top-ups look them up)
     for key in sorted(months):
         agg = months[key]
         a, tax_kind = agg.agreement, key[1]
@@ -214,6 +215,7 @@ def compute_statement(
             )
         new_share = a.origin_share(tax_kind, agg.month, new_tax)
         settled_months[key] = SettledMonth(a.agreement_id, tax_kind, agg.month, new_tax, new_share)
+        months_of_agreement.setdefault(a.agreement_id, []).append(settled_months[key])
         lines.append(_line(
             LineKind.ADJUSTMENT if agg.late else LineKind.REVENUE_SHARE,
             a.destination, a.origin, new_share - prior_share, agg.sources,
@@ -249,9 +251,9 @@ def compute_statement(
         shares: dict[tuple[str, str, str], int] = {
             m.key: m.origin_share_fen for m in history.months_of(agreement_id) if lo <= month_index(m.month.start) <= hi
         }
-        for k, m in settled_months.items():
-            if k[0] == agreement_id and lo <= month_index(m.month.start) <= hi:
-                shares[k] = m.origin_share_fen
+        for m in months_of_agreement.get(agreement_id, ()):
+            if lo <= month_index(m.month.start) <= hi:
+                shares[m.key] = m.origin_share_fen
         due = max(0, v.guaranteed_minimum_fen - sum(shares.values()))
         prior_topup = history.topup(agreement_id, year)
         closing_now = period.contains(last)
@@ -349,7 +351,11 @@ def _assemble(county: str, period: Period, as_of: datetime, policy: SettlementPo
               settled_months: tuple[SettledMonth, ...], settled_topups: tuple[SettledTopup, ...],
               unmatched: int) -> Statement:
     ordered = sorted(raw, key=StatementLine.sort_key)
-    lines = tuple(replace(ln, line_no=i) for i, ln in enumerate(ordered, start=1))
+    for i, ln in enumerate(ordered, start=1):
+        # numbered in place: these lines were made by this computation and nobody else holds them yet, and a copy
+        # per line (dataclasses.replace) costs more than the rest of a county-year's assembly
+        object.__setattr__(ln, "line_no", i)
+    lines = tuple(ordered)
     receivable: dict[Party, int] = {}
     payable: dict[Party, int] = {}
     gained: dict[tuple[Party, str], int] = {}
@@ -378,21 +384,35 @@ def _assemble(county: str, period: Period, as_of: datetime, policy: SettlementPo
     )
 
 
+def _canonical_chunks(county: str, period: Period, lines: Iterable[StatementLine],
+                      totals: Iterable[PartyTotal]) -> Iterator[str]:
+    """The canonical JSON document in pieces (so a county-year is hashed without one giant string):
+    ``json.dumps({"county", "period", "lines": [line.canonical()...], "totals": [...]}, sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False)``, byte for byte."""
+    yield f'{{"county":{encode_basestring(county)},"lines":['
+    batch: list[str] = []
+    for ln in lines:
+        batch.append(ln.canonical_json())
+        if len(batch) == 2000:
+            yield ",".join(batch)
+            batch = [""]  # the next batch starts with the separating comma
+    yield ",".join(batch)
+    yield f'],"period":{encode_basestring(period.label)},"totals":['
+    yield ",".join(
+        f'{{"net_fen":{t.net_fen},"party":{encode_basestring(t.party)},"payable_fen":{t.payable_fen},'
+        f'"receivable_fen":{t.receivable_fen}}}' for t in totals)
+    yield "]}"
+
+
 def canonical_json(county: str, period: Period, lines: Iterable[StatementLine], totals: Iterable[PartyTotal]) -> str:
-    doc = {
-        "county": county,
-        "period": period.label,
-        "lines": [ln.canonical() for ln in lines],
-        "totals": [
-            {"party": t.party, "receivable_fen": t.receivable_fen, "payable_fen": t.payable_fen, "net_fen": t.net_fen}
-            for t in totals
-        ],
-    }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "".join(_canonical_chunks(county, period, lines, totals))
 
 
 def content_hash(county: str, period: Period, lines: Iterable[StatementLine], totals: Iterable[PartyTotal]) -> str:
-    return hashlib.sha256(canonical_json(county, period, lines, totals).encode("utf-8")).hexdigest()
+    h = hashlib.sha256()
+    for chunk in _canonical_chunks(county, period, lines, totals):
+        h.update(chunk.encode("utf-8"))
+    return h.hexdigest()
 
 
 def finalize(statement: Statement) -> tuple[Statement, tuple[Posting, ...]]:

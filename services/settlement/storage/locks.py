@@ -1,5 +1,5 @@
-"""Locks that keep every fact in exactly one statement (PostgreSQL advisory locks; SQLite's ``BEGIN IMMEDIATE``
-already serializes writers, so these are no-ops there).
+"""Locks that keep every fact in exactly one statement (PostgreSQL advisory locks; on SQLite, ``BEGIN IMMEDIATE``
+already serializes writers, so these only make sure that transaction has begun before the clock is read).
 
 The cut-off problem: finalizing takes ``as_of = now`` and settles every fact received by then; a fact whose
 transaction took ``received_at`` just before but commits just after would be invisible to the finalization and,
@@ -28,15 +28,27 @@ def hold_intake(session: Session) -> None:
     """Shared: many intakes at once, none while a cut-off is being taken."""
     if _is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": _CUTOFF_KEY})
+    else:
+        _begin_now(session)
 
 
 def hold_cutoff(session: Session) -> None:
     """Exclusive: waits for intakes in flight, holds new ones back until this transaction ends."""
     if _is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CUTOFF_KEY})
+    else:
+        _begin_now(session)
+
+
+def _begin_now(session: Session) -> None:
+    # SQLite: the session starts its transaction (BEGIN IMMEDIATE: the one writer lock) at its first statement.
+    # Make that happen here, before the caller reads the clock, not later at its first real query.
+    session.execute(text("SELECT 1"))
 
 
 def hold_county(session: Session, county: str) -> None:
     if _is_postgres(session):
         key = zlib.crc32(f"countypool-settlement-county-{county}".encode())
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    else:
+        _begin_now(session)

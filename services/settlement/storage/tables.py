@@ -142,7 +142,7 @@ allocation_lots = Table(
 buybacks = Table(
     "buybacks",
     metadata,
-    Column("buyback_id", String(200), primary_key=True),  # the lot id: a paid lot is bought back once
+    Column("buyback_id", String(200), primary_key=True),  # buyback:<lot id>: a paid lot is bought back once
     Column("county_code", String(6), nullable=False),
     Column("enterprise", String(18), nullable=False),
     Column("lot_id", String(200), nullable=False),
@@ -198,11 +198,11 @@ statement_lines = Table(
     Column("sources", Text, nullable=False),  # JSON list (capped; count and digest cover all)
     Column("source_count", Integer, nullable=False),
     Column("sources_digest", String(64), nullable=False),
+    # Few indexes: a county-year statement writes 500,000+ lines. Filters by kind or agreement scan one statement
+    # in line order (the primary key); a party filter uses these two; the second also finds an enterprise's
+    # compensation across counties.
     Index("ix_statement_lines_payer", "county_code", "period", "payer"),
-    Index("ix_statement_lines_payee", "county_code", "period", "payee"),
-    Index("ix_statement_lines_agreement", "county_code", "period", "agreement_id"),
-    Index("ix_statement_lines_kind", "county_code", "period", "kind"),
-    Index("ix_statement_lines_payee_kind", "payee", "kind"),  # an enterprise's compensation across counties
+    Index("ix_statement_lines_payee_kind", "payee", "kind"),
 )
 
 statement_totals = Table(

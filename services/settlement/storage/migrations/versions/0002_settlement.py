@@ -159,9 +159,6 @@ def upgrade() -> None:
         sa.Column("source_count", sa.Integer, nullable=False),
         sa.Column("sources_digest", sa.String(64), nullable=False),
     )
-    op.create_index("ix_statement_lines_agreement", "statement_lines", ["county_code", "period", "agreement_id"])
-    op.create_index("ix_statement_lines_kind", "statement_lines", ["county_code", "period", "kind"])
-    op.create_index("ix_statement_lines_payee", "statement_lines", ["county_code", "period", "payee"])
     op.create_index("ix_statement_lines_payee_kind", "statement_lines", ["payee", "kind"])
     op.create_index("ix_statement_lines_payer", "statement_lines", ["county_code", "period", "payer"])
     op.create_table(

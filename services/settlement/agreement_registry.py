@@ -1,0 +1,67 @@
+"""Recording revenue-sharing agreements and their amendments.
+
+Every version carries the full terms; an amendment applies from its ``effective_from``. Before a version is
+stored, it is checked with every other agreement of the same enterprise (in any county) in one ``AgreementBook``,
+so two agreements sharing the same tax of the same month are refused (``overlapping_agreements``). A version that
+would apply to a month already in a finalized statement is refused too: finalized periods are immutable, so the
+change must start in the first open month.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.settlement.domain import AgreementBook, AgreementError, RevenueSharingAgreement
+from services.settlement.storage.inputs import InputsRepository, agreement_from_row
+from services.settlement.storage.statements import StatementsRepository
+
+
+def record_version(session: Session, terms: dict[str, Any], county: str, *, version: int | None, amendment: bool,
+                   by: str, now: datetime) -> tuple[RevenueSharingAgreement, str, bool]:
+    """Store one version; returns (agreement, county, created). ``terms`` are the constructor arguments of
+    ``RevenueSharingAgreement`` without ``version``. Re-sending an identical version is not an error."""
+    inputs = InputsRepository(session)
+    agreement_id = terms["agreement_id"]
+    rows = inputs.agreement_rows(agreement_id)
+    known = [agreement_from_row(r) for r in rows]
+    if amendment:
+        if not rows:
+            raise AgreementError("agreement_not_found", f"no agreement {agreement_id!r} to amend")
+        county = rows[0].county_code
+        version = version or known[-1].version + 1
+    else:
+        if rows and rows[0].county_code != county:
+            raise AgreementError("agreement_exists", f"agreement {agreement_id} exists in county {rows[0].county_code}")
+        version = version or 1
+        if version != 1:
+            raise AgreementError("version_conflict", "a new agreement starts at version 1; amend it for later versions")
+    agreement = RevenueSharingAgreement(version=version, **terms)
+    same = next((k for k in known if k.version == version), None)
+    if same is not None:
+        if same == agreement:
+            return same, county, False
+        raise AgreementError("version_conflict" if amendment else "agreement_exists",
+                             f"agreement {agreement.ref} already exists with other terms")
+    if known and version != known[-1].version + 1:
+        raise AgreementError("version_conflict", f"the next version of {agreement_id} is {known[-1].version + 1}, not {version}")
+
+    closed = StatementsRepository(session).finalized_headers(county)
+    if closed:
+        last_end = closed[-1].period_end
+        applies_from = max(agreement.effective_from, agreement.start)
+        if applies_from <= last_end:
+            raise AgreementError(
+                "effective_in_closed_period",
+                f"agreement {agreement.ref} would apply from {applies_from}, but {closed[-1].period} (to {last_end}) "
+                "is finalized; let it take effect in the first open month",
+            )
+    # the whole picture of this enterprise's sharing, with the new version in it
+    others = {(a.agreement_id, a.version): a for a in inputs.agreements_of_enterprise(agreement.enterprise)}
+    others.update({(a.agreement_id, a.version): a for a in known})
+    AgreementBook([*others.values(), agreement])
+
+    inputs.add_agreement(agreement, county, by, now)
+    inputs.remember_enterprise(agreement.enterprise, "agreement", now, county=county)
+    return agreement, county, True

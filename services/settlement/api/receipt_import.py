@@ -1,0 +1,108 @@
+"""Reading tax receipts from a CSV or XLSX file the tax bureau exported. Column headers may be the API field
+names or their Chinese equivalents. Numeric XLSX cells are read by their shortest decimal representation (Excel
+keeps numbers as binary floats; '1234.56' typed in a cell comes back as 1234.56 and is read as '1234.56')."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime
+from typing import Iterator
+
+from services.settlement.domain import ReceiptError
+
+FIELDS = ("receipt_id", "enterprise_credit_code", "month", "tax_kind", "amount", "corrects")
+ALIASES = {
+    "收据编号": "receipt_id", "票证号码": "receipt_id", "完税凭证号": "receipt_id",
+    "统一社会信用代码": "enterprise_credit_code", "纳税人识别号": "enterprise_credit_code",
+    "所属期": "month", "税款所属期": "month", "税种": "tax_kind", "金额": "amount", "金额(元)": "amount",
+    "实缴金额": "amount", "更正收据": "corrects", "更正": "corrects",
+}
+XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",)
+
+
+def _field(header: object) -> str | None:
+    name = str(header or "").strip()
+    return name if name in FIELDS else ALIASES.get(name)
+
+
+def _cell(value: object, field: str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (datetime, date)):
+        return f"{value.year:04d}-{value.month:02d}" if field == "month" else value.isoformat()
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if not value.is_integer() else str(int(value))
+    return str(value).strip()
+
+
+def detect_format(content_type: str | None, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype in XLSX_TYPES:
+        return "xlsx"
+    if ctype in ("text/csv", "application/csv", "text/plain", ""):
+        return "csv"
+    raise ReceiptError("unsupported_import_format", f"content type {ctype!r}: send text/csv or an XLSX workbook")
+
+
+def read_rows(content: bytes, fmt: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, {field: text}) for every non-empty data row; the header is row 1."""
+    if fmt == "xlsx":
+        yield from _xlsx_rows(content)
+    elif fmt == "csv":
+        yield from _csv_rows(content)
+    else:
+        raise ReceiptError("unsupported_import_format", f"format {fmt!r}: csv or xlsx")
+
+
+def _mapped(header: list, values: list, row_no: int) -> tuple[int, dict[str, str]] | None:
+    fields = [_field(h) for h in header]
+    doc = {f: _cell(v, f) for f, v in zip(fields, values) if f}
+    if not any(doc.values()):
+        return None
+    return row_no, doc
+
+
+def _check_header(header: list) -> None:
+    found = {_field(h) for h in header}
+    missing = [f for f in FIELDS if f != "corrects" and f not in found]
+    if missing:
+        raise ReceiptError("import_header_incomplete", f"the header row lacks: {', '.join(missing)}")
+
+
+def _csv_rows(content: bytes) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ReceiptError("import_not_utf8", "CSV files must be UTF-8 (Excel: 'CSV UTF-8')") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        raise ReceiptError("import_empty", "the file is empty")
+    _check_header(header)
+    for i, values in enumerate(reader, start=2):
+        if (m := _mapped(header, values, i)) is not None:
+            yield m
+
+
+def _xlsx_rows(content: bytes) -> Iterator[tuple[int, dict[str, str]]]:
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable workbook is the same refusal
+        raise ReceiptError("import_not_xlsx", f"not a readable XLSX workbook: {exc}") from None
+    try:
+        rows = wb.worksheets[0].iter_rows(values_only=True)
+        header = list(next(rows, None) or [])
+        if not header:
+            raise ReceiptError("import_empty", "the first sheet is empty")
+        _check_header(header)
+        for i, values in enumerate(rows, start=2):
+            if (m := _mapped(header, list(values), i)) is not None:
+                yield m
+    finally:
+        wb.close()

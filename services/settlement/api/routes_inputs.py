@@ -1,0 +1,244 @@
+"""Finance API, inputs: agreements and amendments, the county's settlement policy, tax receipts (one, or a CSV/XLSX
+import), statistics reports. Writes need ``settlement:admin`` (receipts also the tax bureau's
+``publish:TaxReceiptReported``); reads need ``finance:read``."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from services.settlement import clock, intake
+from services.settlement.agreement_registry import record_version
+from services.settlement.api.agreement_terms import agreement_out, terms_of
+from services.settlement.api.receipt_import import detect_format, read_rows
+from services.settlement.api.schemas import (
+    COUNTY_PATTERN,
+    AgreementIn,
+    AgreementList,
+    AgreementOut,
+    AmendmentIn,
+    ImportReport,
+    PolicyIn,
+    PolicyOut,
+    RowProblem,
+    StatisticsReportIn,
+    StatisticsReportOut,
+    TaxReceiptIn,
+    TaxReceiptList,
+    TaxReceiptOut,
+)
+from services.settlement.domain import ProceedsError, SettlementDomainError, SettlementPolicy
+from services.settlement.domain.export import yuan
+from services.settlement.storage.inputs import InputsRepository
+from services.settlement.storage.rows import from_db
+from shared.amounts import AmountError
+from shared.auth import Principal, require
+from shared.contracts.settlement import StatisticsReported, TaxReceiptReported
+from shared.errors import ApiError, NotFound
+from shared.runtime import ServiceRuntime
+
+router = APIRouter(prefix="/v1", tags=["settlement inputs"])
+READ = require("finance:read", "settlement:admin")
+ADMIN = require("settlement:admin")
+RECEIPTS = require("publish:TaxReceiptReported", "settlement:admin")
+COUNTY = Path(pattern=COUNTY_PATTERN, examples=["320612"])
+REMAINDERS = ("compensation: the enterprise that freed the most units (ties: smallest credit code); "
+              "the rest: the county fund; revenue shares: the agreement's remainder_to party")
+
+
+def _rt(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime
+
+
+# -- agreements ---------------------------------------------------------------------------------------------
+
+def _store_agreement(request: Request, body, agreement_id: str, county: str, amendment: bool, who: Principal,
+                     response) -> AgreementOut:
+    terms = terms_of(body, agreement_id)
+
+    def work(uow):
+        _, county_code, created = record_version(uow.session, terms, county, version=body.version, amendment=amendment,
+                                                 by=who.id, now=clock.now())
+        return agreement_out(InputsRepository(uow.session).agreement_rows(agreement_id), created)
+
+    out = _rt(request).transaction(work)
+    response.status_code = 201 if out.created else 200
+    return out
+
+
+@router.post("/agreements", response_model=AgreementOut, status_code=201,
+             summary="Record a revenue-sharing agreement (version 1); 409 overlapping_agreements if another agreement "
+                     "already shares the same tax of the same enterprise and month",
+             responses={200: {"description": "identical version already recorded"}, 409: {"description": "conflict"}})
+def create_agreement(body: AgreementIn, request: Request, response: Response,
+                     who: Principal = Depends(ADMIN)):
+    return _store_agreement(request, body, body.agreement_id, body.county_code, False, who, response)
+
+
+@router.post("/agreements/{agreement_id}/versions", response_model=AgreementOut, status_code=201,
+             summary="Amend an agreement: a new version with the full terms, applying from effective_from")
+def amend_agreement(agreement_id: str, body: AmendmentIn, request: Request, response: Response,
+                    who: Principal = Depends(ADMIN)):
+    return _store_agreement(request, body, agreement_id, "", True, who, response)
+
+
+@router.get("/agreements/{agreement_id}", response_model=AgreementOut, responses={404: {"description": "unknown"}})
+def get_agreement(agreement_id: str, request: Request, _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        rows = InputsRepository(s).agreement_rows(agreement_id)
+        if not rows:
+            raise NotFound("agreement_not_found", f"no agreement {agreement_id!r}")
+        return agreement_out(rows)
+
+
+@router.get("/agreements", response_model=AgreementList, summary="Agreements of a county or an enterprise, by id")
+def list_agreements(request: Request, county: str | None = Query(default=None, pattern=COUNTY_PATTERN),
+                    enterprise: str | None = None, after: str = "", limit: int = Query(default=50, ge=1, le=500),
+                    _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        repo = InputsRepository(s)
+        ids = repo.agreement_ids(county=county, enterprise=enterprise, after=after, limit=limit + 1)
+        out = [agreement_out(repo.agreement_rows(i)) for i in ids[:limit]]
+    return AgreementList(agreements=out, next_after=ids[limit - 1] if len(ids) > limit else None)
+
+
+# -- policy ---------------------------------------------------------------------------------------------------
+
+def _policy_out(row) -> PolicyOut:
+    return PolicyOut(county_code=row.county_code, version=row.version, policy_id=row.policy_id,
+                     compensation_bp=row.compensation_bp, township_weight=row.township_weight,
+                     park_weight=row.park_weight, fund_weight=row.fund_weight, recorded_at=from_db(row.recorded_at),
+                     recorded_by=row.recorded_by, remainders=REMAINDERS)
+
+
+@router.put("/counties/{county}/settlement-policy", response_model=PolicyOut,
+            summary="Set the county's settlement policy (a new version when it changes; statements use the latest)")
+def put_policy(body: PolicyIn, request: Request, county: str = COUNTY, who: Principal = Depends(ADMIN)):
+    def work(uow):
+        repo = InputsRepository(uow.session)
+        latest = repo.latest_policy_row(county)
+        policy_id = body.policy_id or f"policy-{county}"
+        same = latest is not None and (latest.policy_id, latest.compensation_bp, latest.township_weight,
+                                       latest.park_weight, latest.fund_weight) == (
+            policy_id, body.compensation_bp, body.township_weight, body.park_weight, body.fund_weight)
+        if not same:
+            policy = SettlementPolicy(policy_id=policy_id, version=(latest.version + 1) if latest else 1, county=county,
+                                      compensation_bp=body.compensation_bp, township_weight=body.township_weight,
+                                      park_weight=body.park_weight, fund_weight=body.fund_weight)
+            repo.add_policy(policy, who.id, clock.now())
+        return _policy_out(repo.latest_policy_row(county))
+
+    try:
+        return _rt(request).transaction(work)
+    except ProceedsError as exc:
+        raise ApiError(422, exc.reason, str(exc)) from None
+
+
+@router.get("/counties/{county}/settlement-policy", response_model=PolicyOut, responses={404: {"description": "none yet"}})
+def get_policy(request: Request, county: str = COUNTY, _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        row = InputsRepository(s).latest_policy_row(county)
+    if row is None:
+        raise NotFound("policy_not_found", f"county {county} has no settlement policy")
+    return _policy_out(row)
+
+
+# -- tax receipts ---------------------------------------------------------------------------------------------
+
+def receipt_out(row, created: bool = False) -> TaxReceiptOut:
+    return TaxReceiptOut(
+        receipt_id=row.receipt_id, enterprise_credit_code=row.enterprise, month=row.month, tax_kind=row.tax_kind,
+        amount=yuan(row.amount_fen), corrects=row.corrects,
+        replaced_amount=yuan(row.replaced_amount_fen) if row.replaced_amount_fen is not None else None,
+        corrected_by=row.corrected_by, received_at=from_db(row.received_at), channel=row.channel, created=created)
+
+
+@router.post("/tax-receipts", response_model=TaxReceiptOut, status_code=201,
+             summary="Record a tax receipt (a correction names the receipt it replaces and gives the new amount)",
+             responses={200: {"description": "identical receipt already recorded"}})
+def post_receipt(body: TaxReceiptIn, request: Request, response: Response,
+                 _: Principal = Depends(RECEIPTS)):
+    ev = TaxReceiptReported(**body.model_dump())
+    row, created = _rt(request).transaction(lambda uow: intake.record_tax_receipt(uow.session, ev, channel="http"))
+    response.status_code = 201 if created else 200
+    return receipt_out(row, created)
+
+
+def _import_row(session: Session, doc: dict[str, str]) -> bool:
+    fields = {k: (v if v != "" else None) for k, v in doc.items()}
+    ev = TaxReceiptReported(**TaxReceiptIn(**fields).model_dump())
+    return intake.record_tax_receipt(session, ev, channel="import")[1]
+
+
+@router.post("/tax-receipts/import", response_model=ImportReport,
+             summary="Import receipts from CSV (UTF-8) or XLSX: good rows are recorded, bad rows reported with a reason",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "text/csv": {"schema": {"type": "string"}, "example":
+                              "receipt_id,enterprise_credit_code,month,tax_kind,amount,corrects\n"
+                              "TAX-1,91320612MA1W2B3C4D,2026-03,VAT,1250000.00,\n"},
+                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                     "schema": {"type": "string", "format": "binary"}}}}})
+async def import_receipts(request: Request, format: str | None = Query(default=None, pattern="^(csv|xlsx)$"),
+                          _: Principal = Depends(RECEIPTS)):
+    content = await request.body()
+    fmt = detect_format(request.headers.get("content-type"), format)
+    rows = list(read_rows(content, fmt))
+
+    def work(uow):
+        report = ImportReport(rows=len(rows), recorded=0, unchanged=0, rejected=[])
+        for row_no, doc in rows:
+            savepoint = uow.session.begin_nested()  # a bad row undoes only itself
+            try:
+                created = _import_row(uow.session, doc)
+                savepoint.commit()
+            except ValidationError as exc:
+                savepoint.rollback()
+                msg = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+                report.rejected.append(RowProblem(row=row_no, receipt_id=doc.get("receipt_id"), reason="invalid_row",
+                                                  message=msg))
+                continue
+            except (SettlementDomainError, AmountError) as exc:
+                savepoint.rollback()
+                report.rejected.append(RowProblem(row=row_no, receipt_id=doc.get("receipt_id"), reason=exc.reason,
+                                                  message=str(exc)))
+                continue
+            if created:
+                report.recorded += 1
+            else:
+                report.unchanged += 1
+        return report
+
+    return _rt(request).transaction(work)
+
+
+@router.get("/tax-receipts", response_model=TaxReceiptList, summary="Receipts by enterprise and month, by id")
+def list_receipts(request: Request, enterprise: str | None = None,
+                  month: str | None = Query(default=None, pattern=r"^\d{4}-\d{2}$"), after: str = "",
+                  limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        rows = InputsRepository(s).receipts(enterprise=enterprise, month=month, after=after, limit=limit + 1)
+    out = [receipt_out(r) for r in rows[:limit]]
+    return TaxReceiptList(receipts=out, next_after=out[-1].receipt_id if len(rows) > limit else None)
+
+
+@router.get("/tax-receipts/{receipt_id}", response_model=TaxReceiptOut)
+def get_receipt(receipt_id: str, request: Request, _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        row = InputsRepository(s).receipt_row(receipt_id)
+    if row is None:
+        raise NotFound("receipt_not_found", f"no receipt {receipt_id!r}")
+    return receipt_out(row)
+
+
+# -- statistics -----------------------------------------------------------------------------------------------
+
+@router.post("/statistics-reports", response_model=StatisticsReportOut, status_code=201,
+             summary="Record a statistic (value added / output) that agreements share (统计分成)")
+def post_statistics(body: StatisticsReportIn, request: Request, response: Response,
+                    _: Principal = Depends(require("publish:StatisticsReported", "settlement:admin"))):
+    ev = StatisticsReported(**body.model_dump())
+    row, created = _rt(request).transaction(lambda uow: intake.record_statistics(uow.session, ev, channel="http"))
+    response.status_code = 201 if created else 200
+    return StatisticsReportOut(report_id=row.report_id, enterprise_credit_code=row.enterprise, month=row.month,
+                               measure=row.measure, amount=yuan(row.amount_fen), received_at=from_db(row.received_at),
+                               created=created)

@@ -1,0 +1,175 @@
+"""Facts coming in — over HTTP, from a CSV/XLSX import or from Kafka — checked and stored the same way.
+
+Each function holds the shared cut-off lock first and reads the clock after it (see ``storage.locks``): the
+``received_at`` it stores is what decides which statement takes the fact. A fact re-sent with the same id and the
+same content is a no-op (``created`` False); the same id with other content is refused.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from services.settlement import clock
+from services.settlement.domain import (
+    BuyBack,
+    ConsumedLot,
+    PartyError,
+    PeriodError,
+    ProceedsError,
+    QuotaAllocation,
+    ReceiptError,
+    StatisticsReport,
+    TaxReceipt,
+    resolve_correction,
+    validate_receipt,
+    validate_statistics_report,
+)
+from services.settlement.domain.parties import park, township
+from services.settlement.domain.proceeds import validate_allocation, validate_buyback
+from services.settlement.storage.inputs import InputsRepository, receipt_from_row
+from services.settlement.storage.locks import hold_intake
+from services.settlement.storage.rows import period, to_db
+from shared.amounts import AmountError, parse_amount
+from shared.contracts.assessment import EnterpriseRegistered
+from shared.contracts.quota import BuybackOwed, LotCreated, QuotaAllocated
+from shared.contracts.settlement import StatisticsReported, TaxReceiptReported
+
+CNY_SCALE = 2
+# Allocated quantities only weigh lots against each other (compensation pro rata), so one scale fine enough for
+# every asset (亩 0.0001, tce 0.001, t 0.0001) is used for all of them.
+ALLOCATION_UNIT_SCALE = 6
+
+
+def _fen(text: str, what: str, error=ReceiptError, **kw) -> int:
+    try:
+        return parse_amount(text, CNY_SCALE, **kw)
+    except AmountError as exc:
+        raise error(exc.reason, f"{what}: {exc}") from None
+
+
+# -- tax receipts -------------------------------------------------------------------------------------------
+
+def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str, event_id: str | None = None):
+    """Returns (stored row, created)."""
+    hold_intake(session)
+    now = clock.now()  # after hold_intake: see storage.locks
+    repo = InputsRepository(session)
+    rid = ev.receipt_id
+    amount = _fen(ev.amount, f"receipt {rid}: amount", allow_zero=True, allow_negative=True)
+    try:
+        month = period(ev.month)
+    except PeriodError as exc:
+        raise ReceiptError(exc.reason, f"receipt {rid}: {exc}") from None
+    existing = repo.receipt_row(rid)
+    if existing is not None:
+        if (existing.enterprise, existing.month, existing.tax_kind, existing.amount_fen, existing.corrects) == (
+                ev.enterprise_credit_code, ev.month, ev.tax_kind, amount, ev.corrects):
+            return existing, False
+        raise ReceiptError("receipt_id_conflict", f"receipt {rid} was already recorded with other content")
+    if amount < 0:
+        raise ReceiptError("negative_tax", f"receipt {rid}: tax amount {ev.amount} is negative")
+    known = repo.enterprise_known(ev.enterprise_credit_code)
+    receipt = TaxReceipt(receipt_id=rid, enterprise=ev.enterprise_credit_code, month=month, tax_kind=ev.tax_kind,
+                         amount_fen=amount, received_at=now, corrects=ev.corrects)
+    if known and ev.corrects:
+        original = repo.receipt_row(ev.corrects, for_update=True)
+        if original is None:
+            raise ReceiptError("correction_target_unknown", f"receipt {rid} corrects {ev.corrects}, which is not known")
+        receipt = resolve_correction(receipt, receipt_from_row(original), already_corrected=original.corrected_by is not None)
+    validate_receipt(receipt, now=now, known_enterprises=(ev.enterprise_credit_code,) if known else ())
+    repo.add_receipt(receipt, channel, event_id)
+    return repo.receipt_row(rid), True
+
+
+# -- statistics -----------------------------------------------------------------------------------------------
+
+def record_statistics(session: Session, ev: StatisticsReported, *, channel: str):
+    hold_intake(session)
+    now = clock.now()  # after hold_intake: see storage.locks
+    repo = InputsRepository(session)
+    amount = _fen(ev.amount, f"statistics report {ev.report_id}: amount", allow_zero=True, allow_negative=True)
+    existing = repo.statistics_row(ev.report_id)
+    if existing is not None:
+        if (existing.enterprise, existing.month, existing.measure, existing.amount_fen) == (
+                ev.enterprise_credit_code, ev.month, ev.measure, amount):
+            return existing, False
+        raise ReceiptError("report_id_conflict", f"statistics report {ev.report_id} was already recorded with other content")
+    report = StatisticsReport(report_id=ev.report_id, enterprise=ev.enterprise_credit_code, month=period(ev.month),
+                              measure=ev.measure, amount_fen=amount, received_at=now)
+    known = repo.enterprise_known(ev.enterprise_credit_code)
+    validate_statistics_report(report, now=now, known_enterprises=(ev.enterprise_credit_code,) if known else ())
+    repo.add_statistics(report, channel)
+    return repo.statistics_row(ev.report_id), True
+
+
+# -- quota proceeds -------------------------------------------------------------------------------------------
+
+def allocation_id_of(ev: QuotaAllocated) -> str:
+    return f"{ev.request_id}:{ev.asset}"  # one allocation per request and asset
+
+
+def record_allocation(session: Session, ev: QuotaAllocated, *, event_id: str) -> bool:
+    hold_intake(session)
+    now = clock.now()  # after hold_intake: see storage.locks
+    repo = InputsRepository(session)
+    aid = allocation_id_of(ev)
+    due = _fen(ev.amount_due, f"allocation {aid}: amount_due", ProceedsError, allow_zero=True)
+    try:
+        units = parse_amount(ev.amount, ALLOCATION_UNIT_SCALE)
+        lots = tuple(
+            ConsumedLot(lot.lot_id, lot.source_ref if lot.source_kind == "release" else None,
+                        township(lot.township_code), parse_amount(lot.amount, ALLOCATION_UNIT_SCALE))
+            for lot in ev.lots)
+        destination = park(ev.park_id) if ev.park_id else None
+    except (AmountError, PartyError) as exc:
+        raise ProceedsError(exc.reason, f"allocation {aid}: {exc}") from None
+    existing = repo.allocation_row(aid)
+    if existing is not None:
+        if (existing.amount_due_fen, existing.amount_units, existing.county_code) == (due, units, ev.county_code):
+            return False
+        raise ProceedsError("allocation_conflict", f"allocation {aid} was already recorded with other figures")
+    alloc = QuotaAllocation(allocation_id=aid, project_id=ev.project_id, asset=ev.asset, amount_units=units,
+                            price=ev.price_per_unit, amount_due_fen=due, destination=destination, lots=lots,
+                            allocated_on=ev.allocated_on, received_at=now)
+    validate_allocation(alloc)
+    repo.add_allocation(alloc, ev.county_code, ev.request_id, event_id)
+    for lot in lots:
+        if lot.enterprise and len(lot.enterprise) == 18:
+            repo.remember_enterprise(lot.enterprise, "quota", now, county=ev.county_code)
+    return True
+
+
+def record_buyback(session: Session, ev: BuybackOwed, *, event_id: str, occurred_at: datetime) -> bool:
+    """A paid lot bought back: the county fund owes the enterprise. Its month is when the quota service said so."""
+    hold_intake(session)
+    now = clock.now()  # after hold_intake: see storage.locks
+    repo = InputsRepository(session)
+    amount = _fen(ev.amount_due, f"buy-back of lot {ev.lot_id}: amount_due", ProceedsError)
+    buyback_id = f"buyback:{ev.lot_id}"  # a paid lot is bought back once; distinct from the lot id it cites
+    existing = repo.buyback_row(buyback_id)
+    if existing is not None:
+        if (existing.amount_fen, existing.enterprise) == (amount, ev.enterprise_credit_code):
+            return False
+        raise ProceedsError("buyback_conflict", f"buy-back of lot {ev.lot_id} was already recorded with other figures")
+    b = BuyBack(buyback_id=buyback_id, enterprise=ev.enterprise_credit_code, lot_id=ev.lot_id, amount_fen=amount,
+                agreed_on=occurred_at.astimezone(clock.CST).date(), received_at=now)
+    validate_buyback(b)
+    repo.add_buyback(b, ev.county_code, event_id)
+    repo.remember_enterprise(ev.enterprise_credit_code, "quota", now, county=ev.county_code)
+    return True
+
+
+def record_lot(session: Session, ev: LotCreated) -> None:
+    now = clock.now()
+    repo = InputsRepository(session)
+    repo.add_lot(dict(lot_id=ev.lot_id, county_code=ev.county_code, asset=ev.asset, source_kind=ev.source_kind,
+                      source_ref=ev.source_ref, township_code=ev.township_code, dated=ev.dated,
+                      received_at=to_db(now)))
+    if ev.source_kind == "release" and len(ev.source_ref) == 18:
+        repo.remember_enterprise(ev.source_ref, "quota", now, county=ev.county_code)
+
+
+def record_enterprise(session: Session, ev: EnterpriseRegistered) -> None:
+    InputsRepository(session).remember_enterprise(ev.credit_code, "assessment", clock.now(), county=ev.county_code,
+                                                  name=ev.name_)

@@ -1,0 +1,44 @@
+"""Settlement metrics: runs by outcome, and each statement's money by line kind and the periods by status,
+read from the database when Prometheus scrapes. Labels: county, period, kind, status, outcome."""
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+
+from services.settlement.storage.tables import statement_lines as L
+from services.settlement.storage.tables import statements as S
+
+RUNS = Counter("countypool_settlement_runs_total", "Draft and finalize runs by outcome", ["action", "outcome"])
+for _action in ("draft", "finalize"):
+    for _outcome in ("succeeded", "failed", "refused"):
+        RUNS.labels(_action, _outcome)  # present from the start, so the first failure is an increase
+
+
+class _StatementCollector:
+    runtime = None
+
+    def collect(self):
+        amounts = GaugeMetricFamily("countypool_settlement_statement_amount_fen",
+                                    "Money lines of each current statement by kind (fen)", labels=["county", "period", "kind"])
+        periods = GaugeMetricFamily("countypool_settlement_periods", "Statements by status", labels=["county", "status"])
+        rt = self.runtime
+        if rt is not None:
+            try:
+                with rt.db.sessions() as s:
+                    for county, status, n in s.execute(select(S.c.county_code, S.c.status, func.count())
+                                                       .group_by(S.c.county_code, S.c.status)).all():
+                        periods.add_metric([county, status], n)
+                    q = (select(L.c.county_code, L.c.period, L.c.kind, func.sum(L.c.amount_fen))
+                         .where(L.c.kind != "statistics_share")
+                         .group_by(L.c.county_code, L.c.period, L.c.kind))
+                    for county, period, kind, total in s.execute(q).all():
+                        amounts.add_metric([county, period, kind], int(total or 0))
+            except Exception:  # noqa: BLE001 - a scrape must not fail because the database blinked
+                pass
+        yield amounts
+        yield periods
+
+
+STATEMENTS = _StatementCollector()
+REGISTRY.register(STATEMENTS)
