@@ -10,7 +10,7 @@ export PG_PORT ?= 55432
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 export COUNTYPOOL_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: run test test-unit install kafka postgres stop-infra bench clean
+.PHONY: run demo test test-unit install kafka postgres stop-infra bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m ops.platform run
 
+## demo: a generated county's year through the four services, printed; stays up until Ctrl-C.
+##       Flags in DEMO_ARGS, e.g. make demo DEMO_ARGS="--size tiny --stop" (--seed N, --keep-data, --county-code C)
+demo: $(STAMP)
+	$(PY) -m ops.demo $(DEMO_ARGS)
+
 ## test: the whole suite; starts Kafka and PostgreSQL here unless endpoints are given.
 test: $(STAMP)
 	@if [ -z "$$COUNTYPOOL_EXTERNAL_KAFKA" ]; then deploy/kafka/kafka.sh start; fi
@@ -34,6 +39,13 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
+
+## test-faults: the full fault run (tests/faults/run_full.py, about 8-10 minutes) on its own Kafka broker
+## (127.0.0.1:29192) and PostgreSQL server (:55532), never the shared ones: SIGKILLs of every service, broker and
+## database restarts, a stalled and a throttled ledger under a steady stream; then nothing lost or doubled.
+.PHONY: test-faults
+test-faults: $(STAMP)
+	$(PY) -m pytest -q -s -p no:cacheprovider tests/faults/run_full.py $(PYTEST_ARGS)
 
 kafka:
 	deploy/kafka/kafka.sh start

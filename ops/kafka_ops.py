@@ -31,7 +31,7 @@ def consumer_lag(bootstrap: str) -> list[Lag]:
     out: list[Lag] = []
     try:
         for group in GROUPS.values():
-            offsets = admin.list_consumer_group_offsets(group)
+            offsets = admin.list_group_offsets(group)
             if not offsets:
                 continue
             ends = probe.end_offsets(list(offsets))

@@ -35,6 +35,9 @@ class Platform:
         base.setdefault("KAFKA_DATA_DIR", str(self.data_dir / "kafka"))
         self.env = base
         self.services = services or SERVICES
+        # quota reconciles against the ledger's balances: where the ledger is, and a token that may read it
+        self.env.setdefault("COUNTYPOOL_QUOTA_LEDGER_URL", self.url("ledger"))
+        self.env.setdefault("COUNTYPOOL_QUOTA_LEDGER_TOKEN", "dev-finance-token")
         self.procs: dict[str, subprocess.Popen] = {}
         self.started_kafka = False
 

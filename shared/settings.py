@@ -43,9 +43,13 @@ class ServiceSettings(BaseSettings):
     )
     auth_jwt_secret: str | None = Field(default_factory=lambda: os.environ.get("COUNTYPOOL_AUTH_JWT_SECRET"))
 
+    # The consumer group (COUNTYPOOL_<SERVICE>_GROUP_ID); default countypool-<service>. A demo, a benchmark
+    # or a second instance for another county uses its own.
+    group_id: str | None = None
+
     @property
     def consumer_group(self) -> str:
-        return f"countypool-{self.service}"
+        return self.group_id or f"countypool-{self.service}"
 
     def resolved_database_url(self) -> str:
         """Per-service URL, else DATABASE_URL with ``_<service>`` appended to its database name, else a

@@ -18,14 +18,9 @@ MIGRATIONS = Path(__file__).parent / "storage" / "migrations"
 
 
 class AssessmentSettings(ServiceSettings):
-    # where departments publish (COUNTYPOOL_ASSESSMENT_INTAKE_TOPIC) and the consumer group reading it
-    # (COUNTYPOOL_ASSESSMENT_GROUP_ID): a test, or a second instance for another county, uses its own
+    # where departments publish (COUNTYPOOL_ASSESSMENT_INTAKE_TOPIC): a test, or a second instance for
+    # another county, uses its own (with its own COUNTYPOOL_ASSESSMENT_GROUP_ID)
     intake_topic: str = topics.INTAKE_ASSESSMENT
-    group_id: str | None = None
-
-    @property
-    def consumer_group(self) -> str:
-        return self.group_id or super().consumer_group
 
 
 def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, FastAPI]:

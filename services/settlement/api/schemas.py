@@ -133,7 +133,7 @@ class PolicyIn(Strict):
     fund_weight: int = Field(ge=0, description="county fund")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "policy_id": "通政办〔2026〕12号", "compensation_bp": 3000, "township_weight": 4, "park_weight": 3, "fund_weight": 3}]})
+        "policy_id": "TZBF-2026-12", "compensation_bp": 3000, "township_weight": 4, "park_weight": 3, "fund_weight": 3}]})
 
 
 class PolicyOut(Strict):
