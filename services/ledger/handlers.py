@@ -3,11 +3,14 @@ consumer. One call = one locked, consistent view, one engine run, one persisted 
 in the caller's transaction."""
 from __future__ import annotations
 
+import os
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -65,13 +68,36 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# a plain non-negative decimal with ASCII digits and nothing around it: the common case, parsed with int
+# arithmetic; anything else (sign, whitespace, too many decimals, zero where not allowed) goes to parse_amount,
+# which gives the same figure or the same error
+_PLAIN_AMOUNT = re.compile(r"([0-9]{1,30})(?:\.([0-9]{1,12}))?")
+
+
+def amount_units(text, scale: int, *, allow_zero: bool = False) -> int:
+    """``parse_amount(text, scale, allow_zero=...)`` with a fast path for plain decimal strings."""
+    if type(text) is str:
+        m = _PLAIN_AMOUNT.fullmatch(text)
+        if m is not None:
+            whole, frac = m.groups()
+            if frac is None:
+                units = int(whole) * 10**scale
+            elif len(frac) <= scale:
+                units = int(whole) * 10**scale + int(frac) * 10 ** (scale - len(frac))
+            else:
+                units = -1
+            if units > 0 or (units == 0 and allow_zero):
+                return units
+    return parse_amount(text, scale, allow_zero=allow_zero)
+
+
 def to_request(spec: TransferSpec, assets: dict[str, Asset], index: int = 0) -> TransferRequest:
     asset = assets.get(spec.asset)
     if asset is None:
         raise BadTransfer(index, "asset_unknown", f"transfers[{index}]: unknown asset {spec.asset!r}")
     second_phase = bool(spec.post_pending_id or spec.void_pending_id)
     try:
-        amount = parse_amount(spec.amount, asset.scale, allow_zero=second_phase)
+        amount = amount_units(spec.amount, asset.scale, allow_zero=second_phase)
     except AmountError as exc:
         raise BadTransfer(index, exc.reason, f"transfers[{index}].amount: {exc}") from None
     return TransferRequest(
@@ -162,6 +188,17 @@ class LedgerApp:
         return new_envelope(event, subject=subject, source=self.outbox.source, producer=self.outbox.service,
                             correlation_id=correlation_id.get(), causation_id=causation, event_id=str(uuid.uuid4()))
 
+    def _outcome_envelope(self, cls, data: dict, subject: str, causation: str | None, event_id: str) -> Envelope:
+        """What ``new_envelope(cls.model_construct(**data), ...)`` gives, without building and dumping the event
+        model: ``data`` is already the JSON form of the payload, in the contract's field order."""
+        now = datetime.now(timezone.utc)
+        if not subject or len(subject) > 200:
+            raise ValueError("an event's subject (its aggregate id) must be 1..200 characters")
+        return Envelope.model_construct(
+            id=event_id, source=self.outbox.source, type=cls.type_name(), subject=subject, time=now,
+            aggregatetype=cls.aggregate_type, aggregateversion=0, correlationid=correlation_id.get() or event_id,
+            causationid=causation, recordedat=now, producer=self.outbox.service, data=data)
+
     def _account_event(self, a, causation: str | None) -> Envelope:
         flags = [n for n in ("debits_must_not_exceed_credits", "credits_must_not_exceed_debits", "closed") if getattr(a.flags, n)]
         return self._envelope(AccountOpened(account_id=a.id, asset=a.asset, address=a.address, flags=flags), a.id, causation)
@@ -178,19 +215,37 @@ class LedgerApp:
                          causation: str | None) -> list[Envelope]:
         new = {t.id: t for t in outcome.transfers}
         out: list[Envelope] = []
-        for req, res in zip(requests, outcome.results):
+        ids = _event_ids(len(requests))
+        times: dict[datetime, str] = {}  # a batch's transfers share a few timestamps: each formatted once
+
+        def at(d: datetime | None) -> str | None:
+            if d is None:
+                return None
+            s = times.get(d)
+            if s is None:
+                s = times[d] = to_jsonable_python(d)
+            return s
+
+        for i, (req, res) in enumerate(zip(requests, outcome.results)):
             r = res.result
             if r is TransferResult.exists:
                 continue  # said once already, when it happened
             if r is TransferResult.ok:
                 t = new[req.id]
                 pid = t.post_pending_id or t.void_pending_id
+                # the payload's JSON form, field for field as TransferPosted/Pending/Voided dump it (the figures
+                # are our own, already checked: the hot path builds no event model)
+                data = {"transfer_id": t.id, "debit_account": t.debit_account_id, "credit_account": t.credit_account_id,
+                        "asset": t.asset, "amount": self.assets[t.asset].format(t.amount), "code": t.code,
+                        "pending_id": "" if t.pending else pid, "refs": list(t.refs), "metadata": dict(t.metadata)}
                 if t.pending:
-                    out.append(self._outcome_event(TransferPending, t._replace(resolved_at=None), causation, expires_at=t.expires_at))
-                elif t.status is TransferStatus.voided:
-                    out.append(self._outcome_event(TransferVoided, t, causation, pending_id=pid))
+                    data["at"] = at(t.timestamp)
+                    data["expires_at"] = at(t.expires_at)
+                    out.append(self._outcome_envelope(TransferPending, data, t.id, causation, ids[i]))
                 else:
-                    out.append(self._outcome_event(TransferPosted, t, causation, pending_id=pid))
+                    data["at"] = at(t.resolved_at or t.timestamp)
+                    cls = TransferVoided if t.status is TransferStatus.voided else TransferPosted
+                    out.append(self._outcome_envelope(cls, data, pid or t.id, causation, ids[i]))
                 continue
             if isinstance(view.transfer(req.id), FailedTransfer):
                 continue  # a retry of an id that already failed: the rejection was published then
@@ -210,6 +265,13 @@ class LedgerApp:
                 return a.asset
         p = view.transfer(req.post_pending_id or req.void_pending_id)
         return p.asset if isinstance(p, Transfer) else "UNKNOWN"
+
+
+def _event_ids(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs, as ``str(uuid.uuid4())`` gives them, from one read of the system's random
+    source instead of one per event (each read releases the GIL, and getting it back waits on busy threads)."""
+    raw = os.urandom(16 * n)
+    return [str(uuid.UUID(bytes=raw[k:k + 16], version=4)) for k in range(0, 16 * n, 16)]
 
 
 def build_bus(app: LedgerApp) -> tuple[MessageBus, Callable[[Session, list[MessageContext]], None]]:

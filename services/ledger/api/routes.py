@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.dependencies.utils import get_dependant
+from fastapi.routing import APIRoute, get_request_handler
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_json
 
 from services.ledger.api.schemas import (
     AssetOut,
@@ -90,9 +94,15 @@ def open_accounts(body: OpenAccountsIn, request: Request, _: Principal = Depends
     return BatchResults(results=results, ok=outcome.ok)
 
 
-@router.post("/transfers", response_model=BatchResults,
-             summary="Create transfers: a batch of up to 10,000, applied in order; linked chains all-or-nothing")
-def create_transfers(body: TransfersIn, request: Request, _: Principal = Depends(WRITE)):
+def _batch_results(outcome) -> Response:
+    """A BatchResults document, serialized as the response model would be, without validating our own figures
+    item by item (a batch has up to 10,000)."""
+    doc = {"results": [{"index": r.index, "id": r.id, "result": r.result.value} for r in outcome.results],
+           "ok": bool(outcome.ok)}
+    return Response(to_json(doc), media_type="application/json")
+
+
+def _submit_transfers(body: TransfersIn, request: Request) -> Response:
     app = _app(request)
     try:
         reqs = [to_request(s, app.assets, i) for i, s in enumerate(body.transfers)]
@@ -100,8 +110,54 @@ def create_transfers(body: TransfersIn, request: Request, _: Principal = Depends
         raise Unprocessable(exc.reason, str(exc), {"index": exc.index}) from None
     result = _rt(request).transaction(lambda uow: app.submit(uow.session, reqs))
     # an asset declared in the request must be the accounts' asset
-    results = [ItemResult(index=r.index, id=r.id, result=r.result.value) for r in result.outcome.results]
-    return BatchResults(results=results, ok=result.outcome.ok)
+    return _batch_results(result.outcome)
+
+
+_TRANSFERS_IN = TypeAdapter(TransfersIn)
+_PARSED_BODY = "countypool.ledger.transfers_in"
+
+
+def _create_transfers_parsed(request: Request, _: Principal = Depends(WRITE)):
+    """POST /v1/transfers once its body has been parsed from the raw bytes (see _JsonBodyFirst)."""
+    return _submit_transfers(request.scope[_PARSED_BODY], request)
+
+
+class _JsonBodyFirst(APIRoute):
+    """POST /v1/transfers parses a JSON body once, from its bytes, with pydantic (TypeAdapter.validate_json),
+    instead of FastAPI's json.loads then validating the dicts: the same model, the same result, several times
+    faster on a batch of 1,000. Any body that this does not take (another content type, invalid JSON, a
+    validation error) goes the declared route's own way, so errors, auth and the OpenAPI document stay
+    exactly FastAPI's."""
+
+    def get_route_handler(self):
+        declared = super().get_route_handler()
+        parsed = get_request_handler(
+            dependant=get_dependant(path=self.path_format, call=_create_transfers_parsed),
+            status_code=self.status_code, response_class=self.response_class,
+            dependency_overrides_provider=self.dependency_overrides_provider)
+
+        async def handler(request: Request) -> Response:
+            if request.headers.get("content-type") == "application/json":
+                raw = await request.body()  # cached on the request: the declared way reads it again for free
+                if raw:
+                    try:
+                        body = _TRANSFERS_IN.validate_json(raw)
+                    except ValidationError:
+                        return await declared(request)
+                    request.scope[_PARSED_BODY] = body
+                    return await parsed(request)
+            return await declared(request)
+
+        return handler
+
+
+def create_transfers(body: TransfersIn, request: Request, _: Principal = Depends(WRITE)):
+    return _submit_transfers(body, request)
+
+
+router.add_api_route(
+    "/transfers", create_transfers, methods=["POST"], response_model=BatchResults, route_class_override=_JsonBodyFirst,
+    summary="Create transfers: a batch of up to 10,000, applied in order; linked chains all-or-nothing")
 
 
 @router.get("/transfers/{transfer_id}", response_model=TransferOut, responses={404: {"description": "unknown transfer"}})
