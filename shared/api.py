@@ -11,12 +11,35 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sqlalchemy.exc import DataError
+
 from shared.amounts import AmountError
 from shared.auth import Authenticator
+from shared.auth import principal as auth_principal
 from shared.envelope import EnvelopeError
 from shared.errors import ApiError
 from shared.logs import correlation_id
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, render
+
+
+def _needs_principal(dependant) -> bool:
+    return any(d.call is auth_principal or _needs_principal(d) for d in dependant.dependencies)
+
+
+def _unauthenticated(request: Request) -> JSONResponse | None:
+    """FastAPI reads the body before it runs dependencies: a caller without a valid token must still get
+    401 (not a 4xx about a body it may not even send)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not _needs_principal(dependant):
+        return None
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return JSONResponse({"reason": "missing_token", "message": "this endpoint needs a bearer token"}, status_code=401)
+    if request.app.state.authenticator.authenticate(token.strip()) is None:
+        return JSONResponse({"reason": "invalid_token", "message": "the bearer token is not valid"}, status_code=401)
+    return None
 
 
 def create_app(
@@ -65,8 +88,19 @@ def create_app(
             body["details"] = exc.details
         return JSONResponse(body, status_code=422)
 
+    @app.exception_handler(DataError)
+    async def _data_error(_: Request, exc: DataError):
+        # a value the database refuses (out of range, NUL in text): the caller's input, not our fault
+        return JSONResponse({"reason": "invalid_value", "message": str(exc.orig).split("\n")[0]}, status_code=422)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_: Request, exc: OverflowError):
+        return JSONResponse({"reason": "invalid_value", "message": f"a number is out of range: {exc}"}, status_code=422)
+
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError):
+        if (refused := _unauthenticated(request)) is not None:
+            return refused
         details = [{"field": ".".join(str(p) for p in e["loc"]), "error": e["msg"]} for e in exc.errors()]
         return JSONResponse(
             {"reason": "invalid_request", "message": "; ".join(f"{d['field']}: {d['error']}" for d in details), "details": details},
@@ -74,8 +108,10 @@ def create_app(
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
-        reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and (refused := _unauthenticated(request)) is not None:
+            return refused
+        reason = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse({"reason": reason, "message": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.get("/healthz", tags=["operations"])

@@ -104,6 +104,8 @@ class IdempotentConsumer:
         max_attempts: int = 5,
         handled_types: set[str] | None = None,
         batch_handler: BatchHandler | None = None,
+        strict_topics: set[str] | None = None,
+        max_message_bytes: int = 256 * 1024,
     ):
         self.db = db
         self.inbox = tables["inbox"]
@@ -119,6 +121,10 @@ class IdempotentConsumer:
         # Events of types a service does not care about are recorded as "ignored" without a handler call.
         self.handled_types = handled_types
         self.batch_handler = batch_handler
+        # On these topics (intake, commands) a type the service has no handler for is a mistake of the
+        # publisher: dead-lettered, not silently ignored.
+        self.strict_topics = strict_topics or set()
+        self.max_message_bytes = max_message_bytes
         self.service = db.service
         self.stats = ConsumerStats()
         self._consumer: KafkaConsumer | None = None
@@ -237,8 +243,15 @@ class IdempotentConsumer:
         with self.db.sessions() as session, session.begin():
             decoded: list[tuple[object, Envelope, Event]] = []
             for rec in records:
+                if len(rec.value or b"") > self.max_message_bytes:
+                    dead.append(_DeadLetter(rec, "message_too_large",
+                                            f"{len(rec.value)} bytes; at most {self.max_message_bytes} are taken"))
+                    continue
                 try:
                     env, ev = decode(rec.value)
+                    if (rec.topic in self.strict_topics and self.handled_types is not None
+                            and env.event_name not in self.handled_types):
+                        raise EnvelopeError("unexpected_type", f"{env.type} is not taken on {rec.topic}")
                     if self.authorize:
                         self.authorize(env, rec.topic)
                     decoded.append((rec, env, ev))

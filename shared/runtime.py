@@ -16,6 +16,7 @@ from sqlalchemy import MetaData
 from shared import migrations
 from shared.auth import Authenticator
 from shared.consumer import Authorizer, BatchHandler, Handler, IdempotentConsumer
+from shared.contracts import topics as topic_names
 from shared.db import Database
 from shared.kafka_admin import KafkaProbe, ensure_topics
 from shared.logs import configure_logging
@@ -24,6 +25,9 @@ from shared.settings import ServiceSettings
 from shared.unit_of_work import T, UnitOfWork, transactional
 
 log = logging.getLogger(__name__)
+# Topics where only the consuming service's own event types belong (see IdempotentConsumer.strict_topics).
+STRICT_TOPICS = {topic_names.INTAKE_ASSESSMENT, topic_names.INTAKE_QUOTA, topic_names.INTAKE_SETTLEMENT,
+                 topic_names.LEDGER_COMMANDS}
 
 
 class ServiceRuntime:
@@ -38,6 +42,7 @@ class ServiceRuntime:
         handled_types: set[str] | None = None,
         authorize: Authorizer | None = None,
         batch_handler: BatchHandler | None = None,
+        intake_topics: set[str] = frozenset(),
     ):
         self.settings = settings
         self.name = settings.service
@@ -58,6 +63,7 @@ class ServiceRuntime:
                 group_id=settings.consumer_group, topics=topics, handler=handler, authorize=authorize,
                 max_records=settings.consumer_max_records, max_attempts=settings.consumer_max_attempts,
                 handled_types=handled_types, batch_handler=batch_handler,
+                strict_topics=(set(topics) & STRICT_TOPICS) | set(intake_topics), max_message_bytes=settings.consumer_max_message_bytes,
             )
         # Extra periodic work of a service (e.g. the ledger expiring pending transfers): objects with
         # start() and stop(), run alongside the relay and the consumer.

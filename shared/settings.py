@@ -32,6 +32,7 @@ class ServiceSettings(BaseSettings):
     relay_idle_seconds: float = 0.05
     consumer_max_records: int = 500
     consumer_max_attempts: int = 5
+    consumer_max_message_bytes: int = 256 * 1024
     # Topics the service creates when they are missing (production creates them up front: see deploy/k8s).
     topic_partitions: int = 3
     topic_replication_factor: int = 1

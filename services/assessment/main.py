@@ -29,7 +29,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     # the authenticator is made by the runtime, the source check needs it: bind it once both exist
     check: dict = {}
     runtime = ServiceRuntime(settings, metadata, MIGRATIONS, topics=[intake], handler=bus, handled_types=bus.handled_types,
-                             authorize=lambda env, topic: check["intake"](env, topic))
+                             authorize=lambda env, topic: check["intake"](env, topic), intake_topics={intake})
     check["intake"] = intake_authorizer(runtime.authenticator, intake)
     app = create_app("assessment", authenticator=runtime.authenticator, ready_checks=runtime.ready_checks(),
                      title="CountyPool assessment service",

@@ -14,6 +14,7 @@ from services.ledger.metrics import LedgerMetrics
 from services.ledger.storage.tables import metadata
 from shared.api import create_app
 from shared.contracts import topics
+from shared.envelope import EnvelopeError
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
 
@@ -25,6 +26,17 @@ log = logging.getLogger(__name__)
 class LedgerSettings(ServiceSettings):
     expiry_interval_seconds: float = 1.0
     audit_interval_seconds: float = 60.0
+    # who may send transfer commands over Kafka (departments never do: they publish domain events)
+    command_sources: list[str] = ["/countypool/quota", "/countypool/settlement"]
+    consumer_max_message_bytes: int = 1024 * 1024  # a command may carry thousands of transfers
+
+
+def command_source_check(allowed: list[str]):
+    def check(env, topic: str) -> None:
+        if topic == topics.LEDGER_COMMANDS and env.source not in allowed:
+            raise EnvelopeError("unexpected_source", f"{env.source!r} may not send ledger commands")
+
+    return check
 
 
 def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, FastAPI]:
@@ -38,7 +50,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
         return bus_box["many"](session, contexts)
 
     runtime = ServiceRuntime(settings, metadata, MIGRATIONS, topics=TOPICS, handler=handler,
-                             handled_types={"TransfersRequested"}, batch_handler=batch)
+                             handled_types={"TransfersRequested"}, batch_handler=batch,
+                             authorize=command_source_check(getattr(settings, "command_sources", [])))
     ledger = LedgerApp(runtime.outbox)
     bus_box["bus"], bus_box["many"] = build_bus(ledger)
     app = create_app("ledger", authenticator=runtime.authenticator, ready_checks=runtime.ready_checks(),

@@ -3,9 +3,9 @@ system publishes (on ``countypool.assessment.events``). Money in CNY decimal str
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contracts import topics
 from shared.contracts.types import DecimalStr, Identifier
@@ -29,9 +29,10 @@ class EnterpriseReported(_Intake):
     name_: str = Field(alias="name", min_length=1, max_length=200)
     township_code: str = Field(pattern=r"^\d{9}(\d{3})?$")
     in_park: bool = False
-    park_id: str | None = None
+    park_id: str | None = Field(default=None, max_length=100)
     industry_code: str = Field(default="", max_length=10)
-    flags: list[str] = Field(default_factory=list, description="ecological_control_zone, safety_hazard, ...")
+    flags: list[Annotated[str, StringConstraints(max_length=60)]] = Field(
+        default_factory=list, max_length=30, description="ecological_control_zone, safety_hazard, ...")
     scale: Literal["规上", "规下"] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

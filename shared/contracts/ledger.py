@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contracts import topics
 from shared.contracts.types import DecimalStr, Identifier
@@ -43,8 +45,9 @@ class TransferSpec(BaseModel):
     post_pending_id: str = Field(default="", max_length=200)
     void_pending_id: str = Field(default="", max_length=200)
     linked: bool = False
-    refs: list[str] = Field(default_factory=list, max_length=20)
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+    refs: list[Annotated[str, StringConstraints(max_length=200)]] = Field(default_factory=list, max_length=20)
+    metadata: dict[Annotated[str, StringConstraints(max_length=100)], Annotated[str, StringConstraints(max_length=1000)]] = \
+        Field(default_factory=dict, max_length=50)
 
 
 @register

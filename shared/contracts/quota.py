@@ -47,7 +47,7 @@ class ReclamationAccepted(_Intake):
     project_id: Identifier
     accepted_area: DecimalStr | None = Field(default=None, description="亩; defaults to the registered area")
     accepted_on: date
-    document_ref: str = ""
+    document_ref: str = Field(default="", max_length=200)
 
 
 @register
@@ -58,7 +58,7 @@ class ApprovalGranted(_Intake):
     aggregate_type = "project"
     project_id: Identifier
     kind: ApprovalKind
-    document_ref: str = ""
+    document_ref: str = Field(default="", max_length=200)
     granted_on: date
 
 

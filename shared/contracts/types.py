@@ -8,4 +8,5 @@ DecimalStr = Annotated[
     StringConstraints(pattern=r"^-?[0-9]{1,30}(\.[0-9]{1,12})?$", strip_whitespace=True),
     Field(description="exact decimal number as a string, e.g. '12.5000'", examples=["12.5000"]),
 ]
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+# no whitespace or control characters (PostgreSQL refuses NUL; ids are keys, not prose)
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")]

@@ -138,8 +138,9 @@ class Assessment(Scenario):
         # bounded by the register itself)
         code = credit_code(self.county, 8002)
         flags = [f"flag{i:07d}" for i in range(OVERSIZE // 14)]
-        ev = EnterpriseReported(credit_code=code, name="超大", township_code=f"{self.county}101",
-                                industry_code="C3311", flags=flags)
+        # built without validation: the contract itself now bounds flags, the consumer must still refuse it
+        ev = EnterpriseReported.model_construct(credit_code=code, name_="超大", township_code=f"{self.county}101",
+                                                in_park=False, park_id=None, industry_code="C3311", flags=flags, scale=None)
         return ev, DEPT["industry"], SIZE_REASONS, self._absent(code)
 
 
@@ -173,7 +174,8 @@ class Quota(Scenario):
 
     def oversized(self):  # document_ref of ReclamationAccepted has no bound in the contract
         pid = self.key("rc")
-        ev = ReclamationAccepted(project_id=pid, accepted_on=date(2024, 5, 1), document_ref="D" * OVERSIZE)
+        ev = ReclamationAccepted.model_construct(project_id=pid, accepted_area=None, accepted_on=date(2024, 5, 1),
+                                                 document_ref="D" * OVERSIZE)
 
         def not_accepted():
             return self.client.get(f"/v1/reclamation-projects/{pid}", headers=ADMIN).json()["state"] == "registered"
@@ -265,7 +267,13 @@ class Ledger(Scenario):
 
     def oversized(self):  # metadata values have no bound in the contract
         tid = self.key("t8002")
-        return self.command(tid, metadata={"note": "M" * OVERSIZE}), DEPT["quota"], SIZE_REASONS, self._absent(tid)
+        pool, reg, specs = self.accounts
+        spec = TransferSpec.model_construct(transfer_id=tid, debit_account=reg, credit_account=pool, asset="COD",
+                                            amount="1", code="quota.release", pending=False, timeout_seconds=0,
+                                            post_pending_id="", void_pending_id="", linked=False, refs=[],
+                                            metadata={"note": "M" * OVERSIZE})
+        cmd = TransfersRequested.model_construct(transfers=[spec], open_accounts=specs)
+        return cmd, DEPT["quota"], SIZE_REASONS, self._absent(tid)
 
 
 SCENARIOS = {"assessment": Assessment, "quota": Quota, "settlement": Settlement, "ledger": Ledger}

@@ -35,7 +35,7 @@ def get_versions(request: Request, county_code: str = County, year: int = Year, 
 
 
 @router.get("/{county_code}/{year}/versions/{version}", response_model=PolicyOut, responses={404: {"description": "no such version"}})
-def get_version(request: Request, county_code: str = County, year: int = Year, version: int = Path(ge=1),
+def get_version(request: Request, county_code: str = County, year: int = Year, version: int = Path(ge=1, le=2**31 - 1),
                 _: Principal = Depends(READ)):
     return read(request, lambda s: policy_out(policy_version(s, county_code, year, version)))
 

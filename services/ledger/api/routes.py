@@ -23,7 +23,7 @@ from services.ledger.api.schemas import (
     TransfersIn,
     VerifyOut,
 )
-from services.ledger.domain import Account, Transfer, TransferStatus, verify
+from services.ledger.domain import Account, Transfer, TransferResult, TransferStatus, verify
 from services.ledger.handlers import BadTransfer, LedgerApp, to_new_account, to_request
 from services.ledger.storage.repository import LedgerRepository, _utc, journal_entry_from_row, row_disagrees_with_payload
 from shared.auth import Principal, require
@@ -94,10 +94,14 @@ def open_accounts(body: OpenAccountsIn, request: Request, _: Principal = Depends
     return BatchResults(results=results, ok=outcome.ok)
 
 
+_RESULT_VALUES = {r: r.value for r in TransferResult}
+
+
 def _batch_results(outcome) -> Response:
     """A BatchResults document, serialized as the response model would be, without validating our own figures
     item by item (a batch has up to 10,000)."""
-    doc = {"results": [{"index": r.index, "id": r.id, "result": r.result.value} for r in outcome.results],
+    value = _RESULT_VALUES
+    doc = {"results": [{"index": r.index, "id": r.id, "result": value[r.result]} for r in outcome.results],
            "ok": bool(outcome.ok)}
     return Response(to_json(doc), media_type="application/json")
 
@@ -264,7 +268,7 @@ def get_account(account_id: str, request: Request, _: Principal = Depends(READ))
 
 @router.get("/journal/verify", response_model=VerifyOut,
             summary="Verify the hash chain from the start, or from a checkpoint seq (trusting the entry before it)")
-def verify_journal(request: Request, from_seq: int = Query(default=1, ge=1), _: Principal = Depends(READ)):
+def verify_journal(request: Request, from_seq: int = Query(default=1, ge=1, le=2**63 - 1), _: Principal = Depends(READ)):
     with _rt(request).db.sessions() as s:
         return verify_chain(LedgerRepository(s), from_seq)
 

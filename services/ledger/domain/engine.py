@@ -18,7 +18,7 @@ and none of the chain takes effect; 'exists' counts as success inside a chain (a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable
 
@@ -385,8 +385,8 @@ class _Batch:
         for aid, b in self.bal.items():
             a = self.accounts[aid]
             if (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted) != tuple(b):
-                out.append(replace(a, debits_pending=b[0], debits_posted=b[1], credits_pending=b[2],
-                                   credits_posted=b[3]))
+                # replace(a, debits_pending=..., ...) spelled out: the same Account, without replace's field scan
+                out.append(Account(a.id, a.asset, a.address, a.flags, b[0], b[1], b[2], b[3], a.created_at))
         return out
 
     def journal(self, recorded_at: str) -> list[JournalEntry]:

@@ -7,6 +7,7 @@ from shared.auth import Principal
 from shared.errors import Conflict, NotFound, Unprocessable
 from services.quota.api import schemas as s
 from services.quota.api.common import READ, WRITE, read, transact
+from services.quota.api.intake_routes import _county_or_422
 from services.quota.api.views import request_out, round_out
 from services.quota.application import requests, rounds
 from services.quota.domain.requests import OPEN_STATES, RequestState
@@ -72,7 +73,11 @@ def cancel(request_id: str, request: Request, body: s.CancelIn | None = None, _:
 @router.post("/counties/{county_code}/rounds", response_model=s.RoundOut, status_code=201,
              summary="Run an allocation round: waiting requests in policy order, each granted whole or refused")
 def run_round(county_code: str, request: Request, who: Principal = Depends(WRITE)):
-    run = transact(request, lambda tx: rounds.run_round(tx, county_code, who.id))
+    def round_of(tx):
+        _county_or_422(county_code)  # before a malformed code reaches the county lock
+        return rounds.run_round(tx, county_code, who.id)
+
+    run = transact(request, round_of)
     return read(request, lambda session: round_out(round_store.round_row(session, run.round_id),
                                                    round_store.decisions_of(session, run.round_id), run.expired_before))
 

@@ -78,14 +78,17 @@ def _csv_rows(content: bytes) -> Iterator[tuple[int, dict[str, str]]]:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ReceiptError("import_not_utf8", "CSV files must be UTF-8 (Excel: 'CSV UTF-8')") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
-        raise ReceiptError("import_empty", "the file is empty")
-    _check_header(header)
-    for i, values in enumerate(reader, start=2):
-        if (m := _mapped(header, values, i)) is not None:
-            yield m
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ReceiptError("import_empty", "the file is empty")
+        _check_header(header)
+        for i, values in enumerate(reader, start=2):
+            if (m := _mapped(header, values, i)) is not None:
+                yield m
+    except csv.Error as exc:
+        raise ReceiptError("import_not_csv", f"the CSV cannot be read near line {reader.line_num}: {exc}") from None
 
 
 def _xlsx_rows(content: bytes) -> Iterator[tuple[int, dict[str, str]]]:

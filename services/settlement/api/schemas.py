@@ -128,9 +128,9 @@ class PolicyIn(Strict):
     policy_id: Identifier | None = Field(default=None, description="the county's document reference")
     compensation_bp: int = Field(ge=0, le=10_000, description="share of quota proceeds compensating the enterprises "
                                  "that freed the consumed lots (腾退补偿), basis points")
-    township_weight: int = Field(ge=0, description="the rest is shared per unit consumed: origin townships :")
-    park_weight: int = Field(ge=0, description="destination park :")
-    fund_weight: int = Field(ge=0, description="county fund")
+    township_weight: int = Field(ge=0, le=1_000_000, description="the rest is shared per unit consumed: origin townships :")
+    park_weight: int = Field(ge=0, le=1_000_000, description="destination park :")
+    fund_weight: int = Field(ge=0, le=1_000_000, description="county fund")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "policy_id": "TZBF-2026-12", "compensation_bp": 3000, "township_weight": 4, "park_weight": 3, "fund_weight": 3}]})
@@ -155,7 +155,7 @@ class TaxReceiptIn(Strict):
     receipt_id: Identifier
     enterprise_credit_code: CreditCode = Field(min_length=18, max_length=18)
     month: str = Field(pattern=MONTH_PATTERN, description="the tax period the tax belongs to")
-    tax_kind: str = Field(min_length=1, max_length=40, examples=["VAT"])
+    tax_kind: str = Field(min_length=1, max_length=40, pattern=r"^[^\s\x00-\x1f\x7f]+$", examples=["VAT"])
     amount: DecimalStr = Field(description="CNY paid; a correction gives the new full amount")
     corrects: str | None = Field(default=None, description="the receipt this one replaces")
 
