@@ -11,7 +11,7 @@ from typing import Callable, TypeVar
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from shared.metrics import DB_RETRIES
 
@@ -117,7 +117,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def new_session(db: Database) -> Session:
-    return db.sessions()

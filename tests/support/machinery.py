@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
 from shared import migrations
