@@ -40,7 +40,7 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-## test-faults: the full fault run (tests/faults/run_full.py, about 8-10 minutes) on its own Kafka broker
+## test-faults: the full fault run (tests/faults/run_full.py, about 6 minutes) on its own Kafka broker
 ## (127.0.0.1:29192) and PostgreSQL server (:55532), never the shared ones: SIGKILLs of every service, broker and
 ## database restarts, a stalled and a throttled ledger under a steady stream; then nothing lost or doubled.
 .PHONY: test-faults

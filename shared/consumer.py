@@ -200,6 +200,9 @@ class IdempotentConsumer:
                 fetch_max_bytes=64 * 1024 * 1024,
                 # New topics (and partitions) are noticed within seconds, not the default five minutes.
                 metadata_max_age_ms=5000,
+                # A killed member's partitions move to its replacement after 10 s, not kafka-python's 45 s.
+                session_timeout_ms=10000,
+                heartbeat_interval_ms=3000,
             )
             c.subscribe(self.topics, listener=_ResumeFromDatabase(self))
             self._consumer = c

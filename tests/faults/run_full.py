@@ -1,4 +1,4 @@
-"""The full fault run, `make test-faults` (about 8-10 minutes on 2 cores): a stream of about 7,000 county
+"""The full fault run, `make test-faults` (about 6 minutes on 2 cores): a stream of about 7,000 county
 events at 30/s for four minutes while each service is SIGKILLed three times, the Kafka broker is restarted
 once cleanly and once with SIGKILL, PostgreSQL is restarted twice and crashed once (immediate shutdown), and
 the ledger is stopped twice (5 s, and 50 s: longer than the consumer's 45 s Kafka session, so it loses its
