@@ -3,11 +3,11 @@ exports the verdict as a metric so an alert fires the moment a row is tampered w
 from __future__ import annotations
 
 import logging
-import threading
 
 from prometheus_client import Gauge
 
 from services.ledger.domain import verify
+from shared.periodic import Periodic
 from services.ledger.storage.repository import LedgerRepository, journal_entry_from_row, row_disagrees_with_payload
 
 log = logging.getLogger(__name__)
@@ -16,15 +16,16 @@ VERIFIED = Gauge("countypool_ledger_journal_verified", "1 when the journal's has
 VERIFIED_SEQ = Gauge("countypool_ledger_journal_verified_seq", "Journal entries verified so far")
 
 
-class JournalAuditor:
+class JournalAuditor(Periodic):
+    name = "ledger-auditor"
+    run_first = True  # a full verification at start-up
+
     def __init__(self, runtime, interval: float = 60.0):
+        super().__init__(interval)
         self.runtime = runtime
-        self.interval = interval
         self.checked_seq = 0
         self.checked_hash = "0" * 64
         self.broken_at: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> bool:
         """Verify the entries appended since the last check; once broken, stays broken until restarted."""
@@ -59,20 +60,6 @@ class JournalAuditor:
             log.error("journal verification failed at seq %s", self.broken_at)
         return ok
 
-    def start(self) -> None:
-        def loop():
-            while True:
-                try:
-                    self.run_once()
-                except Exception as exc:  # noqa: BLE001 - try again next time
-                    log.warning("journal audit could not run: %s", exc)
-                if self._stop.wait(self.interval):
-                    return
-
-        self._thread = threading.Thread(target=loop, name="ledger-auditor", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
+    def step(self) -> int:
+        self.run_once()
+        return 0

@@ -1,8 +1,6 @@
 """Entry point of the ledger service: `python -m services.ledger.main`."""
 from __future__ import annotations
 
-import logging
-import threading
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -15,12 +13,12 @@ from services.ledger.storage.tables import metadata
 from shared.api import create_app
 from shared.contracts import topics
 from shared.envelope import EnvelopeError
+from shared.periodic import Periodic
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
 
 MIGRATIONS = Path(__file__).parent / "storage" / "migrations"
 TOPICS = [topics.LEDGER_COMMANDS]
-log = logging.getLogger(__name__)
 
 
 class LedgerSettings(ServiceSettings):
@@ -67,35 +65,20 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     return runtime, app
 
 
-class PendingExpiry:
+class PendingExpiry(Periodic):
     """The ledger expires pending transfers itself when their timeout passes."""
 
+    name = "ledger-expiry"
+
     def __init__(self, runtime: ServiceRuntime, ledger: LedgerApp, interval: float):
+        super().__init__(interval)
         self.runtime = runtime
         self.ledger = ledger
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         return self.runtime.transaction(lambda uow: self.ledger.expire_due(uow.session))
 
-    def start(self) -> None:
-        def loop():
-            while not self._stop.wait(self.interval):
-                try:
-                    while self.run_once() > 0:
-                        pass
-                except Exception as exc:  # noqa: BLE001 - try again next tick
-                    log.warning("expiring pending transfers failed: %s", exc)
-
-        self._thread = threading.Thread(target=loop, name="ledger-expiry", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
+    step = run_once
 
 
 def main() -> None:

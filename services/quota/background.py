@@ -3,9 +3,9 @@ expiring requests past their deadline, optional automatic allocation rounds, opt
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable
 
+from shared.periodic import Periodic
 from shared.runtime import ServiceRuntime
 from services.quota.application.expiry import expire_request
 from services.quota.application.reconciliation import LedgerBalances, publish_metric, reconcile_county
@@ -15,37 +15,6 @@ from services.quota.storage import request_store
 from services.quota.storage.counties import county_codes
 
 log = logging.getLogger(__name__)
-
-
-class Periodic:
-    """Calls ``step()`` every ``interval`` seconds (again at once while it reports work done)."""
-
-    name = "periodic"
-
-    def __init__(self, interval: float):
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def step(self) -> int:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        def loop():
-            while not self._stop.wait(self.interval):
-                try:
-                    while self.step() > 0 and not self._stop.is_set():
-                        pass
-                except Exception as exc:  # noqa: BLE001 - try again next tick
-                    log.warning("%s failed: %s", self.name, exc)
-
-        self._thread = threading.Thread(target=loop, name=f"quota-{self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(10)
 
 
 class RequestExpiry(Periodic):
