@@ -7,7 +7,8 @@
   countypool dlq redrive TOPIC [--reason R]  publish them to their topic again once the cause is fixed
   countypool settlement run|finalize COUNTY PERIOD
   countypool settlement export COUNTY PERIOD [--format csv|xlsx|json] [--headers zh|en] [-o FILE]
-  countypool replay ledger                   rebuild the ledger's balances from its journal and compare
+  countypool replay SERVICE [--write]        rebuild a service's read models from its event store, compare
+                                             with the live ones (--write: rewrite the rows that differ)
 
 Imports and replays run against the service's own database (same settings as the service, e.g.
 COUNTYPOOL_ASSESSMENT_DATABASE_URL); the events they write are published by the running service's relay.
@@ -100,23 +101,30 @@ def cmd_verify(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    if args.service != "ledger":
-        print(f"replay of {args.service}: not available yet", file=sys.stderr)
-        return 2
-    from services.ledger.main import build
-    from services.ledger.replay import rebuild_balances
+    import importlib
 
+    build = importlib.import_module(f"services.{args.service}.main").build
+    rebuild = importlib.import_module(f"services.{args.service}.replay").rebuild
     runtime, _ = build()
-    with tqdm(desc="journal", unit="entry", file=sys.stderr) as bar:
-        diffs = rebuild_balances(runtime.db, write=args.write, progress=lambda n: bar.update(n))
-    runtime.db.dispose()
-    if not diffs:
-        print("rebuilt balances equal the live ones")
+    with tqdm(desc=f"{args.service} events", unit="event", unit_scale=True, file=sys.stderr) as bar:
+        def total(n: int) -> None:
+            bar.total = n
+            bar.refresh()
+
+        try:
+            report = rebuild(runtime.db, repair=args.write, progress=bar.update, total=total)
+        finally:
+            runtime.db.dispose()
+    rows = ", ".join(f"{m} {n}" for m, n in sorted(report.rows.items()))
+    print(f"{report.events_read} events folded in {report.fold_seconds:.2f} s "
+          f"({report.events_per_second:,.0f}/s) into {rows}")
+    if report.equal:
+        print("rebuilt read models equal the live ones")
         return 0
-    for d in diffs[:50]:
+    for d in report.differences[:50]:
         print(f"  {d}")
-    print(f"{len(diffs)} accounts differ" + (" (rewritten from the journal)" if args.write else ""))
-    return 0 if args.write else 1
+    print(f"{len(report.differences)} rows differ" + (f"; {report.repaired} rewritten from the events" if args.write else ""))
+    return 0 if args.write and report.repaired == len(report.differences) else 1
 
 
 # -- kafka -----------------------------------------------------------------------------------------
@@ -189,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("replay", help="rebuild a service's read models from its event store")
     p.add_argument("service", choices=["ledger", "quota", "settlement", "assessment"])
-    p.add_argument("--write", action="store_true", help="rewrite the read models (default: compare only)")
+    p.add_argument("--write", action="store_true", help="rewrite the live rows that differ (default: compare only)")
     p.set_defaults(fn=cmd_replay)
 
     p = sub.add_parser("lag", help="consumer lag per group and topic")

@@ -171,6 +171,27 @@ def new_envelope(
     )
 
 
+def upcast(name: str, version: int, data: dict) -> dict:
+    """A payload dict of ``name`` v``version`` brought to the latest version (unvalidated: for replay of
+    events this service wrote and validated itself, and for :func:`parse_payload`)."""
+    target = _LATEST.get(name, version)
+    doc = data
+    while version < target:
+        step = _UPCASTERS.get((name, version))
+        if step is None:
+            raise EnvelopeError("unsupported_version", f"no upcaster for {name} v{version}")
+        doc, version = step(dict(doc)), version + 1
+    return doc
+
+
+def parse_type(event_type: str) -> tuple[str, int]:
+    """``countypool.Name.vN`` -> (Name, N)."""
+    m = _TYPE_RE.match(event_type)
+    if m is None:
+        raise EnvelopeError("invalid_envelope", f"not a countypool event type: {event_type!r}")
+    return m["name"], int(m["version"])
+
+
 def parse_payload(name: str, version: int, data: dict) -> Event:
     if name not in _LATEST:
         raise EnvelopeError("unknown_type", f"unknown event type {name!r}")
@@ -179,12 +200,7 @@ def parse_payload(name: str, version: int, data: dict) -> Event:
         raise EnvelopeError(
             "unsupported_version", f"{name} v{version} is not supported (known up to v{target})"
         )
-    doc = dict(data)
-    while version < target:
-        step = _UPCASTERS.get((name, version))
-        if step is None:
-            raise EnvelopeError("unsupported_version", f"no upcaster for {name} v{version}")
-        doc, version = step(doc), version + 1
+    doc, version = upcast(name, version, data), target
     try:
         return _REGISTRY[(name, version)].model_validate(doc)
     except ValidationError as exc:

@@ -109,6 +109,18 @@ def make_producer(bootstrap: str, **extra) -> KafkaProducer:
     return KafkaProducer(**cfg)
 
 
+def close_producer(producer: KafkaProducer, timeout: float = 1) -> None:
+    """Close, and stop its sender thread even when Kafka is unreachable: kafka-python's close() flushes
+    first, and a flush that times out raises before the sender is force-closed, leaving the thread behind."""
+    try:
+        producer.close(timeout=timeout)
+    except Exception:  # noqa: BLE001 - a producer being dropped has nothing left to report
+        sender = getattr(producer, "_sender", None)
+        if sender is not None and sender.is_alive():
+            sender.force_close()
+            sender.join(timeout)
+
+
 class OutboxRelay:
     """Publishes unpublished outbox rows in position order and marks them published.
 
@@ -211,8 +223,5 @@ class OutboxRelay:
 
     def _drop_producer(self) -> None:
         if self._producer is not None:
-            try:
-                self._producer.close(timeout=1)
-            except Exception:  # noqa: BLE001
-                pass
+            close_producer(self._producer)
             self._producer = None

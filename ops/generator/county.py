@@ -40,6 +40,7 @@ PROJECT_PATTERN = ("ok", "below_investment", "ok", "two_high", "below_tax", "ok"
                    "outside_park", "ok", "below_both", "on_list", "just_below_tax")
 _PROJECT_DRAW = (("ok", 70), ("below_investment", 8), ("below_tax", 8), ("below_both", 3), ("two_high", 6),
                  ("outside_park", 2), ("on_list", 3))
+_LISTING_FLAGS = ("safety_hazard", "environmental_hazard")  # what the assessment's register check looks at
 SCENARIO_FAILURES = {
     "ok": (), "exact_threshold": (), "below_investment": ("investment_per_mu_below_threshold",),
     "below_tax": ("tax_per_mu_below_threshold",), "just_below_tax": ("tax_per_mu_below_threshold",),
@@ -312,12 +313,16 @@ class CountyGenerator:
     def _projects(self, county: County, summary: CountySummary) -> list[Project]:
         out: list[Project] = []
         seq = 0
-        for k, rec in enumerate(summary.relocations):
+        first = True
+        for rec in summary.relocations:
             r = rng(self.seed, "relocation-project", rec.credit_code)
-            if k == 0 or r.random() < 0.5:
+            # the register lists a hazard-flagged enterprise (seed 四): its move-in project is refused
+            listed = any(f in _LISTING_FLAGS for f in rec.flags)
+            if (first and not listed) or r.random() < 0.5:
+                first = first and listed
                 seq += 1
-                out.append(self._project(county, seq, "ok", r, BY_CODE[rec.industry_code], rec.to_park_id,
-                                         rec.credit_code, rec.name, relocated=True))
+                out.append(self._project(county, seq, "on_list" if listed else "ok", r, BY_CODE[rec.industry_code],
+                                         rec.to_park_id, rec.credit_code, rec.name, relocated=True))
         for j in range(self.size.investor_projects):
             r = rng(self.seed, "investor-project", county.code, j)
             if j < len(PROJECT_PATTERN):
