@@ -7,14 +7,18 @@ TEST_DATABASE_URL's (or --pg-url's), dropped afterwards:
             SQLAlchemy executemany into an unconstrained table, one transaction per batch of 1, 100, 1,000;
 * http:     the real service as a subprocess (``services.ledger.main``), accounts opened with POST
             /v1/accounts and funded from an external account, then POST /v1/transfers with batches of 1
-            (one client, and 4 concurrent clients), 100 and 1,000 posted transfers, request bodies prebuilt;
-            transfers/s and p50/p99 request latency;
+            (one client, and 4 concurrent clients: the service commits requests that arrive together in one
+            transaction), 100 and 1,000 posted transfers, request bodies prebuilt; transfers/s and p50/p99
+            request latency; CPU seconds of the service, of its relay process (``--relay-mode process``, the
+            served default; ``thread`` keeps it in the service's process) and of the database's backends;
+            and how long after the last answer the relay had published every outcome event;
 * kafka:    the same service consuming TransfersRequested commands (1 transfer each, and 100 each) produced
             once the service is idle (its consumer owns every partition and has applied one sentinel command
             per partition); timed from the first send until the journal head (GET /v1/accounts/<id>
             as_of_seq) has every transfer;
 * direct:   ``LedgerApp.submit`` in this process (no HTTP, requests pre-parsed) with a time split by phase
-            and by SQL statement, to show where the service's time goes (--profile adds cProfile).
+            and by SQL statement sent through SQLAlchemy (the write path sends its own through psycopg: their
+            time is in its phases), to show where the service's time goes (--profile adds cProfile).
 
 Kafka names are private to the run by default: bench.ledger.events.<run>, and per scenario the topic
 bench.ledger.commands.<run>.<scenario> read by the group countypool-ledger-bench-<run>-<scenario>, all deleted
@@ -26,6 +30,7 @@ off`` disables the relay, ``--relay shared`` publishes outcome events to the rea
 
 Usage:  .venv/bin/python bench/ledger_throughput.py [--accounts 1000] [--b1 1000] [--b100 5000] [--b1000 20000]
         [--kafka-single 5000] [--kafka-hundred 200] [--skip-http] [--skip-kafka] [--skip-direct] [--profile]
+        [--relay-mode process|thread]
 Results go to bench/results/ledger_throughput.json as well.
 """
 from __future__ import annotations
@@ -280,7 +285,8 @@ def free_port() -> int:
 
 class LedgerProcess:
     def __init__(self, db_url: str, bootstrap: str, *, consumer: bool, relay: str, names: KafkaNames,
-                 log_dir: Path, label: str, commands: str | None = None, group: str | None = None):
+                 log_dir: Path, label: str, commands: str | None = None, group: str | None = None,
+                 relay_mode: str = "process"):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -292,6 +298,7 @@ class LedgerProcess:
             "COUNTYPOOL_LEDGER_LOG_JSON": "true",
             "COUNTYPOOL_LEDGER_CONSUMER_ENABLED": "true" if consumer else "false",
             "COUNTYPOOL_LEDGER_RELAY_ENABLED": "false" if relay == "off" else "true",
+            "COUNTYPOOL_LEDGER_RELAY_PROCESS": "true" if relay_mode == "process" else "false",
             "PYTHONUNBUFFERED": "1",
         })
         patch = names.launcher_args(commands, group)
@@ -366,6 +373,55 @@ def process_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process (the service's relay process among them; Linux /proc)."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
+
+
+def children_cpu_seconds(pid: int) -> dict[int, float]:
+    return {c: process_cpu_seconds(c) for c in child_pids(pid)}
+
+
+def backend_cpu_seconds(url: str) -> dict[int, float]:
+    """CPU seconds of every PostgreSQL backend connected to ``url``'s database, by pid (a server on this
+    machine; {} when its processes are not readable here). Pooled connections live through a scenario, so
+    the difference of two readings is what the database did for it."""
+    eng = create_engine(url)
+    try:
+        with eng.connect() as c:
+            pids = [r[0] for r in c.exec_driver_sql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+    finally:
+        eng.dispose()
+    return {pid: process_cpu_seconds(pid) for pid in pids if Path(f"/proc/{pid}/stat").exists()}
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(v - before.get(k, 0.0) for k, v in after.items())
+
+
+def wait_published(url: str, timeout: float = 120) -> float | None:
+    """Seconds until the outbox has no unpublished row (the relay caught up), or None after ``timeout``."""
+    eng = create_engine(url)
+    t0 = time.perf_counter()
+    try:
+        with eng.connect() as c:
+            while time.perf_counter() - t0 < timeout:
+                if not c.exec_driver_sql("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar():
+                    return time.perf_counter() - t0
+                c.rollback()
+                time.sleep(0.05)
+        return None
+    finally:
+        eng.dispose()
 
 
 def client(base: str) -> httpx.Client:
@@ -553,16 +609,25 @@ def bench_http(pg: ThrowAwayPostgres, args, plans: dict, names: KafkaNames, log_
                   for chunk in batches(plan, size)]
         with pg.database() as url:
             svc = LedgerProcess(url, args.bootstrap, consumer=False, relay=args.relay, names=names,
-                                log_dir=log_dir, label=label)
+                                log_dir=log_dir, label=label, relay_mode=args.relay_mode)
             try:
                 started = time.perf_counter()
                 svc.start()
                 with client(svc.base) as c:
                     head0 = prepare_books(c, args.accounts)
+                if args.relay != "off":  # start idle: the setup's events published (and a relay process started)
+                    wait_published(url)
                 setup_s = time.perf_counter() - started
                 cpu0 = process_cpu_seconds(svc.proc.pid)
+                kids0 = children_cpu_seconds(svc.proc.pid)
+                pg0 = backend_cpu_seconds(url)
                 elapsed, lat, bad = post_bodies(svc.base, bodies, clients)
                 cpu = process_cpu_seconds(svc.proc.pid) - cpu0
+                # the relay's catch-up: from the last answer until every outcome event is published
+                relay_lag = wait_published(url) if args.relay != "off" else None
+                # the relay process (and multiprocessing's resource tracker), up to the end of its catch-up
+                kids_cpu = cpu_delta(kids0, children_cpu_seconds(svc.proc.pid))
+                pg_cpu = cpu_delta(pg0, backend_cpu_seconds(url))
                 with client(svc.base) as c:
                     head1 = head_seq(c)
                 counts = db_counts(url)
@@ -574,12 +639,17 @@ def bench_http(pg: ThrowAwayPostgres, args, plans: dict, names: KafkaNames, log_
              "seconds": elapsed, "transfers_per_s": n / elapsed, "p50_ms": pct(lat, 50) * 1e3,
              "p99_ms": pct(lat, 99) * 1e3, "requests_not_ok": bad, "journal_entries_added": head1 - head0,
              "setup_seconds": setup_s, "db_counts": counts, "service_warnings": warnings[:10],
-             "service_cpu_seconds": cpu, "transfers_per_service_cpu_s": n / cpu if cpu > 0 else None}
+             "service_cpu_seconds": cpu, "transfers_per_service_cpu_s": n / cpu if cpu > 0 else None,
+             "relay_process_cpu_seconds": kids_cpu, "relay_catch_up_seconds": relay_lag,
+             "postgresql_backend_cpu_seconds": pg_cpu}
         out.append(r)
+        lag = "relay off" if args.relay == "off" else (
+            f"relay caught up {relay_lag:.1f} s later" if relay_lag is not None else "relay did not catch up")
         print(f"  http batch {size:>5} x{clients} client(s): {r['transfers_per_s']:>8,.0f} transfers/s  "
               f"p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  ({elapsed:.1f} s; service CPU {cpu:.2f} s, "
-              f"{n / cpu if cpu > 0 else float('nan'):,.0f} transfers per CPU-s)"
-              + (f"  ! {bad} requests not ok" if bad else ""), flush=True)
+              f"{n / cpu if cpu > 0 else float('nan'):,.0f} transfers per CPU-s; relay process CPU {kids_cpu:.2f} s; "
+              f"PostgreSQL backends CPU {pg_cpu:.2f} s; {lag})" + (f"  ! {bad} requests not ok" if bad else ""),
+              flush=True)
         if head1 - head0 != n or counts["failed_transfers"]:
             print(f"    ! journal grew by {head1 - head0:,}, expected {n:,}; "
                   f"{counts['failed_transfers']:,} failed transfers", flush=True)
@@ -606,7 +676,8 @@ def bench_kafka(pg: ThrowAwayPostgres, args, names: KafkaNames, log_dir: Path) -
         produced: dict[int, int] = {}
         with pg.database() as url:
             svc = LedgerProcess(url, args.bootstrap, consumer=True, relay=args.relay, names=names,
-                                log_dir=log_dir, label=label, commands=topic, group=group)
+                                log_dir=log_dir, label=label, commands=topic, group=group,
+                                relay_mode=args.relay_mode)
             producer = make_producer(args.bootstrap)
             note = ""
             try:
@@ -738,7 +809,9 @@ class PhaseClock:
         self._undo: list = []
 
     def wrap(self, owner, name: str, label: str) -> None:
-        orig = getattr(owner, name)
+        orig = getattr(owner, name, None)
+        if orig is None:  # a phase this version of the service does not have
+            return
 
         def timed(*a, **kw):
             t0 = time.perf_counter()
@@ -776,12 +849,13 @@ def bench_direct(pg: ThrowAwayPostgres, args, plans: dict) -> tuple[list[dict], 
                 chunks = batches(reqs, size)
                 clock = DbClock(db.engine)
                 phases = PhaseClock()
+                phases.wrap(LedgerRepository, "lock_and_load", "lock head + load + lock view (one round trip)")
                 phases.wrap(LedgerRepository, "lock_head", "lock journal head")
                 phases.wrap(LedgerRepository, "load_view", "load + lock view")
                 phases.wrap(ledger_handlers, "apply_batch", "engine (apply_batch)")
                 phases.wrap(LedgerRepository, "persist_batch", "persist (transfers, balances, journal)")
                 phases.wrap(LedgerApp, "_transfer_events", "build outcome envelopes")
-                phases.wrap(Outbox, "add_many", "outbox insert")
+                phases.wrap(Outbox, "add_rows", "outbox insert")
                 lat = []
                 not_ok = 0
                 try:
@@ -815,7 +889,8 @@ def bench_direct(pg: ThrowAwayPostgres, args, plans: dict) -> tuple[list[dict], 
         n = len(plan)
         db_total = sum(clock.seconds.values())
         # the wrapped phases run one after the other inside submit (none nests in another), so they add up;
-        # 'other' is the rest of the transaction
+        # 'other' is the rest of the transaction (for batches of up to 64, the writes' one round trip too: they
+        # are sent as a pipeline when its block ends, after persist and outbox insert have queued them)
         known = sum(phases.seconds.values()) + clock.seconds.get("COMMIT", 0.0)
         r = {"path": "direct", "batch": size, "clients": 1, "transfers": n, "requests": len(chunks),
              "seconds": elapsed, "transfers_per_s": n / elapsed, "p50_ms": pct(lat, 50) * 1e3,
@@ -867,6 +942,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relay", choices=("private", "off", "shared"), default="private",
                     help="private: outcome events go to a throw-away topic (default); off: relay disabled; "
                          "shared: the real countypool.ledger.events (leaves bench records there)")
+    ap.add_argument("--relay-mode", choices=("process", "thread"), default="process",
+                    help="process: the service's relay runs in its child process (the service's default when "
+                         "served); thread: in the service's own process, as in-process tests run it")
     ap.add_argument("--kafka-topics", choices=("private", "shared"), default="private",
                     help="private: commands on a throw-away topic with a throw-away consumer group (default); "
                          "shared: countypool.ledger.commands and the group countypool-ledger")
@@ -938,7 +1016,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"PostgreSQL {pg_settings['server_version']} (synchronous_commit={pg_settings['synchronous_commit']}, "
-          f"fsync={pg_settings['fsync']}), {os.cpu_count()} cores, {args.accounts:,} accounts, relay {args.relay}")
+          f"fsync={pg_settings['fsync']}), {os.cpu_count()} cores, {args.accounts:,} accounts, relay {args.relay} "
+          f"({args.relay_mode})")
     print_report(rows, baseline, args)
     print("\nratio = transfers/s of the path / baseline rows/s at the same batch size; kafka rows ('/c' = transfers")
     print("per command) are compared with baseline batch 1000: one consumer poll is one transaction of many commands.")
@@ -971,6 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
         "transfers": {"batch_1": args.b1, "batch_100": args.b100, "batch_1000": args.b1000,
                       "kafka_single_commands": args.kafka_single, "kafka_hundred_commands": args.kafka_hundred},
         "relay": args.relay,
+        "relay_mode": args.relay_mode,
         "kafka_topics": args.kafka_topics,
         "kafka_names": {"events": names.events,
                         "commands": names.commands_topics or ([topics.LEDGER_COMMANDS] if not args.skip_kafka else []),

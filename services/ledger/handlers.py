@@ -3,14 +3,11 @@ consumer. One call = one locked, consistent view, one engine run, one persisted 
 in the caller's transaction."""
 from __future__ import annotations
 
-import os
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-from pydantic_core import to_jsonable_python
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -31,7 +28,8 @@ from services.ledger.domain import (
     create_accounts,
     expire_pending,
 )
-from services.ledger.storage.repository import LedgerRepository, LoadedView
+from services.ledger.domain.transfers import NOT_RECORDED
+from services.ledger.storage.repository import SMALL, LedgerRepository, LoadedView
 from shared.amounts import AmountError, parse_amount
 from shared.consumer import MessageContext, Rejected
 from shared.contracts import topics
@@ -51,8 +49,11 @@ from shared.logs import correlation_id
 from shared.message_bus import MessageBus
 from shared.outbox import Outbox
 from services.ledger.metrics import count_results
+from services.ledger.outcomes import OutboxRows, event_ids
 
 MAX_BATCH = 10_000
+# enum members read once: an Enum attribute lookup goes through a descriptor (per transfer, it shows)
+_OK, _EXISTS, _VOIDED = TransferResult.ok, TransferResult.exists, TransferStatus.voided
 
 
 class BadTransfer(ValueError):
@@ -68,24 +69,16 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-# a plain non-negative decimal with ASCII digits and nothing around it: the common case, parsed with int
-# arithmetic; anything else (sign, whitespace, too many decimals, zero where not allowed) goes to parse_amount,
-# which gives the same figure or the same error
-_PLAIN_AMOUNT = re.compile(r"([0-9]{1,30})(?:\.([0-9]{1,12}))?")
-
-
 def amount_units(text, scale: int, *, allow_zero: bool = False) -> int:
-    """``parse_amount(text, scale, allow_zero=...)`` with a fast path for plain decimal strings."""
-    if type(text) is str:
-        m = _PLAIN_AMOUNT.fullmatch(text)
-        if m is not None:
-            whole, frac = m.groups()
-            if frac is None:
-                units = int(whole) * 10**scale
-            elif len(frac) <= scale:
-                units = int(whole) * 10**scale + int(frac) * 10 ** (scale - len(frac))
-            else:
-                units = -1
+    """``parse_amount(text, scale, allow_zero=...)`` with a fast path for the common case, a plain non-negative
+    decimal of ASCII digits with nothing around it (1-30 digits, optionally a point and 1-12 more), parsed
+    with int arithmetic; anything else (sign, whitespace, too many decimals, zero where not allowed) goes to
+    parse_amount, which gives the same figure or the same error."""
+    if type(text) is str and text.isascii():
+        whole, dot, frac = text.partition(".")
+        if (whole.isdigit() and len(whole) <= 30
+                and (not dot or (frac.isdigit() and len(frac) <= scale))):
+            units = int(whole) * 10**scale + (int(frac) * 10 ** (scale - len(frac)) if dot else 0)
             if units > 0 or (units == 0 and allow_zero):
                 return units
     return parse_amount(text, scale, allow_zero=allow_zero)
@@ -139,13 +132,39 @@ class LedgerApp:
         return outcome
 
     def submit(self, session: Session, requests: list[TransferRequest], *, ensure_accounts: Iterable[NewAccount] = (),
-               causation: str | None = None) -> SubmitResult:
+               causation: str | None = None, correlations: list[tuple[int, str | None]] | None = None) -> SubmitResult:
+        """Apply ``requests`` in order. ``correlations``: (first index, correlation id) of each request merged into
+        this batch by group commit; by default every event correlates with the caller's."""
         if len(requests) > MAX_BATCH:
             raise BadTransfer(MAX_BATCH, "batch_too_large", f"at most {MAX_BATCH} transfers per batch")
         repo = LedgerRepository(session)
-        head = repo.lock_head()
         opened = None
         ensure = list(ensure_accounts)
+        ids = [r.id for r in requests] + [r.post_pending_id or r.void_pending_id for r in requests]
+        accts = [a for r in requests for a in (r.debit_account_id, r.credit_account_id)]
+        if not ensure and not any(r.post_pending_id or r.void_pending_id for r in requests):
+            # every account is named in the batch: the head and all rows locked and read in one go
+            view = repo.lock_and_load(ids, accts)
+        else:
+            view = self._load_opening(session, repo, ids, accts, ensure, causation)
+            opened = view.opened
+        outcome = apply_batch(view, requests, self.clock())
+        rows = self._rows(causation)
+        self._transfer_events(rows, view, requests, outcome, correlations)
+        # small batches: every write of the transaction in one round trip (large ones COPY)
+        with repo.pipeline(len(requests) <= SMALL):
+            repo.persist_batch(outcome)
+            self._write(session, rows)
+        # counted once the transaction commits, so a retried transaction is not counted twice
+        event.listen(session, "after_commit", lambda _s: count_results(requests, outcome), once=True)
+        return SubmitResult(outcome, opened)
+
+    def _load_opening(self, session: Session, repo: LedgerRepository, ids: list[str], accts: list[str],
+                      ensure: list[NewAccount], causation: str | None) -> LoadedView:
+        """The head locked, any missing account of ``ensure`` opened, then the batch's view (with the accounts of
+        the pending transfers it resolves). ``view.opened`` is the accounts' outcome, or None."""
+        head = repo.lock_head()
+        opened = None
         if ensure:
             # insert-or-ignore: make sure every touched account row exists before locking balances
             existing = repo.lock_accounts(sorted({a.id for a in ensure}))
@@ -156,15 +175,9 @@ class LedgerApp:
                 self._emit(session, [self._account_event(a, causation) for a in opened.accounts])
                 if opened.journal:
                     head = type(head)(opened.journal[-1].seq, opened.journal[-1].hash)
-        ids = [r.id for r in requests] + [r.post_pending_id or r.void_pending_id for r in requests]
-        accts = [a for r in requests for a in (r.debit_account_id, r.credit_account_id)]
         view = repo.load_view(head, ids, accts)
-        outcome = apply_batch(view, requests, self.clock())
-        repo.persist_batch(outcome)
-        self._emit(session, self._transfer_events(view, requests, outcome, causation))
-        # counted once the transaction commits, so a retried transaction is not counted twice
-        event.listen(session, "after_commit", lambda _s: count_results(requests, outcome), once=True)
-        return SubmitResult(outcome, opened)
+        view.opened = opened
+        return view
 
     def expire_due(self, session: Session, limit: int = 1000) -> int:
         repo = LedgerRepository(session)
@@ -177,85 +190,84 @@ class LedgerApp:
                           {t.id: t for t in due}, head)
         outcome = expire_pending(view, due, now)
         repo.persist_expiry(outcome)
-        self._emit(session, [self._outcome_event(TransferExpired, t, None, pending_id=t.id) for t in outcome.expired])
+        rows = self._rows(None)
+        self._expiry_events(rows, outcome.expired)
+        self._write(session, rows)
         return len(outcome.expired)
 
     # -- events ------------------------------------------------------------------------------------
+    def _rows(self, causation: str | None) -> OutboxRows:
+        return OutboxRows(self.outbox.source, self.outbox.service, datetime.now(timezone.utc), causation)
+
     def _emit(self, session: Session, envelopes: list[Envelope]) -> None:
         self.outbox.add_many(session, [(e, topics.LEDGER_EVENTS) for e in envelopes])
+
+    def _write(self, session: Session, rows: OutboxRows) -> None:
+        self.outbox.add_rows(session, rows.rows)
 
     def _envelope(self, event, subject: str, causation: str | None) -> Envelope:
         return new_envelope(event, subject=subject, source=self.outbox.source, producer=self.outbox.service,
                             correlation_id=correlation_id.get(), causation_id=causation, event_id=str(uuid.uuid4()))
 
-    def _outcome_envelope(self, cls, data: dict, subject: str, causation: str | None, event_id: str) -> Envelope:
-        """What ``new_envelope(cls.model_construct(**data), ...)`` gives, without building and dumping the event
-        model: ``data`` is already the JSON form of the payload, in the contract's field order."""
-        now = datetime.now(timezone.utc)
-        if not subject or len(subject) > 200:
-            raise ValueError("an event's subject (its aggregate id) must be 1..200 characters")
-        return Envelope.model_construct(
-            id=event_id, source=self.outbox.source, type=cls.type_name(), subject=subject, time=now,
-            aggregatetype=cls.aggregate_type, aggregateversion=0, correlationid=correlation_id.get() or event_id,
-            causationid=causation, recordedat=now, producer=self.outbox.service, data=data)
-
     def _account_event(self, a, causation: str | None) -> Envelope:
         flags = [n for n in ("debits_must_not_exceed_credits", "credits_must_not_exceed_debits", "closed") if getattr(a.flags, n)]
         return self._envelope(AccountOpened(account_id=a.id, asset=a.asset, address=a.address, flags=flags), a.id, causation)
 
-    def _outcome_event(self, cls, t: Transfer, causation: str | None, *, pending_id: str = "", **extra) -> Envelope:
-        asset = self.assets[t.asset]
-        # our own, already-checked figures: constructed without re-validation (one per transfer, hot path)
-        ev = cls.model_construct(transfer_id=t.id, debit_account=t.debit_account_id, credit_account=t.credit_account_id, asset=t.asset,
-                 amount=asset.format(t.amount), code=t.code, pending_id=pending_id, refs=list(t.refs),
-                 metadata=dict(t.metadata), at=t.resolved_at or t.timestamp, **extra)
-        return self._envelope(ev, pending_id or t.id, causation)
+    def _outcome_data(self, t: Transfer, pending_id: str, at: str | None) -> dict:
+        """The JSON form of a TransferPosted/Voided/Expired payload, field for field as the model dumps it (our
+        own, already-checked figures: the hot path builds no event model)."""
+        return {"transfer_id": t.id, "debit_account": t.debit_account_id, "credit_account": t.credit_account_id,
+                "asset": t.asset, "amount": self.assets[t.asset].format(t.amount), "code": t.code,
+                "pending_id": pending_id, "refs": list(t.refs), "metadata": dict(t.metadata), "at": at}
 
-    def _transfer_events(self, view: LoadedView, requests: list[TransferRequest], outcome: BatchOutcome,
-                         causation: str | None) -> list[Envelope]:
+    def _expiry_events(self, rows: OutboxRows, expired: list[Transfer]) -> None:
+        ids = event_ids(len(expired))
+        for t, eid in zip(expired, ids):
+            rows.add(TransferExpired, self._outcome_data(t, t.id, rows.times(t.resolved_at or t.timestamp)), t.id, eid)
+
+    def _transfer_events(self, rows: OutboxRows, view: LoadedView, requests: list[TransferRequest],
+                         outcome: BatchOutcome, correlations: list[tuple[int, str | None]] | None = None) -> None:
+        """One outcome event per request that did something new (ok or a first failure), in request order.
+        ``correlations``: (first index, correlation id) of each request merged into this batch (group commit);
+        by default the whole batch has the caller's."""
         new = {t.id: t for t in outcome.transfers}
-        out: list[Envelope] = []
-        ids = _event_ids(len(requests))
-        times: dict[datetime, str] = {}  # a batch's transfers share a few timestamps: each formatted once
-
-        def at(d: datetime | None) -> str | None:
-            if d is None:
-                return None
-            s = times.get(d)
-            if s is None:
-                s = times[d] = to_jsonable_python(d)
-            return s
-
+        ids = event_ids(len(requests))
+        at = rows.times
+        bounds = correlations or [(0, None)]
+        k = 0
+        corr = bounds[0][1]
+        failed_here: set[str] = set()  # ids whose failure this batch recorded: a retry later in it is silent
         for i, (req, res) in enumerate(zip(requests, outcome.results)):
+            while k + 1 < len(bounds) and bounds[k + 1][0] <= i:
+                k += 1
+                corr = bounds[k][1]
             r = res.result
-            if r is TransferResult.exists:
+            if r is _EXISTS:
                 continue  # said once already, when it happened
-            if r is TransferResult.ok:
+            if r is _OK:
                 t = new[req.id]
                 pid = t.post_pending_id or t.void_pending_id
-                # the payload's JSON form, field for field as TransferPosted/Pending/Voided dump it (the figures
-                # are our own, already checked: the hot path builds no event model)
-                data = {"transfer_id": t.id, "debit_account": t.debit_account_id, "credit_account": t.credit_account_id,
-                        "asset": t.asset, "amount": self.assets[t.asset].format(t.amount), "code": t.code,
-                        "pending_id": "" if t.pending else pid, "refs": list(t.refs), "metadata": dict(t.metadata)}
                 if t.pending:
-                    data["at"] = at(t.timestamp)
+                    data = self._outcome_data(t, "", at(t.timestamp))
                     data["expires_at"] = at(t.expires_at)
-                    out.append(self._outcome_envelope(TransferPending, data, t.id, causation, ids[i]))
+                    rows.add(TransferPending, data, t.id, ids[i], correlation=corr)
                 else:
-                    data["at"] = at(t.resolved_at or t.timestamp)
-                    cls = TransferVoided if t.status is TransferStatus.voided else TransferPosted
-                    out.append(self._outcome_envelope(cls, data, pid or t.id, causation, ids[i]))
+                    cls = TransferVoided if t.status is _VOIDED else TransferPosted
+                    rows.add(cls, self._outcome_data(t, pid, at(t.resolved_at or t.timestamp)), pid or t.id, ids[i],
+                             correlation=corr)
                 continue
-            if isinstance(view.transfer(req.id), FailedTransfer):
+            if req.id in failed_here or isinstance(view.transfer(req.id), FailedTransfer):
                 continue  # a retry of an id that already failed: the rejection was published then
+            if r not in NOT_RECORDED:
+                failed_here.add(req.id)
             asset = self._asset_of(view, req)
             amount = self.assets[asset].format(req.amount) if asset in self.assets else str(req.amount)
+            # built from the caller's input: validated by its model
             ev = TransferRejected(transfer_id=req.id, debit_account=req.debit_account_id, credit_account=req.credit_account_id,
                                   asset=asset, amount=amount, code=req.code, pending_id=req.post_pending_id or req.void_pending_id,
                                   refs=list(req.refs), metadata=dict(req.metadata), at=self.clock(), reason=r.value)
-            out.append(self._envelope(ev, req.post_pending_id or req.void_pending_id or req.id or "unknown", causation))
-        return out
+            rows.add(TransferRejected, ev.model_dump(mode="json", by_alias=True),
+                     req.post_pending_id or req.void_pending_id or req.id or "unknown", ids[i], correlation=corr)
 
     @staticmethod
     def _asset_of(view: LoadedView, req: TransferRequest) -> str:
@@ -265,13 +277,6 @@ class LedgerApp:
                 return a.asset
         p = view.transfer(req.post_pending_id or req.void_pending_id)
         return p.asset if isinstance(p, Transfer) else "UNKNOWN"
-
-
-def _event_ids(n: int) -> list[str]:
-    """``n`` random (version 4) UUIDs, as ``str(uuid.uuid4())`` gives them, from one read of the system's random
-    source instead of one per event (each read releases the GIL, and getting it back waits on busy threads)."""
-    raw = os.urandom(16 * n)
-    return [str(uuid.UUID(bytes=raw[k:k + 16], version=4)) for k in range(0, 16 * n, 16)]
 
 
 def build_bus(app: LedgerApp) -> tuple[MessageBus, Callable[[Session, list[MessageContext]], None]]:

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.ledger.api.routes import router
 from services.ledger.auditor import JournalAuditor
+from services.ledger.group_commit import GroupCommit
 from services.ledger.handlers import LedgerApp, build_bus
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.storage.tables import metadata
@@ -27,6 +28,10 @@ class LedgerSettings(ServiceSettings):
     # who may send transfer commands over Kafka (departments never do: they publish domain events)
     command_sources: list[str] = ["/countypool/quota", "/countypool/settlement"]
     consumer_max_message_bytes: int = 1024 * 1024  # a command may carry thousands of transfers
+    relay_batch_size: int = 2000  # a batch of transfers is as many outcome events: fewer, larger relay rounds
+    # the outbox relay publishes from a child process when the service is served (not in-process tests): a
+    # batch of 1,000 transfers is 1,000 outcome events, whose publishing would otherwise share the API's GIL
+    relay_process: bool = True
 
 
 def command_source_check(allowed: list[str]):
@@ -56,6 +61,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
                      title="CountyPool ledger", description="Double-entry book of record for every quota and every fen.")
     app.state.runtime = runtime
     app.state.ledger = ledger
+    app.state.group_commit = GroupCommit(lambda reqs, correlations: runtime.transaction(
+        lambda uow: ledger.submit(uow.session, reqs, correlations=correlations)).outcome)
     app.include_router(router)
     LedgerMetrics(runtime).install()
     expiry = PendingExpiry(runtime, ledger, getattr(settings, "expiry_interval_seconds", 1.0))

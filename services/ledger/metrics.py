@@ -53,5 +53,9 @@ class LedgerMetrics:
 
 
 def count_results(requests, outcome) -> None:
+    counts: dict[tuple[str, str], int] = {}  # a batch has few (result, code) pairs: one labels() call each
     for req, res in zip(requests, outcome.results):
-        TRANSFERS.labels(res.result.value, req.code or "none").inc()
+        key = (res.result.value, req.code or "none")
+        counts[key] = counts.get(key, 0) + 1
+    for (result, code), n in counts.items():
+        TRANSFERS.labels(result, code).inc(n)

@@ -8,8 +8,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from shared.outbox import OutboxRelay
+from shared.envelope import new_envelope
+from shared.outbox import Outbox, OutboxRelay
 from tests.support.machinery import WidgetAdded, envelope_of, make_db, messaging, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +73,52 @@ def test_late_committing_transaction_is_delayed_not_skipped(pg_url, kafka_bootst
     keys = [envelope_of(r)["subject"] for r in read_all(kafka_bootstrap, unique_topic, expect=2)]
     assert sorted(keys) == ["fast", "slow"]
     assert keys == ["slow", "fast"], "published in position order"
+    relay.stop()
+
+
+def test_a_long_transaction_in_another_database_does_not_hold_the_relay_back(pg_url, kafka_bootstrap, unique_topic):
+    """Services share a PostgreSQL server: a transaction left open in another database (a long report, a
+    replay) is no reason to wait; one in this database still is (the test above)."""
+    db, outbox = make_db(pg_url)
+    elsewhere = create_engine(make_url(pg_url).set(database="postgres"))
+    with elsewhere.connect() as other:
+        other.execute(text("SELECT pg_current_xact_id()"))  # holds a transaction id, open until the block ends
+        _write(db, outbox, unique_topic, "w", 1)
+        relay = OutboxRelay(db, messaging["outbox"], kafka_bootstrap)
+        assert relay.publish_batch() == 1, "published although another database has an older transaction open"
+        slow = db.sessions()
+        slow.begin()
+        outbox.add(slow, WidgetAdded(widget_id="w", seq=2), subject="w", topic=unique_topic)
+        slow.flush()
+        _write(db, outbox, unique_topic, "w", 3)
+        assert relay.publish_batch() == 0, "a late transaction of this database still holds later rows back"
+        slow.commit()
+        slow.close()
+        other.rollback()
+    elsewhere.dispose()
+    relay.drain()
+    seqs = [envelope_of(r)["data"]["seq"] for r in read_all(kafka_bootstrap, unique_topic, expect=3)]
+    assert seqs == [1, 2, 3]
+    relay.stop()
+
+
+def test_rows_added_serialized_are_published_as_written(db_url, kafka_bootstrap, unique_topic):
+    """Outbox.add_rows (events a service serialized itself): INSERTs for a few rows, COPY for many, the
+    same rows and the same order either way."""
+    db, outbox = make_db(db_url)
+    for n in (3, Outbox.SMALL + 5):
+        with db.sessions() as s, s.begin():
+            envs = [new_envelope(WidgetAdded(widget_id=f"r{n}", seq=i), subject=f"r{n}", source=outbox.source)
+                    for i in range(n)]
+            outbox.add_rows(s, [{"event_id": e.id, "event_type": e.type, "topic": unique_topic, "key": e.subject,
+                                 "envelope": e.to_json().decode(), "created_at": e.recordedat} for e in envs])
+    relay = OutboxRelay(db, messaging["outbox"], kafka_bootstrap)
+    relay.drain()
+    records = read_all(kafka_bootstrap, unique_topic, expect=3 + Outbox.SMALL + 5)
+    seen = defaultdict(list)
+    for r in records:
+        seen[r.key.decode()].append(envelope_of(r)["data"]["seq"])
+    assert seen == {"r3": [0, 1, 2], f"r{Outbox.SMALL + 5}": list(range(Outbox.SMALL + 5))}
     relay.stop()
 
 

@@ -24,7 +24,7 @@ from typing import Iterable
 
 from .accounts import Account
 from .balances import C_PENDING, C_POSTED, CREDIT_ACCOUNT, D_PENDING, D_POSTED, DEBIT_ACCOUNT
-from .journal import JournalEntry, chain_drafts, iso_utc
+from .journal import JournalEntry, chain_drafts, iso_utc, posted_payload_json
 from .transfers import (
     MAX_BALANCE,
     NOT_RECORDED,
@@ -269,7 +269,12 @@ class _Batch:
         if undo is not None:
             undo.append((tid, _MISSING))
         self.records[tid] = rec
-        self.drafts.append((kind, tid, _payload(payload, refs, meta) if (refs or meta) else payload))
+        if refs or meta:
+            self.drafts.append((kind, tid, _payload(payload, refs, meta)))
+        elif pending:
+            self.drafts.append((kind, tid, payload))
+        else:  # the common entry: its canonical JSON written out directly
+            self.drafts.append((kind, tid, payload, posted_payload_json(dr_id, cr_id, dr.asset, amount, req.code)))
         return _OK
 
     def second_phase(self, req: TransferRequest, pid: str, post: bool, amount: int) -> R:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import sha256
+from json.encoder import encode_basestring as _quote  # a JSON string as json quotes it (non-ASCII kept)
 from typing import Iterable, Mapping
 
 from .view import GENESIS_HASH
@@ -21,12 +22,13 @@ KINDS = frozenset(
 )
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
 try:  # the same encoding through json's C encoder built once (json.dumps rebuilds it per call): the
     # journal hash is on the hot path of every transfer
-    from json.encoder import c_make_encoder, encode_basestring
+    from json.encoder import c_make_encoder
 
     if c_make_encoder is not None:
-        _c_encode = c_make_encoder(None, None, encode_basestring, None, ":", ",", True, False, False)
+        _c_encode = c_make_encoder(None, None, _quote, None, ":", ",", True, False, False)
         _encode = lambda doc: "".join(_c_encode(doc, 0))  # noqa: E731
 except ImportError:  # pragma: no cover - pure-Python json
     pass
@@ -41,6 +43,9 @@ class JournalEntry:
     recorded_at: str  # ISO-8601 UTC, microseconds
     prev_hash: str
     hash: str
+    # the payload's canonical JSON when this entry was chained here (storage writes it without encoding the
+    # payload again); not an init field, so dataclasses.replace(entry, payload=...) never keeps a stale one
+    payload_json: str = field(default="", init=False, compare=False, repr=False)
 
 
 def entry_hash(seq: int, kind: str, transfer_id: str, payload: Mapping, recorded_at: str, prev_hash: str) -> str:
@@ -85,19 +90,40 @@ def chain(
     return _chain_trusted(prev_hash, seq, kind, transfer_id, payload, recorded_at)
 
 
-def _chain_trusted(prev_hash, seq, kind, transfer_id, payload, recorded_at) -> JournalEntry:
-    # the engine builds payloads itself, so it skips re-validation
-    h = entry_hash(seq, kind, transfer_id, payload, recorded_at, prev_hash)
-    return JournalEntry(seq, kind, transfer_id, payload, recorded_at, prev_hash, h)
+def _hash_doc(seq: int, kind: str, transfer_id: str, payload_json: str, recorded_at: str, prev_hash: str) -> str:
+    """The canonical JSON that entry_hash hashes, around an already-encoded payload: the keys in sorted order
+    (kind, payload, prev_hash, recorded_at, seq, transfer_id), strings quoted as the encoder quotes them."""
+    return (f'{{"kind":{_quote(kind)},"payload":{payload_json},"prev_hash":{_quote(prev_hash)},'
+            f'"recorded_at":{_quote(recorded_at)},"seq":{int(seq)},"transfer_id":{_quote(transfer_id)}}}')
 
 
-def chain_drafts(prev_hash: str, last_seq: int, drafts: list[tuple[str, str, dict]], recorded_at: str) -> list[JournalEntry]:
-    """Chain (kind, transfer_id, payload) drafts after the head (last_seq, prev_hash)."""
+def posted_payload_json(debit: str, credit: str, asset: str, amount: int, code: str) -> str:
+    """The canonical JSON of a transfer_posted payload without refs or metadata (the common entry), written
+    out in sorted key order instead of sorting a dict per entry: the same text as encoding the payload."""
+    return (f'{{"amount":{int(amount)},"asset":{_quote(asset)},"code":{_quote(code)},'
+            f'"credit_account_id":{_quote(credit)},"debit_account_id":{_quote(debit)},'
+            f'"delta.credits_pending":0,"delta.credits_posted":{int(amount)},'
+            f'"delta.debits_pending":0,"delta.debits_posted":{int(amount)}}}')
+
+
+def _chain_trusted(prev_hash, seq, kind, transfer_id, payload, recorded_at, payload_json=None) -> JournalEntry:
+    # the engine builds payloads itself, so it skips re-validation; the payload is encoded once, for the hash
+    # and for storage (or was already, by the engine: ``payload_json``)
+    pj = payload_json or _encode(payload)
+    h = sha256(_hash_doc(seq, kind, transfer_id, pj, recorded_at, prev_hash).encode("utf-8")).hexdigest()
+    e = JournalEntry(seq, kind, transfer_id, payload, recorded_at, prev_hash, h)
+    object.__setattr__(e, "payload_json", pj)
+    return e
+
+
+def chain_drafts(prev_hash: str, last_seq: int, drafts: list[tuple], recorded_at: str) -> list[JournalEntry]:
+    """Chain (kind, transfer_id, payload) drafts after the head (last_seq, prev_hash); a draft may carry the
+    payload's canonical JSON as a fourth item."""
     out = []
     seq = last_seq
-    for kind, tid, payload in drafts:
+    for draft in drafts:
         seq += 1
-        e = _chain_trusted(prev_hash, seq, kind, tid, payload, recorded_at)
+        e = _chain_trusted(prev_hash, seq, draft[0], draft[1], draft[2], recorded_at, draft[3] if len(draft) > 3 else None)
         out.append(e)
         prev_hash = e.hash
     return out

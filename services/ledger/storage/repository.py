@@ -8,10 +8,11 @@ order, so writers queue instead of deadlocking, and no interleaving can overdraw
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.ledger.domain import (
@@ -27,7 +28,8 @@ from services.ledger.domain import (
     TransferResult,
     TransferStatus,
 )
-from shared.bulk import bulk_insert, id_in
+from shared.bulk import id_in
+from shared.outbox import Outbox, copy_binary, insert_rows
 from services.ledger.storage.tables import accounts as A
 from services.ledger.storage.tables import failed_transfers as F
 from services.ledger.storage.tables import journal as J
@@ -85,34 +87,59 @@ def transfer_from_row(r) -> Transfer:
     )
 
 
-def _transfer_row(t: Transfer) -> dict:
-    return {
-        "id": t.id, "debit_account_id": t.debit_account_id, "credit_account_id": t.credit_account_id,
-        "asset": t.asset, "amount": t.amount, "code": t.code, "pending": t.pending,
-        "timeout_seconds": t.timeout_seconds, "post_pending_id": t.post_pending_id,
-        "void_pending_id": t.void_pending_id, "linked": t.linked,
-        "refs": json.dumps(list(t.refs), ensure_ascii=False) if t.refs else "[]",
-        "metadata": json.dumps(dict(t.metadata), ensure_ascii=False) if t.metadata else "{}",
-        "timestamp": t.timestamp, "status": t.status.value, "expires_at": t.expires_at,
-        "posted_amount": t.posted_amount, "resolved_by": t.resolved_by, "resolved_at": t.resolved_at,
-    }
+_TRANSFER_COLUMNS = ("id", "debit_account_id", "credit_account_id", "asset", "amount", "code", "pending",
+                     "timeout_seconds", "post_pending_id", "void_pending_id", "linked", "refs", "metadata",
+                     "timestamp", "status", "expires_at", "posted_amount", "resolved_by", "resolved_at")
+
+
+def _transfer_values(t: Transfer) -> tuple:
+    """A transfers row in _TRANSFER_COLUMNS order (a tuple: a batch writes up to 10,000)."""
+    return (t.id, t.debit_account_id, t.credit_account_id, t.asset, t.amount, t.code, t.pending, t.timeout_seconds,
+            t.post_pending_id, t.void_pending_id, t.linked,
+            json.dumps(list(t.refs), ensure_ascii=False) if t.refs else "[]",
+            json.dumps(dict(t.metadata), ensure_ascii=False) if t.metadata else "{}",
+            t.timestamp, t.status.value, t.expires_at, t.posted_amount, t.resolved_by, t.resolved_at)
+
+
+_JOURNAL_COLUMNS = ("seq", "kind", "transfer_id", "account_id", "debit_account_id", "credit_account_id",
+                    "d_debits_pending", "d_debits_posted", "d_credits_pending", "d_credits_posted", "payload",
+                    "recorded_at", "prev_hash", "hash")
+
+
+def _journal_values(e: JournalEntry, recorded_at: datetime | None = None) -> tuple:
+    """A journal row in _JOURNAL_COLUMNS order; the payload's canonical JSON is the one the hash was computed
+    over when the entry was chained in this process."""
+    p = e.payload
+    pj = e.payload_json or json.dumps(p, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    at = recorded_at or datetime.fromisoformat(e.recorded_at)
+    if e.kind == "account_created":
+        return (e.seq, e.kind, e.transfer_id, p["account_id"], None, None, 0, 0, 0, 0, pj, at, e.prev_hash, e.hash)
+    return (e.seq, e.kind, e.transfer_id, None, p["debit_account_id"], p["credit_account_id"],
+            p["delta.debits_pending"], p["delta.debits_posted"], p["delta.credits_pending"],
+            p["delta.credits_posted"], pj, at, e.prev_hash, e.hash)
 
 
 def _journal_row(e: JournalEntry) -> dict:
-    p = e.payload
-    created = e.kind == "account_created"
-    return {
-        "seq": e.seq, "kind": e.kind, "transfer_id": e.transfer_id,
-        "account_id": p["account_id"] if created else None,
-        "debit_account_id": None if created else p["debit_account_id"],
-        "credit_account_id": None if created else p["credit_account_id"],
-        "d_debits_pending": 0 if created else p["delta.debits_pending"],
-        "d_debits_posted": 0 if created else p["delta.debits_posted"],
-        "d_credits_pending": 0 if created else p["delta.credits_pending"],
-        "d_credits_posted": 0 if created else p["delta.credits_posted"],
-        "payload": json.dumps(p, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-        "recorded_at": datetime.fromisoformat(e.recorded_at), "prev_hash": e.prev_hash, "hash": e.hash,
-    }
+    return dict(zip(_JOURNAL_COLUMNS, _journal_values(e)))
+
+
+# Up to this many rows a table gets INSERT statements (which a pipeline sends together with the rest of the
+# transaction), above it COPY (one stream, cheapest per row, but two round trips and never in a pipeline);
+# the outbox draws the same line, so a batch of at most SMALL transfers never COPYs inside a pipeline.
+SMALL = Outbox.SMALL
+
+
+def copy_rows(session: Session, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert value tuples in ``columns`` order. PostgreSQL: a binary COPY, or for at most SMALL rows an
+    executemany with binary parameters (inside a pipeline, no round trip of its own); elsewhere executemany."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(table.insert(), [dict(zip(columns, r)) for r in rows])
+    elif len(rows) <= SMALL:
+        insert_rows(session, table, columns, rows)
+    else:
+        copy_binary(session, table, columns, rows)
 
 
 def journal_entry_from_row(r) -> JournalEntry:
@@ -135,6 +162,7 @@ class LoadedView:
         self.accounts = accounts
         self.transfers = transfers
         self.head = head
+        self.opened: AccountBatchOutcome | None = None  # accounts opened just before loading, if any
 
     def account(self, account_id: str) -> Account | None:
         return self.accounts.get(account_id)
@@ -146,23 +174,107 @@ class LoadedView:
         return self.head
 
 
+# PostgreSQL, on the write path: statements sent through the transaction's psycopg connection with binary
+# parameters and results. SQLAlchemy's text-format arrays quote every id in Python (~5 ms per 2,000 ids, four
+# arrays per batch), and its per-statement overhead is most of a single transfer's time.
+_PG_HEAD = "SELECT seq, hash FROM journal_head WHERE id = 1 FOR UPDATE"
+_PG_TRANSFERS = f"SELECT {', '.join(c.name for c in T.c)} FROM transfers WHERE id = ANY(%b)"
+_PG_FAILED = "SELECT id, fingerprint, result, failed_at FROM failed_transfers WHERE id = ANY(%b)"
+# FOR UPDATE with ORDER BY locks rows in the order the sort emits them: one order for every writer
+_PG_LOCK_ACCOUNTS = (f"SELECT {', '.join(c.name for c in _ACCOUNT_COLUMNS)} FROM accounts WHERE id = ANY(%b) "
+                     "ORDER BY id FOR UPDATE")
+_PG_SET_BALANCES = (
+    "UPDATE accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, "
+    "credits_posted = v.cpo FROM unnest(%b::varchar[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[]) "
+    "AS v(id, dp, dpo, cp, cpo) WHERE a.id = v.id")
+_PG_SET_TRANSFERS = (
+    "UPDATE transfers AS t SET status = v.status, posted_amount = v.posted, resolved_by = v.by, resolved_at = v.at "
+    "FROM unnest(%b::varchar[], %b::varchar[], %b::bigint[], %b::varchar[], %b::timestamptz[]) "
+    "AS v(id, status, posted, by, at) WHERE t.id = v.id")
+_PG_SET_HEAD = "UPDATE journal_head SET seq = %b, hash = %b WHERE id = 1"
+
+
+def _transfer_from_tuple(r) -> Transfer:
+    (tid, dr, cr, asset, amount, code, pending, timeout, post_id, void_id, linked, refs, meta, ts, status,
+     expires_at, posted, by, resolved_at) = r
+    return Transfer(tid, dr, cr, asset, amount, code, pending, timeout, post_id, void_id, linked,
+                    tuple(json.loads(refs)), json.loads(meta), _utc(ts), TransferStatus(status), _utc(expires_at),
+                    posted, by, _utc(resolved_at))
+
+
 class LedgerRepository:
     def __init__(self, session: Session):
         self.s = session
         self.pg = session.get_bind().dialect.name == "postgresql"
 
+    def _conn(self):
+        return self.s.connection().connection.driver_connection  # the psycopg connection of this transaction
+
+    def _raw(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        """A statement on the transaction's own psycopg connection, binary parameters and results (PostgreSQL)."""
+        with self._conn().cursor(binary=True) as cur:  # %b: binary parameters (arrays dumped without quoting)
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
+
+    def _send(self, sql: str, params: tuple | list = ()) -> None:
+        """A statement whose result is not read: inside a pipeline it waits for the pipeline's one round trip."""
+        self._conn().execute(sql, params, binary=True)
+
+    @contextmanager
+    def pipeline(self, enabled: bool = True) -> Iterator[None]:
+        """PostgreSQL: the statements run inside are sent together and answered in one round trip (psycopg's
+        pipeline mode; an error surfaces when it ends, and the transaction rolls back as usual). COPY is not
+        allowed in it: use it for writes of at most SMALL rows per table."""
+        if not (self.pg and enabled):
+            yield
+            return
+        with self._conn().pipeline():
+            yield
+
     # -- writing -----------------------------------------------------------------------------------
     def lock_head(self) -> JournalHead:
-        q = select(H.c.seq, H.c.hash).where(H.c.id == 1)
-        row = self.s.execute(q.with_for_update() if self.pg else q).one()
+        if self.pg:
+            seq, h = self._raw(_PG_HEAD)[0]
+            return JournalHead(seq, h)
+        row = self.s.execute(select(H.c.seq, H.c.hash).where(H.c.id == 1)).one()
         return JournalHead(row.seq, row.hash)
+
+    def lock_and_load(self, transfer_ids: Iterable[str], account_ids: Iterable[str]) -> LoadedView:
+        """lock_head, then load_view, for a batch without second phases (whose accounts are all named in it):
+        on PostgreSQL in one round trip, the head locked first, then the accounts in sorted order."""
+        if not self.pg:
+            return self.load_view(self.lock_head(), transfer_ids, account_ids)
+        tids = sorted({t for t in transfer_ids if t})
+        aids = sorted({a for a in account_ids if a})
+        conn = self._conn()
+        with conn.pipeline():
+            head = conn.execute(_PG_HEAD, binary=True)
+            found = [conn.execute(_PG_TRANSFERS, (c,), binary=True) for c in _chunks(tids)]
+            failed = [conn.execute(_PG_FAILED, (c,), binary=True) for c in _chunks(tids)]
+            locked = [conn.execute(_PG_LOCK_ACCOUNTS, (c,), binary=True) for c in _chunks(aids)]
+        seq, h = head.fetchone()
+        transfers: dict[str, Transfer | FailedTransfer] = {}
+        for cur in found:
+            transfers.update((t.id, t) for t in map(_transfer_from_tuple, cur.fetchall()))
+        for cur in failed:
+            for fid, fingerprint, result, failed_at in cur.fetchall():
+                transfers[fid] = FailedTransfer(fid, fingerprint, TransferResult(result), _utc(failed_at))
+        accounts: dict[str, Account] = {}
+        for cur in locked:
+            accounts.update(_accounts_from_tuples(cur.fetchall()))
+        return LoadedView(accounts, transfers, JournalHead(seq, h))
 
     def load_view(self, head: JournalHead, transfer_ids: Iterable[str], account_ids: Iterable[str]) -> LoadedView:
         tids = sorted({t for t in transfer_ids if t})
         transfers = {t.id: t for t in self.transfers_by_id(tids)}
         for chunk in _chunks(tids):
-            for r in self.s.execute(select(F).where(id_in(F.c.id, chunk, self.s))).all():
-                transfers[r.id] = FailedTransfer(r.id, r.fingerprint, TransferResult(r.result), _utc(r.failed_at))
+            if self.pg:
+                failed = self._raw(_PG_FAILED, (chunk,))
+            else:
+                failed = self.s.execute(select(F.c.id, F.c.fingerprint, F.c.result, F.c.failed_at)
+                                        .where(id_in(F.c.id, chunk, self.s))).all()
+            for fid, fingerprint, result, failed_at in failed:
+                transfers[fid] = FailedTransfer(fid, fingerprint, TransferResult(result), _utc(failed_at))
         # second phases touch the pending transfer's accounts
         aids = {a for a in account_ids if a}
         for t in transfers.values():
@@ -173,10 +285,11 @@ class LedgerRepository:
     def lock_accounts(self, ids: list[str]) -> dict[str, Account]:
         out: dict[str, Account] = {}
         for chunk in _chunks(ids):
-            q = select(*_ACCOUNT_COLUMNS).where(id_in(A.c.id, chunk, self.s)).order_by(A.c.id)
             if self.pg:
-                q = q.with_for_update()
-            out.update(_accounts_from_tuples(self.s.execute(q).all()))
+                rows = self._raw(_PG_LOCK_ACCOUNTS, (chunk,))
+            else:
+                rows = self.s.execute(select(*_ACCOUNT_COLUMNS).where(id_in(A.c.id, chunk, self.s)).order_by(A.c.id)).all()
+            out.update(_accounts_from_tuples(rows))
         return out
 
     def persist_accounts(self, outcome: AccountBatchOutcome) -> None:
@@ -192,9 +305,9 @@ class LedgerRepository:
         self._append(outcome.journal)
 
     def persist_batch(self, outcome: BatchOutcome) -> None:
-        bulk_insert(self.s, T, [_transfer_row(t) for t in outcome.transfers])
-        bulk_insert(self.s, F, [{"id": f.id, "fingerprint": f.fingerprint, "result": f.result.value,
-                                 "failed_at": f.timestamp} for f in outcome.failures])
+        copy_rows(self.s, T, _TRANSFER_COLUMNS, [_transfer_values(t) for t in outcome.transfers])
+        copy_rows(self.s, F, ("id", "fingerprint", "result", "failed_at"),
+                  [(f.id, f.fingerprint, f.result.value, f.timestamp) for f in outcome.failures])
         self._update_transfers(outcome.updated_transfers)
         self._update_balances(outcome.accounts)
         self._append(outcome.journal)
@@ -214,14 +327,9 @@ class LedgerRepository:
 
     def _update_transfers(self, items: list[Transfer]) -> None:
         if items and self.pg:
-            self.s.execute(text(
-                "UPDATE transfers AS t SET status = v.status, posted_amount = v.posted, resolved_by = v.by, "
-                "resolved_at = v.at FROM unnest(CAST(:ids AS varchar[]), CAST(:status AS varchar[]), "
-                "CAST(:posted AS bigint[]), CAST(:by AS varchar[]), CAST(:at AS timestamptz[])) "
-                "AS v(id, status, posted, by, at) WHERE t.id = v.id"),
-                {"ids": [t.id for t in items], "status": [t.status.value for t in items],
-                 "posted": [t.posted_amount for t in items], "by": [t.resolved_by for t in items],
-                 "at": [t.resolved_at for t in items]})
+            self._send(_PG_SET_TRANSFERS, ([t.id for t in items], [t.status.value for t in items],
+                                          [t.posted_amount for t in items], [t.resolved_by for t in items],
+                                          [t.resolved_at for t in items]))
         elif items:
             self.s.connection().execute(self._SET_TRANSFER, [
                 {"k_id": t.id, "k_status": t.status.value, "k_posted": t.posted_amount, "k_by": t.resolved_by,
@@ -230,14 +338,9 @@ class LedgerRepository:
     def _update_balances(self, items: list[Account]) -> None:
         if items and self.pg:
             # one statement for the whole batch (PostgreSQL): unnest the new balances and join on id
-            self.s.execute(text(
-                "UPDATE accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, "
-                "credits_posted = v.cpo FROM unnest(CAST(:ids AS varchar[]), CAST(:dp AS bigint[]), "
-                "CAST(:dpo AS bigint[]), CAST(:cp AS bigint[]), CAST(:cpo AS bigint[])) AS v(id, dp, dpo, cp, cpo) "
-                "WHERE a.id = v.id"),
-                {"ids": [a.id for a in items], "dp": [a.debits_pending for a in items],
-                 "dpo": [a.debits_posted for a in items], "cp": [a.credits_pending for a in items],
-                 "cpo": [a.credits_posted for a in items]})
+            self._send(_PG_SET_BALANCES, ([a.id for a in items], [a.debits_pending for a in items],
+                                         [a.debits_posted for a in items], [a.credits_pending for a in items],
+                                         [a.credits_posted for a in items]))
         elif items:
             self.s.connection().execute(self._SET_BALANCE, [
                 {"k_id": a.id, "k_dp": a.debits_pending, "k_dpo": a.debits_posted, "k_cp": a.credits_pending,
@@ -246,9 +349,19 @@ class LedgerRepository:
     def _append(self, entries: list[JournalEntry]) -> None:
         if not entries:
             return
-        bulk_insert(self.s, J, [_journal_row(e) for e in entries])
+        at: dict[str, datetime] = {}  # a batch's entries share one recorded_at: parsed once
+        rows = []
+        for e in entries:
+            d = at.get(e.recorded_at)
+            if d is None:
+                d = at[e.recorded_at] = datetime.fromisoformat(e.recorded_at)
+            rows.append(_journal_values(e, d))
+        copy_rows(self.s, J, _JOURNAL_COLUMNS, rows)
         last = entries[-1]
-        self.s.execute(update(H).where(H.c.id == 1).values(seq=last.seq, hash=last.hash))
+        if self.pg:
+            self._send(_PG_SET_HEAD, (last.seq, last.hash))
+        else:
+            self.s.execute(update(H).where(H.c.id == 1).values(seq=last.seq, hash=last.hash))
 
     def due_pending(self, now: datetime, limit: int = 1000) -> list[Transfer]:
         rows = self.s.execute(select(T).where(and_(T.c.status == "pending", T.c.expires_at <= now))
@@ -259,7 +372,10 @@ class LedgerRepository:
     def transfers_by_id(self, ids: list[str]) -> list[Transfer]:
         out = []
         for chunk in _chunks(ids):
-            out.extend(transfer_from_row(r) for r in self.s.execute(select(T).where(id_in(T.c.id, chunk, self.s))).all())
+            if self.pg:
+                out.extend(_transfer_from_tuple(r) for r in self._raw(_PG_TRANSFERS, (chunk,)))
+            else:
+                out.extend(transfer_from_row(r) for r in self.s.execute(select(T).where(id_in(T.c.id, chunk, self.s))).all())
         return out
 
     def failed(self, transfer_id: str) -> FailedTransfer | None:
