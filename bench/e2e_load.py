@@ -6,8 +6,9 @@ at the end.
 
 What flows: QuotaReleaseSubmitted envelopes (the generator's releases under fresh ids, from
 /departments/ecology, /departments/development-reform, /departments/natural-resources) on
-countypool.intake.quota. The quota service (its own process) takes each in as a lot and sends the ledger a
-linked TransfersRequested command through its outbox; the ledger service (its own process) posts
+countypool.intake.quota. The quota service (its own process) takes each in as a lot and sends the ledger the
+lot's linked chain through its outbox (a poll's lots share TransfersRequested commands of up to 400
+transfers: services/quota/batch.py); the ledger service (its own process) posts
 ``quota/intake/release:<id>`` (and the retired share) and answers TransferPosted, which quota consumes
 (lot booked). The county policy says ``verification: accept``.
 
@@ -198,18 +199,30 @@ def run_step(infra: Infra, producer, factory: ReleaseFactory, rate: float, secon
 
 
 def cpu_seconds(infra: Infra, services: Services) -> dict[str, float]:
-    """CPU time (user + system) so far of each service process, the broker, and all PostgreSQL processes."""
+    """CPU time (user + system) so far of each service process with its children (the ledger's relay runs in
+    one), the broker, and all PostgreSQL processes."""
     tick = os.sysconf("SC_CLK_TCK")
 
-    def of(pid) -> float:
+    def stat(pid) -> list[str]:
         try:
             with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            return 0.0
+                return f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return []
 
-    out = {s: of(services.pid(s)) for s in services.names}
+    def of(pid) -> float:
+        fields = stat(pid)
+        return (int(fields[11]) + int(fields[12])) / tick if len(fields) > 12 else 0.0
+
+    children: dict[str, list[str]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit() and len(fields := stat(d)) > 1:
+            children.setdefault(fields[1], []).append(d)
+
+    def tree(pid) -> float:
+        return of(pid) + sum(tree(c) for c in children.get(str(pid), []))
+
+    out = {s: tree(services.pid(s)) for s in services.names}
     out["kafka"] = of(infra.kafka_pid())
     pg = 0.0
     for d in os.listdir("/proc"):

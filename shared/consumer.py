@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -24,6 +24,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from shared.bulk import bulk_insert, id_in
 from shared.contracts.topics import dlq
 from shared.db import Database, retry_reason
 from shared.envelope import Envelope, EnvelopeError, Event, decode
@@ -63,8 +64,10 @@ class MessageContext:
 
 Handler = Callable[[MessageContext], None]
 # Optional: apply many messages at once (one engine call per poll, as the ledger does). It runs in one
-# savepoint; if it raises, the batch falls back to the per-message handler so only bad messages are refused.
-BatchHandler = Callable[[Session, list[MessageContext]], None]
+# savepoint and may refuse single messages it left without effect: it returns {event id: Rejected} for those
+# (or None), they are dead-lettered and the rest commit. If it raises, the batch falls back to the
+# per-message handler so only bad messages are refused.
+BatchHandler = Callable[[Session, list[MessageContext]], Mapping[str, Rejected] | None]
 Authorizer = Callable[[Envelope, str], None]  # raises EnvelopeError("unauthorized_source", ...) to refuse
 
 
@@ -273,7 +276,7 @@ class IdempotentConsumer:
                     continue
                 seen[env.id] = digest
                 fresh.append((rec, env, ev, digest))
-            outcomes = self._handle_batch(session, fresh) if self.batch_handler and fresh else None
+            outcomes = self._handle_batch(session, fresh, dead) if self.batch_handler and fresh else None
             if outcomes is None:
                 outcomes = [self._handle_one(session, rec, env, ev, dead) for rec, env, ev, _ in fresh]
             now = datetime.now(timezone.utc)
@@ -282,8 +285,7 @@ class IdempotentConsumer:
                      digest=digest, outcome=outcome, processed_at=now)
                 for (rec, env, _, digest), outcome in zip(fresh, outcomes) if outcome is not None
             ]
-            if rows:
-                session.execute(self.inbox.insert(), rows)
+            bulk_insert(session, self.inbox, rows)
             for row in rows:
                 counts[(row["topic"], row["outcome"])] = counts.get((row["topic"], row["outcome"]), 0) + 1
             self._save_positions(session, records)
@@ -300,13 +302,13 @@ class IdempotentConsumer:
             EVENTS_DEAD_LETTERED.labels(self.service, d.record.topic, d.reason).inc()
         self.stats.dead_lettered += len(dead)
 
-    def _handle_batch(self, session: Session, fresh: list) -> list[str] | None:
+    def _handle_batch(self, session: Session, fresh: list, dead: list[_DeadLetter]) -> list[str | None] | None:
         wanted = [(rec, env, ev) for rec, env, ev, _ in fresh
                   if self.handled_types is None or env.event_name in self.handled_types]
         savepoint = session.begin_nested()
         try:
-            self.batch_handler(session, [MessageContext(session, env, ev, self.outbox, rec.topic, rec.partition, rec.offset)
-                                         for rec, env, ev in wanted])
+            refused = self.batch_handler(session, [MessageContext(session, env, ev, self.outbox, rec.topic, rec.partition,
+                                                                  rec.offset) for rec, env, ev in wanted]) or {}
             savepoint.commit()
         except DBAPIError as exc:
             savepoint.rollback()
@@ -319,7 +321,11 @@ class IdempotentConsumer:
             log.warning("batch handler failed (%s); applying one by one", exc)
             return None
         wanted_ids = {env.id for _, env, _ in wanted}
-        return ["applied" if env.id in wanted_ids else "ignored" for _, env, _, _ in fresh]
+        for rec, env, _ in wanted:
+            if env.id in refused:  # no inbox row, as when the one-message handler refuses it
+                dead.append(_DeadLetter(rec, refused[env.id].reason, str(refused[env.id])))
+        return [None if env.id in refused else "applied" if env.id in wanted_ids else "ignored"
+                for _, env, _, _ in fresh]
 
     def _handle_one(self, session: Session, rec, env: Envelope, ev: Event, dead: list[_DeadLetter]) -> str | None:
         if self.handled_types is not None and env.event_name not in self.handled_types:
@@ -359,7 +365,8 @@ class IdempotentConsumer:
     def _seen(self, session: Session, ids: list[str]) -> dict[str, str]:
         if not ids:
             return {}
-        rows = session.execute(select(self.inbox.c.event_id, self.inbox.c.digest).where(self.inbox.c.event_id.in_(ids))).all()
+        rows = session.execute(select(self.inbox.c.event_id, self.inbox.c.digest)
+                               .where(id_in(self.inbox.c.event_id, ids, session))).all()
         return {r.event_id: r.digest for r in rows}
 
     def _save_positions(self, session: Session, records: list) -> None:

@@ -30,15 +30,21 @@ def authorize(authenticator, env: Envelope, topic: str) -> None:
         raise EnvelopeError("unexpected_source", f"{env.event_name} on {topic} must come from {TOPIC_OWNERS[topic]}")
 
 
+def refusal(exc: Exception) -> Rejected | None:
+    """The application's refusal as a dead-lettering with a machine-readable reason (None: not a refusal)."""
+    if isinstance(exc, QuotaDomainError):
+        return Rejected(exc.problems[0].reason if len(exc.problems) == 1 else "invalid_payload", str(exc))
+    if isinstance(exc, (IdReused, NotKnown)):
+        return Rejected(exc.reason, str(exc))
+    return None
+
+
 def _refusing(fn):
-    """Map the application's refusals to a dead-lettering with a machine-readable reason."""
     def run(ctx: MessageContext) -> None:
         try:
             fn(ctx)
-        except QuotaDomainError as exc:
-            raise Rejected(exc.problems[0].reason if len(exc.problems) == 1 else "invalid_payload", str(exc)) from None
-        except (IdReused, NotKnown) as exc:
-            raise Rejected(exc.reason, str(exc)) from None
+        except (QuotaDomainError, IdReused, NotKnown) as exc:
+            raise refusal(exc) from None
 
     return run
 

@@ -13,6 +13,7 @@ from services.quota.metrics import POOL
 from services.quota.api import router
 from services.quota.application.reconciliation import LedgerBalances
 from services.quota.background import AutoRounds, PeriodicReconciliation, RequestExpiry
+from services.quota.batch import handle_many
 from services.quota.handlers import authorize, bus
 from services.quota.storage.tables import metadata
 
@@ -35,7 +36,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     def authorize_intake(env, topic):  # bound late: the runtime makes the authenticator
         authorize(runtime.authenticator, env, topic)
 
-    runtime = ServiceRuntime(settings, metadata, MIGRATIONS, topics=TOPICS, handler=bus,
+    runtime = ServiceRuntime(settings, metadata, MIGRATIONS, topics=TOPICS, handler=bus, batch_handler=handle_many,
                              handled_types=bus.handled_types, authorize=authorize_intake)
     app = create_app("quota", authenticator=runtime.authenticator, ready_checks=runtime.ready_checks(),
                      title="CountyPool quota service",

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from shared.amounts import AmountError, parse_amount
 from shared.contracts.quota import BuybackOwed, LotCreated, QuotaReleased, QuotaRetired
+from shared.envelope import Event
 from services.quota.application.formats import cny, cny_or_none, qty
 from services.quota.application.ledger_commands import send_moves
 from services.quota.application.saga import SOURCE_KIND_OUT
@@ -61,22 +62,29 @@ def take_in(tx: Tx, lot: Lot) -> bool:
     ledger (issuance -> pool, pool -> retired, linked). Taking the same lot twice does nothing."""
     if not intake_store.insert_lot(tx.session, lot, tx.now):
         return False
-    tx.emit(LotCreated(
+    for event in lot_events(lot):
+        tx.emit(event, lot.lot_id)
+    send_moves(tx, intake_moves(lot), county_code=lot.county_code, lot_id=lot.lot_id)
+    return True
+
+
+def lot_events(lot: Lot) -> list[Event]:
+    """What a new lot announces, in order, each keyed by the lot id (also the batch path's)."""
+    out: list[Event] = [LotCreated(
         lot_id=lot.lot_id, county_code=lot.county_code, asset=lot.asset, amount=qty(lot.asset, lot.amount),
         retired=qty(lot.asset, lot.retired), source_kind=SOURCE_KIND_OUT[lot.source_kind], source_ref=lot.source_ref,
         township_code=lot.township_code, dated=lot.dated, basis=lot.basis.value,
-        buyback_price_per_unit=cny_or_none(lot.buyback_price_fen_per_unit)), lot.lot_id)
+        buyback_price_per_unit=cny_or_none(lot.buyback_price_fen_per_unit))]
     if lot.retired:
-        tx.emit(QuotaRetired(lot_id=lot.lot_id, county_code=lot.county_code, asset=lot.asset,
-                             amount=qty(lot.asset, lot.retired)), lot.lot_id)
+        out.append(QuotaRetired(lot_id=lot.lot_id, county_code=lot.county_code, asset=lot.asset,
+                                amount=qty(lot.asset, lot.retired)))
     if lot.buyback_price_fen_per_unit is not None:
         # the county buys back the whole right it takes in, the retired share included
         due = amount_due_fen(lot.asset, lot.amount, lot.buyback_price_fen_per_unit)
-        tx.emit(BuybackOwed(lot_id=lot.lot_id, county_code=lot.county_code, enterprise_credit_code=lot.source_ref,
-                            township_code=lot.township_code, asset=lot.asset, amount=qty(lot.asset, lot.amount),
-                            amount_due=cny(due)), lot.lot_id)
-    send_moves(tx, intake_moves(lot), county_code=lot.county_code, lot_id=lot.lot_id)
-    return True
+        out.append(BuybackOwed(lot_id=lot.lot_id, county_code=lot.county_code, enterprise_credit_code=lot.source_ref,
+                               township_code=lot.township_code, asset=lot.asset, amount=qty(lot.asset, lot.amount),
+                               amount_due=cny(due)))
+    return out
 
 
 # -- releases ------------------------------------------------------------------------------------
@@ -94,7 +102,9 @@ def _released_event(rel: QuotaRelease, decision: ReleaseDecision) -> QuotaReleas
         release_id=rel.release_id, enterprise_credit_code=rel.enterprise_credit_code,
         township_code=rel.township_code, county_code=rel.county_code, asset=rel.asset,
         amount=qty(rel.asset, rel.amount), reason=rel.reason.value, basis=rel.basis.value,
-        status=decision.status.value, status_reason=decision.reason)
+        status=decision.status.value, status_reason=decision.reason, department=rel.department,
+        buyback_price_per_unit=cny_or_none(rel.buyback_price_fen_per_unit), document_ref=rel.document_ref,
+        released_on=rel.released_on)
 
 
 def _accept(tx: Tx, policy: PoolPolicy, rel: QuotaRelease) -> str:

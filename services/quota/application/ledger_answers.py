@@ -6,6 +6,9 @@ only the culprit's answer closes the request, so the recorded reason is the real
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+
+from sqlalchemy.orm import Session
 
 from shared.contracts.ledger import (
     TransferExpired, TransferPending, TransferPosted, TransferRejected, TransferVoided,
@@ -77,3 +80,28 @@ def _saga(tx: Tx, row, step) -> str:
         return "no_request"
     tr = carry_out(tx, cp.policy, step(req))
     return tr.reason
+
+
+# Answers that only record themselves (no saga step, no lock): many are applied with a few statements.
+PLAIN_ANSWERS = {TransferPosted.name: "posted", TransferVoided.name: "voided"}
+
+
+def on_plain_answers(session: Session, now: datetime, events: list[TransferPosted | TransferVoided]) -> None:
+    """``on_ledger_outcome`` of many TransferPosted / TransferVoided, in order (the last word on a transfer
+    wins, as one after the other would), with one lookup and one update per table and state."""
+    rows = transfer_store.transfer_rows(session, [e.transfer_id for e in events])
+    state: dict[str, str] = {}
+    booked: list[str] = []
+    for e in events:
+        row = rows.get(e.transfer_id)
+        if row is None:
+            continue  # not ours
+        s = PLAIN_ANSWERS[e.name]
+        state[row.transfer_id] = s
+        if e.pending_id:
+            state[e.pending_id] = s
+        if s == "posted" and row.purpose == "intake":
+            booked.append(row.lot_id)
+    for s in sorted(set(state.values())):
+        transfer_store.set_answers(session, sorted(t for t, v in state.items() if v == s), s, now)
+    intake_store.set_lots_ledger_state(session, sorted(set(booked)), "booked")

@@ -2,11 +2,13 @@
 outbox, never its tables), and remembering each transfer asked so its answer can be matched."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Sequence
 
 from shared.amounts import format_amount
 from shared.contracts.ledger import AccountSpec, TransfersRequested, TransferSpec
-from services.quota.application.tx import Tx
+from services.quota.application.tx import BatchTx, Tx
 from services.quota.domain.assets import ASSETS
 from services.quota.domain.ledger_moves import LedgerTransfer, TransferCode
 from services.quota.storage import transfer_store
@@ -36,6 +38,39 @@ def transfer_spec(m: LedgerTransfer, county_code: str, ref: str) -> TransferSpec
     )
 
 
+@dataclass(frozen=True)
+class MoveSet:
+    """One tuple of moves (a linked chain travels whole) and what it is for; ``cause``: the position of the
+    message asking for it in a batch."""
+
+    moves: Sequence[LedgerTransfer]
+    county_code: str
+    request_id: str | None = None
+    lot_id: str | None = None
+    cause: int | None = None
+
+    def specs(self) -> list[TransferSpec]:
+        ref = self.request_id or self.lot_id or ""
+        return [transfer_spec(m, self.county_code, ref) for m in self.moves]
+
+    def asked_rows(self, known: set[str], now: datetime) -> list[dict]:
+        return [dict(transfer_id=m.transfer_id, purpose=PURPOSE[m.code], county_code=self.county_code, asset=m.asset,
+                     amount=m.amount, debit_account=m.debit_account, credit_account=m.credit_account,
+                     request_id=self.request_id, lot_id=self.lot_id, state="asked", ledger_reason=None, asked_at=now,
+                     answered_at=None)
+                for m in self.moves if m.transfer_id not in known]
+
+
+def _command(sets: Sequence[MoveSet]) -> TransfersRequested:
+    specs = [s for ms in sets for s in ms.specs()]
+    accounts: dict[str, AccountSpec] = {}
+    for ms in sets:
+        for m in ms.moves:
+            for acct in (m.debit_account, m.credit_account):
+                accounts.setdefault(acct, account_spec(acct, m.asset))
+    return TransfersRequested(transfers=specs, open_accounts=list(accounts.values()))
+
+
 def send_moves(tx: Tx, moves: Sequence[LedgerTransfer], *, county_code: str, request_id: str | None = None,
                lot_id: str | None = None) -> bool:
     """One command per tuple (a linked chain must travel whole). A tuple whose every id was asked before
@@ -45,16 +80,42 @@ def send_moves(tx: Tx, moves: Sequence[LedgerTransfer], *, county_code: str, req
     known = transfer_store.known_ids(tx.session, [m.transfer_id for m in moves])
     if len(known) == len(moves):
         return False
-    ref = request_id or lot_id or ""
-    specs = [transfer_spec(m, county_code, ref) for m in moves]
-    accounts: dict[str, AccountSpec] = {}
-    for m in moves:
-        for acct in (m.debit_account, m.credit_account):
-            accounts.setdefault(acct, account_spec(acct, m.asset))
-    tx.emit(TransfersRequested(transfers=specs, open_accounts=list(accounts.values())), subject=specs[0].transfer_id)
-    transfer_store.record_asked(tx.session, [
-        dict(transfer_id=m.transfer_id, purpose=PURPOSE[m.code], county_code=county_code, asset=m.asset,
-             amount=m.amount, debit_account=m.debit_account, credit_account=m.credit_account, request_id=request_id,
-             lot_id=lot_id, state="asked", ledger_reason=None, asked_at=tx.now, answered_at=None)
-        for m in moves if m.transfer_id not in known])
+    ms = MoveSet(moves, county_code, request_id, lot_id)
+    cmd = _command([ms])
+    tx.emit(cmd, subject=cmd.transfers[0].transfer_id)
+    transfer_store.record_asked(tx.session, ms.asked_rows(known, tx.now))
     return True
+
+
+# A command of 400 transfers with the longest ids (200 characters) is ~0.3 MB: well under Kafka's 1 MB message
+# limit and the ledger's consumer_max_message_bytes (1 MiB); usual ids make it ~170 kB.
+MAX_COMMAND_TRANSFERS = 400
+
+
+def send_many(btx: BatchTx, sets: Sequence[MoveSet]) -> int:
+    """``send_moves`` of many tuples at once: one lookup of the ids asked before, one insert of the new ones,
+    and the tuples still to send travel together, whole, in commands of at most MAX_COMMAND_TRANSFERS (the
+    ledger applies each linked chain of a command on its own, as if it had come alone). Returns the commands."""
+    asked = transfer_store.known_ids(btx.session, [m.transfer_id for ms in sets for m in ms.moves])
+    todo: list[MoveSet] = []
+    rows: list[dict] = []
+    for ms in sets:  # in order, as one send_moves after the other would
+        if all(m.transfer_id in asked for m in ms.moves):
+            continue
+        rows += ms.asked_rows(asked, btx.now)
+        asked.update(m.transfer_id for m in ms.moves)
+        todo.append(ms)
+    chunks: list[list[MoveSet]] = []
+    size = MAX_COMMAND_TRANSFERS
+    for ms in todo:
+        if size + len(ms.moves) > MAX_COMMAND_TRANSFERS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(ms)
+        size += len(ms.moves)
+    for chunk in chunks:
+        cmd = _command(chunk)
+        causes = {ms.cause for ms in chunk}
+        btx.emit(cmd, cmd.transfers[0].transfer_id, causes.pop() if len(causes) == 1 else None)
+    transfer_store.record_asked(btx.session, rows)
+    return len(chunks)

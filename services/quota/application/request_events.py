@@ -30,7 +30,7 @@ def transition_event(kind: RequestEvent, req: QuotaRequest) -> Event:
     if kind is RequestEvent.CANCELLED:
         return QuotaReservationCancelled(**ids, reason=req.reason or "")
     if kind is RequestEvent.RESERVATION_EXPIRED:
-        return QuotaReservationExpired(**ids)
+        return QuotaReservationExpired(**ids, reason=req.reason or "")
     if kind is RequestEvent.REQUEST_EXPIRED:
         return QuotaRequestExpired(**ids, reason=req.reason or "")
     raise ValueError(f"no plain event for {kind}")

@@ -2,7 +2,7 @@
 (the outbox of an HTTP unit of work, or the consumer's message context, which adds causation)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -34,3 +34,16 @@ class Tx:
     @classmethod
     def of_message(cls, ctx: MessageContext, now: datetime | None = None) -> "Tx":
         return cls(ctx.session, now or utcnow(), lambda e, s: ctx.emit(e, subject=s))
+
+
+@dataclass
+class BatchTx:
+    """The transaction of many messages applied at once (the consumer's batch path). Events are kept, in order,
+    with the position of the message that caused them (None: several did), and written to the outbox together."""
+
+    session: Session
+    now: datetime
+    emitted: list[tuple[Event, str, int | None]] = field(default_factory=list)
+
+    def emit(self, event: Event, subject: str, cause: int | None) -> None:
+        self.emitted.append((event, subject, cause))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from services.quota.application.policy_codec import policy_from_doc, policy_to_doc
@@ -28,13 +28,38 @@ def _row_policy(row) -> CountyPolicy:
 
 def lock_county(session: Session, county_code: str, now: datetime) -> CountyPolicy:
     """The county's policy, its row locked until the transaction ends (created with defaults if new)."""
+    return _lock(session, county_code, now)[0]
+
+
+def _lock(session: Session, county_code: str, now: datetime) -> tuple[CountyPolicy, bool]:
     locked = select(counties).where(counties.c.county_code == county_code).with_for_update()
     row = session.execute(locked).first()
+    created = False
     if row is None:  # insert-or-ignore: two first users of a county may race to create it
-        insert_ignore(session, counties, dict(county_code=county_code, policy=dumps(policy_to_doc(PoolPolicy(county_code))),
-                                              policy_version=1, updated_at=now, updated_by="default"))
+        created = insert_ignore(session, counties, dict(
+            county_code=county_code, policy=dumps(policy_to_doc(PoolPolicy(county_code))), policy_version=1,
+            updated_at=now, updated_by="default"))
         row = session.execute(locked).one()
-    return _row_policy(row)
+    return _row_policy(row), created
+
+
+def lock_counties(session: Session, county_codes: set[str], now: datetime) -> tuple[dict[str, CountyPolicy], set[str]]:
+    """``lock_county`` of each, in code order (the one order of every multi-county transaction); also which
+    rows this call created, so a batch can drop those it ended up not using (see ``drop_unused``)."""
+    policies: dict[str, CountyPolicy] = {}
+    created: set[str] = set()
+    for code in sorted(county_codes):
+        policies[code], new = _lock(session, code, now)
+        if new:
+            created.add(code)
+    return policies, created
+
+
+def drop_unused(session: Session, county_codes: set[str]) -> None:
+    """Remove rows ``lock_counties`` created for counties whose every message was refused: one message
+    alone would have rolled its creation back with its refusal. Nobody else saw them (uncommitted, locked)."""
+    if county_codes:
+        session.execute(delete(counties).where(counties.c.county_code.in_(sorted(county_codes))))
 
 
 def read_policy(session: Session, county_code: str) -> CountyPolicy:

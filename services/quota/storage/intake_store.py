@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from shared.bulk import bulk_insert, id_in
 from services.quota.domain.lots import Lot, SourceKind
 from services.quota.domain.reclamation import ReclamationProject, ReclamationState
 from services.quota.domain.releases import Basis, QuotaRelease, ReleaseReason, ReleaseStatus
@@ -27,16 +28,35 @@ def release_row(session: Session, release_id: str):
     return session.execute(select(releases).where(releases.c.release_id == release_id)).first()
 
 
-def insert_release(session: Session, rel: QuotaRelease, *, status: ReleaseStatus, status_reason: str, digest: str,
-                   submitted_by: str, now: datetime) -> None:
-    session.execute(releases.insert().values(
+def release_rows(session: Session, release_ids: list[str]) -> dict[str, object]:
+    """release_id -> (release_id, digest, status, status_reason) of those stored: one query for a batch."""
+    if not release_ids:
+        return {}
+    q = select(releases.c.release_id, releases.c.digest, releases.c.status, releases.c.status_reason)
+    return {r.release_id: r for r in session.execute(q.where(id_in(releases.c.release_id, release_ids, session)))}
+
+
+def release_values(rel: QuotaRelease, *, status: ReleaseStatus, status_reason: str, digest: str, submitted_by: str,
+                   now: datetime) -> dict:
+    return dict(
         release_id=rel.release_id, department=rel.department, submitted_by=submitted_by,
         enterprise_credit_code=rel.enterprise_credit_code, township_code=rel.township_code,
         county_code=rel.county_code, asset=rel.asset, amount=rel.amount, reason=rel.reason.value,
         basis=rel.basis.value, buyback_price_fen=rel.buyback_price_fen_per_unit, document_ref=rel.document_ref,
         released_on=rel.released_on, status=status.value, status_reason=status_reason, digest=digest,
         received_at=now, decided_at=None if status is ReleaseStatus.PENDING_VERIFICATION else now,
-    ))
+    )
+
+
+def insert_release(session: Session, rel: QuotaRelease, *, status: ReleaseStatus, status_reason: str, digest: str,
+                   submitted_by: str, now: datetime) -> None:
+    session.execute(releases.insert().values(**release_values(
+        rel, status=status, status_reason=status_reason, digest=digest, submitted_by=submitted_by, now=now)))
+
+
+def insert_releases(session: Session, rows: list[dict]) -> None:
+    """Rows of ``release_values``, new ids only (the caller looked them up under the county locks)."""
+    bulk_insert(session, releases, rows)
 
 
 def set_release_status(session: Session, release_id: str, status: ReleaseStatus, reason: str, now: datetime) -> None:
@@ -76,6 +96,14 @@ def has_departed(session: Session, credit_code: str) -> bool:
                            .where(departed_enterprises.c.credit_code == credit_code)).first() is not None
 
 
+def departed_among(session: Session, credit_codes: list[str]) -> set[str]:
+    """The credit codes of these known to have left: ``has_departed`` for a batch, in one query."""
+    if not credit_codes:
+        return set()
+    col = departed_enterprises.c.credit_code
+    return set(session.execute(select(col).where(id_in(col, credit_codes, session))).scalars())
+
+
 # -- reclamation projects ------------------------------------------------------------------------
 def reclamation_from_row(r) -> ReclamationProject:
     return ReclamationProject(r.project_id, r.county_code, r.township_code, r.area, r.registered_on,
@@ -105,17 +133,37 @@ def lot_from_row(r) -> Lot:
                r.source_ref, r.township_code, r.dated, Basis(r.basis), r.buyback_price_fen, r.origin_id)
 
 
-def insert_lot(session: Session, lot: Lot, now: datetime) -> bool:
-    return insert_ignore(session, lots, dict(
+def _lot_values(lot: Lot, now: datetime) -> dict:
+    return dict(
         lot_id=lot.lot_id, county_code=lot.county_code, asset=lot.asset, amount=lot.amount, retired=lot.retired,
         remaining=lot.remaining, source_kind=lot.source_kind.value, source_ref=lot.source_ref,
         township_code=lot.township_code, dated=lot.dated, basis=lot.basis.value,
         buyback_price_fen=lot.buyback_price_fen_per_unit, origin_id=lot.origin_id, ledger_state="awaiting",
-        created_at=now))
+        created_at=now)
+
+
+def insert_lot(session: Session, lot: Lot, now: datetime) -> bool:
+    return insert_ignore(session, lots, _lot_values(lot, now))
+
+
+def lot_ids_among(session: Session, lot_ids: list[str]) -> set[str]:
+    if not lot_ids:
+        return set()
+    return set(session.execute(select(lots.c.lot_id).where(id_in(lots.c.lot_id, lot_ids, session))).scalars())
+
+
+def insert_lots(session: Session, new: list[Lot], now: datetime) -> None:
+    """New lots only (``lot_ids_among`` told which exist; the county locks keep it so)."""
+    bulk_insert(session, lots, [_lot_values(lot, now) for lot in new])
 
 
 def set_lot_ledger_state(session: Session, lot_id: str, state: str) -> None:
     session.execute(update(lots).where(lots.c.lot_id == lot_id).values(ledger_state=state))
+
+
+def set_lots_ledger_state(session: Session, lot_ids: list[str], state: str) -> None:
+    if lot_ids:
+        session.execute(update(lots).where(id_in(lots.c.lot_id, lot_ids, session)).values(ledger_state=state))
 
 
 def grantable_lots(session: Session, county_code: str, assets: list[str]) -> list[Lot]:

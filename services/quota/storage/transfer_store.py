@@ -6,28 +6,45 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from shared.bulk import bulk_insert, id_in
 from services.quota.storage.tables import ledger_transfers
 
 
 def known_ids(session: Session, ids: list[str]) -> set[str]:
     if not ids:
         return set()
-    return set(session.execute(select(ledger_transfers.c.transfer_id)
-                               .where(ledger_transfers.c.transfer_id.in_(ids))).scalars())
+    col = ledger_transfers.c.transfer_id
+    return set(session.execute(select(col).where(id_in(col, ids, session))).scalars())
 
 
 def record_asked(session: Session, rows: list[dict]) -> None:
-    if rows:
-        session.execute(ledger_transfers.insert(), rows)
+    """New transfer ids only (``known_ids`` told which were asked before)."""
+    bulk_insert(session, ledger_transfers, rows)
 
 
 def transfer_row(session: Session, transfer_id: str):
     return session.execute(select(ledger_transfers).where(ledger_transfers.c.transfer_id == transfer_id)).first()
 
 
+def transfer_rows(session: Session, ids: list[str]) -> dict[str, object]:
+    """transfer_id -> (transfer_id, purpose, lot_id) of those we asked for: one query for a batch of answers."""
+    if not ids:
+        return {}
+    t = ledger_transfers
+    q = select(t.c.transfer_id, t.c.purpose, t.c.lot_id).where(id_in(t.c.transfer_id, ids, session))
+    return {r.transfer_id: r for r in session.execute(q)}
+
+
 def set_answer(session: Session, transfer_id: str, state: str, now: datetime, reason: str | None = None) -> None:
     session.execute(update(ledger_transfers).where(ledger_transfers.c.transfer_id == transfer_id).values(
         state=state, ledger_reason=reason, answered_at=now))
+
+
+def set_answers(session: Session, ids: list[str], state: str, now: datetime) -> None:
+    """``set_answer`` (without a reason) of many transfers in one statement."""
+    if ids:
+        session.execute(update(ledger_transfers).where(id_in(ledger_transfers.c.transfer_id, ids, session)).values(
+            state=state, ledger_reason=None, answered_at=now))
 
 
 def transfers_of_request(session: Session, request_id: str) -> list:

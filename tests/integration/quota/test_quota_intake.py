@@ -3,19 +3,21 @@ reclamation land, paid buy-backs, and who may ask for quota."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import date
 
 from shared.contracts import topics
 from shared.contracts.quota import ApprovalGranted, QuotaReleaseSubmitted, ReclamationAccepted
-from tests.integration.quota.harness import ECOLOGY, LAND, SOURCES, credit_code, key, new_county
+from tests.integration.quota.harness import ECOLOGY, LAND, SOURCES, credit_code, ensure_assigned, key, new_county
 from tests.support.services import ADMIN, auth, wait_for
 
 
-def _release_event(county: str, release_id: str, asset: str = "COD", amount: str = "1.5", serial: int = 1):
+def _release_event(county: str, release_id: str, asset: str = "COD", amount: str = "1.5", serial: int = 1,
+                   township_code: str | None = None):
     return QuotaReleaseSubmitted(
-        release_id=release_id, enterprise_credit_code=credit_code(county, serial), township_code=f"{county}100",
-        county_code=county, asset=asset, amount=amount, reason="closure", basis="free", document_ref="doc-1",
-        released_on=date(2024, 2, 1))
+        release_id=release_id, enterprise_credit_code=credit_code(county, serial),
+        township_code=township_code or f"{county}100", county_code=county, asset=asset, amount=amount,
+        reason="closure", basis="free", document_ref="doc-1", released_on=date(2024, 2, 1))
 
 
 def test_a_release_without_the_scope_is_403_over_http_and_dead_lettered_on_kafka(plat):
@@ -47,6 +49,10 @@ def test_duplicate_events_and_requests_have_one_effect(plat):
     plat.policy(county, verification="accept", retire_share_bp={"COD": 0})
     ev = _release_event(county, f"R{county}", amount="2")
     first = plat.publish(ev, source=SOURCES["ecology"], subject=key(county, "1"))
+    # taken before the others are sent: in one poll, messages of different keys (partitions) need not keep
+    # the order they were sent in, and the first body taken is the one that stands
+    wait_for(lambda: plat.quota.get(f"/v1/releases/R{county}", headers=ADMIN).status_code == 200,
+             what="the first release taken")
     plat.publish(ev, source=SOURCES["ecology"], subject=key(county, "1"), event_id=first)  # redelivery
     plat.publish(ev, source=SOURCES["ecology"], subject=key(county, "2"))  # resent by the department: new event id
     changed = _release_event(county, f"R{county}", amount="3")
@@ -162,3 +168,58 @@ def test_intake_events_on_the_raw_topic_are_checked_before_anything_else(plat):
     county = new_county()
     plat.publish_raw(topics.INTAKE_QUOTA, key(county, "junk"), b"{not json")
     assert plat.dead_letters(key(county, "junk"), 1) == {key(county, "junk"): "malformed_json"}
+
+
+def test_a_backlog_taken_in_batches_two_counties_with_duplicates_and_bad_messages_among_them(plat):
+    """The quota consumer stopped while departments publish, so the backlog comes in few, large polls (the
+    batch path): every release has one effect, the bad ones are dead-lettered alone, both pools agree with the
+    ledger, and the lots' chains went to the ledger in fewer commands than lots."""
+    a, b = new_county(), new_county()
+    plat.policy(a, verification="accept")  # COD: 20 % retired
+    plat.policy(b, verification="accept")  # ENERGY: none retired
+    consumer = plat.quota_rt.consumer
+    consumer.stop()
+    try:
+        for i in range(20):
+            plat.publish(_release_event(a, f"R{a}-{i}", amount=str(i + 1)), source=SOURCES["ecology"],
+                         subject=key(a, f"r{i}"))
+            if i == 10:  # in the middle: a duplicate, a redelivery, a contradiction, junk and a refusal
+                eid = plat.publish(_release_event(a, f"R{a}-3", amount="4"), source=SOURCES["ecology"],
+                                   subject=key(a, "r3-again"))
+                plat.publish(_release_event(a, f"R{a}-3", amount="4"), source=SOURCES["ecology"],
+                             subject=key(a, "r3-again"), event_id=eid)
+                # under the same key (one partition), as a release's messages travel: so it comes second
+                plat.publish(_release_event(a, f"R{a}-5", amount="99"), source=SOURCES["ecology"],
+                             subject=key(a, "r5"))
+                plat.publish_raw(topics.INTAKE_QUOTA, key(a, "junk"), b"{not json")
+                plat.publish(_release_event(b, f"R{b}-bad", "ENERGY", township_code=f"{a}100"),
+                             source=SOURCES["energy"], subject=key(b, "bad-township"))
+            if i % 2:
+                plat.publish(_release_event(b, f"R{b}-{i}", "ENERGY", "1.5"), source=SOURCES["energy"],
+                             subject=key(b, f"r{i}"))
+    finally:
+        consumer._stop = threading.Event()
+        consumer.start()
+    ensure_assigned(plat.quota_rt)
+    assert plat.dead_letters(key(a, ""), expect=2) == {key(a, "r5"): "release_id_reused",
+                                                      key(a, "junk"): "malformed_json"}
+    assert plat.dead_letters(key(b, ""), expect=1) == {key(b, "bad-township"): "township_not_in_county"}
+    plat.wait_booked(a, "COD", "168.0000")  # 1 + ... + 20 = 210 t in, 42 t retired
+    plat.wait_booked(b, "ENERGY", "15.000")
+    for county in (a, b):
+        plat.wait_reconciled(county)
+    assert plat.ledger_balance(f"county:{a}/pool/COD")["balance"] == "168.0000"
+    assert plat.ledger_balance(f"county:{b}/pool/ENERGY")["balance"] == "15.000"
+    released = [e["subject"] for e in plat.quota_events(f"R{a}-") if e["type"] == "countypool.QuotaReleased.v1"]
+    assert sorted(released) == sorted(f"R{a}-{i}" for i in range(20)), "one QuotaReleased per release"
+    from services.quota.storage.tables import messaging
+
+    out = messaging["outbox"]
+    with plat.quota_rt.db.sessions() as s:
+        commands = [json.loads(r.envelope)["data"]["transfers"] for r in s.execute(
+            out.select().where(out.c.topic == topics.LEDGER_COMMANDS))]
+    ours = [c for c in commands if any(t["metadata"]["county_code"] in (a, b) for t in c)]
+    lots = [t["transfer_id"] for c in ours for t in c if t["code"] == "quota_release_intake"]
+    assert sorted(lots) == sorted([f"quota/intake/release:R{a}-{i}" for i in range(20)]
+                                  + [f"quota/intake/release:R{b}-{i}" for i in range(1, 20, 2)])
+    assert len(ours) < len(lots), f"{len(ours)} commands for {len(lots)} lots"
