@@ -4,8 +4,9 @@ For each service, a fresh PostgreSQL database is migrated and filled with N even
 ``bench/replay_<service>.py:write_events`` (the ledger: journal entries; the others: their outbox), then the
 service's own ``rebuild`` (the code behind ``countypool replay``) folds them. Printed per service: events,
 fold seconds and events/s (reading the event store + folding into the read models), and the time to compare
-with the live tables. Only the ledger's live tables are filled to match, so for the other services the
-comparison runs against empty live tables: its time is printed, its differences are not a finding.
+with the live tables. Where the writer also fills the live tables to match (ledger, quota, settlement) the
+comparison must come out equal; where it does not, the comparison runs against empty tables and its time is
+printed but its differences are not a finding.
 
 Usage:  .venv/bin/python bench/replay.py [--events 1000000] [--services ledger,quota,settlement,assessment]
         [--pg-url postgresql+psycopg://...]

@@ -43,7 +43,10 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # writers take the lock up front (no lock upgrade deadlocks); a long read-only snapshot (a replay)
+        # asks for a deferred BEGIN so it does not block the service's writers
+        deferred = conn.get_execution_options().get("sqlite_read_snapshot", False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def ensure_postgres_database(url: str) -> None:

@@ -12,6 +12,7 @@ running service compares the state and the events of the same instant.
 """
 from __future__ import annotations
 
+import gc
 import json
 import time
 from dataclasses import dataclass, field
@@ -52,8 +53,9 @@ class Projection:
         raise NotImplementedError
 
     def repair(self, session: Session, differences: list["Difference"], rebuilt: ReadModels) -> int:
-        """Write the rebuilt rows over the live ones where they differ; returns how many rows were
-        written. Projections whose live rows carry facts the events do not hold may refuse (the default)."""
+        """Write the rebuilt rows over the live ones where they differ; returns how many rows were written
+        (the framework compares again afterwards). Projections whose live rows carry facts the events do not
+        hold may refuse (the default)."""
         raise NotImplementedError(f"{self.name}: repair from events is not supported; fix the cause and replay")
 
 
@@ -76,7 +78,8 @@ class ReplayReport:
     compare_seconds: float = 0.0
     rows: dict[str, int] = field(default_factory=dict)  # rebuilt rows per read model
     differences: list[Difference] = field(default_factory=list)
-    repaired: int = 0
+    repaired: int = 0  # rows the repair wrote
+    remaining: list[Difference] = field(default_factory=list)  # after a repair, compared again
 
     @property
     def equal(self) -> bool:
@@ -91,16 +94,22 @@ def compare(live: ReadModels, rebuilt: ReadModels) -> list[Difference]:
     diffs: list[Difference] = []
     for model in sorted(set(live) | set(rebuilt)):
         have, want = live.get(model, {}), rebuilt.get(model, {})
-        for key in sorted(set(have) | set(want), key=repr):
-            a, b = have.get(key), want.get(key)
-            if a != b:
-                diffs.append(Difference(model, key, a, b))
+        if have == want:  # one C-level comparison for the usual case
+            continue
+        differing = [k for k in have.keys() | want.keys() if have.get(k) != want.get(k)]
+        for key in sorted(differing, key=repr):
+            diffs.append(Difference(model, key, have.get(key), want.get(key)))
     return diffs
 
 
 def _event_types(names: set[str]) -> list[str]:
-    """Every registered CloudEvents type (all versions) of the handled event names."""
-    return sorted(cls.type_name() for (name, _), cls in registered_events().items() if name in names)
+    """Every registered CloudEvents type (all versions) of the handled event names. A name with no registered
+    contract is an error: its rows would be skipped silently and the replay could call empty tables equal."""
+    known = registered_events()
+    missing = names - {name for name, _ in known}
+    if missing:
+        raise LookupError(f"replay handles unregistered event types {sorted(missing)}: import their contracts")
+    return sorted(cls.type_name() for (name, _), cls in known.items() if name in names)
 
 
 def stream_events(session: Session, types: list[str], *, batch: int = 20_000) -> Iterator[tuple[str, bytes | str]]:
@@ -160,24 +169,35 @@ def replay(db: Database, projection: Projection, *, compare_live: bool = True, r
     conn = db.engine.connect()
     if db.is_postgres:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    elif not repair:
+        conn = conn.execution_options(sqlite_read_snapshot=True)  # WAL snapshot without the write lock
     trans = conn.begin()
     try:
         session = Session(bind=conn)
         if total:
             total(count_events(session, types))
-        t0 = time.perf_counter()
-        report.events_read, report.events_applied = fold(
-            projection, stream_events(session, types, batch=batch), progress)
-        rebuilt = projection.rebuilt()
-        report.fold_seconds = time.perf_counter() - t0
-        report.rows = {m: len(rows) for m, rows in rebuilt.items()}
-        if compare_live or repair:
-            t1 = time.perf_counter()
-            report.differences = compare(projection.live(session), rebuilt)
-            report.compare_seconds = time.perf_counter() - t1
+        # the fold allocates millions of small tuples and frees none: the cyclic collector would rescan
+        # them over and over for nothing (measured: 1.3-2.7x faster without it)
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            report.events_read, report.events_applied = fold(
+                projection, stream_events(session, types, batch=batch), progress)
+            rebuilt = projection.rebuilt()
+            report.fold_seconds = time.perf_counter() - t0
+            report.rows = {m: len(rows) for m, rows in rebuilt.items()}
+            if compare_live or repair:
+                t1 = time.perf_counter()
+                report.differences = compare(projection.live(session), rebuilt)
+                report.compare_seconds = time.perf_counter() - t1
+        finally:
+            if gc_was_on:
+                gc.enable()
         if repair and report.differences:
             report.repaired = projection.repair(session, report.differences, rebuilt)
             session.flush()
+            report.remaining = compare(projection.live(session), rebuilt)
             trans.commit()
         else:
             trans.rollback()

@@ -69,7 +69,8 @@ def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Dis
                   .values(status="cancelled", closed_on=now.date(), note=f"superseded by decision {new_id}"))
     emit(s, outbox, actor, [(DispositionDecided(
         credit_code=credit_code, county_code=ent.county_code, year=year, recommended=d.recommended.value,
-        decided=d.decided.value, overridden=d.overrides, decided_by=d.decided_by, decided_at=now, reason=d.reason),
+        decided=d.decided.value, overridden=d.overrides, decided_by=d.decided_by, decided_at=now, reason=d.reason,
+        run_id=run.run_id),
         credit_code, None)])
     if task_deadline is not None and d.decided != Disposition.NONE:
         open_task(s, None, credit_code, ent.county_code, year, new_id, d.decided, task_deadline, reason, actor, now)
@@ -107,13 +108,14 @@ def execute(s: Session, outbox: Outbox, credit_code: str, year: int, effective_o
             status="exited", revision=ent.revision + 1, updated_at=now, updated_by=actor.principal))
         events.append((EnterpriseExited(credit_code=credit_code, county_code=ent.county_code,
                                         township_code=ent.township_code, effective_on=effective_on,
-                                        reason=note or standing.reason), credit_code, f"exited/{credit_code}"))
+                                        reason=note or standing.reason, year=year), credit_code, f"exited/{credit_code}"))
     elif decided == Disposition.RELOCATE:
         s.execute(update(E).where(E.c.credit_code == credit_code).values(
             in_park=True, park_id=park, revision=ent.revision + 1, updated_at=now, updated_by=actor.principal))
         events.append((EnterpriseRelocated(credit_code=credit_code, county_code=ent.county_code,
                                            from_township_code=ent.township_code, to_park_id=park,
-                                           effective_on=effective_on), credit_code, f"relocated/{credit_code}/{year}"))
+                                           effective_on=effective_on, year=year), credit_code,
+                                           f"relocated/{credit_code}/{year}"))
     emit(s, outbox, actor, events)
     s.execute(update(T).where(T.c.decision_id == standing.id, T.c.status == "open")
               .values(status="done", closed_on=effective_on))

@@ -15,18 +15,25 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from services.assessment.bulk_work import collector_paused
 from services.assessment.domain.clusters import ClusterRanking, rank_clusters
 from services.assessment.domain.enterprise import Enterprise, YearlyIndicators
 from services.assessment.domain.evaluation import EvaluationRun, run_evaluation
 from services.assessment.domain.policy import AssessmentPolicy, BenchmarkUnavailable, RelativeBenchmark
-from services.assessment.events import Actor, emit
+from services.assessment.events import Actor, emit_plain
 from services.assessment.policies import current_policy, ensure_policy
-from services.assessment.storage.rows import dumps, enterprise_from_row, indicators_from_row, loads
+from services.assessment.storage.bulk_rows import insert_tuples
+from services.assessment.storage.rows import (
+    ENTERPRISE_COLUMNS,
+    dumps,
+    enterprise_from_row,
+    indicators_from_row,
+    loads,
+)
 from services.assessment.storage.tables import enterprise_results as R
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import evaluation_runs as RUNS
 from services.assessment.storage.tables import indicators as I
-from shared.bulk import bulk_insert
 from shared.contracts.assessment import EnterpriseAssessed
 from shared.errors import NotFound, Unprocessable
 from shared.outbox import Outbox
@@ -41,9 +48,11 @@ class CountyInputs:
 
 def load_county(s: Session, county: str, year: int) -> CountyInputs:
     active = (E.c.county_code == county) & (E.c.status == "active")
-    ents = [enterprise_from_row(r) for r in s.execute(select(E).where(active).order_by(E.c.credit_code)).all()]
+    ents = [enterprise_from_row(r) for r in s.execute(select(*ENTERPRISE_COLUMNS).where(active)
+                                                       .order_by(E.c.credit_code)).all()]
     figures = [indicators_from_row(r) for r in s.execute(
-        select(I).join(E, E.c.credit_code == I.c.credit_code).where(active, I.c.year == year)).all()]
+        select(I.c.credit_code, I.c.year, I.c.figures, I.c.sources).join(E, E.c.credit_code == I.c.credit_code)
+        .where(active, I.c.year == year)).all()]
     have = {f.credit_code for f in figures}
     return CountyInputs([e for e in ents if e.credit_code in have], figures, len(ents) - len(have))
 
@@ -95,7 +104,12 @@ def evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, n
              timings: dict | None = None) -> tuple[object, bool]:
     """Run (or find) the county-year's evaluation; returns (run row, created). ``timings``, when given,
     receives the seconds spent loading, scoring, building the events and writing (for the bench)."""
-    timings = timings if timings is not None else {}
+    with collector_paused():
+        return _evaluate(s, outbox, county, year, actor, now, timings if timings is not None else {})
+
+
+def _evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, now: datetime,
+              timings: dict) -> tuple[object, bool]:
     policy = ensure_policy(s, outbox, county, year, actor, now).policy
     run, inputs = _domain_run(s, county, year, policy, timings)
     run_id = run_id_of(county, year, run.content_hash)
@@ -110,21 +124,25 @@ def evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, n
         without_data=inputs.without_data, class_counts=dumps(run.class_counts()), benchmarks=dumps(run.benchmarks),
         averages=dumps(run.averages), created_by=actor.principal, created_at=now, last_requested_at=now))
     rows, events = [], []
+    common = {"run_id": run_id, "county_code": county, "year": year}
     for r, breakdown in zip(run.results, run.result_json):
         total = plain_decimal(r.score.total) if r.score else None
-        rows.append({"run_id": run_id, "credit_code": r.credit_code, "group_name": r.group, "class_label": r.class_label,
-                     "score": total, "rank": r.rank, "recommendation": r.recommendation.disposition.value,
-                     "breakdown": breakdown})
-        events.append((EnterpriseAssessed(
-            run_id=run_id, county_code=county, year=year, credit_code=r.credit_code, group=r.group, score=total,
-            class_label=r.class_label, rank=r.rank, policy_version=run.policy_version, policy_hash=run.policy_hash,
-            breakdown_ref=breakdown_path(run_id, r.credit_code), recommendation=r.recommendation.disposition.value,
-            reasons=[x.code for x in r.recommendation.reasons]), r.credit_code, f"{run_id}/{r.credit_code}"))
+        rec = r.recommendation
+        rows.append((run_id, r.credit_code, r.group, r.class_label, total, r.rank, rec.disposition.value, breakdown))
+        # EnterpriseAssessed's payload in its field order (events.emit_plain)
+        events.append(({**common, "credit_code": r.credit_code, "group": r.group, "score": total,
+                        "class_label": r.class_label, "rank": r.rank, "policy_version": run.policy_version,
+                        "policy_hash": run.policy_hash, "breakdown_ref": breakdown_path(run_id, r.credit_code),
+                        "recommendation": rec.disposition.value, "reasons": [x.code for x in rec.reasons]},
+                       r.credit_code, f"{run_id}/{r.credit_code}"))
     t1 = time.perf_counter()
-    bulk_insert(s, R, rows)  # COPY on PostgreSQL: a county run writes 100,000 of these
-    emit(s, outbox, actor, events)
+    insert_tuples(s, R, RESULT_COLUMNS, rows)  # COPY on PostgreSQL: a county run writes 100,000 of these
+    emit_plain(s, outbox, actor, EnterpriseAssessed, events, now)
     timings.update(build_seconds=t1 - t0, write_seconds=time.perf_counter() - t1)
     return s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).one(), True
+
+
+RESULT_COLUMNS = ("run_id", "credit_code", "group_name", "class_label", "score", "rank", "recommendation", "breakdown")
 
 
 def get_run(s: Session, run_id: str):

@@ -57,7 +57,22 @@ def parse_figures(fields: Mapping[str, str]) -> dict[str, int]:
 
 
 def format_figures(figures: Mapping[str, int]) -> dict[str, str]:
-    return {k: format_amount(v, scale_of(k) or 0) for k, v in sorted(figures.items())}
+    out = {}
+    for k, v in sorted(figures.items()):
+        scale = _SCALES.get(k)
+        if scale is None:
+            scale = scale_of(k) or 0
+            if len(_SCALES) < 256:  # pollutant names repeat
+                _SCALES[k] = scale
+        if type(v) is int and v >= 0:  # format_amount's common case, inline (a county import formats a million)
+            out[k] = "%d.%0*d" % (v // _POWERS[scale], scale, v % _POWERS[scale]) if scale else str(v)
+        else:
+            out[k] = format_amount(v, scale)
+    return out
+
+
+_SCALES = {k: spec[0] for k, spec in SCALAR_FIELDS.items()}
+_POWERS = [10**n for n in range(16)]
 
 
 def part_from_figures(credit_code: str, year: int, department: str, figures: Mapping[str, int]) -> YearlyIndicators:
@@ -73,6 +88,12 @@ def indicators_from(credit_code: str, year: int, figures: Mapping[str, int], sou
 
 
 def _split(figures: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
-    scalars = {k: v for k, v in figures.items() if not k.startswith(EMISSIONS)}
-    emissions = {k[len(EMISSIONS):]: v for k, v in figures.items() if k.startswith(EMISSIONS)}
+    scalars: dict[str, int] = {}
+    emissions: dict[str, int] = {}
+    n = len(EMISSIONS)
+    for k, v in figures.items():
+        if k[:n] == EMISSIONS:
+            emissions[k[n:]] = v
+        else:
+            scalars[k] = v
     return scalars, emissions

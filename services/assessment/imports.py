@@ -16,9 +16,11 @@ import io
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, Sequence
 
+from services.assessment.bulk_work import collector_paused
 from services.assessment.domain.enterprise import Enterprise, YearlyIndicators
+from services.assessment.domain.fast_rows import EnterpriseCells, IndicatorCells
 from services.assessment.domain.rows import (
     ColumnMap,
     FieldError,
@@ -32,7 +34,7 @@ from services.assessment.domain.rows import (
 )
 from services.assessment.events import Actor
 from services.assessment.register import check_register_limits, record_parts, register_enterprises
-from services.assessment.storage.rows import enterprises_by_code
+from services.assessment.storage.rows import registered_codes
 from shared.runtime import ServiceRuntime
 
 Kind = Literal["enterprises", "indicators"]
@@ -86,12 +88,18 @@ class ImportReport:
 
 def read_table(data: bytes) -> tuple[Literal["csv", "xlsx"], list[str], Iterator[tuple[int, dict]]]:
     """(format, headers, rows as (line, {header: cell})). XLSX is recognised by its zip signature."""
+    fmt, headers, rows = _read_cells(data)
+    return fmt, headers, ((line, dict(zip(headers, cells))) for line, cells in rows)
+
+
+def _read_cells(data: bytes) -> tuple[Literal["csv", "xlsx"], list[str], Iterator[tuple[int, Sequence]]]:
+    """Like read_table, with each row as its list of cells (CSV: strings; XLSX: what the sheet holds)."""
     if data[:4] == b"PK\x03\x04":
         return ("xlsx", *_read_xlsx(data))
     return ("csv", *_read_csv(data))
 
 
-def _read_csv(data: bytes) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+def _read_csv(data: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     for encoding in ("utf-8-sig", "gb18030"):  # Excel in China saves CSV as GBK unless told otherwise
         try:
             text = data.decode(encoding)
@@ -107,15 +115,13 @@ def _read_csv(data: bytes) -> tuple[list[str], Iterator[tuple[int, dict]]]:
         raise ImportRefused("empty_file", "the file has no header row") from None
 
     def rows():
-        while True:
-            line = reader.line_num + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise ImportRefused("unreadable_file", f"line {line}: {exc}") from None
-            yield line, dict(zip(headers, cells))
+        line = reader.line_num + 1
+        try:
+            for cells in reader:
+                yield line, cells
+                line = reader.line_num + 1
+        except csv.Error as exc:
+            raise ImportRefused("unreadable_file", f"line {line}: {exc}") from None
 
     return headers, rows()
 
@@ -135,8 +141,7 @@ def _read_xlsx(data: bytes) -> tuple[list[str], Iterator[tuple[int, dict]]]:
         raise ImportRefused("empty_file", "the first sheet has no header row") from None
 
     def rows():
-        for number, cells in enumerate(it, start=2):
-            yield number, dict(zip(headers, cells))
+        yield from enumerate(it, start=2)
         wb.close()
 
     return headers, rows()
@@ -158,31 +163,55 @@ def _columns(kind: Kind, headers: list[str], options: ImportOptions) -> ColumnMa
     return cmap
 
 
-def _parse(kind: Kind, rows: Iterator[tuple[int, dict]], cmap: ColumnMap, options: ImportOptions, report: ImportReport,
+def _parse(kind: Kind, fmt: str, headers: list[str], rows: Iterator[tuple[int, Sequence]], cmap: ColumnMap,
+           options: ImportOptions, report: ImportReport,
            progress: Progress | None) -> list[tuple[int, Enterprise | YearlyIndicators]]:
     good: list[tuple[int, Enterprise | YearlyIndicators]] = []
-    for line, row in rows:
-        if is_blank_row(row):
-            continue  # spreadsheets end in empty rows; they are not data
+    # CSV rows are lists of strings: the fast path takes the plain ones, the careful path the rest
+    fast = None
+    if fmt == "csv":
+        fast = (EnterpriseCells.plan(headers, cmap) if kind == "enterprises" else
+                IndicatorCells.plan(headers, cmap, options.department or "", options.year))
+    for line, cells in rows:
+        value = fast.parse(cells) if fast is not None else None
+        if value is None:
+            row = dict(zip(headers, cells))
+            if is_blank_row(row):
+                continue  # spreadsheets end in empty rows; they are not data
+            value = _parse_row(kind, line, row, cmap, options, report)
         report.rows += 1
-        try:
-            if kind == "enterprises":
-                value = parse_enterprise_row(row, columns=cmap, row_number=line)
-                try:
-                    check_register_limits(value)
-                except ValueError as exc:
-                    raise RowError([FieldError("row", None, "bad_value", str(exc))], line) from None
-            else:
-                value = parse_indicator_row(row, department=options.department, year=options.year, columns=cmap,
-                                            row_number=line)
-                if not value.sources:
-                    raise RowError([FieldError("row", None, "no_figures", "the row gives no figure")], line)
-            good.append((line, value))
-        except RowError as exc:
-            report.bad_rows.append(BadRow(line, _code_of(row, cmap), exc.errors))
+        if value is not None:
+            try:
+                _check(kind, value, line)
+                good.append((line, value))
+            except RowError as exc:
+                report.bad_rows.append(BadRow(line, _code_of(dict(zip(headers, cells)), cmap), exc.errors))
         if progress and report.rows % 1000 == 0:
             progress("parse", report.rows, 0)
     return _drop_duplicates(good, report)
+
+
+def _parse_row(kind: Kind, line: int, row: dict, cmap: ColumnMap, options: ImportOptions,
+               report: ImportReport) -> Enterprise | YearlyIndicators | None:
+    try:
+        if kind == "enterprises":
+            return parse_enterprise_row(row, columns=cmap, row_number=line)
+        return parse_indicator_row(row, department=options.department, year=options.year, columns=cmap,
+                                   row_number=line)
+    except RowError as exc:
+        report.bad_rows.append(BadRow(line, _code_of(row, cmap), exc.errors))
+        return None
+
+
+def _check(kind: Kind, value: Enterprise | YearlyIndicators, line: int) -> None:
+    """What a well-formed row may still break: the register's column widths, a row without figures."""
+    if kind == "enterprises":
+        try:
+            check_register_limits(value)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise RowError([FieldError("row", None, "bad_value", str(exc))], line) from None
+    elif not value.sources:  # type: ignore[union-attr]
+        raise RowError([FieldError("row", None, "no_figures", "the row gives no figure")], line)
 
 
 def _code_of(row: dict, cmap: ColumnMap) -> str | None:
@@ -230,7 +259,7 @@ def _write_chunk(uow, kind: Kind, chunk: list, actor: Actor) -> tuple[dict[str, 
         outcomes = register_enterprises(uow.session, uow.outbox, values, actor, now)
         bad = []
     else:
-        registered = enterprises_by_code(uow.session, (v.credit_code for v in values))
+        registered = registered_codes(uow.session, (v.credit_code for v in values))
         results = record_parts(uow.session, uow.outbox, values, actor, now, registered=registered)
         outcomes = [r.result for r in results]
         bad = [BadRow(line, v.credit_code, (FieldError("credit_code" if r.reason == "enterprise_not_registered" else "row",
@@ -254,12 +283,17 @@ def import_file(runtime: ServiceRuntime, data: bytes, options: ImportOptions, *,
         raise ImportRefused("bad_kind", "kind is enterprises or indicators")
     if options.kind == "indicators" and not options.department:
         raise ImportRefused("department_required", "an indicators file says which department's figures it holds")
+    with collector_paused():
+        return _import(runtime, data, options, principal, progress, chunk_size)
+
+
+def _import(runtime, data, options, principal, progress, chunk_size) -> ImportReport:
     started = time.perf_counter()
-    fmt, headers, rows = read_table(data)
+    fmt, headers, rows = _read_cells(data)
     cmap = _columns(options.kind, headers, options)
     report = ImportReport(kind=options.kind, format=fmt, all_or_nothing=options.all_or_nothing,
                           ignored_columns=list(cmap.ignored))
-    good = _parse(options.kind, rows, cmap, options, report, progress)
+    good = _parse(options.kind, fmt, headers, rows, cmap, options, report, progress)
     parsed = time.perf_counter()
     report.timings["parse_seconds"] = parsed - started
     if progress:

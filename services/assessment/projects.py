@@ -66,7 +66,7 @@ def admit(s: Session, outbox: Outbox, application: dict, county: str, year: int,
         admitted=result.admitted, failures=[AdmissionFailure(**asdict(f)) for f in result.failures],
         land=format_amount(app.land, LAND_SCALE), investment_per_mu=result.investment_per_mu,
         tax_per_mu=result.tax_per_mu, industry_code=app.industry_code, project_class=answer["project_class"],
-        policy_hash=stored.policy_hash), pid, f"project/{pid}")])
+        policy_hash=stored.policy_hash, year=year, policy_version=stored.policy.version), pid, f"project/{pid}")])
     return get_project(s, pid), True
 
 

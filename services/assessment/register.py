@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Collection
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.assessment.domain.enterprise import FLAG_NAMES, Enterprise, IndicatorConflict, YearlyIndicators, merge_indicators
-from services.assessment.events import Actor, emit
+from services.assessment.events import Actor, emit_plain
 from services.assessment.fields import format_figures
-from services.assessment.storage.rows import chunks, dumps, enterprise_values, enterprises_by_code, loads, merged_indicators
+from services.assessment.storage.bulk_rows import insert_dicts
+from services.assessment.storage.rows import (
+    chunks,
+    dumps,
+    enterprise_values,
+    enterprises_by_code,
+    loads,
+    merged_indicators,
+    registered_codes,
+)
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import indicator_parts as P
 from services.assessment.storage.tables import indicators as I
-from shared.bulk import bulk_insert
+from shared.bulk import id_in
 from shared.contracts.assessment import EnterpriseRegistered, IndicatorsRecorded
 from shared.outbox import Outbox
 
@@ -44,9 +54,14 @@ def check_register_limits(e: Enterprise) -> None:
 
 
 def registered_event(e: Enterprise) -> EnterpriseRegistered:
-    return EnterpriseRegistered(credit_code=e.credit_code, name=e.name, county_code=e.county_code,
-                                township_code=e.township_code, in_park=e.in_park, park_id=e.park_id,
-                                industry_code=e.industry_code, flags=sorted(e.flags()))
+    return EnterpriseRegistered.model_validate(registered_payload(e))
+
+
+def registered_payload(e: Enterprise) -> dict:
+    """EnterpriseRegistered's JSON payload, in its field order (events.emit_plain)."""
+    return {"credit_code": e.credit_code, "name": e.name, "county_code": e.county_code,
+            "township_code": e.township_code, "in_park": e.in_park, "park_id": e.park_id,
+            "industry_code": e.industry_code, "flags": sorted(e.flags()), "scale": e.scale}
 
 
 def register_enterprises(s: Session, outbox: Outbox, items: list[Enterprise], actor: Actor, now: datetime) -> list[str]:
@@ -73,10 +88,10 @@ def register_enterprises(s: Session, outbox: Outbox, items: list[Enterprise], ac
             s.execute(update(E).where(E.c.credit_code == e.credit_code)
                       .values(**values, revision=row.revision + 1, updated_at=now, updated_by=actor.principal))
             outcomes.append(UPDATED)
-        events.append((registered_event(e), e.credit_code, None))
+        events.append((registered_payload(e), e.credit_code, None))
     if new_rows:
-        bulk_insert(s, E, list(new_rows.values()))
-    emit(s, outbox, actor, events)
+        insert_dicts(s, E, list(new_rows.values()))
+    emit_plain(s, outbox, actor, EnterpriseRegistered, events, now)
     return outcomes
 
 
@@ -89,10 +104,11 @@ class PartOutcome:
 
 
 def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], actor: Actor, now: datetime,
-                 *, registered: dict[str, object] | None = None) -> list[PartOutcome]:
+                 *, registered: Collection[str] | None = None) -> list[PartOutcome]:
     """Merge each department's part into what is known for the enterprise and year. Refused, with a
-    reason, when the enterprise is not in the register or another department gave a different figure."""
-    registered = registered if registered is not None else enterprises_by_code(s, (p.credit_code for p in parts))
+    reason, when the enterprise is not in the register or another department gave a different figure.
+    ``registered``: the codes of ``parts`` in the register, if the caller knows them."""
+    registered = registered if registered is not None else registered_codes(s, (p.credit_code for p in parts))
     known = merged_indicators(s, ((p.credit_code, p.year) for p in parts if p.credit_code in registered))
     had_row = set(known)
     had_part = _existing_parts(s, parts)
@@ -127,11 +143,14 @@ def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], acto
                            "figures": dumps(figures_now), "received_via": actor.via, "received_by": actor.principal,
                            "updated_at": now}
         outcomes.append(PartOutcome(RECORDED, merged=merged))
-        events.append((IndicatorsRecorded(credit_code=p.credit_code, year=p.year, department=department,
-                                          fields=format_figures(figures)), p.credit_code, None))
+        payload = {"credit_code": p.credit_code, "year": p.year, "department": department,
+                   "fields": format_figures(figures)}
+        if any(len(v) > 30 for v in payload["fields"].values()):
+            IndicatorsRecorded.model_validate(payload)  # beyond DecimalStr's 30 digits: refused as the contract says
+        events.append((payload, p.credit_code, None))
     _save_parts(s, part_rows, had_part)
     _save_merged(s, {k: known[k] for k in touched}, had_row, now)
-    emit(s, outbox, actor, events)
+    emit_plain(s, outbox, actor, IndicatorsRecorded, events, now)
     return outcomes
 
 
@@ -141,7 +160,7 @@ def _existing_parts(s: Session, parts: list[YearlyIndicators]) -> dict[tuple, st
     out: dict[tuple, str] = {}
     for chunk in chunks(sorted({k[0] for k in wanted})):
         rows = s.execute(select(P.c.credit_code, P.c.year, P.c.department, P.c.figures)
-                         .where(P.c.credit_code.in_(chunk))).all()
+                         .where(id_in(P.c.credit_code, chunk, s))).all()
         out.update(((r.credit_code, r.year, r.department), r.figures) for r in rows
                    if (r.credit_code, r.year, r.department) in wanted)
     return out
@@ -150,7 +169,7 @@ def _existing_parts(s: Session, parts: list[YearlyIndicators]) -> dict[tuple, st
 def _save_parts(s: Session, rows: dict[tuple, dict], existing: dict[tuple, str]) -> None:
     inserts = [r for k, r in rows.items() if k not in existing]
     if inserts:
-        bulk_insert(s, P, inserts)
+        insert_dicts(s, P, inserts)
     for k, r in rows.items():
         if k in existing:
             s.execute(update(P).where(P.c.credit_code == k[0], P.c.year == k[1], P.c.department == k[2])
@@ -167,4 +186,4 @@ def _save_merged(s: Session, merged: dict[tuple[str, int], YearlyIndicators], ex
         else:
             inserts.append(dict(values, credit_code=code, year=year))
     if inserts:
-        bulk_insert(s, I, inserts)
+        insert_dicts(s, I, inserts)

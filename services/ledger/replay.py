@@ -71,6 +71,7 @@ def rebuild(db: Database, *, repair: bool = False, progress: Callable[[int], Non
         report.compare_seconds = time.perf_counter() - t1
         if repair and report.differences:
             report.repaired = _repair(s, report.differences)
+            report.remaining = compare(_live(s), rebuilt)
         else:
             s.rollback()
     return report

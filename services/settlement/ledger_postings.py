@@ -46,8 +46,19 @@ def _transfer(p: Posting, line: StatementLine, county: str, period: str) -> Tran
         transfer_id=p.transfer_id, debit_account=p.debit_account, credit_account=p.credit_account, asset=ASSET,
         amount=format_amount(p.amount_fen, 2), code=f"settlement.{line.kind.value}",
         refs=[p.statement_id, *line.sources[:5]],
-        metadata={"county": county, "period": period, "line_no": str(line.line_no), "kind": line.kind.value},
+        metadata=_metadata(line, county, period),
     )
+
+
+def _metadata(line: StatementLine, county: str, period: str) -> dict[str, str]:
+    """Where the transfer comes from; month and allocation id too, so that replay rebuilds compensation per
+    enterprise from these commands (services/settlement/replay.py)."""
+    md = {"county": county, "period": period, "line_no": str(line.line_no), "kind": line.kind.value}
+    if line.month is not None:
+        md["month"] = line.month
+    if line.allocation_id is not None:
+        md["allocation_id"] = line.allocation_id
+    return md
 
 
 def ledger_commands(statement: Statement, postings: tuple[Posting, ...]) -> Iterator[tuple[str, TransfersRequested]]:

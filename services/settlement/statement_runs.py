@@ -1,11 +1,13 @@
 """Running a county's statement for a period: draft (any number of times) and finalize (once).
 
-Both compute the statement from the database in one pass: agreements and history are loaded (they are few),
-receipts, statistics, allocations and buy-backs are streamed into ``compute_statement`` (see
-``storage.inputs``), so memory does not grow with the number of receipts. A draft replaces the stored draft and
-announces ``SettlementDrafted``. Finalizing takes the cut-off lock (``storage.locks``), recomputes as of that
-moment — the finalized statement is exactly what the inputs say at its cut-off — then stores it with the history
-rows the next period needs, and writes to the outbox in the same transaction: the ledger commands, one
+Both compute the statement from the database in one pass (``builder_from_database``): agreements and history are
+loaded (they are few); receipts and statistics are summed by the database per enterprise, kind and month
+(``storage.sums``), so memory does not grow with the number of receipts; allocations and buy-backs are read. The
+lines are then handed out in order and written (``COPY`` on PostgreSQL) while the content hash and totals are
+tallied over them, so the database stores one batch while the next is computed. A draft replaces the stored
+draft and announces ``SettlementDrafted``. Finalizing takes the cut-off lock (``storage.locks``), recomputes as
+of that moment — the finalized statement is exactly what the inputs say at its cut-off — then stores it with the
+history rows the next period needs, and writes to the outbox in the same transaction: the ledger commands, one
 ``AdjustmentRecorded`` per adjustment line and ``SettlementFinalized``.
 """
 from __future__ import annotations
@@ -26,17 +28,26 @@ from services.settlement.domain import (
     PeriodError,
     Statement,
     StatementError,
-    compute_statement,
     finalize,
 )
+from services.settlement.domain.build import StatementBuilder
 from services.settlement.domain.export import yuan
-from services.settlement.domain.statement import DEFAULT_SOURCES_PER_LINE, FINALIZED
+from services.settlement.domain.statement import DEFAULT_SOURCES_PER_LINE, FINALIZED, assemble
 from services.settlement.ledger_postings import ledger_commands
-from services.settlement.storage.inputs import InputsRepository, policy_from_row
+from services.settlement.storage.inputs import InputsRepository, allocations_of, policy_from_row
 from services.settlement.storage.locks import hold_county, hold_cutoff
+from services.settlement.storage.rows import from_db
 from services.settlement.storage.statements import StatementsRepository, money_total
+from services.settlement.storage.sums import MonthSums
 from shared.contracts import topics
-from shared.contracts.settlement import AdjustmentRecorded, SettlementDrafted, SettlementFinalized
+from shared.contracts.settlement import (
+    TOTALS_IN_EVENT_MAX,
+    AdjustmentRecorded,
+    SettlementDrafted,
+    SettlementFinalized,
+    StatementPartyTotal,
+    StatementStatisticsTotal,
+)
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 
@@ -52,7 +63,8 @@ def statement_id(county: str, label: str) -> str:
 @contextmanager
 def collector_paused():
     """A county-year builds ~10^6 small, acyclic objects; the cyclic garbage collector would walk the growing
-    heap again and again while they are made (20-40 % of the run). Paused for the computation only."""
+    heap again and again while they are made (20-40 % of the run). Paused for a run (computation, writing,
+    commit); what the run made is freed by reference counting once its result is dropped."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -62,28 +74,79 @@ def collector_paused():
             gc.enable()
 
 
-def compute_from_database(session: Session, county: str, period: Period, as_of: datetime,
-                          max_sources_per_line: int | None = DEFAULT_SOURCES_PER_LINE) -> Statement:
-    with collector_paused():
-        return _compute(session, county, period, as_of, max_sources_per_line)
-
-
-def _compute(session: Session, county: str, period: Period, as_of: datetime, max_sources_per_line: int | None) -> Statement:
+def builder_from_database(session: Session, county: str, period: Period, as_of: datetime,
+                          max_sources_per_line: int | None = DEFAULT_SOURCES_PER_LINE) -> StatementBuilder:
+    """A statement's inputs, read: tax and statistics summed, allocations and buy-backs held until their lines
+    are made (by then the connection is busy writing lines)."""
     inputs = InputsRepository(session)
     policy_row = inputs.latest_policy_row(county)
     if policy_row is None:
         raise StatementError("policy_missing", f"county {county} has no settlement policy yet (PUT one first)")
     history = StatementsRepository(session).load_history(county)
-    book = AgreementBook(inputs.agreements_of_county(county))
+    b = StatementBuilder(county, period, agreements=AgreementBook(inputs.agreements_of_county(county)),
+                         policy=policy_from_row(policy_row), as_of=as_of, history=history,
+                         max_sources_per_line=max_sources_per_line)
     cutoff = history.cutoff
-    return compute_statement(
-        county, period, agreements=book, policy=policy_from_row(policy_row), as_of=as_of,
-        receipts=inputs.stream_receipts(county, period, cutoff, as_of),
-        statistics=inputs.stream_statistics(county, period, cutoff, as_of),
-        allocations=inputs.stream_allocations(county, period, cutoff, as_of),
-        buybacks=inputs.stream_buybacks(county, period, cutoff, as_of),
-        finalized_prior=history, max_sources_per_line=max_sources_per_line,
-    )
+    # allocations read as rows first and made into allocations only when their lines are made, while the
+    # database is storing the lines before them
+    b.add_allocations(allocations_of(inputs.allocation_rows(county, period, cutoff, as_of)))
+    b.add_buybacks(inputs.stream_buybacks(county, period, cutoff, as_of))
+    sums = MonthSums(session, county, period, cutoff, as_of, max_sources_per_line)
+    b.add_tax(sums.tax())
+    b.add_statistics(sums.statistics())
+    return b
+
+
+def compute_from_database(session: Session, county: str, period: Period, as_of: datetime,
+                          max_sources_per_line: int | None = DEFAULT_SOURCES_PER_LINE) -> Statement:
+    """The statement, computed and not stored."""
+    with collector_paused():
+        return assemble(builder_from_database(session, county, period, as_of, max_sources_per_line))
+
+
+def compute_and_write_lines(session: Session, county: str, period: Period, as_of: datetime,
+                            max_sources_per_line: int | None = DEFAULT_SOURCES_PER_LINE,
+                            stored=None) -> tuple[Statement, bool]:
+    """The (draft) statement and whether its lines had to be written over the period's ``stored`` statement (its
+    header row, if any), which is then removed; the caller writes the summary (``StatementsRepository
+    .write_summary``) of this draft or of its finalized form.
+
+    Lines are written while they are computed — unless a stored draft may well be this very statement (no fact
+    recorded since it was computed): then the statement is computed first, and if it is the stored one — same
+    content hash, hence the same lines, and no line's sources cut by a cap on either side (the kept ids are not in
+    the hash) — the stored lines stay; otherwise they are replaced."""
+    repo = StatementsRepository(session)
+    label = period.label
+    with collector_paused():
+        maybe_same = stored is not None and not InputsRepository(session).recorded_between(
+            county, from_db(stored.as_of), as_of)
+        b = builder_from_database(session, county, period, as_of, max_sources_per_line)
+        if not maybe_same:
+            repo.clear(county, label)
+            with repo.line_writer() as write:
+                return assemble(b, write), True
+        st = assemble(b)
+        if st.content_hash == stored.content_hash and not st.lines.capped() and not repo.sources_capped(county, label):
+            return st, False
+        repo.clear(county, label)
+        records = st.lines.records
+        with repo.line_writer() as write:
+            for i in range(0, len(records), 5000):
+                write(records[i : i + 5000])
+        return st, True
+
+
+def summary_fields(st: Statement, *, party_totals: bool) -> dict:
+    """What the statement events carry besides hash and total, so that replay can rebuild the summary and totals
+    (services/settlement/replay.py). Totals only up to TOTALS_IN_EVENT_MAX rows: see the contract."""
+    out: dict = dict(policy_id=st.policy_id, policy_version=st.policy_version, unmatched_receipts=st.unmatched_receipts)
+    if party_totals and len(st.totals) <= TOTALS_IN_EVENT_MAX:
+        out["party_totals"] = [StatementPartyTotal(party=t.party, receivable=yuan(t.receivable_fen),
+                                                   payable=yuan(t.payable_fen)) for t in st.totals]
+    if len(st.statistics_totals) <= TOTALS_IN_EVENT_MAX:
+        out["statistics_totals"] = [StatementStatisticsTotal(party=t.party, measure=t.measure, gained=yuan(t.gained),
+                                                             ceded=yuan(t.ceded)) for t in st.statistics_totals]
+    return out
 
 
 @dataclass(frozen=True)
@@ -103,7 +166,8 @@ class StatementRuns:
     # -- draft ------------------------------------------------------------------------------------------
     def draft(self, county: str, label: str, by: str) -> RunResult:
         period = parse_period(label)
-        return self.runtime.transaction(lambda uow: self._draft(uow, county, period, by))
+        with collector_paused():  # until the commit: the lines and rows of the whole run are made meanwhile
+            return self.runtime.transaction(lambda uow: self._draft(uow, county, period, by))
 
     def _draft(self, uow: UnitOfWork, county: str, period: Period, by: str) -> RunResult:
         s = uow.session
@@ -116,17 +180,19 @@ class StatementRuns:
         if current is not None and current.status == FINALIZED:
             raise StatementError("already_finalized", f"{statement_id(county, period.label)} is finalized; "
                                  "corrections go into the next open period")
-        st = compute_from_database(s, county, period, now, self.max_sources_per_line)
-        repo.replace_statement(st, by, now)
+        st, written = compute_and_write_lines(s, county, period, now, self.max_sources_per_line, current)
+        repo.write_summary(st, by, now, lines_written=written)
         uow.emit(SettlementDrafted(statement_id=st.statement_id, county_code=county, period=period.label,
-                                   content_hash=st.content_hash, line_count=len(st.lines), total=yuan(money_total(st))),
+                                   content_hash=st.content_hash, line_count=len(st.lines), total=yuan(money_total(st)),
+                                   as_of=st.as_of, **summary_fields(st, party_totals=True)),
                  subject=st.statement_id)
         return RunResult(st, repo.header(county, period.label), True)
 
     # -- finalize ---------------------------------------------------------------------------------------
     def finalize(self, county: str, label: str, by: str, expected_hash: str | None = None) -> RunResult:
         period = parse_period(label)
-        return self.runtime.transaction(lambda uow: self._finalize(uow, county, period, by, expected_hash))
+        with collector_paused():
+            return self.runtime.transaction(lambda uow: self._finalize(uow, county, period, by, expected_hash))
 
     def _finalize(self, uow: UnitOfWork, county: str, period: Period, by: str, expected_hash: str | None) -> RunResult:
         s = uow.session
@@ -142,12 +208,14 @@ class StatementRuns:
             return RunResult(None, current, False)  # finalizing twice is answered, not repeated
         if period.start > now.date():
             raise PeriodError("period_in_future", f"{period.label} has not started yet (today is {now.date()})")
-        draft = compute_from_database(s, county, period, now, self.max_sources_per_line)
-        if expected_hash and expected_hash != draft.content_hash:
+        if now.date() <= period.end:  # what ``finalize`` refuses, refused before the work
+            raise StatementError("period_not_ended", f"{period.label} ends {period.end}; the statement is as of {now}")
+        draft, written = compute_and_write_lines(s, county, period, now, self.max_sources_per_line, current)
+        if expected_hash and expected_hash != draft.content_hash:  # the lines written are rolled back
             raise StatementError("content_changed", f"the statement now has hash {draft.content_hash}, not the "
                                  f"{expected_hash} that was reviewed: run and review the draft again")
         final, postings = finalize(draft)
-        repo.replace_statement(final, by, now)
+        repo.write_summary(final, by, now, lines_written=written)
         repo.store_history(final)
         repo.add_postings(county, period.label, postings, now)
         repo.drop_drafts_overlapping(county, period.end)
@@ -168,4 +236,4 @@ class StatementRuns:
                     adjusts=ln.adjusts.value if ln.adjusts else None), subject=sid)
         uow.emit(SettlementFinalized(statement_id=sid, county_code=st.county, period=st.period.label,
                                      content_hash=st.content_hash, line_count=len(st.lines), total=yuan(money_total(st)),
-                                     finalized_at=st.finalized_at), subject=sid)
+                                     finalized_at=st.finalized_at, **summary_fields(st, party_totals=False)), subject=sid)

@@ -66,6 +66,8 @@ class EnterpriseRegistered(_Out):
     park_id: str | None = None
     industry_code: str = ""
     flags: list[str] = Field(default_factory=list)
+    scale: Literal["规上", "规下"] | None = Field(
+        default=None, description="as the statistics bureau says; null: by policy rule (or an event older than the field)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -120,6 +122,7 @@ class DispositionDecided(_Out):
     decided_by: str
     decided_at: datetime
     reason: str = ""
+    run_id: str | None = Field(default=None, description="the evaluation run whose recommendation was decided on")
 
 
 @register
@@ -132,6 +135,7 @@ class EnterpriseExited(_Out):
     township_code: str
     effective_on: date
     reason: str = ""
+    year: int | None = Field(default=None, description="year of the decision carried out")
 
 
 @register
@@ -144,6 +148,7 @@ class EnterpriseRelocated(_Out):
     from_township_code: str
     to_park_id: str
     effective_on: date
+    year: int | None = Field(default=None, description="year of the decision carried out")
 
 
 class AdmissionFailure(BaseModel):
@@ -173,3 +178,5 @@ class ProjectEvaluated(_Out):
     industry_code: str = ""
     project_class: str | None = Field(default=None, description="class of the applicant if assessed (A-D)")
     policy_hash: str
+    year: int | None = Field(default=None, description="the county-year whose policy admitted or refused it")
+    policy_version: int | None = None

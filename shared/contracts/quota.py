@@ -81,6 +81,11 @@ class QuotaReleased(_Out):
     basis: str
     status: Literal["accepted", "pending_verification", "rejected"]
     status_reason: str = ""
+    # Added later (optional, so earlier events stay valid): the rest of the release, for replay.
+    department: str | None = None
+    buyback_price_per_unit: DecimalStr | None = Field(default=None, description="CNY per asset unit, when paid")
+    document_ref: str | None = None
+    released_on: date | None = None
 
 
 @register
@@ -182,6 +187,7 @@ class QuotaAllocated(_RequestEvent):
 @register
 class QuotaReservationExpired(_RequestEvent):
     name = "QuotaReservationExpired"
+    reason: str = Field(default="", description="deadline_passed (our clock) or ledger_expired")
 
 
 @register

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts import topics
 from shared.contracts.types import DecimalStr, Identifier
@@ -46,6 +46,33 @@ class _Out(Event):
     aggregate_type = "statement"
 
 
+# Totals travel in the statement events only up to this many rows: a county-year names ~10^5 parties, which would
+# take the message past Kafka's 1 MB limit. A finalized statement's party totals are in its TransfersRequested.
+TOTALS_IN_EVENT_MAX = 1000
+
+
+class StatementPartyTotal(BaseModel):
+    """A party's money in one statement: what it receives and what it pays (net = receivable - payable)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    party: str
+    receivable: DecimalStr
+    payable: DecimalStr
+
+
+class StatementStatisticsTotal(BaseModel):
+    """A party's statistics in one statement (not money): what it gains and what it cedes, per measure."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    party: str
+    measure: str
+    gained: DecimalStr
+    ceded: DecimalStr
+
+
+_TOTALS_NOTE = f"null when there are more than {TOTALS_IN_EVENT_MAX} rows (message size) or in an older event"
+
+
 @register
 class SettlementDrafted(_Out):
     name = "SettlementDrafted"
@@ -55,6 +82,15 @@ class SettlementDrafted(_Out):
     content_hash: str
     line_count: int
     total: DecimalStr
+    # optional since v1 was first published: the rest of the statement summary, for replay and dashboards
+    as_of: datetime | None = None
+    policy_id: str | None = None
+    policy_version: int | None = None
+    unmatched_receipts: int | None = None
+    party_totals: list[StatementPartyTotal] | None = Field(
+        default=None, description=f"every party's money totals; {_TOTALS_NOTE}")
+    statistics_totals: list[StatementStatisticsTotal] | None = Field(
+        default=None, description=f"statistics totals; {_TOTALS_NOTE}")
 
 
 @register
@@ -67,6 +103,12 @@ class SettlementFinalized(_Out):
     line_count: int
     total: DecimalStr
     finalized_at: datetime
+    # optional since v1 was first published (party totals: see the statement's TransfersRequested, one per line)
+    policy_id: str | None = None
+    policy_version: int | None = None
+    unmatched_receipts: int | None = None
+    statistics_totals: list[StatementStatisticsTotal] | None = Field(
+        default=None, description=f"statistics totals; {_TOTALS_NOTE}")
 
 
 @register

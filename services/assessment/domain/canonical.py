@@ -15,6 +15,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import orjson
+
 
 @functools.lru_cache(maxsize=1 << 16)  # scores repeat (caps, benchmarks, weights): a run formats millions
 def decimal_text(d: Decimal) -> str:
@@ -77,9 +79,46 @@ def _to_plain_general(obj: Any) -> Any:
 
 
 def canonical_json(obj: Any) -> str:
-    return json.dumps(to_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return plain_json(to_plain(obj))
+
+
+# sorted keys; dataclasses, datetimes and subclasses of str, int ... are refused (TypeError), not written
+PLAIN_OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+                 | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def plain_json(plain: Any) -> str:
+    """The canonical JSON of plain data (what to_plain gives): orjson writes the same text as
+    ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` several times faster; what
+    it refuses (integers beyond 64 bits, lone surrogates, anything not plain) goes to the json module."""
+    try:
+        return orjson.dumps(plain, option=PLAIN_OPTIONS).decode()
+    except TypeError:
+        return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def content_hash(obj: Any) -> str:
     """sha256 hex of the canonical JSON."""
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+class by_identity:
+    """A memo of ``fn(obj)`` keyed by the object itself rather than its hash: for the few objects a run
+    shares among 100,000 results (a recommendation, a treatment), whose dataclass or pydantic hash would
+    be computed again on every lookup. The memo holds the object, so its id cannot be reused meanwhile."""
+
+    def __init__(self, fn, size: int = 256):
+        self.fn = fn
+        self.size = size
+        self.memo: dict[int, tuple[Any, Any]] = {}
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, obj):
+        hit = self.memo.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        value = self.fn(obj)
+        if len(self.memo) >= self.size:
+            self.memo.clear()
+        self.memo[id(obj)] = (obj, value)
+        return value

@@ -7,7 +7,9 @@ The organisation code's own GB 11714 check is not verified: registries hold code
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from operator import mul
 
 CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # 31 characters; value = index
 _VALUE = {c: i for i, c in enumerate(CHARSET)}
@@ -81,8 +83,32 @@ def problem_with_prefix(prefix17: str) -> CreditCodeProblem | None:
     return None
 
 
+_AUTHORITY_AND_TYPE = frozenset(a + t for a, types in AUTHORITY_TYPES.items() for t in types)
+_VALUE_OF = _VALUE.__getitem__
+
+
+@functools.lru_cache(maxsize=1 << 18)  # a county's codes are checked at parse, construction and load
+def _is_valid(code: str) -> bool:
+    """The whole check in one pass, for the common case of a valid code; the problem of an invalid one
+    is found by the position-ordered path below."""
+    if len(code) != LENGTH or code[:2] not in _AUTHORITY_AND_TYPE or not code[2:8].isdigit():
+        return False
+    try:
+        total = sum(map(mul, map(_VALUE_OF, code[:17]), WEIGHTS))
+    except KeyError:  # a character outside the charset
+        return False
+    value = 31 - total % 31
+    return CHARSET[0 if value == 31 else value] == code[17]
+
+
 def credit_code_problem(code: str) -> CreditCodeProblem | None:
     """None when ``code`` is a valid credit code, else the first problem found (in position order)."""
+    if type(code) is str and _is_valid(code):
+        return None
+    return _first_problem(code)
+
+
+def _first_problem(code: str) -> CreditCodeProblem | None:
     if not isinstance(code, str):
         return CreditCodeProblem("not_a_string", "a credit code is a string")
     if len(code) != LENGTH:

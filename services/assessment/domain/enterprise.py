@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Mapping
 
 from .credit_code import require_credit_code
@@ -44,6 +45,11 @@ _TOWNSHIP = re.compile(r"^\d{9}(\d{3})?$")
 _INDUSTRY = re.compile(r"^[A-T](\d{2,4})?$|^\d{2,4}$")  # GB/T 4754: door letter and/or 2-4 digits
 
 
+_NAMED_FLAGS = attrgetter(*FLAG_NAMES)
+_FLAG_SET = frozenset(FLAG_NAMES)
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -73,19 +79,23 @@ class Enterprise:
             raise ValueError(f"township code {self.township_code!r} must be 9 or 12 digits")
         if not isinstance(self.industry_code, str) or not _INDUSTRY.match(self.industry_code):
             raise ValueError(f"industry code {self.industry_code!r} is not a GB/T 4754 code")
-        for name in ("in_park", *FLAG_NAMES):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool")
+        named = _NAMED_FLAGS(self)
+        if type(self.in_park) is not bool or not all(type(v) is bool for v in named):
+            for name in ("in_park", *FLAG_NAMES):
+                if not isinstance(getattr(self, name), bool):
+                    raise ValueError(f"{name} must be a bool")
         if self.scale is not None and self.scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES} or None")
         if self.park_id is not None and (not isinstance(self.park_id, str) or not self.park_id):
             raise ValueError("park_id must be a non-empty string or None")
-        object.__setattr__(self, "extra_flags", frozenset(self.extra_flags))
-        clash = self.extra_flags & set(FLAG_NAMES)
+        if type(self.extra_flags) is not frozenset:
+            object.__setattr__(self, "extra_flags", frozenset(self.extra_flags))
+        clash = self.extra_flags & _FLAG_SET
         if clash:
             raise ValueError(f"extra flags repeat a named flag: {sorted(clash)}")
         # asked many times per enterprise in a run (exclusions, disposition); not a field: eq and hash ignore it
-        object.__setattr__(self, "_flags", frozenset(n for n in FLAG_NAMES if getattr(self, n)) | self.extra_flags)
+        flags = _NO_FLAGS if not any(named) else frozenset(n for n, v in zip(FLAG_NAMES, named) if v)
+        object.__setattr__(self, "_flags", flags | self.extra_flags if self.extra_flags else flags)
 
     @property
     def county_code(self) -> str:
@@ -137,9 +147,8 @@ class YearlyIndicators:
         require_credit_code(self.credit_code)
         if not _is_int(self.year) or not 1990 <= self.year <= 2200:
             raise ValueError(f"year {self.year!r} is not a plausible year")
-        for name in SCALAR_FIELDS:
-            v = getattr(self, name)
-            if v is None:
+        for name, v in zip(SCALAR_FIELDS, _SCALARS(self)):
+            if v is None or (type(v) is int and v >= 0):
                 continue
             if not _is_int(v):
                 raise ValueError(f"{name} must be an integer of its unit, got {type(v).__name__}")
@@ -171,10 +180,13 @@ class YearlyIndicators:
 
     def set_fields(self) -> dict[str, object]:
         """Field -> value for every field present; emissions expanded to 'emissions.<pollutant>'."""
-        out: dict[str, object] = {n: getattr(self, n) for n in SCALAR_FIELDS if getattr(self, n) is not None}
-        for p, v in (self.emissions or {}).items():
-            out[f"emissions.{p}"] = v
-        return out
+        known = self.__dict__.get("_set_fields")  # asked three times per row of an import: made once
+        if known is None:
+            known = {n: v for n, v in zip(SCALAR_FIELDS, _SCALARS(self)) if v is not None}
+            for p, v in (self.emissions or {}).items():
+                known[f"emissions.{p}"] = v
+            object.__setattr__(self, "_set_fields", known)
+        return dict(known)
 
     def to_plain(self) -> dict:
         d = {name: getattr(self, name) for name in _INDICATOR_FIELDS}
@@ -184,6 +196,7 @@ class YearlyIndicators:
 
 
 _INDICATOR_FIELDS = tuple(f.name for f in fields(YearlyIndicators))
+_SCALARS = attrgetter(*SCALAR_FIELDS)
 
 
 def merge_indicators(base: YearlyIndicators | None, part: YearlyIndicators) -> YearlyIndicators:

@@ -216,9 +216,17 @@ _TRUE = {"是", "y", "yes", "true", "1", "√", "t"}
 _FALSE = {"否", "n", "no", "false", "0", "×", "f", ""}
 
 
-def _bool(text: str) -> bool | None:
+def bool_of(text: str) -> bool | None:
     t = text.lower()
     return True if t in _TRUE else False if t in _FALSE else None
+
+
+SCALE_WORDS = {"规上": GROUP_ABOVE, "规模以上": GROUP_ABOVE, "above": GROUP_ABOVE,
+               "规下": GROUP_BELOW, "规模以下": GROUP_BELOW, "below": GROUP_BELOW}
+
+
+def split_extra_flags(text: str) -> frozenset[str]:
+    return frozenset(p.strip() for p in re.split(r"[;,，；、\s]+", text) if p.strip())
 
 
 def _credit_code(text: str, column: str, errors: list[FieldError]) -> str | None:
@@ -320,14 +328,14 @@ def parse_enterprise_row(row: Mapping[str, Cell], *, columns: ColumnMap | None =
     if not text:
         errors.append(FieldError("in_park", header if "in_park" in cells else None, "missing_required", "in_park is required"))
     else:
-        b = _bool(text)
+        b = bool_of(text)
         if b is None:
             errors.append(FieldError("in_park", header, "not_a_boolean", f"{text!r} is not yes/no"))
         out["in_park"] = b
     for f in FLAG_NAMES:
         if f in cells:
             header, _, text = cells[f]
-            b = _bool(text)
+            b = bool_of(text)
             if b is None:
                 errors.append(FieldError(f, header, "not_a_boolean", f"{text!r} is not yes/no"))
             out[f] = b
@@ -335,13 +343,12 @@ def parse_enterprise_row(row: Mapping[str, Cell], *, columns: ColumnMap | None =
         out["park_id"] = cells["park_id"][2]
     if "scale" in cells and cells["scale"][2]:
         header, _, text = cells["scale"]
-        scale = {"规上": GROUP_ABOVE, "规模以上": GROUP_ABOVE, "above": GROUP_ABOVE,
-                 "规下": GROUP_BELOW, "规模以下": GROUP_BELOW, "below": GROUP_BELOW}.get(text.lower())
+        scale = SCALE_WORDS.get(text.lower())
         if scale is None:
             errors.append(FieldError("scale", header, "bad_value", f"{text!r} is neither 规上 nor 规下"))
         out["scale"] = scale
     if "extra_flags" in cells and cells["extra_flags"][2]:
-        extra = frozenset(p.strip() for p in re.split(r"[;,，；、\s]+", cells["extra_flags"][2]) if p.strip())
+        extra = split_extra_flags(cells["extra_flags"][2])
         clash = extra & set(FLAG_NAMES)
         if clash:
             errors.append(FieldError("extra_flags", cells["extra_flags"][0], "bad_value", f"named flags in extra flags: {sorted(clash)}"))
@@ -372,11 +379,15 @@ def row_key(value: YearlyIndicators | Enterprise) -> tuple:
 
 def find_duplicate_rows(rows: Iterable[tuple[int, YearlyIndicators | Enterprise]]) -> list[DuplicateRows]:
     """Rows of one file that describe the same enterprise (and year), in order of first appearance."""
-    groups: dict[tuple, list[tuple[int, YearlyIndicators | Enterprise]]] = {}
+    first: dict[tuple, tuple[int, YearlyIndicators | Enterprise]] = {}
+    repeats: dict[tuple, list[tuple[int, YearlyIndicators | Enterprise]]] = {}  # only keys seen again
     for number, value in rows:
-        groups.setdefault(row_key(value), []).append((number, value))
+        key = (value.credit_code, value.year) if type(value) is YearlyIndicators else row_key(value)
+        if key in first:
+            repeats.setdefault(key, [first[key]]).append((number, value))
+        else:
+            first[key] = (number, value)
     return [
         DuplicateRows(key, tuple(n for n, _ in items), all(v == items[0][1] for _, v in items))
-        for key, items in groups.items()
-        if len(items) > 1
+        for key in first if (items := repeats.get(key)) is not None
     ]

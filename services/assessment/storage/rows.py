@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.assessment.domain.canonical import canonical_json
+from services.assessment.domain.canonical import PLAIN_OPTIONS, canonical_json
 from services.assessment.domain.enterprise import FLAG_NAMES, Enterprise, YearlyIndicators
 from services.assessment.fields import indicators_from
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import indicators as I
+from shared.bulk import id_in
 
 CHUNK = 5000  # keeps IN (...) lists within every driver's parameter limits
 
@@ -23,11 +26,26 @@ def chunks(items: list, n: int = CHUNK) -> Iterator[list]:
 
 
 def dumps(value) -> str:
-    return canonical_json(value)
+    """canonical_json of a stored value. Those are mostly plain already (figures, sources, flags), which
+    orjson writes directly; anything else (Decimals, dataclasses ...) goes through to_plain first."""
+    try:
+        return orjson.dumps(value, option=PLAIN_OPTIONS).decode()
+    except TypeError:
+        return canonical_json(value)
 
 
 def loads(text: str):
+    """json.loads, faster: orjson reads the same values, except an integer beyond 64 bits (19 digits or more),
+    which it makes a float; such a text goes to the json module."""
+    if not _LONG_DIGITS.search(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # the json module says what is wrong (or reads what orjson refuses, such as 1e400)
     return json.loads(text)
+
+
+_LONG_DIGITS = re.compile(r"\d{19}")
 
 
 def utc(d: datetime | None) -> datetime | None:
@@ -46,18 +64,36 @@ def enterprise_values(e: Enterprise) -> dict:
     }
 
 
+ENTERPRISE_COLUMNS = tuple(E.c[k] for k in ("credit_code", "name", "township_code", "in_park", "industry_code", "park_id",
+                                           "scale", "flags"))  # what enterprise_from_row reads
+
+
 def enterprise_from_row(r) -> Enterprise:
-    flags = set(loads(r.flags))
-    named = {n: n in flags for n in FLAG_NAMES}
+    flags = set(loads(r.flags)) if r.flags != "[]" else None  # most enterprises have none
+    named = {n: n in flags for n in FLAG_NAMES} if flags else {}
     return Enterprise(credit_code=r.credit_code, name=r.name, township_code=r.township_code, in_park=r.in_park,
                       industry_code=r.industry_code, park_id=r.park_id, scale=r.scale,
-                      extra_flags=frozenset(flags - set(FLAG_NAMES)), **named)
+                      extra_flags=frozenset(flags - set(FLAG_NAMES)) if flags else frozenset(), **named)
+
+
+_REGISTER_COLUMNS = (*(E.c[k] for k in ("credit_code", "name", "county_code", "township_code", "in_park", "park_id",
+                                          "industry_code", "flags", "scale")), E.c.revision)
 
 
 def enterprises_by_code(s: Session, codes: Iterable[str]) -> dict[str, object]:
+    """code -> its row (the columns enterprise_values gives, and revision), for the codes registered."""
     out: dict[str, object] = {}
     for chunk in chunks(sorted(set(codes))):
-        out.update((r.credit_code, r) for r in s.execute(select(E).where(E.c.credit_code.in_(chunk))).all())
+        rows = s.execute(select(*_REGISTER_COLUMNS).where(id_in(E.c.credit_code, chunk, s))).all()
+        out.update((r.credit_code, r) for r in rows)
+    return out
+
+
+def registered_codes(s: Session, codes: Iterable[str]) -> set[str]:
+    """Which of ``codes`` are in the register (any status)."""
+    out: set[str] = set()
+    for chunk in chunks(sorted(set(codes))):
+        out.update(s.execute(select(E.c.credit_code).where(id_in(E.c.credit_code, chunk, s))).scalars())
     return out
 
 
@@ -69,7 +105,8 @@ def merged_indicators(s: Session, keys: Iterable[tuple[str, int]]) -> dict[tuple
     out: dict[tuple[str, int], YearlyIndicators] = {}
     for year, codes in by_year.items():
         for chunk in chunks(sorted(codes)):
-            rows = s.execute(select(I).where(I.c.year == year, I.c.credit_code.in_(chunk))).all()
+            rows = s.execute(select(I.c.credit_code, I.c.year, I.c.figures, I.c.sources)
+                             .where(I.c.year == year, id_in(I.c.credit_code, chunk, s))).all()
             out.update(((r.credit_code, r.year), indicators_from_row(r)) for r in rows)
     return out
 

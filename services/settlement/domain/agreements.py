@@ -78,6 +78,7 @@ class RevenueSharingAgreement:
         if self.statistics_weights is not None:
             object.__setattr__(self, "statistics_weights", tuple(self.statistics_weights))
         self._validate()
+        object.__setattr__(self, "_start_index", month_index(self.start))  # not a field: derived, for year_index
 
     __hash__ = None  # type: ignore[assignment]  # holds a mapping; compare with ==, do not hash
 
@@ -178,7 +179,7 @@ class RevenueSharingAgreement:
 
     def year_index(self, month: Period) -> int:
         """1 for the first 12 months from ``start``, 2 for the next 12, ..."""
-        return (month_index(month.start) - month_index(self.start)) // 12 + 1
+        return (month.index - self._start_index) // 12 + 1
 
     def year_months(self, year: int) -> tuple[Period, Period]:
         """First and last month of agreement year ``year`` (the last year ends with the agreement)."""
@@ -253,7 +254,6 @@ class AgreementBook:
         for segments in self._segments.values():
             segments.sort(key=lambda s: (s.first, s.agreement.agreement_id))
             self._check_overlaps(segments)
-        self._cache: dict[tuple[str, str | None, int], RevenueSharingAgreement | None] = {}
 
     @staticmethod
     def _check_overlaps(segments: list[_Segment]) -> None:
@@ -308,13 +308,9 @@ class AgreementBook:
 
     def _find(self, enterprise: str, tax_kind: str | None, month: Period) -> RevenueSharingAgreement | None:
         segments = self._segments.get(enterprise)
-        if not segments:  # no cache entry for enterprises without agreements: memory stays bounded by agreements
+        if not segments:
             return None
-        m = month_index(month.start)
-        key = (enterprise, tax_kind, m)
-        if key in self._cache:
-            return self._cache[key]
-        found = None
+        m = month.index
         for s in segments:
             if s.first > m:
                 break
@@ -323,7 +319,5 @@ class AgreementBook:
             if (tax_kind is None and s.agreement.statistics_weights is not None) or (
                 tax_kind is not None and tax_kind in s.agreement.local_shares_bp
             ):
-                found = s.agreement
-                break
-        self._cache[key] = found
-        return found
+                return s.agreement
+        return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable, Literal
+from typing import Iterable, Literal, NamedTuple
 
 from .errors import PeriodError, StatementError
 from .periods import Period, ensure_next_to_close
@@ -31,8 +31,7 @@ class ClosedPeriod:
     content_hash: str = ""
 
 
-@dataclass(frozen=True, slots=True)  # one per agreement, tax and month: many
-class SettledMonth:
+class SettledMonth(NamedTuple):  # one per agreement, tax and month: many (a tuple is the cheapest to build)
     agreement_id: str
     tax_kind: str
     month: Period
@@ -44,8 +43,7 @@ class SettledMonth:
         return (self.agreement_id, self.tax_kind, self.month.label)
 
 
-@dataclass(frozen=True, slots=True)
-class SettledTopup:
+class SettledTopup(NamedTuple):
     agreement_id: str
     agreement_year: int
     amount_fen: int  # guaranteed-minimum top-up settled so far for that year

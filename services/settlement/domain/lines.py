@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 from json.encoder import encode_basestring  # what json.dumps uses for str with ensure_ascii=False
 
 from .errors import StatementError
@@ -34,8 +36,10 @@ class LineKind(str, Enum):
 KIND_ORDER = {k: i for i, k in enumerate(LineKind)}
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)  # slots: a county-year holds hundreds of thousands of lines
-class StatementLine:
+class StatementLine(NamedTuple):
+    """A tuple, not a dataclass: a county-year builds half a million of them, and a tuple is built several times
+    faster than a frozen dataclass. Build it with keywords; fields are never positional in this code base."""
+
     line_no: int  # 1-based, after the deterministic sort
     kind: LineKind
     payer: Party
@@ -94,27 +98,80 @@ class StatementLine:
             "sources_digest": self.sources_digest,
         }
 
-
     def canonical_json(self) -> str:
-        """``json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, written
-        out in key order: the content hash of a county-year encodes every line, and this is several times faster."""
-        adjusts = self.adjusts.value if self.adjusts else None
-        return (
-            f'{{"adjusts":{_js(adjusts)},"agreement_id":{_js(self.agreement_id)},'
-            f'"agreement_version":{_ji(self.agreement_version)},"agreement_year":{_ji(self.agreement_year)},'
-            f'"allocation_id":{_js(self.allocation_id)},"amount_fen":{self.amount_fen},"kind":{_js(self.kind.value)},'
-            f'"line_no":{self.line_no},"measure":{_js(self.measure)},"month":{_js(self.month)},'
-            f'"payee":{_js(self.payee)},"payer":{_js(self.payer)},"source_count":{self.source_count},'
-            f'"sources_digest":{_js(self.sources_digest)},"tax_kind":{_js(self.tax_kind)}}}'
-        )
+        """``json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)``."""
+        return canonical_line_json(self, {})
 
 
-def _js(value: str | None) -> str:
-    return "null" if value is None else encode_basestring(value)
+class StatementLines(Sequence):
+    """A statement's lines, kept as records ``(county, period label, *StatementLine fields)`` — the rows they are
+    stored as, so the service writes them as they are. A county-year has half a million lines; a ``StatementLine``
+    is made only for the lines one looks at. Compares equal to any sequence of the same lines."""
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: list[tuple] | None = None):
+        self.records: list[tuple] = records if records is not None else []
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(map(_line_of, self.records[i]))
+        return _line_of(self.records[i])
+
+    def __iter__(self) -> Iterator[StatementLine]:
+        return map(_line_of, self.records)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, StatementLines):
+            return len(self) == len(other) and all(a[2:] == b[2:] for a, b in zip(self.records, other.records))
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"StatementLines({len(self)} lines)"
+
+    def capped(self) -> bool:
+        """Whether some line keeps fewer source ids than it has (``max_sources_per_line``)."""
+        return any(r[16] > len(r[15]) for r in self.records)
 
 
-def _ji(value: int | None) -> str:
-    return "null" if value is None else str(int(value))
+def _line_of(record: tuple) -> StatementLine:
+    return tuple.__new__(StatementLine, record[2:])
+
+
+def canonical_line_json(ln: StatementLine, cache: dict) -> str:
+    """The canonical JSON of one line, written out in key order (the content hash encodes every line of a
+    county-year, and this is several times faster than ``json.dumps``). ``cache`` maps strings already encoded
+    to their JSON form: parties, agreements and months recur on many lines."""
+    (line_no, kind, payer, payee, amount, agreement_id, version, tax_kind, month, year, adjusts, measure,
+     allocation_id, _, count, digest) = ln
+    get = cache.get
+    return (
+        f'{{"adjusts":{get(adjusts) or _enc(cache, adjusts)},"agreement_id":{get(agreement_id) or _enc(cache, agreement_id)},'
+        f'"agreement_version":{"null" if version is None else int(version)},'
+        f'"agreement_year":{"null" if year is None else int(year)},'
+        f'"allocation_id":{get(allocation_id) or _enc(cache, allocation_id)},"amount_fen":{amount},'
+        f'"kind":{get(kind) or _enc(cache, kind)},"line_no":{line_no},"measure":{get(measure) or _enc(cache, measure)},'
+        f'"month":{get(month) or _enc(cache, month)},"payee":{get(payee) or _enc(cache, payee)},'
+        f'"payer":{get(payer) or _enc(cache, payer)},"source_count":{count},'
+        f'"sources_digest":{encode_basestring(digest)},"tax_kind":{get(tax_kind) or _enc(cache, tax_kind)}}}'
+    )
+
+
+def _enc(cache: dict, value) -> str:
+    """JSON of a string field (a ``LineKind`` by its value), remembered in ``cache``."""
+    if value is None:
+        out = "null"
+    else:
+        out = encode_basestring(value.value if isinstance(value, LineKind) else value)
+    cache[value] = out
+    return out
 
 
 @dataclass(frozen=True)
@@ -169,12 +226,24 @@ class SourceSet:
         self._digest = (self._digest + _id_hash(source_id)) % _MOD
 
     def digest(self) -> str:
-        return self._digest.to_bytes(32, "big").hex()  # == f"{digest:064x}", faster
+        return digest_hex(self._digest)
 
 
-@lru_cache(maxsize=256)  # bounded; the ids of one allocation and its lots recur across its lines
-def _id_hash(source_id: str) -> int:
+def id_hash(source_id: str) -> int:
+    """One id's part of a digest: its sha256 as an integer."""
     return int.from_bytes(hashlib.sha256(source_id.encode()).digest(), "big")
+
+
+def digest_of(ids) -> int:
+    """The digest of several ids (each counted once per occurrence), as an integer."""
+    return sum(map(id_hash, ids)) % _MOD
+
+
+def digest_hex(digest: int) -> str:
+    return digest.to_bytes(32, "big").hex()  # == f"{digest:064x}", faster
+
+
+_id_hash = lru_cache(maxsize=256)(id_hash)  # bounded; the ids of one allocation and its lots recur across its lines
 
 
 def sources_of(ids: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], int, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from functools import lru_cache
 
 from .errors import PartyError
 
@@ -70,12 +71,18 @@ def county_treasury(county_code: str) -> Party:
 
 def party_kind(party: Party) -> PartyKind:
     """The kind of a party id; an id of no known form is an error, never a guess."""
-    m = _PARTY_RE.match(party) if isinstance(party, str) else None
-    if not m:
+    kind = _kind(party) if isinstance(party, str) else None
+    if kind is None:
         raise PartyError("invalid_party", f"{party!r} is not a party id (e.g. township:320623101, park:P1)")
-    if m.group(1):
-        return _SIMPLE[m.group(1)]
-    return _COUNTY_SUFFIX[m.group(4)]
+    return kind
+
+
+@lru_cache(maxsize=4096)  # townships and parks recur on every allocation of a county
+def _kind(party: str) -> PartyKind | None:
+    m = _PARTY_RE.match(party)
+    if not m:
+        return None
+    return _SIMPLE[m.group(1)] if m.group(1) else _COUNTY_SUFFIX[m.group(4)]
 
 
 def party_code(party: Party) -> str:

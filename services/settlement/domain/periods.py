@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import Enum
-from functools import total_ordering
+from functools import cached_property, total_ordering
 from typing import Iterator
 
 from .errors import PeriodError
@@ -95,6 +95,11 @@ class Period:
         return Period.year(d.year)
 
     # -- queries ------------------------------------------------------------------------------
+    @cached_property
+    def index(self) -> int:
+        """``month_index(self.start)``, kept: statements look it up for every month total."""
+        return month_index(self.start)
+
     def contains(self, item: "date | Period") -> bool:
         if isinstance(item, Period):
             return self.start <= item.start and item.end <= self.end

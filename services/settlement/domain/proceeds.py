@@ -14,16 +14,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import NamedTuple
 
 from .errors import PartyError, ProceedsError
-from .parties import Party, PartyKind, county_fund, enterprise, require_party
-from .rounding import BASIS_POINTS, basis_point_part, largest_contributor, split
+from .parties import Party, PartyKind, county_fund, enterprise, party_kind, require_party
+from .rounding import BASIS_POINTS, basis_point_part, exact_split, largest_contributor
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
 
 
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return type(v) is int or (isinstance(v, int) and not isinstance(v, bool))  # the first test settles most
 
 
 def _check_id(value: str, what: str) -> None:
@@ -31,8 +32,7 @@ def _check_id(value: str, what: str) -> None:
         raise ProceedsError("invalid_id", f"{what} {value!r} is not a valid id")
 
 
-@dataclass(frozen=True)
-class ConsumedLot:
+class ConsumedLot(NamedTuple):  # a tuple: built for every lot of every allocation a statement reads
     lot_id: str
     # credit code of the enterprise that freed the lot; None for a lot no enterprise freed (land reclaimed by a
     # 增减挂钩 project): its units earn no compensation, their share of the proceeds goes to the rest.
@@ -96,42 +96,50 @@ class SettlementPolicy:
 
     @property
     def fund(self) -> Party:
-        return county_fund(self.county)
+        return f"county:{self.county}/fund"  # == county_fund(county), checked in __post_init__
 
 
 def validate_allocation(a: QuotaAllocation) -> QuotaAllocation:
     _check_id(a.allocation_id, "allocation id")
     _check_id(a.project_id, "project id")
-    where = f"allocation {a.allocation_id}"
     if not _is_int(a.amount_due_fen) or a.amount_due_fen < 0:
-        raise ProceedsError("invalid_amount_due", f"{where}: amount due must be integer fen >= 0")
+        raise ProceedsError("invalid_amount_due", f"allocation {a.allocation_id}: amount due must be integer fen >= 0")
     if not _is_int(a.amount_units) or a.amount_units <= 0:
-        raise ProceedsError("invalid_amount", f"{where}: amount must be a positive integer of units")
+        raise ProceedsError("invalid_amount", f"allocation {a.allocation_id}: amount must be a positive integer of units")
     if not isinstance(a.received_at, datetime) or a.received_at.tzinfo is None:
-        raise ProceedsError("received_at_not_timezone_aware", f"{where}: received_at must be timezone-aware")
+        raise ProceedsError("received_at_not_timezone_aware",
+                            f"allocation {a.allocation_id}: received_at must be timezone-aware")
     if not isinstance(a.allocated_on, date) or isinstance(a.allocated_on, datetime):
-        raise ProceedsError("invalid_date", f"{where}: allocated_on must be a date")
+        raise ProceedsError("invalid_date", f"allocation {a.allocation_id}: allocated_on must be a date")
     if not a.lots:
-        raise ProceedsError("no_lots", f"{where}: every allocated unit must trace back to a released lot")
+        raise ProceedsError("no_lots", f"allocation {a.allocation_id}: every allocated unit must trace back to a released lot")
     try:
         if a.destination is not None:
             require_party(a.destination, PartyKind.PARK, PartyKind.TOWNSHIP, role="destination")
         seen: set[str] = set()
-        for lot in a.lots:
+        units = 0
+        for lot in a.lots:  # messages are built only when refusing: this runs for every allocation of a county-year
             _check_id(lot.lot_id, "lot id")
             if lot.lot_id in seen:
-                raise ProceedsError("duplicate_lot", f"{where}: lot {lot.lot_id} is listed twice")
+                raise ProceedsError("duplicate_lot", f"allocation {a.allocation_id}: lot {lot.lot_id} is listed twice")
             seen.add(lot.lot_id)
             if lot.enterprise is not None:
                 enterprise(lot.enterprise)
-            require_party(lot.township, PartyKind.TOWNSHIP, PartyKind.PARK, role=f"origin of lot {lot.lot_id}")
+            if party_kind(lot.township) not in _ORIGINS:
+                require_party(lot.township, *_ORIGINS, role=f"origin of lot {lot.lot_id}")
             if not _is_int(lot.units) or lot.units <= 0:
-                raise ProceedsError("invalid_lot_units", f"{where}: lot {lot.lot_id} must consume a positive number of units")
+                raise ProceedsError("invalid_lot_units",
+                                    f"allocation {a.allocation_id}: lot {lot.lot_id} must consume a positive number of units")
+            units += lot.units
     except PartyError as exc:
-        raise ProceedsError(exc.reason, f"{where}: {exc}") from None
-    if sum(lot.units for lot in a.lots) != a.amount_units:
-        raise ProceedsError("lots_do_not_match_amount", f"{where}: consumed lots do not add up to the allocated amount")
+        raise ProceedsError(exc.reason, f"allocation {a.allocation_id}: {exc}") from None
+    if units != a.amount_units:
+        raise ProceedsError("lots_do_not_match_amount",
+                            f"allocation {a.allocation_id}: consumed lots do not add up to the allocated amount")
     return a
+
+
+_ORIGINS = (PartyKind.TOWNSHIP, PartyKind.PARK)
 
 
 def validate_buyback(b: BuyBack) -> BuyBack:
@@ -159,34 +167,65 @@ class ProceedsSplit:
 
 
 def split_proceeds(a: QuotaAllocation, policy: SettlementPolicy) -> ProceedsSplit:
-    units_by_enterprise: dict[str, int] = {}
-    units_by_township: dict[Party, int] = {}
+    compensation, shares = proceeds_parts(a, policy)
+    return ProceedsSplit(
+        compensation={code: amount for code, amount, _ in compensation},
+        shares={party: amount for party, amount, _ in shares},
+        lots_by_enterprise={code: lots for code, _, lots in compensation},
+        lots_by_township={party: lots for party, _, lots in shares if lots},
+    )
+
+
+Part = tuple[str, int, tuple[str, ...]]  # who (credit code or party), fen, the lots behind it (sorted)
+
+
+def proceeds_parts(a: QuotaAllocation, policy: SettlementPolicy) -> tuple[list[Part], list[Part]]:
+    """Rounding rule 5: the compensation per enterprise and the shares of the rest, each sorted by who gets it.
+    Runs for every allocation of a county-year, so the splits are ``exact_split`` (the same parts as ``split``,
+    which would check the weights again): the guards below are what makes them valid."""
+    due = a.amount_due_fen
+    if not _is_int(due) or due < 0:
+        raise ValueError(f"allocation {a.allocation_id}: amount due must be integer fen >= 0")
+    units_e: dict[str, int] = {}  # enterprise -> units it freed
+    units_t: dict[Party, int] = {}  # township -> units freed there
     lots_e: dict[str, list[str]] = {}
     lots_t: dict[Party, list[str]] = {}
     for lot in a.lots:
-        if lot.enterprise is not None:
-            units_by_enterprise[lot.enterprise] = units_by_enterprise.get(lot.enterprise, 0) + lot.units
-            lots_e.setdefault(lot.enterprise, []).append(lot.lot_id)
-        units_by_township[lot.township] = units_by_township.get(lot.township, 0) + lot.units
-        lots_t.setdefault(lot.township, []).append(lot.lot_id)
+        lot_id, enterprise_, township, units = lot.lot_id, lot.enterprise, lot.township, lot.units
+        if not _is_int(units) or units <= 0:
+            raise ValueError(f"allocation {a.allocation_id}: lot {lot_id} must consume a positive number of units")
+        if enterprise_ is not None:
+            if enterprise_ in units_e:
+                units_e[enterprise_] += units
+                lots_e[enterprise_].append(lot_id)
+            else:
+                units_e[enterprise_], lots_e[enterprise_] = units, [lot_id]
+        if township in units_t:
+            units_t[township] += units
+            lots_t[township].append(lot_id)
+        else:
+            units_t[township], lots_t[township] = units, [lot_id]
     total_units = a.amount_units
-    compensable_units = sum(units_by_enterprise.values())
-    compensable = a.amount_due_fen
+    if total_units != sum(units_t.values()):
+        raise ValueError(f"allocation {a.allocation_id}: consumed lots do not add up to the allocated amount")
+    compensable_units = sum(units_e.values())
+    compensable = due
     if compensable_units < total_units:  # rounding rule 5: reclaimed units earn no compensation
-        compensable = split(a.amount_due_fen, {"freed": compensable_units, "reclaimed": total_units - compensable_units},
-                            "reclaimed")["freed"]
+        compensable = exact_split(due, {"freed": compensable_units, "reclaimed": total_units - compensable_units},
+                                  "reclaimed")["freed"]
     compensation_total = basis_point_part(compensable, policy.compensation_bp)
-    compensation = (split(compensation_total, units_by_enterprise, largest_contributor(units_by_enterprise))
-                    if units_by_enterprise else {})
-    rest = a.amount_due_fen - compensation_total
-    weights: dict[Party, int] = {t: policy.township_weight * u for t, u in units_by_township.items()}
-    for party, w in ((a.destination or policy.fund, policy.park_weight), (policy.fund, policy.fund_weight)):
+    compensation = exact_split(compensation_total, units_e, largest_contributor(units_e)) if units_e else {}
+    fund = policy.fund
+    township_weight = policy.township_weight
+    weights: dict[Party, int] = {t: township_weight * u for t, u in units_t.items()}
+    for party, w in ((a.destination or fund, policy.park_weight), (fund, policy.fund_weight)):
         # a destination that is also an origin township simply adds up its weights
         weights[party] = weights.get(party, 0) + w * total_units
-    shares = split(rest, weights, policy.fund)
-    return ProceedsSplit(
-        compensation=compensation,
-        shares=shares,
-        lots_by_enterprise={k: tuple(sorted(v)) for k, v in lots_e.items()},
-        lots_by_township={k: tuple(sorted(v)) for k, v in lots_t.items()},
-    )
+    shares = exact_split(due - compensation_total, weights, fund)
+    no_lots = ()
+    return ([(code, compensation[code], _sorted(lots_e[code])) for code in sorted(compensation)],
+            [(party, shares[party], _sorted(lots_t.get(party, no_lots))) for party in sorted(shares)])
+
+
+def _sorted(ids) -> tuple[str, ...]:
+    return (ids[0],) if len(ids) == 1 else tuple(sorted(ids))

@@ -66,6 +66,19 @@ def split(total: int, weights: Mapping[K, int], remainder_to: K) -> dict[K, int]
     return split_by_weights(total, weights, remainder_to=remainder_to)
 
 
+def exact_split(total: int, weights: Mapping[K, int], remainder_to: K) -> dict[K, int]:
+    """``split`` for ``total >= 0`` and weights known to be valid (each >= 0, a positive sum, ``remainder_to``
+    among them): the same parts, written out without the checks for the hot paths that guarantee them."""
+    if len(weights) == 1:  # one part takes all
+        return {remainder_to: total}
+    wsum = sum(weights.values())
+    out = {k: total * w // wsum for k, w in weights.items()}
+    out[remainder_to] += total - sum(out.values())
+    return out
+
+
 def largest_contributor(units_by_party: Mapping[K, int]) -> K:
     """Rule 5 tie-break: most units, then the smallest id."""
+    if len(units_by_party) == 1:
+        return next(iter(units_by_party))
     return min(units_by_party, key=lambda p: (-units_by_party[p], str(p)))

@@ -1,15 +1,17 @@
 """Reading and writing the facts statements are computed from: agreements, policies, receipts, statistics,
 quota proceeds, the enterprise register.
 
-The ``stream_*`` methods feed ``compute_statement`` row by row from a server-side cursor (``yield_per``), so a
-county-year of receipts is never held in memory at once; they already drop what the statement would skip
-(other months, facts settled before the last cut-off, facts received after ``as_of``).
+Receipts and statistics reach a statement summed per month by the database (``sums``); allocations and buy-backs
+are streamed (``stream_*``). All of them are narrowed to what the statement may take (``in_scope``: other months,
+facts settled before the last cut-off, facts received after ``as_of`` stay out).
 """
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import lru_cache
 from itertools import groupby
+from operator import itemgetter
 from typing import Iterator
 
 from sqlalchemy import and_, func, or_, select
@@ -27,12 +29,17 @@ from services.settlement.domain import (
 )
 from services.settlement.domain.periods import Period
 from services.settlement.storage import tables as t
-from services.settlement.storage.rows import from_db, insert_or_ignore, period, to_db
+from services.settlement.storage.rows import fetch_rows, from_db, insert_or_ignore, period, to_db
 
 STREAM_BATCH = 5000
 
 
 # -- rows <-> domain ---------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1024)  # a county's agreements follow a few templates: parse each text once
+def _schedule(text: str) -> tuple[ScheduleStep, ...]:
+    return tuple(ScheduleStep(*s) for s in json.loads(text))
+
 
 def agreement_from_row(r) -> RevenueSharingAgreement:
     stats = None
@@ -41,7 +48,7 @@ def agreement_from_row(r) -> RevenueSharingAgreement:
     return RevenueSharingAgreement(
         agreement_id=r.agreement_id, version=r.version, effective_from=r.effective_from, enterprise=r.enterprise,
         origin=r.origin, destination=r.destination, local_shares_bp=json.loads(r.local_shares),
-        schedule=tuple(ScheduleStep(*s) for s in json.loads(r.schedule)), start=r.starts_on, end=r.ends_on,
+        schedule=_schedule(r.schedule), start=r.starts_on, end=r.ends_on,
         remainder_to=r.remainder_to, guaranteed_minimum_fen=r.guaranteed_minimum_fen, minimum_payer=r.minimum_payer,
         statistics_weights=stats, project_id=r.project_id,
     )
@@ -67,13 +74,27 @@ def receipt_from_row(r) -> TaxReceipt:
                       replaced_amount_fen=r.replaced_amount_fen)
 
 
+_new = tuple.__new__
+
+
+def allocations_of(rows: list[tuple]) -> Iterator[QuotaAllocation]:
+    """``InputsRepository.allocation_rows`` (ordered: an allocation's lots in a row) as allocations."""
+    for _, group in groupby(rows, key=itemgetter(0)):
+        group = list(group)
+        aid, project_id, asset, units, price, due, destination, on, received_at = group[0][:9]
+        yield QuotaAllocation(
+            allocation_id=aid, project_id=project_id, asset=asset, amount_units=units, price=price,
+            amount_due_fen=due, destination=destination, allocated_on=on, received_at=from_db(received_at),
+            lots=tuple([_new(ConsumedLot, g[9:13]) for g in group]))
+
+
 def policy_from_row(r) -> SettlementPolicy:
     return SettlementPolicy(policy_id=r.policy_id, version=r.version, county=r.county_code,
                             compensation_bp=r.compensation_bp, township_weight=r.township_weight,
                             park_weight=r.park_weight, fund_weight=r.fund_weight)
 
 
-def _in_scope(month_col, received_col, p: Period, cutoff: datetime | None, as_of: datetime):
+def in_scope(month_col, received_col, p: Period, cutoff: datetime | None, as_of: datetime):
     """What a statement of ``p`` may take (``history.placement`` decides exactly; this only narrows the scan)."""
     current = and_(month_col >= p.start, month_col <= p.end)
     cond = current if cutoff is None else or_(current, and_(month_col < p.start, received_col > to_db(cutoff)))
@@ -120,6 +141,23 @@ class InputsRepository:
     def add_agreement(self, a: RevenueSharingAgreement, county: str, by: str, now: datetime) -> None:
         self.s.execute(t.agreement_versions.insert().values(**agreement_row(a, county, by, now)))
 
+    def recorded_between(self, county: str, since: datetime, until: datetime) -> bool:
+        """Whether any fact a statement of the county reads — agreement, policy, receipt, statistic, allocation,
+        buy-back — was recorded after ``since`` and by ``until`` (facts are only ever added)."""
+        lo, hi = to_db(since), to_db(until)
+        av, sp, tr, sr = t.agreement_versions, t.settlement_policies, t.tax_receipts, t.statistics_reports
+        qa, bb = t.quota_allocations, t.buybacks
+        enterprises = select(av.c.enterprise).where(av.c.county_code == county)
+        probes = (
+            select(av.c.agreement_id).where(av.c.county_code == county, av.c.recorded_at > lo, av.c.recorded_at <= hi),
+            select(sp.c.policy_id).where(sp.c.county_code == county, sp.c.recorded_at > lo, sp.c.recorded_at <= hi),
+            select(tr.c.receipt_id).where(tr.c.received_at > lo, tr.c.received_at <= hi, tr.c.enterprise.in_(enterprises)),
+            select(sr.c.report_id).where(sr.c.received_at > lo, sr.c.received_at <= hi, sr.c.enterprise.in_(enterprises)),
+            select(qa.c.allocation_id).where(qa.c.county_code == county, qa.c.received_at > lo, qa.c.received_at <= hi),
+            select(bb.c.buyback_id).where(bb.c.county_code == county, bb.c.received_at > lo, bb.c.received_at <= hi),
+        )
+        return any(self.s.execute(q.limit(1)).first() is not None for q in probes)
+
     # -- policy ---------------------------------------------------------------------------------------
     def latest_policy_row(self, county: str):
         sp = t.settlement_policies
@@ -155,19 +193,6 @@ class InputsRepository:
             q = q.where(tr.c.month == month)
         return self.s.execute(q.order_by(tr.c.receipt_id).limit(limit)).all()
 
-    def _county_enterprises(self, county: str):
-        av = t.agreement_versions
-        return select(av.c.enterprise).where(av.c.county_code == county).distinct()
-
-    def stream_receipts(self, county: str, p: Period, cutoff: datetime | None, as_of: datetime) -> Iterator[TaxReceipt]:
-        tr = t.tax_receipts
-        cols = (tr.c.receipt_id, tr.c.enterprise, tr.c.month, tr.c.tax_kind, tr.c.amount_fen, tr.c.received_at,
-                tr.c.corrects, tr.c.replaced_amount_fen)
-        q = (select(*cols).where(tr.c.enterprise.in_(self._county_enterprises(county)))
-             .where(_in_scope(tr.c.month_start, tr.c.received_at, p, cutoff, as_of)))
-        for r in self.s.execute(q.execution_options(yield_per=STREAM_BATCH)):
-            yield receipt_from_row(r)
-
     # -- statistics -----------------------------------------------------------------------------------
     def statistics_row(self, report_id: str):
         return self.s.execute(select(t.statistics_reports).where(t.statistics_reports.c.report_id == report_id)).first()
@@ -176,14 +201,6 @@ class InputsRepository:
         self.s.execute(t.statistics_reports.insert().values(
             report_id=r.report_id, enterprise=r.enterprise, month=r.month.label, month_start=r.month.start,
             measure=r.measure, amount_fen=r.amount_fen, received_at=to_db(r.received_at), channel=channel))
-
-    def stream_statistics(self, county: str, p: Period, cutoff: datetime | None, as_of: datetime) -> Iterator[StatisticsReport]:
-        sr = t.statistics_reports
-        q = (select(sr).where(sr.c.enterprise.in_(self._county_enterprises(county)))
-             .where(_in_scope(sr.c.month_start, sr.c.received_at, p, cutoff, as_of)))
-        for r in self.s.execute(q.execution_options(yield_per=STREAM_BATCH)):
-            yield StatisticsReport(report_id=r.report_id, enterprise=r.enterprise, month=period(r.month),
-                                   measure=r.measure, amount_fen=r.amount_fen, received_at=from_db(r.received_at))
 
     # -- quota proceeds -------------------------------------------------------------------------------
     def add_lot(self, row: dict) -> None:
@@ -202,22 +219,18 @@ class InputsRepository:
             dict(allocation_id=a.allocation_id, lot_id=lot.lot_id, enterprise=lot.enterprise, township=lot.township,
                  units=lot.units) for lot in a.lots])
 
-    def stream_allocations(self, county: str, p: Period, cutoff: datetime | None, as_of: datetime) -> Iterator[QuotaAllocation]:
+    def allocation_rows(self, county: str, p: Period, cutoff: datetime | None, as_of: datetime) -> list[tuple]:
+        """The allocations a statement may take, with their lots, as rows (``allocations_of`` makes them
+        allocations): read in one go, so the connection is free for the statement's lines afterwards."""
         qa, al = t.quota_allocations, t.allocation_lots
-        q = (select(qa, al.c.lot_id, al.c.enterprise.label("lot_enterprise"), al.c.township, al.c.units)
+        q = (select(qa.c.allocation_id, qa.c.project_id, qa.c.asset, qa.c.amount_units, qa.c.price, qa.c.amount_due_fen,
+                    qa.c.destination, qa.c.allocated_on, qa.c.received_at, al.c.lot_id, al.c.enterprise, al.c.township,
+                    al.c.units)
              .join(al, al.c.allocation_id == qa.c.allocation_id)
              .where(qa.c.county_code == county)
-             .where(_in_scope(qa.c.allocated_on, qa.c.received_at, p, cutoff, as_of))
+             .where(in_scope(qa.c.allocated_on, qa.c.received_at, p, cutoff, as_of))
              .order_by(qa.c.allocation_id, al.c.lot_id))
-        rows = self.s.execute(q.execution_options(yield_per=STREAM_BATCH))
-        for _, group in groupby(rows, key=lambda r: r.allocation_id):  # ordered: one allocation's lots in a row
-            group = list(group)
-            r = group[0]
-            yield QuotaAllocation(
-                allocation_id=r.allocation_id, project_id=r.project_id, asset=r.asset, amount_units=r.amount_units,
-                price=r.price, amount_due_fen=r.amount_due_fen, destination=r.destination,
-                lots=tuple(ConsumedLot(g.lot_id, g.lot_enterprise, g.township, g.units) for g in group),
-                allocated_on=r.allocated_on, received_at=from_db(r.received_at))
+        return list(fetch_rows(self.s, q))
 
     def buyback_row(self, buyback_id: str):
         return self.s.execute(select(t.buybacks).where(t.buybacks.c.buyback_id == buyback_id)).first()
@@ -229,7 +242,7 @@ class InputsRepository:
 
     def stream_buybacks(self, county: str, p: Period, cutoff: datetime | None, as_of: datetime) -> Iterator[BuyBack]:
         bb = t.buybacks
-        q = select(bb).where(bb.c.county_code == county).where(_in_scope(bb.c.agreed_on, bb.c.received_at, p, cutoff, as_of))
+        q = select(bb).where(bb.c.county_code == county).where(in_scope(bb.c.agreed_on, bb.c.received_at, p, cutoff, as_of))
         for r in self.s.execute(q.execution_options(yield_per=STREAM_BATCH)):
             yield BuyBack(buyback_id=r.buyback_id, enterprise=r.enterprise, lot_id=r.lot_id, amount_fen=r.amount_fen,
                           agreed_on=r.agreed_on, received_at=from_db(r.received_at))

@@ -1,6 +1,7 @@
 """Small helpers shared by the repositories: UTC at rest, insert-or-ignore and upsert on both dialects."""
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Iterable, Iterator, Sequence
@@ -52,3 +53,21 @@ def upsert(session: Session, table: Table, rows: Iterable[dict], keys: Sequence[
         stmt = _insert(session, table)
         update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
         session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update), list(part))
+
+
+def fetch_rows(session: Session, stmt, size: int = 5000) -> Iterator[tuple]:
+    """Rows of ``stmt`` as plain tuples, ``size`` at a time. On PostgreSQL straight from a psycopg server-side
+    cursor (no SQLAlchemy row objects; between fetches the connection is idle, so a caller that stops early leaves
+    nothing behind that would block the rollback); elsewhere through the session."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield from session.execute(stmt.execution_options(yield_per=size))
+        return
+    compiled = stmt.compile(dialect=session.get_bind().dialect)
+    raw = session.connection().connection.driver_connection  # psycopg.Connection, inside our transaction
+    with raw.cursor(name=f"fetch_{next(_cursor_numbers)}") as cur:
+        cur.execute(compiled.string, compiled.params)
+        while rows := cur.fetchmany(size):
+            yield from rows
+
+
+_cursor_numbers = itertools.count(1)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
-from json.encoder import encode_basestring
-from typing import Iterator
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import JSON, and_, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.settlement.domain import (
@@ -24,9 +24,10 @@ from services.settlement.domain import (
     Statement,
     StatementLine,
 )
+from services.settlement.domain.lines import StatementLines
 from services.settlement.domain.statement import FINALIZED
 from services.settlement.storage import tables as t
-from services.settlement.storage.copy_rows import bulk_insert
+from services.settlement.storage.copy_rows import bulk_insert, compact_json, copy_into
 from services.settlement.storage.rows import from_db, period, to_db, upsert
 
 STREAM_BATCH = 5000
@@ -42,18 +43,24 @@ def line_from_row(r) -> StatementLine:
     )
 
 
-def _line_row(county: str, label: str, ln: StatementLine) -> tuple:
-    """In the column order of ``statement_lines`` (see ``copy_rows``)."""
-    return (
-        county, label, ln.line_no, ln.kind.value, ln.payer, ln.payee, ln.amount_fen, ln.agreement_id,
-        ln.agreement_version, ln.tax_kind, ln.month, ln.agreement_year, ln.adjusts.value if ln.adjusts else None,
-        ln.measure, ln.allocation_id, "[" + ",".join(map(encode_basestring, ln.sources)) + "]", ln.source_count,
-        ln.sources_digest,
-    )
+def _record_rows(records: list[tuple]) -> Iterator[tuple]:
+    """Line records as ``statement_lines`` rows for a plain INSERT (kinds by value, sources as JSON text)."""
+    kinds = _KIND_VALUES
+    for (county, label, n, kind, payer, payee, amount, agreement_id, version, tax_kind, month, year, adjusts, measure,
+         allocation_id, sources, count, digest) in records:
+        yield (county, label, n, kinds[kind], payer, payee, amount, agreement_id, version, tax_kind, month, year,
+               kinds[adjusts], measure, allocation_id, compact_json(list(sources)).decode(), count, digest)
+
+
+_KIND_VALUES = {None: None, **{k: k.value for k in LineKind}}
+# how ``line_writer`` sends a line record: kinds (str enums) as their text, the sources tuple as JSON text
+_LINE_TYPES = ["text", "text", "int4", "text", "text", "text", "int8", "text", "int4", "text", "text", "int4", "text",
+               "text", "text", "json", "int4", "text"]
 
 
 def money_total(st: Statement) -> int:
-    return sum(ln.amount_fen for ln in st.lines if ln.kind.is_money)
+    """What the money lines move: the sum of all receivables (each money line is one party's receivable)."""
+    return sum(t.receivable_fen for t in st.totals)
 
 
 class StatementsRepository:
@@ -96,13 +103,57 @@ class StatementsRepository:
                  amount_fen=u.amount_fen, settled_in=label) for u in st.settled_topups),
             ("agreement_id", "agreement_year"))
 
-    # -- writing a statement ----------------------------------------------------------------------------
+    # -- writing a statement ---------------------------------------------------------------------------
     def replace_statement(self, st: Statement, by: str, now: datetime) -> None:
         """Write ``st`` (a draft, or the finalized statement) over whatever draft of its period was stored."""
         county, label = st.county, st.period.label
-        for table in (t.statement_lines, t.statement_totals, t.statement_statistics):
+        self.clear(county, label)
+        records = (st.lines.records if isinstance(st.lines, StatementLines)
+                   else [(county, label, *ln) for ln in st.lines])
+        with self.line_writer() as write:
+            for i in range(0, len(records), 5000):
+                write(records[i : i + 5000])
+        self.write_summary(st, by, now)
+
+    def clear(self, county: str, label: str) -> None:
+        """Remove the stored statement of a period (a draft about to be replaced)."""
+        for table in (t.statement_lines, t.statement_totals, t.statement_statistics, t.statements):
             self.s.execute(delete(table).where(table.c.county_code == county, table.c.period == label))
-        self.s.execute(delete(t.statements).where(t.statements.c.county_code == county, t.statements.c.period == label))
+
+    @contextmanager
+    def line_writer(self) -> Iterator[Callable[[list[tuple]], None]]:
+        """A function that stores a batch of line records (``domain.lines.StatementLines``: each names its county
+        and period). On PostgreSQL all batches go into one binary ``COPY`` of the records as they are,
+        which the server works through while the caller computes the next batch."""
+        if self.s.get_bind().dialect.name != "postgresql":
+            yield lambda batch: bulk_insert(self.s, t.statement_lines, _record_rows(batch))
+            return
+        with copy_into(self.s, t.statement_lines, _LINE_TYPES) as copy:
+            write_row = copy.write_row
+
+            def write(batch: list[tuple]) -> None:
+                for record in batch:
+                    write_row(record)
+
+            yield write
+
+    def sources_capped(self, county: str, label: str) -> bool:
+        """Whether a stored line of the statement keeps fewer source ids than it has."""
+        sl = t.statement_lines
+        stored = func.json_array_length(cast(sl.c.sources, JSON) if self.s.get_bind().dialect.name == "postgresql"
+                                        else sl.c.sources)
+        q = select(sl.c.line_no).where(sl.c.county_code == county, sl.c.period == label,
+                                       or_(sl.c.source_count > 1, sl.c.sources == "[]"),
+                                       sl.c.source_count > stored).limit(1)
+        return self.s.execute(q).first() is not None
+
+    def write_summary(self, st: Statement, by: str, now: datetime, *, lines_written: bool = True) -> None:
+        """The header, party totals and statistics totals of ``st``, whose lines are written. With
+        ``lines_written`` False the stored lines, totals and statistics totals are those of ``st`` already (the
+        same content hash): only the header is replaced."""
+        county, label = st.county, st.period.label
+        if not lines_written:
+            self.s.execute(delete(t.statements).where(t.statements.c.county_code == county, t.statements.c.period == label))
         self.s.execute(t.statements.insert().values(
             county_code=county, period=label, period_kind=st.period.kind.value, period_start=st.period.start,
             period_end=st.period.end, status=st.status, as_of=to_db(st.as_of),
@@ -110,7 +161,8 @@ class StatementsRepository:
             policy_id=st.policy_id, policy_version=st.policy_version, line_count=len(st.lines),
             money_total_fen=money_total(st), unmatched_receipts=st.unmatched_receipts, computed_at=to_db(now),
             computed_by=by))
-        bulk_insert(self.s, t.statement_lines, (_line_row(county, label, ln) for ln in st.lines))
+        if not lines_written:
+            return
         bulk_insert(self.s, t.statement_totals, (
             (county, label, x.party, x.receivable_fen, x.payable_fen) for x in st.totals))
         bulk_insert(self.s, t.statement_statistics, (

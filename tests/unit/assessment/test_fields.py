@@ -1,7 +1,10 @@
 """Figures at the edges: decimal strings in their contract units <-> integer units, never rounded."""
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.assessment.fields import BadFigures, format_figures, parse_figures, part_from_figures
+from services.assessment.fields import BadFigures, format_figures, parse_figures, part_from_figures, scale_of
+from shared.amounts import format_amount
 
 from .factories import code
 
@@ -27,3 +30,10 @@ def test_a_part_sources_every_field_to_its_department():
     part = part_from_figures(code(1), 2023, "ecology", {"emissions.COD": 12000, "land": 10000})
     assert part.emissions == {"COD": 12000} and part.land == 10000
     assert part.sources == {"emissions.COD": "ecology", "land": "ecology"}
+
+
+@given(st.dictionaries(st.sampled_from(["land", "tax", "revenue", "value_added", "energy", "electricity", "rnd",
+                                        "employees", "emissions.COD", "emissions.NH3-N", "emissions.bad name"]),
+                       st.integers(-10**20, 10**20)))
+def test_format_figures_is_format_amount_at_each_fields_scale(figures):
+    assert format_figures(figures) == {k: format_amount(v, scale_of(k) or 0) for k, v in sorted(figures.items())}

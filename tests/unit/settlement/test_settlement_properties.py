@@ -18,6 +18,7 @@ from services.settlement.domain import (
     LineKind,
     ScheduleStep,
     SettlementHistory,
+    StatementLine,
     compute_statement,
     finalize,
     split_proceeds,
@@ -127,6 +128,9 @@ def test_nets_sum_to_zero_and_parts_sum_to_wholes(w):
     book = AgreementBook(w.agreements)
     allocated = defaultdict(int)
     for stmt, _ in chain:
+        # handed out in order, kind by kind: the order is the one the sort key defines, numbered from 1
+        assert list(stmt.lines) == sorted(stmt.lines, key=StatementLine.sort_key)
+        assert [ln.line_no for ln in stmt.lines] == list(range(1, len(stmt.lines) + 1))
         assert sum(t.net_fen for t in stmt.totals) == 0
         assert all(ln.amount_fen > 0 for ln in stmt.lines)
         assert sum(t.receivable_fen for t in stmt.totals) == sum(ln.amount_fen for ln in stmt.lines if ln.kind.is_money)

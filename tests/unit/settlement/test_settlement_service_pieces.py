@@ -1,5 +1,6 @@
-"""The pieces around the domain: fast paths that must equal the plain definitions, proceeds of reclaimed lots and
-projects outside parks, ledger commands, the receipt import reader, HTTP status of refusals."""
+"""The pieces around the domain: fast paths that must equal the plain definitions (canonical JSON, splits, rule 5,
+the one-pass tally of hash and totals), proceeds of reclaimed lots and projects outside parks, ledger commands, the
+receipt import reader, HTTP status of refusals."""
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,8 @@ from services.settlement.api.receipt_import import detect_format, read_rows
 from services.settlement.domain import LineKind, ReceiptError, StatementLine, compute_statement, finalize, split_proceeds
 from services.settlement.domain.lines import sources_of
 from services.settlement.domain.periods import Period
-from services.settlement.domain.rounding import local_retained, two_way_part
-from services.settlement.domain.statement import canonical_json
+from services.settlement.domain.rounding import exact_split, local_retained, two_way_part
+from services.settlement.domain.statement import Tally, canonical_json, content_hash
 from services.settlement.ledger_postings import TRANSFERS_PER_COMMAND, ledger_commands
 from shared.amounts import split_by_weights
 from settlement_factories import COUNTY, FUND, P1, T1, T2, agreement, allocation, at, policy, receipt
@@ -128,3 +129,89 @@ def test_refusals_map_to_conflict_or_unprocessable():
     assert status_of("previous_period_not_closed") == 409
     assert status_of("negative_tax") == 422
     assert status_of("agreement_not_found") == 404
+
+
+@given(total=st.integers(0, 10**15), weights=st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 10**6),
+                                                             min_size=1).filter(lambda w: sum(w.values()) > 0),
+       data=st.data())
+def test_exact_split_is_the_split(total, weights, data):
+    remainder_to = data.draw(st.sampled_from(sorted(weights)))
+    assert exact_split(total, weights, remainder_to) == split_by_weights(total, weights, remainder_to=remainder_to)
+
+
+def _rule_5_written_plainly(a, pol) -> tuple[dict, dict, dict, dict]:
+    """Rounding rule 5 as first written (every split through ``split_by_weights``): the oracle for the fast one."""
+    units_e, units_t, lots_e, lots_t = {}, {}, {}, {}
+    for lot in a.lots:
+        if lot.enterprise is not None:
+            units_e[lot.enterprise] = units_e.get(lot.enterprise, 0) + lot.units
+            lots_e.setdefault(lot.enterprise, []).append(lot.lot_id)
+        units_t[lot.township] = units_t.get(lot.township, 0) + lot.units
+        lots_t.setdefault(lot.township, []).append(lot.lot_id)
+    total, freed = a.amount_units, sum(units_e.values())
+    compensable = a.amount_due_fen
+    if freed < total:
+        compensable = split_by_weights(a.amount_due_fen, {"freed": freed, "reclaimed": total - freed}, remainder_to="reclaimed")["freed"]
+    compensation_total = local_retained(compensable, pol.compensation_bp)
+    largest = min(units_e, key=lambda p: (-units_e[p], str(p))) if units_e else None
+    compensation = split_by_weights(compensation_total, units_e, remainder_to=largest) if units_e else {}
+    weights = {t: pol.township_weight * u for t, u in units_t.items()}
+    for party, w in ((a.destination or pol.fund, pol.park_weight), (pol.fund, pol.fund_weight)):
+        weights[party] = weights.get(party, 0) + w * total
+    shares = split_by_weights(a.amount_due_fen - compensation_total, weights, remainder_to=pol.fund)
+    return (compensation, shares, {k: tuple(sorted(v)) for k, v in lots_e.items()},
+            {k: tuple(sorted(v)) for k, v in lots_t.items()})
+
+
+@given(due=st.integers(0, 10**12), bp=st.integers(0, 10_000), weights=st.tuples(*[st.integers(0, 9)] * 3).filter(any),
+       destination=st.sampled_from([None, P1, T1]),
+       lots=st.lists(st.tuples(st.sampled_from(["E1", "E2", "E3", None]), st.sampled_from([T1, T2]), st.integers(1, 10**7)),
+                     min_size=1, max_size=6))
+def test_proceeds_split_is_rule_5_written_plainly(due, bp, weights, destination, lots):
+    a = allocation("AL", due, [(f"L{i}", e, t, u) for i, (e, t, u) in enumerate(lots)], destination=destination)
+    pol = policy(compensation_bp=bp, township_weight=weights[0], park_weight=weights[1], fund_weight=weights[2])
+    parts = split_proceeds(a, pol)
+    assert (parts.compensation, parts.shares, parts.lots_by_enterprise, parts.lots_by_township) == _rule_5_written_plainly(a, pol)
+
+
+line_kinds = st.sampled_from(list(LineKind))
+
+
+@st.composite
+def statement_lines(draw):
+    out = []
+    for n in range(1, draw(st.integers(0, 25)) + 1):
+        ids = draw(st.lists(st.text(alphabet="abc12-:", min_size=1, max_size=5), max_size=3, unique=True))
+        srcs, count, digest = sources_of(ids)
+        kind = draw(line_kinds)
+        measure = draw(st.sampled_from(["value_added", "output"]) if kind is LineKind.STATISTICS_SHARE
+                       else st.none() | st.just("output"))
+        out.append(StatementLine(
+            line_no=n, kind=kind, payer=draw(st.sampled_from([P1, T1]) | text),
+            payee=draw(st.sampled_from([T1, T2, FUND]) | text), amount_fen=draw(st.integers(1, 10**12) | st.just(2**70)),
+            agreement_id=draw(st.none() | st.sampled_from(["A1", "B\n2"]) | text), agreement_version=draw(maybe_int),
+            tax_kind=draw(st.none() | st.just("VAT")), month=draw(st.none() | st.just("2026-01")),
+            agreement_year=draw(maybe_int), adjusts=draw(st.none() | line_kinds),
+            measure=measure, allocation_id=draw(st.none() | st.just("AL1")),
+            sources=srcs, source_count=count, sources_digest=draw(st.sampled_from([digest, "", "not hex \" "]))))
+    return out
+
+
+@given(lines=statement_lines(), batch=st.integers(1, 7))
+def test_the_tally_is_the_content_hash_and_the_plain_totals(lines, batch):
+    tally = Tally(COUNTY, Period.parse("2026-Q1"))
+    records = [(COUNTY, "2026-Q1", *ln) for ln in lines]
+    for i in range(0, len(records), batch):
+        tally.add(records[i : i + batch])
+    digest, totals, statistics = tally.close()
+    money = [ln for ln in lines if ln.kind.is_money]
+    parties = sorted({ln.payer for ln in money} | {ln.payee for ln in money})
+    assert [(t.party, t.receivable_fen, t.payable_fen) for t in totals] == [
+        (p, sum(ln.amount_fen for ln in money if ln.payee == p), sum(ln.amount_fen for ln in money if ln.payer == p))
+        for p in parties]
+    stats = [ln for ln in lines if not ln.kind.is_money]
+    keys = sorted({(ln.payee, ln.measure) for ln in stats} | {(ln.payer, ln.measure) for ln in stats}, key=str)
+    assert sorted((s.party, s.measure, s.gained, s.ceded) for s in statistics) == sorted(
+        (p, m, sum(ln.amount_fen for ln in stats if (ln.payee, ln.measure) == (p, m)),
+         sum(ln.amount_fen for ln in stats if (ln.payer, ln.measure) == (p, m))) for p, m in keys)
+    assert digest == content_hash(COUNTY, Period.parse("2026-Q1"), lines, totals)

@@ -1,0 +1,147 @@
+"""The CSV fast path of row parsing: a row is a list of strings, its columns are resolved once per file, and
+only the common case is handled (every cell plain and valid). Anything else gives None, and the row goes
+through rows.parse_*_row, which names every problem. A row the fast path takes gives exactly the value the
+careful path gives (tests/unit/assessment/test_fast_rows.py)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .credit_code import is_valid_credit_code
+from .enterprise import FLAG_NAMES, MAY_BE_NEGATIVE, Enterprise, YearlyIndicators
+from .rows import SCALE_WORDS, UNIT_SCALES, ColumnMap, bool_of, split_extra_flags
+
+_TOWNSHIP = re.compile(r"\d{9}(\d{3})?")
+_INDUSTRY = re.compile(r"[A-T](\d{2,4})?|\d{2,4}")
+_MAX_DIGITS = 30  # longer figures take the careful path (and Python's int() limit never comes near)
+
+
+def plain_units(text: str, scale: int, negative_ok: bool) -> int | None:
+    """'12.5' at scale 4 -> 125000 for plain ASCII decimals of at most ``scale`` places; None for
+    anything else (thousands separators, exponents, signs not allowed, too many places ...)."""
+    negative = text[:1] == "-"
+    body = text[1:] if negative else text
+    whole, _, frac = body.partition(".")
+    if (not whole.isdigit() or not whole.isascii() or len(frac) > scale or len(body) > _MAX_DIGITS
+            or (frac and (not frac.isdigit() or not frac.isascii()))):
+        return None
+    units = int(whole + frac + "0" * (scale - len(frac)))
+    if negative and units:
+        if not negative_ok:
+            return None
+        units = -units
+    return units
+
+
+def _positions(headers: list[str], cmap: ColumnMap) -> dict[str, tuple[int, str]]:
+    """field -> (index in a row, unit); a header written twice counts where dict(zip(...)) would take it."""
+    last = {h: i for i, h in enumerate(headers)}
+    return {c.field: (last[h], c.unit) for h, c in cmap.columns.items() if h in last}
+
+
+@dataclass(frozen=True)
+class IndicatorCells:
+    width: int
+    code: int
+    year: int | None
+    figures: tuple[tuple[int, str, int, bool], ...]  # (index, field, scale, may be negative)
+    department: str
+    file_year: int | None
+
+    @classmethod
+    def plan(cls, headers: list[str], cmap: ColumnMap, department: str, year: int | None) -> "IndicatorCells | None":
+        pos = _positions(headers, cmap)
+        if cmap.errors or "credit_code" not in pos:
+            return None
+        figures = tuple((i, f, UNIT_SCALES[unit], f in MAY_BE_NEGATIVE)
+                        for f, (i, unit) in pos.items() if f not in ("credit_code", "year"))
+        return cls(len(headers), pos["credit_code"][0], pos["year"][0] if "year" in pos else None, figures,
+                   department, year)
+
+    def parse(self, cells: list[str]) -> YearlyIndicators | None:
+        if len(cells) != self.width:
+            return None
+        code = cells[self.code].strip()
+        if not is_valid_credit_code(code):
+            return None
+        year = self.file_year
+        if self.year is not None:
+            text = cells[self.year].strip()
+            if text:
+                if not (text.isdigit() and text.isascii() and len(text) < 6):
+                    return None
+                year = int(text)
+                if not 1990 <= year <= 2200 or (self.file_year is not None and year != self.file_year):
+                    return None
+        if year is None:
+            return None
+        values: dict[str, int] = {}
+        emissions: dict[str, int] = {}
+        for i, f, scale, negative_ok in self.figures:
+            text = cells[i].strip()
+            if not text:
+                continue
+            n = plain_units(text, scale, negative_ok)
+            if n is None:
+                return None
+            if f.startswith("emissions."):
+                emissions[f[10:]] = n
+            else:
+                values[f] = n
+        return YearlyIndicators.part(code, year, self.department, **values,  # type: ignore[arg-type]
+                                     emissions=emissions or None)
+
+
+@dataclass(frozen=True)
+class EnterpriseCells:
+    width: int
+    pos: dict[str, int]
+
+    @classmethod
+    def plan(cls, headers: list[str], cmap: ColumnMap) -> "EnterpriseCells | None":
+        pos = {f: i for f, (i, _) in _positions(headers, cmap).items()}
+        required = ("credit_code", "name", "township_code", "industry_code", "in_park")
+        if cmap.errors or any(f not in pos for f in required):
+            return None
+        return cls(len(headers), pos)
+
+    def parse(self, cells: list[str]) -> Enterprise | None:
+        if len(cells) != self.width:
+            return None
+        pos = self.pos
+        code = cells[pos["credit_code"]].strip()
+        name = cells[pos["name"]].strip()
+        township = cells[pos["township_code"]].strip()
+        industry = cells[pos["industry_code"]].strip().upper()
+        in_park = cells[pos["in_park"]].strip()
+        if (not name or not in_park or not is_valid_credit_code(code) or not _TOWNSHIP.fullmatch(township)
+                or not _INDUSTRY.fullmatch(industry)):
+            return None
+        out: dict[str, object] = {"name": name, "township_code": township, "industry_code": industry,
+                                  "in_park": bool_of(in_park)}
+        for f in FLAG_NAMES:
+            if f in pos:
+                out[f] = bool_of(cells[pos[f]].strip())
+        if None in out.values():
+            return None
+        if "park_id" in pos:
+            park = cells[pos["park_id"]].strip()
+            if park:
+                out["park_id"] = park
+        if "scale" in pos:
+            text = cells[pos["scale"]].strip()
+            if text:
+                out["scale"] = SCALE_WORDS.get(text.lower())
+                if out["scale"] is None:
+                    return None
+        if "extra_flags" in pos:
+            text = cells[pos["extra_flags"]].strip()
+            if text:
+                extra = split_extra_flags(text)
+                if extra & set(FLAG_NAMES):
+                    return None
+                out["extra_flags"] = extra
+        try:
+            return Enterprise(credit_code=code, **out)  # type: ignore[arg-type]
+        except ValueError:
+            return None

@@ -1,0 +1,93 @@
+"""events.emit_plain's envelopes are the bytes events.emit (pydantic, new_envelope) writes for the same event,
+id and time; a payload that no longer matches its contract takes the pydantic path."""
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from services.assessment.events import Actor, emit_plain, new_ids, plain_rows
+from services.assessment.storage.tables import metadata, messaging
+from shared.contracts.assessment import EnterpriseAssessed, EnterpriseRegistered, IndicatorsRecorded
+from shared.envelope import decode, new_envelope
+from shared.logs import correlation_id
+from shared.outbox import Outbox
+
+from .factories import code
+
+OUTBOX = Outbox(messaging["outbox"], "assessment")
+AT = datetime(2024, 3, 1, 8, 30, 15, 123456, tzinfo=timezone.utc)
+PAYLOADS = [
+    (EnterpriseRegistered, {"credit_code": code(1), "name": "企业\"一\"\n", "county_code": "320623",
+                            "township_code": "320623101", "in_park": True, "park_id": "P-1", "industry_code": "C3311",
+                            "flags": ["safety_hazard"], "scale": None}),
+    (IndicatorsRecorded, {"credit_code": code(1), "year": 2023, "department": "工信局",
+                          "fields": {"emissions.COD": "1.2000", "land": "12.5000", "tax": "183.00"}}),
+    (EnterpriseAssessed, {"run_id": "320623-2023-abc", "county_code": "320623", "year": 2023, "credit_code": code(1),
+                          "group": "规上", "score": None, "class_label": "T", "rank": None, "policy_version": 1,
+                          "policy_hash": "f" * 64, "breakdown_ref": "/v1/evaluations/x/enterprises/y",
+                          "recommendation": "none", "reasons": ["not_evaluated"]}),
+]
+
+
+@pytest.mark.parametrize("cls, payload", PAYLOADS)
+@pytest.mark.parametrize("causation, correlation", [(None, None), ("cause-1", "req-7")])
+def test_plain_envelopes_are_the_pydantic_ones(cls, payload, causation, correlation):
+    token = correlation_id.set(correlation)
+    try:
+        [row] = plain_rows(OUTBOX, Actor("p", causation=causation), cls, [(payload, code(1), "event-1")], AT)
+    finally:
+        correlation_id.reset(token)
+    env = new_envelope(cls.model_validate(payload), subject=code(1), source=OUTBOX.source, producer=OUTBOX.service,
+                       correlation_id=correlation, causation_id=causation, event_id="event-1", time=AT)
+    # new_envelope stamps recordedat with its own clock; everything else, byte for byte
+    recorded = json.loads(env.to_json())["recordedat"]
+    assert row["envelope"] == env.to_json().decode().replace(recorded, "2024-03-01T08:30:15.123456Z")
+    assert (row["event_id"], row["event_type"], row["topic"], row["key"], row["created_at"]) == (
+        "event-1", cls.type_name(), cls.topic, code(1), AT)
+    assert decode(row["envelope"])[1] == cls.model_validate(payload)
+
+
+def test_ids_are_random_version_4_uuids():
+    ids = list(new_ids(1000))
+    assert len(set(ids)) == 1000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    rows = list(plain_rows(OUTBOX, Actor("p"), EnterpriseRegistered, [(PAYLOADS[0][1], code(1), None)] * 3, AT))
+    assert len({r["event_id"] for r in rows}) == 3 and all(json.loads(r["envelope"])["correlationid"] == r["event_id"] for r in rows)
+
+
+@pytest.fixture
+def session(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    metadata.create_all(engine)
+    with Session(engine) as s, s.begin():
+        yield s
+    engine.dispose()
+
+
+def test_a_payload_that_left_its_contract_goes_through_pydantic(session, caplog):
+    short = {k: v for k, v in PAYLOADS[2][1].items() if k != "reasons"}  # a field the contract defaults
+    emit_plain(session, OUTBOX, Actor("p"), EnterpriseAssessed, [(short, code(1), "e-1")], AT)
+    [envelope] = session.execute(select(OUTBOX.table.c.envelope)).scalars()
+    assert json.loads(envelope)["data"]["reasons"] == [] and "differs from the contract" in caplog.text
+    with pytest.raises(ValidationError):  # and one the contract refuses is refused, as emit would
+        emit_plain(session, OUTBOX, Actor("p"), EnterpriseAssessed, [({**short, "score": "1e5"}, code(1), "e-2")], AT)
+
+
+def test_times_carry_a_timezone():
+    with pytest.raises(ValueError, match="timezone"):
+        list(plain_rows(OUTBOX, Actor("p"), EnterpriseRegistered, [(PAYLOADS[0][1], code(1), None)], datetime(2024, 1, 1)))
+
+
+def test_a_figure_beyond_the_contracts_digits_is_refused_as_before(session):
+    from services.assessment.domain.enterprise import YearlyIndicators
+    from services.assessment.register import record_parts, register_enterprises
+
+    from .factories import enterprise
+
+    register_enterprises(session, OUTBOX, [enterprise(1)], Actor("p"), AT)
+    with pytest.raises(ValidationError):
+        record_parts(session, OUTBOX, [YearlyIndicators.part(code(1), 2023, "tax", tax=10**40)], Actor("p"), AT)
