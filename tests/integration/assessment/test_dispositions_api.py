@@ -70,9 +70,12 @@ def test_decide_execute_and_free_quotas_downstream(county, service, events_tail)
     history = c.get(f"/v1/dispositions/{county.code(1)}/2023", headers=ADMIN).json()
     assert history["standing"]["decided"] == "close" and len(history["history"]) == 1
 
-    events_tail.until(lambda _: of_type(events_tail.events(county), "EnterpriseRelocated"))
+    # one enterprise's events keep their order (same key); across enterprises (partitions) Kafka promises none:
+    # wait for every enterprise's last event, not just one of them
+    events_tail.until(lambda _: of_type(events_tail.events(county), "EnterpriseRelocated")
+                      and of_type(events_tail.events(county), "EnterpriseExited")
+                      and len(of_type(events_tail.events(county), "DispositionDecided")) >= 3)
     ev = events_tail.events(county)
-    # one enterprise's events keep their order (same key); across enterprises Kafka promises none
     assert sorted((e["subject"], e["data"]["decided"], e["data"]["decided_by"]) for e in of_type(ev, "DispositionDecided")) == sorted([
         (county.code(6), "close", "县政府常务会议"), (county.code(1), "close", "县政府常务会议"), (county.code(7), "relocate", "县政府常务会议")])
     [out] = of_type(ev, "EnterpriseExited")
