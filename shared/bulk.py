@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sqlalchemy import Table, any_, bindparam
+from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Table, Text, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
-from sqlalchemy.types import String
 
 
 def is_pg(session: Session) -> bool:
@@ -34,3 +33,42 @@ def id_in(column, ids: Sequence[str], session: Session):
     if is_pg(session):
         return column == any_(bindparam(f"ids_{column.name}", value=list(ids), type_=ARRAY(String)))
     return column.in_(list(ids))
+
+
+# -- PostgreSQL bulk writes with binary parameters (through the transaction's own psycopg connection) ----------
+def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """INSERT rows (value sequences in ``columns`` order) with binary parameters: one executemany, which a
+    psycopg pipeline sends with the rest of the transaction. For a few rows, where COPY's round trips cost
+    more than the rows."""
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join(["%b"] * len(columns))
+    raw = session.connection().connection.driver_connection
+    raw.cursor().executemany(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', rows)
+
+
+def copy_binary(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """COPY rows in binary format: ~6x less client CPU per row than text COPY, and less parsing on the
+    server (the column types come from ``table``)."""
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT BINARY)') as copy:
+        copy.set_types([_binary_type(table.c[c].type) for c in columns])
+        write = copy.write_row
+        for r in rows:
+            write(r)
+
+
+def _binary_type(t) -> str:
+    if isinstance(t, Boolean):
+        return "bool"
+    if isinstance(t, BigInteger):
+        return "int8"
+    if isinstance(t, Integer):
+        return "int4"
+    if isinstance(t, DateTime):
+        return "timestamptz" if t.timezone else "timestamp"
+    if isinstance(t, Text):
+        return "text"
+    if isinstance(t, String):
+        return "varchar"
+    raise TypeError(f"no binary COPY type for {t!r}")

@@ -9,13 +9,13 @@ import threading
 import time
 import zlib
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 from kafka import KafkaProducer
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Table, Text, func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.bulk import bulk_insert, is_pg
+from shared.bulk import bulk_insert, copy_binary, insert_rows, is_pg
 from shared.db import Database
 from shared.envelope import Envelope, Event, new_envelope
 from shared.logs import correlation_id
@@ -108,45 +108,6 @@ class Outbox:
                 return
             yield from ((r.position, r.envelope) for r in rows)
             after = rows[-1].position
-
-
-# -- PostgreSQL bulk writes with binary parameters (through the transaction's own psycopg connection) ----------
-def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
-    """INSERT rows (value sequences in ``columns`` order) with binary parameters: one executemany, which a
-    psycopg pipeline sends with the rest of the transaction. For a few rows, where COPY's round trips cost
-    more than the rows."""
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    marks = ", ".join(["%b"] * len(columns))
-    raw = session.connection().connection.driver_connection
-    raw.cursor().executemany(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', rows)
-
-
-def copy_binary(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
-    """COPY rows in binary format: ~6x less client CPU per row than text COPY, and less parsing on the
-    server (the column types come from ``table``)."""
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    raw = session.connection().connection.driver_connection
-    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT BINARY)') as copy:
-        copy.set_types([_binary_type(table.c[c].type) for c in columns])
-        write = copy.write_row
-        for r in rows:
-            write(r)
-
-
-def _binary_type(t) -> str:
-    if isinstance(t, Boolean):
-        return "bool"
-    if isinstance(t, BigInteger):
-        return "int8"
-    if isinstance(t, Integer):
-        return "int4"
-    if isinstance(t, DateTime):
-        return "timestamptz" if t.timezone else "timestamp"
-    if isinstance(t, Text):
-        return "text"
-    if isinstance(t, String):
-        return "varchar"
-    raise TypeError(f"no binary COPY type for {t!r}")
 
 
 def make_producer(bootstrap: str, **extra) -> KafkaProducer:

@@ -28,8 +28,8 @@ from services.ledger.domain import (
     TransferResult,
     TransferStatus,
 )
-from shared.bulk import id_in
-from shared.outbox import Outbox, copy_binary, insert_rows
+from shared.bulk import copy_binary, id_in, insert_rows
+from shared.outbox import Outbox
 from services.ledger.storage.tables import accounts as A
 from services.ledger.storage.tables import failed_transfers as F
 from services.ledger.storage.tables import journal as J
