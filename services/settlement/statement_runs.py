@@ -64,14 +64,18 @@ def statement_id(county: str, label: str) -> str:
 def collector_paused():
     """A county-year builds ~10^6 small, acyclic objects; the cyclic garbage collector would walk the growing
     heap again and again while they are made (20-40 % of the run). Paused for a run (computation, writing,
-    commit); what the run made is freed by reference counting once its result is dropped."""
+    commit). On resuming, what was made meanwhile goes to the oldest generation unscanned (``freeze`` then
+    ``unfreeze``) instead of being walked at once by the next young collection (~0.5 s for a county-year): it is
+    freed by reference counting once the run's result is dropped, and full collections still see what lives on."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
+            gc.freeze()
             gc.enable()
+            gc.unfreeze()
 
 
 def builder_from_database(session: Session, county: str, period: Period, as_of: datetime,

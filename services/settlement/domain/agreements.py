@@ -78,7 +78,9 @@ class RevenueSharingAgreement:
         if self.statistics_weights is not None:
             object.__setattr__(self, "statistics_weights", tuple(self.statistics_weights))
         self._validate()
-        object.__setattr__(self, "_start_index", month_index(self.start))  # not a field: derived, for year_index
+        # not fields: derived, for year_index and origin_share
+        object.__setattr__(self, "_start_index", month_index(self.start))
+        object.__setattr__(self, "_weights", {})  # agreement year -> (origin, destination) weights
 
     __hash__ = None  # type: ignore[assignment]  # holds a mapping; compare with ==, do not hash
 
@@ -203,7 +205,8 @@ class RevenueSharingAgreement:
     def origin_share(self, tax_kind: str, month: Period, month_total_fen: int) -> int:
         """Origin's part of one month's tax of one kind (rounding rules 1 and 2)."""
         local = local_retained(month_total_fen, self.local_shares_bp[tax_kind])
-        w_origin, w_dest = self.weights(self.year_index(month))
+        year = (month.index - self._start_index) // 12 + 1  # year_index, written out: once per line
+        w_origin, w_dest = self._weights.get(year) or self._weights.setdefault(year, self.weights(year))
         return two_way_part(local, w_origin, w_dest, self.remainder_to == self.origin)
 
     def origin_statistics(self, amount: int) -> int:

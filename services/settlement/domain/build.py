@@ -90,7 +90,8 @@ class StatementBuilder:
         self.unmatched = 0  # receipts taken in scope that no agreement shares
         self.settled_months: list[SettledMonth] = []
         self.settled_topups: list[SettledTopup] = []
-        self._revenue: list[tuple[tuple, tuple]] = []  # (month, agreement, tax kind), fields
+        # (month, agreement, tax kind, payer, payee, amount, version, sources, count, digest): sorted as they are
+        self._revenue: list[tuple] = []
         self._adjustments: list[tuple] = []
         self._statistics: list[tuple] = []
         # agreements with a guaranteed minimum in some version: only their months are looked up again for top-ups
@@ -291,27 +292,32 @@ class StatementBuilder:
         county, label = self.county, self.period.label
         hashes = {aid: id_hash(aid)}
         no = first_no
-        for kind, parts in ((COMPENSATION, enterprise_parts), (PROCEEDS, share_parts)):
-            for who, amount, lots in parts:
-                if amount == 0:
-                    continue
-                if aid in lots:
-                    raise StatementError("duplicate_input", f"{aid} is given twice")
-                digest = hashes[aid]
-                for lot in lots:
-                    h = hashes.get(lot)
-                    if h is None:
-                        h = hashes[lot] = id_hash(lot)
-                    digest += h
-                if len(lots) == 1:
-                    sources = (aid, lots[0]) if aid < lots[0] else (lots[0], aid)
-                else:
-                    sources = tuple(sorted((aid, *lots)))
-                hexdigest = (digest % _MOD).to_bytes(32, "big").hex()
-                if kind is COMPENSATION:
-                    compensation.append((county, label, no, kind, payer, _ENTERPRISE + who, amount, None, None, None,
-                                         month, None, None, None, aid, sources, len(sources), hexdigest))
-                    no += 1
-                else:
-                    shares.append((kind, payer, who, amount, None, None, None, month, None, None, None, aid, sources,
-                                   len(sources), hexdigest))
+        for who, amount, lots in enterprise_parts:
+            if amount:
+                sources, count, digest = _allocation_sources(aid, lots, hashes)
+                compensation.append((county, label, no, COMPENSATION, payer, _ENTERPRISE + who, amount, None, None,
+                                     None, month, None, None, None, aid, sources, count, digest))
+                no += 1
+        for who, amount, lots in share_parts:
+            if amount:
+                sources, count, digest = _allocation_sources(aid, lots, hashes)
+                shares.append((PROCEEDS, payer, who, amount, None, None, None, month, None, None, None, aid, sources,
+                               count, digest))
+
+
+def _allocation_sources(aid: str, lots: tuple[str, ...], hashes: dict[str, int]) -> tuple[tuple[str, ...], int, str]:
+    """(sorted ids, count, digest) of an allocation line's sources: the allocation and its lots (``sources_of``,
+    with each id's hash computed once per allocation)."""
+    if aid in lots:
+        raise StatementError("duplicate_input", f"{aid} is given twice")
+    digest = hashes[aid]
+    for lot in lots:
+        h = hashes.get(lot)
+        if h is None:
+            h = hashes[lot] = id_hash(lot)
+        digest += h
+    if len(lots) == 1:
+        sources = (aid, lots[0]) if aid < lots[0] else (lots[0], aid)
+    else:
+        sources = tuple(sorted((aid, *lots)))
+    return sources, len(sources), (digest % _MOD).to_bytes(32, "big").hex()

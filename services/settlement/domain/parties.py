@@ -39,6 +39,11 @@ _SIMPLE = {k.value: k for k in (PartyKind.TOWNSHIP, PartyKind.PARK, PartyKind.EN
 _PARTY_RE = re.compile(rf"^(?:(township|park|enterprise|project):({_CODE})|county:({_CODE})/(fund|treasury))$")
 
 
+def code_ok(code: object) -> bool:
+    """Whether ``code`` is a valid code (``_code`` without building its refusal)."""
+    return isinstance(code, str) and _CODE_RE.match(code) is not None
+
+
 def _code(code: str, what: str) -> str:
     if not isinstance(code, str) or not _CODE_RE.match(code):
         raise PartyError("invalid_party_code", f"{what} {code!r} is not a valid code (letters, digits, _ . -)")

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import NamedTuple
 
 from .errors import PartyError, ProceedsError
-from .parties import Party, PartyKind, county_fund, enterprise, party_kind, require_party
+from .parties import Party, PartyKind, code_ok as _code_ok, county_fund, enterprise, party_kind, require_party
 from .rounding import BASIS_POINTS, basis_point_part, exact_split, largest_contributor
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
@@ -118,19 +118,23 @@ def validate_allocation(a: QuotaAllocation) -> QuotaAllocation:
             require_party(a.destination, PartyKind.PARK, PartyKind.TOWNSHIP, role="destination")
         seen: set[str] = set()
         units = 0
-        for lot in a.lots:  # messages are built only when refusing: this runs for every allocation of a county-year
-            _check_id(lot.lot_id, "lot id")
-            if lot.lot_id in seen:
-                raise ProceedsError("duplicate_lot", f"allocation {a.allocation_id}: lot {lot.lot_id} is listed twice")
-            seen.add(lot.lot_id)
-            if lot.enterprise is not None:
-                enterprise(lot.enterprise)
-            if party_kind(lot.township) not in _ORIGINS:
-                require_party(lot.township, *_ORIGINS, role=f"origin of lot {lot.lot_id}")
-            if not _is_int(lot.units) or lot.units <= 0:
+        id_ok = _ID_RE.match
+        # the checks are written out and refusals (messages) made only on failure: this runs for every lot of every
+        # allocation of a county-year
+        for lot_id, enterprise_, township, lot_units in a.lots:
+            if lot_id.__class__ is not str or not id_ok(lot_id):
+                _check_id(lot_id, "lot id")
+            if lot_id in seen:
+                raise ProceedsError("duplicate_lot", f"allocation {a.allocation_id}: lot {lot_id} is listed twice")
+            seen.add(lot_id)
+            if enterprise_ is not None and not _code_ok(enterprise_):
+                enterprise(enterprise_)
+            if party_kind(township) not in _ORIGINS:
+                require_party(township, *_ORIGINS, role=f"origin of lot {lot_id}")
+            if lot_units.__class__ is not int and not _is_int(lot_units) or lot_units <= 0:
                 raise ProceedsError("invalid_lot_units",
-                                    f"allocation {a.allocation_id}: lot {lot.lot_id} must consume a positive number of units")
-            units += lot.units
+                                    f"allocation {a.allocation_id}: lot {lot_id} must consume a positive number of units")
+            units += lot_units
     except PartyError as exc:
         raise ProceedsError(exc.reason, f"allocation {a.allocation_id}: {exc}") from None
     if units != a.amount_units:
@@ -190,9 +194,8 @@ def proceeds_parts(a: QuotaAllocation, policy: SettlementPolicy) -> tuple[list[P
     units_t: dict[Party, int] = {}  # township -> units freed there
     lots_e: dict[str, list[str]] = {}
     lots_t: dict[Party, list[str]] = {}
-    for lot in a.lots:
-        lot_id, enterprise_, township, units = lot.lot_id, lot.enterprise, lot.township, lot.units
-        if not _is_int(units) or units <= 0:
+    for lot_id, enterprise_, township, units in a.lots:
+        if units.__class__ is not int and not _is_int(units) or units <= 0:
             raise ValueError(f"allocation {a.allocation_id}: lot {lot_id} must consume a positive number of units")
         if enterprise_ is not None:
             if enterprise_ in units_e:
@@ -222,10 +225,10 @@ def proceeds_parts(a: QuotaAllocation, policy: SettlementPolicy) -> tuple[list[P
         # a destination that is also an origin township simply adds up its weights
         weights[party] = weights.get(party, 0) + w * total_units
     shares = exact_split(due - compensation_total, weights, fund)
+    for lots in lots_e.values():
+        lots.sort()
+    for lots in lots_t.values():
+        lots.sort()
     no_lots = ()
-    return ([(code, compensation[code], _sorted(lots_e[code])) for code in sorted(compensation)],
-            [(party, shares[party], _sorted(lots_t.get(party, no_lots))) for party in sorted(shares)])
-
-
-def _sorted(ids) -> tuple[str, ...]:
-    return (ids[0],) if len(ids) == 1 else tuple(sorted(ids))
+    return ([(code, compensation[code], tuple(lots_e[code])) for code in sorted(compensation)],
+            [(party, shares[party], tuple(lots_t.get(party, no_lots))) for party in sorted(shares)])

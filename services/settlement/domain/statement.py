@@ -160,10 +160,10 @@ class Tally:
     """What a statement sums over its lines, in one pass over them in order: the content hash (sha256 of the
     canonical JSON, see ``canonical_json``), the party totals (money lines) and the statistics totals."""
 
-    __slots__ = ("_hash", "_cache", "_first", "_receivable", "_payable", "_gained", "_ceded", "_county", "_period")
+    __slots__ = ("_hash", "_cache", "_first", "_receivable", "_payable", "_gained", "_ceded", "_period")
 
     def __init__(self, county: str, period: Period):
-        self._county, self._period = county, period
+        self._period = period
         self._hash = hashlib.sha256(f'{{"county":{encode_basestring(county)},"lines":['.encode())
         self._cache: dict = {}  # strings -> their JSON (parties, agreements, months recur)
         self._first = True
@@ -175,14 +175,15 @@ class Tally:
     def add(self, records: list[tuple]) -> None:
         """The next lines, in order, as records ``(county, period label, *StatementLine fields)``."""
         receivable, payable = self._receivable, self._payable
+        received, paid = receivable.get, payable.get
         for kind, payer, payee, amount, measure in map(_TALLIED, records):
             if kind is _STATISTICS:
                 assert measure is not None
                 self._gained[(payee, measure)] = self._gained.get((payee, measure), 0) + amount
                 self._ceded[(payer, measure)] = self._ceded.get((payer, measure), 0) + amount
             else:
-                receivable[payee] = receivable.get(payee, 0) + amount
-                payable[payer] = payable.get(payer, 0) + amount
+                receivable[payee] = received(payee, 0) + amount
+                payable[payer] = paid(payer, 0) + amount
         if records:
             data = _lines_json(records, self._cache)
             self._hash.update(data if self._first else b"," + data)
