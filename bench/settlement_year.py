@@ -19,7 +19,7 @@ Measured, for the statement of the year 2025:
 
 Usage:  .venv/bin/python bench/settlement_year.py [--pg-url postgresql+psycopg://...] [--ratio-scales 1,10]
         [--skip-ratio] [--skip-instalments] [--out bench/results/settlement_year.json]
-About 10 minutes on 2 cores; peak RSS about 3 GB (the scale-2 run).
+About 3 minutes on 2 cores (the timings are only meaningful on an otherwise idle machine: run it more than once).
 """
 from __future__ import annotations
 
