@@ -12,6 +12,7 @@ import subprocess
 import uuid
 
 import pytest
+from tests.support.pg import fresh_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -78,15 +79,8 @@ def pg_server_url() -> str:
 @pytest.fixture
 def pg_url(pg_server_url):
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    base = make_url(pg_server_url)
-    name = f"cp_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with fresh_database(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -13,8 +13,8 @@ from collections import namedtuple
 from datetime import date, datetime, timezone
 
 import pytest
-from sqlalchemy import create_engine, select
-from sqlalchemy.engine import make_url
+from tests.support.pg import fresh_database
+from sqlalchemy import select
 
 import services.quota.main as quota_main
 from services.quota.application import ledger_commands
@@ -44,15 +44,8 @@ def oracle_url(db_url, tmp_path, request):
     if db_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'oracle.sqlite3'}"
         return
-    base = make_url(request.getfixturevalue("pg_server_url"))
-    name = f"cp_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with fresh_database(request.getfixturevalue("pg_server_url")) as url:
+        yield url
 
 
 def quota(url: str, bootstrap: str, *, batch: bool):
