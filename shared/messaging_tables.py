@@ -22,7 +22,6 @@ def add_messaging_tables(metadata: MetaData) -> dict[str, Table]:
         Column("published_at", DateTime(timezone=True), nullable=True),
         Index("ix_outbox_unpublished", "position", postgresql_where=text("published_at IS NULL"),
               sqlite_where=text("published_at IS NULL")),
-        Index("ix_outbox_key", "key"),
     )
     inbox = Table(
         "inbox",

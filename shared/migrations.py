@@ -75,3 +75,8 @@ def create_messaging_tables(op) -> None:
         sa.Column("partition", sa.Integer, primary_key=True),
         sa.Column("next_offset", sa.BigInteger, nullable=False),
     )
+
+
+def drop_outbox_key_index(op) -> None:
+    """Revision of every service: nothing reads the outbox by key, and the index cost each event a write."""
+    op.drop_index("ix_outbox_key", table_name="outbox")

@@ -4,11 +4,12 @@
 projections, kept in the same transaction. Each journal row carries the balance deltas of its transfer as
 columns, so a balance as of any seq or time is one indexed sum.
 """
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, text
 
 from shared.messaging_tables import add_messaging_tables
 
 metadata = MetaData()
+_PENDING = {"postgresql_where": text("status = 'pending'"), "sqlite_where": text("status = 'pending'")}
 messaging = add_messaging_tables(metadata)
 
 accounts = Table(
@@ -51,9 +52,11 @@ transfers = Table(
     Column("posted_amount", BigInteger, nullable=False),
     Column("resolved_by", String(200), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
-    Index("ix_transfers_pending_due", "status", "expires_at"),
-    Index("ix_transfers_debit", "debit_account_id"),
-    Index("ix_transfers_credit", "credit_account_id"),
+    # Only pending transfers are looked up by account or due time: partial indexes leave the posted ones (nearly
+    # all of them) out, which saves two of every transfer's index writes.
+    Index("ix_transfers_pending_due", "expires_at", **_PENDING),
+    Index("ix_transfers_pending_debit", "debit_account_id", **_PENDING),
+    Index("ix_transfers_pending_credit", "credit_account_id", **_PENDING),
 )
 
 failed_transfers = Table(
