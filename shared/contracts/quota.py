@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts import topics
-from shared.contracts.types import DecimalStr, Identifier
+from shared.contracts.types import DecimalStr, Identifier, SourceIdentifier
 from shared.envelope import Event, register
 
 ReleaseReason = Literal["closure", "relocation", "bankruptcy", "upgrade_savings"]
@@ -25,7 +25,7 @@ class QuotaReleaseSubmitted(_Intake):
     """A department releases quota freed by an enterprise (scope publish:QuotaReleaseSubmitted:<ASSET>)."""
 
     name = "QuotaReleaseSubmitted"
-    release_id: Identifier
+    release_id: SourceIdentifier
     enterprise_credit_code: str = Field(min_length=18, max_length=18)
     township_code: str
     county_code: str
@@ -44,7 +44,7 @@ class ReclamationAccepted(_Intake):
 
     name = "ReclamationAccepted"
     aggregate_type = "reclamation"
-    project_id: Identifier
+    project_id: SourceIdentifier
     accepted_area: DecimalStr | None = Field(default=None, description="亩; defaults to the registered area")
     accepted_on: date
     document_ref: str = Field(default="", max_length=200)

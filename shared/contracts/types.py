@@ -10,3 +10,7 @@ DecimalStr = Annotated[
 ]
 # no whitespace or control characters (PostgreSQL refuses NUL; ids are keys, not prose)
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+# An id other ids are built from: the quota service names its ledger transfers after a release or reclamation
+# (e.g. "quota/intake/reclamation:<id>", 25 characters more) and the ledger takes ids of at most 200 characters,
+# so a longer source id is refused where it enters, with its reason, not dead-lettered two services later.
+SourceIdentifier = Annotated[str, StringConstraints(min_length=1, max_length=150, pattern=r"^[^\s\x00-\x1f\x7f]+$")]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contracts.quota import ApprovalKind, ApprovalGranted, QuotaReleaseSubmitted
-from shared.contracts.types import DecimalStr, Identifier
+from shared.contracts.types import DecimalStr, Identifier, SourceIdentifier
 
 # The HTTP intake takes exactly the Kafka intake's schema, so a department sends the same document either way.
 ReleaseIn = QuotaReleaseSubmitted
@@ -86,7 +86,7 @@ class ReleaseOut(BaseModel):
 
 
 class ReclamationIn(_In):
-    project_id: Identifier
+    project_id: SourceIdentifier
     county_code: str
     township_code: str
     area: DecimalStr = Field(description="亩 registered")
