@@ -168,9 +168,12 @@ def main() -> None:
     assert reg.rejected == 0 and ind.rejected == 0, (reg.bad_rows[:3], ind.bad_rows[:3])
     timings: dict = {}
     t = time.perf_counter()
-    row, _ = runtime.transaction(lambda uow: evaluate(uow.session, uow.outbox, COUNTY, YEAR, Actor("bench"),
-                                                      datetime.now(timezone.utc), timings))
+    row, created = runtime.transaction(lambda uow: evaluate(uow.session, uow.outbox, COUNTY, YEAR, Actor("bench"),
+                                                            datetime.now(timezone.utc), timings))
     evaluate_seconds = time.perf_counter() - t
+    if not created:
+        sys.exit(f"the county-year {COUNTY}/{YEAR} was already evaluated with the same inputs in this database, "
+                 "so nothing was scored: give the bench a fresh --db-url")
     clock.lap("evaluate")
     failures = 0
     if relay_process:

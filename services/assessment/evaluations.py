@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.assessment.bulk_work import collector_paused
 from services.assessment.domain.clusters import ClusterRanking, rank_clusters
+from services.assessment.domain.county_scoring import PackedScore, plain4
 from services.assessment.domain.enterprise import Enterprise, YearlyIndicators
 from services.assessment.domain.evaluation import EvaluationRun, run_evaluation
 from services.assessment.domain.policy import AssessmentPolicy, BenchmarkUnavailable, RelativeBenchmark
@@ -126,7 +127,8 @@ def _evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, 
     rows, events = [], []
     common = {"run_id": run_id, "county_code": county, "year": year}
     for r, breakdown in zip(run.results, run.result_json):
-        total = plain_decimal(r.score.total) if r.score else None
+        score = r.score
+        total = None if not score else plain4(score.total4) if type(score) is PackedScore else plain_decimal(score.total)
         rec = r.recommendation
         rows.append((run_id, r.credit_code, r.group, r.class_label, total, r.rank, rec.disposition.value, breakdown))
         # EnterpriseAssessed's payload in its field order (events.emit_plain)

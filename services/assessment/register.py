@@ -15,6 +15,7 @@ from services.assessment.fields import format_figures
 from services.assessment.storage.bulk_rows import insert_dicts
 from services.assessment.storage.rows import (
     chunks,
+    code_in,
     dumps,
     enterprise_values,
     enterprises_by_code,
@@ -25,7 +26,6 @@ from services.assessment.storage.rows import (
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import indicator_parts as P
 from services.assessment.storage.tables import indicators as I
-from shared.bulk import id_in
 from shared.contracts.assessment import EnterpriseRegistered, IndicatorsRecorded
 from shared.outbox import Outbox
 
@@ -116,6 +116,7 @@ def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], acto
     part_rows: dict[tuple, dict] = {}
     touched: set[tuple[str, int]] = set()
     events = []
+    merged_json: dict[tuple, str] = {}  # figures JSON of merged rows that are just their part (written once)
     for p in parts:
         department = next(iter(p.sources.values()))
         if p.credit_code not in registered:
@@ -123,33 +124,47 @@ def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], acto
                                         f"{p.credit_code} is not in the register; register it first"))
             continue
         key = (p.credit_code, p.year)
+        base = known.get(key)
         try:
-            merged = merge_indicators(known.get(key), p)
+            merged = merge_indicators(base, p)
         except IndicatorConflict as exc:
             outcomes.append(PartOutcome("refused", exc.reason, str(exc)))
             continue
         figures = p.set_fields()
         pkey = (p.credit_code, p.year, department)
-        previous = part_rows.get(pkey, {}).get("figures") or had_part.get(pkey)
-        before = loads(previous) if previous is not None else {}
-        if merged == known.get(key) and all(before.get(k) == v for k, v in figures.items()):
-            outcomes.append(PartOutcome(UNCHANGED, merged=merged))
-            continue
-        # the stored part is everything this department said for the year, its corrections applied
-        figures_now = {**before, **figures}
+        previous = part_rows[pkey]["figures"] if pkey in part_rows else had_part.get(pkey)
+        if previous is None:  # the common case of an import: nothing known before
+            before = None
+            if not figures and merged == base:
+                outcomes.append(PartOutcome(UNCHANGED, merged=merged))
+                continue
+            figures_json = dumps(figures)
+        else:
+            before = loads(previous)
+            if merged == base and all(before.get(k) == v for k, v in figures.items()):
+                outcomes.append(PartOutcome(UNCHANGED, merged=merged))
+                continue
+            # the stored part is everything this department said for the year, its corrections applied
+            figures_json = dumps({**before, **figures})
         known[key] = merged
         touched.add(key)
+        if merged is p and before is None:
+            merged_json[key] = figures_json
+        else:
+            merged_json.pop(key, None)
         part_rows[pkey] = {"credit_code": p.credit_code, "year": p.year, "department": department,
-                           "figures": dumps(figures_now), "received_via": actor.via, "received_by": actor.principal,
+                           "figures": figures_json, "received_via": actor.via, "received_by": actor.principal,
                            "updated_at": now}
         outcomes.append(PartOutcome(RECORDED, merged=merged))
-        payload = {"credit_code": p.credit_code, "year": p.year, "department": department,
-                   "fields": format_figures(figures)}
-        if any(len(v) > 30 for v in payload["fields"].values()):
-            IndicatorsRecorded.model_validate(payload)  # beyond DecimalStr's 30 digits: refused as the contract says
+        fields = format_figures(figures)
+        payload = {"credit_code": p.credit_code, "year": p.year, "department": department, "fields": fields}
+        for v in fields.values():
+            if len(v) > 30:
+                IndicatorsRecorded.model_validate(payload)  # beyond DecimalStr's 30 digits: refused as the contract says
+                break
         events.append((payload, p.credit_code, None))
     _save_parts(s, part_rows, had_part)
-    _save_merged(s, {k: known[k] for k in touched}, had_row, now)
+    _save_merged(s, {k: known[k] for k in touched}, had_row, now, merged_json)
     emit_plain(s, outbox, actor, IndicatorsRecorded, events, now)
     return outcomes
 
@@ -160,7 +175,7 @@ def _existing_parts(s: Session, parts: list[YearlyIndicators]) -> dict[tuple, st
     out: dict[tuple, str] = {}
     for chunk in chunks(sorted({k[0] for k in wanted})):
         rows = s.execute(select(P.c.credit_code, P.c.year, P.c.department, P.c.figures)
-                         .where(id_in(P.c.credit_code, chunk, s))).all()
+                         .where(code_in(P.c.credit_code, chunk, s))).all()
         out.update(((r.credit_code, r.year, r.department), r.figures) for r in rows
                    if (r.credit_code, r.year, r.department) in wanted)
     return out
@@ -177,10 +192,15 @@ def _save_parts(s: Session, rows: dict[tuple, dict], existing: dict[tuple, str])
                               updated_at=r["updated_at"]))
 
 
-def _save_merged(s: Session, merged: dict[tuple[str, int], YearlyIndicators], existing: set, now: datetime) -> None:
+def _save_merged(s: Session, merged: dict[tuple[str, int], YearlyIndicators], existing: set, now: datetime,
+                 figures_json: dict[tuple[str, int], str] | None = None) -> None:
+    """``figures_json``: the stored figures of some of them, already written (dumps(ind.set_fields()))."""
     inserts = []
+    known = figures_json or {}
     for (code, year), ind in merged.items():
-        values = {"figures": dumps(ind.set_fields()), "sources": dumps(dict(ind.sources)), "updated_at": now}
+        figures = known.get((code, year))
+        values = {"figures": figures if figures is not None else dumps(ind.set_fields()),
+                  "sources": dumps(dict(ind.sources)), "updated_at": now}
         if (code, year) in existing:
             s.execute(update(I).where(I.c.credit_code == code, I.c.year == year).values(**values))
         else:

@@ -66,6 +66,14 @@ def text4(q: int) -> str:
     return "-" + text if q < 0 else text
 
 
+def plain4(q: int) -> str:
+    """format(q x 0.0001 as a Decimal, "f"): the published form of a total, trailing zeros kept ('12.3400')."""
+    if not -_EXACT_DIGITS < q < _EXACT_DIGITS:
+        return format(_decimal4(q), "f")
+    whole, frac = divmod(-q if q < 0 else q, UNIT)
+    return f"{'-' if q < 0 else ''}{whole}.{frac:04d}"
+
+
 def _decimal4(q: int) -> Decimal:
     return Decimal(q).scaleb(-PLACES)
 

@@ -197,6 +197,46 @@ class YearlyIndicators:
 
 _INDICATOR_FIELDS = tuple(f.name for f in fields(YearlyIndicators))
 _SCALARS = attrgetter(*SCALAR_FIELDS)
+_NO_FIGURES = {n: None for n in SCALAR_FIELDS}
+_NEW = object.__new__
+
+
+def checked_indicators(credit_code: str, year: int, values: dict[str, int], emissions: dict[str, int] | None,
+                       sources: dict[str, str]) -> YearlyIndicators:
+    """YearlyIndicators(credit_code, year, **values, emissions=emissions, sources=sources) without running
+    __post_init__ again, for values a fast path has already checked as it would (a valid credit code, a
+    plausible year, integers, negative only where allowed) and dicts it made in sorted key order (the order
+    __post_init__ would give them). A county's import and evaluation make 100,000 of these each."""
+    obj = _NEW(YearlyIndicators)
+    d = obj.__dict__
+    d["credit_code"] = credit_code
+    d["year"] = year
+    d.update(_NO_FIGURES)
+    d.update(values)
+    d["emissions"] = emissions
+    d["sources"] = sources
+    return obj
+
+
+def checked_enterprise(credit_code: str, name: str, township_code: str, in_park: bool, industry_code: str,
+                       park_id: str | None, named: tuple[bool, ...], extra_flags: frozenset[str],
+                       scale: str | None) -> Enterprise:
+    """Enterprise(...) without running __post_init__ again, for values already checked as it checks them
+    (named: the FLAG_NAMES in their order; extra_flags a frozenset without a named flag)."""
+    obj = _NEW(Enterprise)
+    d = obj.__dict__
+    d["credit_code"] = credit_code
+    d["name"] = name
+    d["township_code"] = township_code
+    d["in_park"] = in_park
+    d["industry_code"] = industry_code
+    d["park_id"] = park_id
+    d.update(zip(FLAG_NAMES, named))
+    d["extra_flags"] = extra_flags
+    d["scale"] = scale
+    flags = _NO_FLAGS if True not in named else frozenset(n for n, v in zip(FLAG_NAMES, named) if v)
+    d["_flags"] = flags | extra_flags if extra_flags else flags
+    return obj
 
 
 def merge_indicators(base: YearlyIndicators | None, part: YearlyIndicators) -> YearlyIndicators:

@@ -211,8 +211,8 @@ def run_evaluation(
                            "averages": averages})
     # the sha256 of canonical_json of the whole body ("results" sorts last among its keys), fed piece by piece
     digest = hashlib.sha256((head[:-1] + ',"results":[').encode("utf-8"))
-    for i, text in enumerate(result_json):
-        digest.update(text.encode("utf-8") if i == 0 else ("," + text).encode("utf-8"))
+    for i in range(0, len(result_json), 1000):  # in blocks: one encode and update per thousand results
+        digest.update(("," if i else "").encode() + ",".join(result_json[i : i + 1000]).encode("utf-8"))
     digest.update(b"]}")
     return EvaluationRun(
         county=county,
@@ -282,12 +282,12 @@ def result_canonical_json(r: EnterpriseResult) -> str:
     if score and not isinstance(score, PackedScore):
         return canonical_json(r.to_plain())
     try:
-        return (f'{{"class_label":{_text_json(r.class_label)},"credit_code":{_text_json(r.credit_code)},'
-                f'"excluded_by":{_text_json(r.excluded_by)},"group":{_text_json(r.group)},'
+        return (f'{{"class_label":{_shared_json(r.class_label)},"credit_code":{_text_json(r.credit_code)},'
+                f'"excluded_by":{_shared_json(r.excluded_by)},"group":{_shared_json(r.group)},'
                 f'"group_size":{_int_json(r.group_size)},"name":{_text_json(r.name)},"rank":{_int_json(r.rank)},'
                 f'"recommendation":{_recommendation_json(r.recommendation)},'
                 f'"score":{score.canonical_json() if score else "null"},"score_rank":{_int_json(r.score_rank)},'
-                f'"township_code":{_text_json(r.township_code)},'
+                f'"township_code":{_shared_json(r.township_code)},'
                 f'"treatment":{"null" if r.treatment is None else _treatment_json(r.treatment)}}}')
     except TypeError:  # what orjson refuses (e.g. a lone surrogate in a name): the json module, as before
         return canonical_json(r.to_plain())
@@ -295,6 +295,19 @@ def result_canonical_json(r: EnterpriseResult) -> str:
 
 def _text_json(value: str | None) -> str:
     return "null" if value is None else orjson.dumps(value).decode()
+
+
+_SHARED_JSON: dict[str | None, str] = {}
+
+
+def _shared_json(value: str | None) -> str:
+    """_text_json of the values many results share (labels, groups, township codes), each written once."""
+    found = _SHARED_JSON.get(value)
+    if found is None:
+        found = _text_json(value)
+        if len(_SHARED_JSON) < 4096:
+            _SHARED_JSON[value] = found
+    return found
 
 
 def _int_json(value: int | None) -> str:

@@ -8,12 +8,22 @@ import re
 from dataclasses import dataclass
 
 from .credit_code import is_valid_credit_code
-from .enterprise import FLAG_NAMES, MAY_BE_NEGATIVE, Enterprise, YearlyIndicators
+from .enterprise import (
+    FLAG_NAMES,
+    MAY_BE_NEGATIVE,
+    SCALES,
+    Enterprise,
+    YearlyIndicators,
+    checked_enterprise,
+    checked_indicators,
+)
 from .rows import SCALE_WORDS, UNIT_SCALES, ColumnMap, bool_of, split_extra_flags
 
 _TOWNSHIP = re.compile(r"\d{9}(\d{3})?")
 _INDUSTRY = re.compile(r"[A-T](\d{2,4})?|\d{2,4}")
 _MAX_DIGITS = 30  # longer figures take the careful path (and Python's int() limit never comes near)
+_POWERS = tuple(10**n for n in range(16))
+_FLAG_SET = frozenset(FLAG_NAMES)
 
 
 def plain_units(text: str, scale: int, negative_ok: bool) -> int | None:
@@ -51,10 +61,14 @@ class IndicatorCells:
     @classmethod
     def plan(cls, headers: list[str], cmap: ColumnMap, department: str, year: int | None) -> "IndicatorCells | None":
         pos = _positions(headers, cmap)
-        if cmap.errors or "credit_code" not in pos:
-            return None
-        figures = tuple((i, f, UNIT_SCALES[unit], f in MAY_BE_NEGATIVE)
-                        for f, (i, unit) in pos.items() if f not in ("credit_code", "year"))
+        if cmap.errors or "credit_code" not in pos or not department or (
+                year is not None and not (type(year) is int and 1990 <= year <= 2200)):
+            return None  # the careful path says what is wrong
+        # in the order of their field names, which is the sorted order YearlyIndicators keeps its sources
+        # (and emissions) in: the dicts are made in that order and need no sorting afterwards
+        figures = tuple(sorted(((i, f, UNIT_SCALES[unit], f in MAY_BE_NEGATIVE)
+                                for f, (i, unit) in pos.items() if f not in ("credit_code", "year")),
+                               key=lambda x: x[1]))
         return cls(len(headers), pos["credit_code"][0], pos["year"][0] if "year" in pos else None, figures,
                    department, year)
 
@@ -77,19 +91,27 @@ class IndicatorCells:
             return None
         values: dict[str, int] = {}
         emissions: dict[str, int] = {}
+        sources: dict[str, str] = {}
+        department = self.department
         for i, f, scale, negative_ok in self.figures:
             text = cells[i].strip()
             if not text:
                 continue
-            n = plain_units(text, scale, negative_ok)
-            if n is None:
-                return None
-            if f.startswith("emissions."):
+            # plain_units inline for the common unsigned case (a county file holds a million figures)
+            whole, _, frac = text.partition(".")
+            digits = whole + frac
+            if whole and len(frac) <= scale and len(text) <= _MAX_DIGITS and digits.isdigit() and digits.isascii():
+                n = int(digits) * _POWERS[scale - len(frac)]
+            else:
+                n = plain_units(text, scale, negative_ok)
+                if n is None:
+                    return None
+            sources[f] = department
+            if f[:10] == "emissions.":
                 emissions[f[10:]] = n
             else:
                 values[f] = n
-        return YearlyIndicators.part(code, year, self.department, **values,  # type: ignore[arg-type]
-                                     emissions=emissions or None)
+        return checked_indicators(code, year, values, emissions or None, sources)
 
 
 @dataclass(frozen=True)
@@ -113,35 +135,29 @@ class EnterpriseCells:
         name = cells[pos["name"]].strip()
         township = cells[pos["township_code"]].strip()
         industry = cells[pos["industry_code"]].strip().upper()
-        in_park = cells[pos["in_park"]].strip()
-        if (not name or not in_park or not is_valid_credit_code(code) or not _TOWNSHIP.fullmatch(township)
+        in_park_text = cells[pos["in_park"]].strip()
+        in_park = bool_of(in_park_text)
+        if (not name or not in_park_text or in_park is None or not is_valid_credit_code(code) or not _TOWNSHIP.fullmatch(township)
                 or not _INDUSTRY.fullmatch(industry)):
             return None
-        out: dict[str, object] = {"name": name, "township_code": township, "industry_code": industry,
-                                  "in_park": bool_of(in_park)}
-        for f in FLAG_NAMES:
-            if f in pos:
-                out[f] = bool_of(cells[pos[f]].strip())
-        if None in out.values():
+        named = tuple(bool_of(cells[pos[f]].strip()) if f in pos else False for f in FLAG_NAMES)
+        if None in named:
             return None
+        park = None
         if "park_id" in pos:
-            park = cells[pos["park_id"]].strip()
-            if park:
-                out["park_id"] = park
+            park = cells[pos["park_id"]].strip() or None
+        scale = None
         if "scale" in pos:
             text = cells[pos["scale"]].strip()
             if text:
-                out["scale"] = SCALE_WORDS.get(text.lower())
-                if out["scale"] is None:
+                scale = SCALE_WORDS.get(text.lower())
+                if scale not in SCALES:
                     return None
+        extra: frozenset[str] = frozenset()
         if "extra_flags" in pos:
             text = cells[pos["extra_flags"]].strip()
             if text:
                 extra = split_extra_flags(text)
-                if extra & set(FLAG_NAMES):
+                if extra & _FLAG_SET:
                     return None
-                out["extra_flags"] = extra
-        try:
-            return Enterprise(credit_code=code, **out)  # type: ignore[arg-type]
-        except ValueError:
-            return None
+        return checked_enterprise(code, name, township, in_park, industry, park, named, extra, scale)

@@ -1,5 +1,5 @@
-"""Inserting a county's rows (100,000 at a time) as tuples straight into the driver: COPY on PostgreSQL (as
-shared/bulk.py does), one executemany of the raw sqlite3 cursor on SQLite, with the values put through the
+"""Inserting a county's rows (100,000 at a time) as tuples straight into the driver: binary COPY on PostgreSQL
+(shared.bulk.copy_binary: the column types come from the table), one executemany of the raw sqlite3 cursor on SQLite, with the values put through the
 same SQLAlchemy type processors a Core insert would use (so a DateTime is stored as SQLAlchemy stores it),
 but without building and processing a parameter dict per row, which costs as much as SQLite's own work."""
 from __future__ import annotations
@@ -10,20 +10,18 @@ from typing import Sequence
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-from shared.bulk import is_pg
+from shared.bulk import copy_binary, is_pg
 
 
 def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
     """Insert ``rows`` (tuples of values in ``columns`` order) in the session's transaction."""
     if not rows:
         return
+    if is_pg(session):
+        copy_binary(session, table, columns, rows)
+        return
     quoted = ", ".join(f'"{c}"' for c in columns)
     raw = session.connection().connection.driver_connection  # the DBAPI connection of this transaction
-    if is_pg(session):
-        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
-            for r in rows:
-                copy.write_row(r)
-        return
     dialect = session.get_bind().dialect
     procs = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
     if any(procs):

@@ -7,15 +7,20 @@ from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from services.assessment.domain.canonical import PLAIN_OPTIONS, canonical_json
-from services.assessment.domain.enterprise import FLAG_NAMES, Enterprise, YearlyIndicators
-from services.assessment.fields import indicators_from
+from services.assessment.domain.enterprise import (
+    FLAG_NAMES,
+    Enterprise,
+    YearlyIndicators,
+    checked_enterprise,
+    checked_indicators,
+)
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import indicators as I
-from shared.bulk import id_in
+from shared.bulk import id_in, is_pg
 
 CHUNK = 5000  # keeps IN (...) lists within every driver's parameter limits
 
@@ -23,6 +28,16 @@ CHUNK = 5000  # keeps IN (...) lists within every driver's parameter limits
 def chunks(items: list, n: int = CHUNK) -> Iterator[list]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
+
+
+def code_in(column, codes: list[str], s: Session):
+    """``column IN codes`` with one parameter whatever the count: an array on PostgreSQL (shared.bulk.id_in),
+    a JSON array read by json_each on SQLite (which still searches the column's index), instead of a bound
+    parameter per code that SQLAlchemy renders and processes for every query of a 5,000-row chunk."""
+    if is_pg(s):
+        return id_in(column, codes, s)
+    listed = func.json_each(bindparam(f"codes_{column.name}", value=orjson.dumps(codes).decode(), type_=String))
+    return column.in_(select(listed.table_valued("value").c.value))
 
 
 def dumps(value) -> str:
@@ -68,12 +83,21 @@ ENTERPRISE_COLUMNS = tuple(E.c[k] for k in ("credit_code", "name", "township_cod
                                            "scale", "flags"))  # what enterprise_from_row reads
 
 
+_NO_FLAGS = (False,) * len(FLAG_NAMES)
+_EMPTY: frozenset[str] = frozenset()
+_FLAG_SET = frozenset(FLAG_NAMES)
+
+
 def enterprise_from_row(r) -> Enterprise:
-    flags = set(loads(r.flags)) if r.flags != "[]" else None  # most enterprises have none
-    named = {n: n in flags for n in FLAG_NAMES} if flags else {}
-    return Enterprise(credit_code=r.credit_code, name=r.name, township_code=r.township_code, in_park=r.in_park,
-                      industry_code=r.industry_code, park_id=r.park_id, scale=r.scale,
-                      extra_flags=frozenset(flags - set(FLAG_NAMES)) if flags else frozenset(), **named)
+    """The register row as the Enterprise it was written from (checked then: not checked again, as a county's
+    evaluation reads 100,000 of them)."""
+    if r.flags == "[]":  # most enterprises have none
+        named, extra = _NO_FLAGS, _EMPTY
+    else:
+        flags = frozenset(loads(r.flags))
+        named, extra = tuple(n in flags for n in FLAG_NAMES), flags - _FLAG_SET
+    return checked_enterprise(r.credit_code, r.name, r.township_code, r.in_park, r.industry_code, r.park_id, named,
+                              extra, r.scale)
 
 
 _REGISTER_COLUMNS = (*(E.c[k] for k in ("credit_code", "name", "county_code", "township_code", "in_park", "park_id",
@@ -84,7 +108,7 @@ def enterprises_by_code(s: Session, codes: Iterable[str]) -> dict[str, object]:
     """code -> its row (the columns enterprise_values gives, and revision), for the codes registered."""
     out: dict[str, object] = {}
     for chunk in chunks(sorted(set(codes))):
-        rows = s.execute(select(*_REGISTER_COLUMNS).where(id_in(E.c.credit_code, chunk, s))).all()
+        rows = s.execute(select(*_REGISTER_COLUMNS).where(code_in(E.c.credit_code, chunk, s))).all()
         out.update((r.credit_code, r) for r in rows)
     return out
 
@@ -93,7 +117,7 @@ def registered_codes(s: Session, codes: Iterable[str]) -> set[str]:
     """Which of ``codes`` are in the register (any status)."""
     out: set[str] = set()
     for chunk in chunks(sorted(set(codes))):
-        out.update(s.execute(select(E.c.credit_code).where(id_in(E.c.credit_code, chunk, s))).scalars())
+        out.update(s.execute(select(E.c.credit_code).where(code_in(E.c.credit_code, chunk, s))).scalars())
     return out
 
 
@@ -106,10 +130,18 @@ def merged_indicators(s: Session, keys: Iterable[tuple[str, int]]) -> dict[tuple
     for year, codes in by_year.items():
         for chunk in chunks(sorted(codes)):
             rows = s.execute(select(I.c.credit_code, I.c.year, I.c.figures, I.c.sources)
-                             .where(I.c.year == year, id_in(I.c.credit_code, chunk, s))).all()
+                             .where(I.c.year == year, code_in(I.c.credit_code, chunk, s))).all()
             out.update(((r.credit_code, r.year), indicators_from_row(r)) for r in rows)
     return out
 
 
 def indicators_from_row(r) -> YearlyIndicators:
-    return indicators_from(r.credit_code, r.year, loads(r.figures), loads(r.sources))
+    """The stored merged figures as the YearlyIndicators they were written from (fields.indicators_from, not
+    checked again: the values were checked when recorded). Both JSON texts were written with sorted keys
+    (storage dumps), the order YearlyIndicators keeps its dicts in."""
+    values = loads(r.figures)
+    emissions = None
+    if any(k[:10] == "emissions." for k in values):
+        emissions = {k[10:]: v for k, v in values.items() if k[:10] == "emissions."}
+        values = {k: v for k, v in values.items() if k[:10] != "emissions."}
+    return checked_indicators(r.credit_code, r.year, values, emissions, loads(r.sources))

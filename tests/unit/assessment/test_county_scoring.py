@@ -148,3 +148,11 @@ def test_enterprise_plain_is_to_plain():
     e = Enterprise(credit_code=code(3), name="某 \"厂\"", township_code=TOWNSHIP, in_park=True, industry_code="C3311",
                    park_id="P-1", safety_hazard=True, extra_flags=frozenset({"zeta", "alpha"}), scale="规下")
     assert enterprise_plain(e) == to_plain(e) and enterprise_plain(enterprise(4)) == to_plain(enterprise(4))
+
+
+@settings(max_examples=500)
+@given(st.one_of(st.integers(-10**14, 10**14), st.integers(-10**32, 10**32), st.sampled_from([0, 1, -1, 10**28, -10**28])))
+def test_plain4_is_the_decimal_total_as_published(q):
+    from services.assessment.domain.county_scoring import _decimal4, plain4
+
+    assert plain4(q) == format(_decimal4(q), "f")  # evaluations.plain_decimal of PackedScore.total

@@ -67,6 +67,10 @@ def test_indicator_cells_agree_with_the_careful_parser(code_text, year_text, num
         careful = None
     if fast is not None:
         assert fast == careful and fast.sources == careful.sources
+        # built without __post_init__: the same attributes, dicts in the same (sorted) order
+        assert vars(fast) == vars(careful) and list(fast.sources) == list(careful.sources)
+        assert list(fast.emissions or ()) == list(careful.emissions or ())
+        assert fast.to_plain() == careful.to_plain() and fast.set_fields() == careful.set_fields()
 
 
 ENTERPRISE_HEADER = ["统一社会信用代码", "企业名称", "乡镇代码", "行业代码", "是否在园区", "园区编号", "规模", "安全隐患", "其他标记"]
@@ -88,6 +92,7 @@ def test_enterprise_cells_agree_with_the_careful_parser(code_text, name, townshi
         careful = None
     if fast is not None:
         assert fast == careful and fast.flags() == careful.flags()
+        assert vars(fast) == vars(careful)  # built without __post_init__: the same attributes
 
 
 def test_the_fast_path_takes_plain_rows():

@@ -91,3 +91,34 @@ def test_a_figure_beyond_the_contracts_digits_is_refused_as_before(session):
     register_enterprises(session, OUTBOX, [enterprise(1)], Actor("p"), AT)
     with pytest.raises(ValidationError):
         record_parts(session, OUTBOX, [YearlyIndicators.part(code(1), 2023, "tax", tax=10**40)], Actor("p"), AT)
+
+
+@pytest.mark.parametrize("causation", [None, "cause-1"])
+def test_the_sqlite_bulk_rows_are_what_add_rows_stores(tmp_path, causation):
+    """More than Outbox.SMALL events go to SQLite as tuples (bulk_rows.insert_tuples), not through add_rows:
+    the stored rows are the same."""
+    from shared.bulk import bulk_insert
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'y.sqlite3'}")
+    metadata.create_all(engine)
+    cls, payload = PAYLOADS[0]
+    items = [({**payload, "name": f"企业 \"{i}\"\n", "credit_code": code(i)}, code(i), f"e-{i}" if i % 2 else None)
+             for i in range(1, OUTBOX.SMALL + 40)]
+    cols = [c for c in OUTBOX.table.c if c.name != "position"]
+    with Session(engine) as s, s.begin():
+        emit_plain(s, OUTBOX, Actor("p", causation=causation), cls, items, AT)
+        bulk = s.execute(select(*cols).order_by(OUTBOX.table.c.position)).all()
+    ids = iter([r.event_id for r in bulk])
+    with Session(engine) as s, s.begin():
+        s.execute(OUTBOX.table.delete())
+        rows = list(plain_rows(OUTBOX, Actor("p", causation=causation), cls, items, AT))
+        for row, event_id in zip(rows, ids):  # the generated ids of the first write, so the rows compare
+            envelope = json.loads(row["envelope"])
+            if envelope["id"] != event_id:
+                row["envelope"] = row["envelope"].replace(envelope["id"], event_id)
+                row["event_id"] = event_id
+        bulk_insert(s, OUTBOX.table, rows)  # what Outbox.add_rows does on SQLite
+        reference = s.execute(select(*cols).order_by(OUTBOX.table.c.position)).all()
+    engine.dispose()
+    assert bulk == reference and len(bulk) == len(items)
+    assert [json.loads(r.envelope)["data"]["name"] for r in bulk] == [d["name"] for d, _, _ in items]
