@@ -3,10 +3,12 @@ consumer. One call = one locked, consistent view, one engine run, one persisted 
 in the caller's transaction."""
 from __future__ import annotations
 
+import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -115,6 +117,33 @@ class SubmitResult:
     accounts: AccountBatchOutcome | None
 
 
+
+OVERLAP = True  # large batches persist from a worker thread (see in_background)
+
+
+@contextmanager
+def in_background(fn: Callable, *args) -> Iterator[None]:
+    """Run ``fn(*args)`` in a worker thread while the body runs; both must be done (and the worker's error
+    raised) before the block ends. For a database call that mostly waits on the server: the caller must not
+    touch the same connection inside the block."""
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="ledger-persist", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join()
+    if failure:
+        raise failure[0]
+
+
 class LedgerApp:
     def __init__(self, outbox: Outbox, assets: dict[str, Asset] | None = None, clock: Callable[[], datetime] = utcnow):
         self.outbox = outbox
@@ -150,10 +179,16 @@ class LedgerApp:
             opened = view.opened
         outcome = apply_batch(view, requests, self.clock())
         rows = self._rows(causation)
-        self._transfer_events(rows, view, requests, outcome, correlations)
-        # small batches: every write of the transaction in one round trip (large ones COPY)
-        with repo.pipeline(len(requests) <= SMALL):
-            repo.persist_batch(outcome)
+        if len(requests) <= SMALL or not repo.pg or not OVERLAP:
+            self._transfer_events(rows, view, requests, outcome, correlations)
+            # small batches: every write of the transaction in one round trip (large ones COPY)
+            with repo.pipeline(len(requests) <= SMALL):
+                repo.persist_batch(outcome)
+                self._write(session, rows)
+        else:
+            # large batches: PostgreSQL takes the transfers and journal while this thread builds the events
+            with in_background(repo.persist_batch, outcome):
+                self._transfer_events(rows, view, requests, outcome, correlations)
             self._write(session, rows)
         # counted once the transaction commits, so a retried transaction is not counted twice
         event.listen(session, "after_commit", lambda _s: count_results(requests, outcome), once=True)
