@@ -26,7 +26,30 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         _sqlite_transactions(engine)
         return engine
     ensure_postgres_database(url)
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    _postgres_planning(engine)
+    return engine
+
+
+# How every service's connections plan (PostgreSQL). The services look rows up by key, many at a time
+# ("id = ANY(array)": a poll's inbox ids, the ledger's transfers and accounts, quota's lots). Two defaults made
+# those lookups scan whole tables, at a cost growing with the table:
+# * psycopg prepares a statement run 5 times and PostgreSQL then keeps one generic plan for it; planned while a
+#   table was small (a fresh service), that plan is a sequential scan until the table is next ANALYZEd (the
+#   ledger's lookup of a poll's transfer ids took 35-70 ms at 50k rows, a third of a core: bench/e2e_load.py).
+#   force_custom_plan plans each execution for its actual keys and the table's current size (microseconds).
+# * random_page_cost 4 (a spinning disk's figure) prices a few hundred index probes above reading a table of
+#   ~100k rows; the tables the services probe live in memory or on SSD.
+PLANNER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "random_page_cost": "1.1"}
+
+
+def _postgres_planning(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        with dbapi_conn.cursor() as cur:
+            for name, value in PLANNER_SETTINGS.items():
+                cur.execute("SELECT set_config(%s, %s, false)", (name, value))
+        dbapi_conn.commit()  # session-level settings: kept for the connection's life in the pool
 
 
 def _sqlite_transactions(engine: Engine) -> None:

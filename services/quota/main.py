@@ -27,6 +27,9 @@ class QuotaSettings(ServiceSettings):
     expiry_interval_seconds: float = 1.0
     auto_round_interval_seconds: float = 0.0  # 0: rounds only when asked (POST /v1/counties/{c}/rounds)
     reconcile_interval_seconds: float = 0.0  # 0: the metric is set by POST /v1/reconciliation:run only
+    # the outbox relay publishes from a child process when the service is served (not in-process tests): a poll
+    # of releases leaves ~3 events each, whose publishing would otherwise share the consumer's GIL
+    relay_process: bool = True
 
 
 def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, FastAPI]:

@@ -54,7 +54,7 @@ def test_crash_between_effect_and_kafka_commit_does_not_double(db_url, kafka_boo
     first = _consumer(db, outbox, kafka_bootstrap, unique_topic)
     # The effect commits in the database, then the process "dies" before Kafka hears of it.
     consumer = first._ensure_consumer()
-    consumer.commit = lambda *a, **k: None
+    consumer.commit = consumer.commit_async = lambda *a, **k: None
     _drain(first, lambda: first.stats.applied >= 12)
     consumer.close(autocommit=False)  # the process is gone: it leaves the group, no offsets reached Kafka
     first._consumer = None
@@ -68,6 +68,68 @@ def test_crash_between_effect_and_kafka_commit_does_not_double(db_url, kafka_boo
     assert counts.pop("w9") == 1
     assert sum(counts.values()) == 12, "resumed from the database position, nothing applied twice"
     assert second.stats.duplicates == 0, "it did not even re-read them"
+
+
+def test_kafka_hears_the_position_without_the_loop_waiting_for_it(db_url, kafka_bootstrap, unique_topic):
+    """Offsets go to Kafka asynchronously, at most once per commit interval; the last busy polls' offsets are
+    sent by the idle polls after them, so the group's lag reaches zero (monitoring reads it)."""
+    db, outbox = make_db(db_url)
+    _produce(kafka_bootstrap, unique_topic, [(f"w{i % 3}", _env(f"w{i % 3}", i)) for i in range(30)])
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
+    c.max_records = 4  # several polls inside one commit interval
+    kafka = c._ensure_consumer()
+    sync_commits: list = []
+    kafka.commit = lambda *a, **k: sync_commits.append(a)
+    _drain(c, lambda: c.stats.applied >= 30)
+    assert sync_commits == [], "the loop never waits for a commit"
+
+    def committed_all() -> bool:
+        return sum(kafka.committed(tp) or 0 for tp in kafka.assignment()) == 30
+
+    _drain(c, committed_all, timeout=15)
+    assert c.stored_positions() == {(unique_topic, tp.partition): kafka.committed(tp)
+                                    for tp in kafka.assignment() if kafka.committed(tp)}
+    c.stop()
+
+
+def test_every_connection_plans_lookups_for_their_actual_keys(db_url, kafka_bootstrap, unique_topic):
+    """PostgreSQL: a poll's transaction (like every connection of a service) plans each statement for its actual
+    keys (no generic plan kept from when a table was small), with random_page_cost 1.1 (shared.db)."""
+    if not db_url.startswith("postgresql"):
+        return
+    from sqlalchemy import text
+
+    db, outbox = make_db(db_url)
+    seen: list[tuple[str, str]] = []
+
+    def handler(ctx):
+        seen.append(tuple(ctx.session.execute(text(
+            "SELECT current_setting('plan_cache_mode'), current_setting('random_page_cost')")).one()))
+        count_widget(ctx)
+
+    _produce(kafka_bootstrap, unique_topic, [("w", _env("w", 1))])
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic, handler=handler)
+    _drain(c, lambda: c.stats.applied >= 1)
+    c.stop()
+    assert seen == [("force_custom_plan", "1.1")]
+    with db.sessions() as s:  # a connection of the pool's, outside any poll
+        assert s.execute(text("SELECT current_setting('plan_cache_mode')")).scalar() == "force_custom_plan"
+
+
+def test_a_message_without_a_value_is_dead_lettered(db_url, kafka_bootstrap, unique_topic):
+    """A tombstone (no value) is refused like malformed JSON, not a failure of the whole poll."""
+    db, outbox = make_db(db_url)
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    p.send(unique_topic, key=b"t", value=None)
+    p.send(unique_topic, key=b"ok", value=_env("ok", 1))
+    p.flush()
+    p.close()
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
+    _drain(c, lambda: c.stats.applied >= 1 and c.stats.dead_lettered >= 1)
+    c.stop()
+    assert widget_counts(db) == {"ok": 1}
+    dead = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
+    assert [dict(r.headers)["dlq-reason"] for r in dead] == [b"malformed_json"]
 
 
 def test_poison_messages_go_to_the_dlq_with_their_reason_and_the_rest_goes_on(db_url, kafka_bootstrap, unique_topic):

@@ -1,0 +1,56 @@
+"""The quota batch path writes its events' envelopes as text (services/quota/batch.py ``envelope_json``): byte
+for byte what ``new_envelope(...).to_json()`` gives for the same event, id and time."""
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timezone
+
+import pytest
+from pydantic_core import to_json
+
+from services.quota.batch import _TIME, envelope_json, new_ids
+from shared.contracts.ledger import AccountSpec, TransfersRequested, TransferSpec
+from shared.contracts.quota import LotCreated, QuotaRetired
+from shared.envelope import new_envelope
+
+EVENTS = [
+    LotCreated(lot_id='release:R-1"/\\', county_code="320612", asset="COD", amount="1.5000", retired="0",
+               source_kind="release", source_ref="91320612MA0000001X", township_code="320612100",
+               dated=date(2024, 2, 1), basis="free", buyback_price_per_unit=None),
+    LotCreated(lot_id="release:R-2", county_code="320612", asset="ENERGY", amount="12.345", retired="2.469",
+               source_kind="release", source_ref="通环收〔2024〕1号\n", township_code="320612100",
+               dated=date(2024, 2, 1), basis="paid", buyback_price_per_unit="800.00"),
+    QuotaRetired(lot_id="release:R-2", county_code="320612", asset="COD", amount="0.25"),
+    TransfersRequested(
+        transfers=[TransferSpec(transfer_id="quota/intake/release:R-2", debit_account="external:x/COD",
+                                credit_account="county:320612/pool/COD", asset="COD", amount="1.5", code="quota_release_intake",
+                                linked=True, refs=["release:R-2"], metadata={"county_code": "320612"})],
+        open_accounts=[AccountSpec(account_id="county:320612/pool/COD", asset="COD", address="county:320612/pool")]),
+]
+TIMES = [datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc), datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("now", TIMES, ids=["micros", "whole-second"])
+@pytest.mark.parametrize("correlation,causation", [(None, None), ("corr-1", "cause-1"), ("corr-2", None)])
+def test_the_text_is_the_models_json(event, now, correlation, causation):
+    eid = next(new_ids(1))
+    subject = "release:R-2/ü"
+    model = new_envelope(event, subject=subject, source="/countypool/quota", producer="quota", event_id=eid,
+                         correlation_id=correlation, causation_id=causation, time=now)
+    expected = model.model_copy(update={"recordedat": now}).to_json().decode()
+    got = envelope_json(event, subject, eid, _TIME.dump_json(now).decode(), to_json("/countypool/quota").decode(),
+                        to_json("quota").decode(), correlation, causation)
+    assert got == expected
+
+
+def test_a_subject_too_long_or_empty_is_refused_as_new_envelope_refuses_it():
+    for subject in ("", "x" * 201):
+        with pytest.raises(ValueError):
+            envelope_json(EVENTS[2], subject, "id", '"2026-01-01T00:00:00Z"', '"/s"', '"p"', None, None)
+
+
+def test_new_ids_are_distinct_version_4_uuids():
+    ids = list(new_ids(2000))
+    assert len(set(ids)) == 2000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
