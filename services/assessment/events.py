@@ -9,23 +9,20 @@ the contract: a contract that changed under this code makes that batch take the 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator, Sequence
 
 import orjson
-from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from services.assessment.storage.bulk_rows import insert_tuples
 from shared.bulk import is_pg
-from shared.envelope import Event, new_envelope
+from shared.envelope import EnvelopeText, Event, new_envelope, new_event_ids
 from shared.logs import correlation_id
 from shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
-_TIME = TypeAdapter(datetime)
 
 
 @dataclass(frozen=True)
@@ -82,50 +79,17 @@ def plain_rows(outbox: Outbox, actor: Actor, cls: type[Event], items: Sequence[t
 
 def plain_tuples(outbox: Outbox, actor: Actor, cls: type[Event], items: Sequence[tuple[dict, str, str | None]],
                  now: datetime) -> Iterator[tuple]:
-    """plain_rows as tuples in ROW_COLUMNS order. The envelope's constant parts are written once: per event
-    only its id, subject and data are serialized (by orjson, as the whole envelope would be)."""
-    if now.tzinfo is None:
-        raise ValueError("times must carry a timezone")
-    at = _TIME.dump_json(now).decode()  # pydantic's own rendering of the time, as new_envelope's
+    """plain_rows as tuples in ROW_COLUMNS order, the envelopes written by shared.envelope.EnvelopeText (per
+    event only its id, subject and payload are serialized, the payload by orjson)."""
+    text = EnvelopeText(outbox.source, outbox.service, now)
     cid = correlation_id.get()
-    type_name, aggregate = cls.type_name(), cls.aggregate_type
-    source, producer, topic, causation = outbox.source, outbox.service, cls.topic, actor.causation
+    type_name, topic, causation = cls.type_name(), cls.topic, actor.causation
     dumps = orjson.dumps
-    # the envelope in Envelope.to_json's field order: {"specversion", "id", "source", "type", "subject", "time",
-    # "datacontenttype", "aggregatetype", "aggregateversion", "correlationid", ["causationid",] "recordedat",
-    # "producer", "data"}
-    head = '{"specversion":"1.0","id":'
-    middle = f',"source":{_json(source)},"type":{_json(type_name)},"subject":'
-    after_subject = (f',"time":{at},"datacontenttype":"application/json","aggregatetype":{_json(aggregate)},'
-                     f'"aggregateversion":0,"correlationid":')
-    tail = ((f',"causationid":{_json(causation)}' if causation is not None else "")
-            + f',"recordedat":{at},"producer":{_json(producer)},"data":')
-    fixed_cid = None if not cid else _json(cid)
-    ids = new_ids(sum(1 for _, _, event_id in items if not event_id))
+    ids = iter(new_event_ids(sum(1 for _, _, event_id in items if not event_id)))
     for data, subject, event_id in items:
-        if not subject or len(subject) > 200:
-            raise ValueError("an event's subject (its aggregate id) must be 1..200 characters")
         eid = event_id or next(ids)
-        eid_json = _json(eid) if event_id else f'"{eid}"'  # a generated id is hex digits and dashes
-        envelope = (head + eid_json + middle + dumps(subject).decode() + after_subject + (fixed_cid or eid_json)
-                    + tail + dumps(data).decode() + "}")
-        yield (eid, type_name, topic, subject, envelope, now)
-
-
-def _json(value: str) -> str:
-    return orjson.dumps(value).decode()
-
-
-def new_ids(n: int) -> Iterator[str]:
-    """``n`` random (version 4) UUIDs as strings, from one read of the OS's random source instead of one
-    per id (uuid.uuid4 reads 16 bytes per call and builds an object)."""
-    digits = os.urandom(16 * n).hex()
-    for i in range(0, 32 * n, 32):
-        h = digits[i : i + 32]
-        yield f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant bits 10xx
+        yield (eid, type_name, topic, subject,
+               text(cls, subject, eid, dumps(data).decode(), correlation=cid, causation=causation), now)
 
 
 def _matches_contract(cls: type[Event], data: dict) -> bool:

@@ -46,12 +46,12 @@ from shared.contracts.ledger import (
     TransferSpec,
     TransferVoided,
 )
-from shared.envelope import Envelope, new_envelope
+from shared.envelope import Envelope, new_envelope, new_event_ids
 from shared.logs import correlation_id
 from shared.message_bus import MessageBus
 from shared.outbox import Outbox
 from services.ledger.metrics import count_results
-from services.ledger.outcomes import OutboxRows, event_ids
+from services.ledger.outcomes import OutboxRows
 
 MAX_BATCH = 10_000
 # enum members read once: an Enum attribute lookup goes through a descriptor (per transfer, it shows)
@@ -256,7 +256,7 @@ class LedgerApp:
                 "pending_id": pending_id, "refs": list(t.refs), "metadata": dict(t.metadata), "at": at}
 
     def _expiry_events(self, rows: OutboxRows, expired: list[Transfer]) -> None:
-        ids = event_ids(len(expired))
+        ids = new_event_ids(len(expired))
         for t, eid in zip(expired, ids):
             rows.add(TransferExpired, self._outcome_data(t, t.id, rows.times(t.resolved_at or t.timestamp)), t.id, eid)
 
@@ -266,7 +266,7 @@ class LedgerApp:
         ``correlations``: (first index, correlation id) of each request merged into this batch (group commit);
         by default the whole batch has the caller's."""
         new = {t.id: t for t in outcome.transfers}
-        ids = event_ids(len(requests))
+        ids = new_event_ids(len(requests))
         at = rows.times
         bounds = correlations or [(0, None)]
         k = 0

@@ -2,7 +2,7 @@
 
 A batch of up to 10,000 transfers says one TransferPosted/Pending/Voided/Expired/Rejected per transfer. Building
 an event model and an Envelope model per transfer and dumping them was the largest single cost of a batch;
-here the envelope is a dict in the Envelope's field order, dumped by orjson, which gives the same bytes as
+here the payload is a dict dumped by orjson into shared.envelope.EnvelopeText, which gives the same bytes as
 ``new_envelope(event, ...).to_json()`` (pydantic-core and orjson escape strings alike; a unit test holds the
 two equal). The pydantic contracts in shared/contracts/ledger.py stay the schema: figures on this path are the
 ledger's own, already checked; anything built from a caller's input (rejections, accounts) is validated by
@@ -10,38 +10,14 @@ its model first.
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 import orjson
 from pydantic_core import to_jsonable_python
 
 from shared.contracts import topics
-from shared.envelope import Envelope, Event
+from shared.envelope import Envelope, EnvelopeText, Event
 from shared.logs import correlation_id
-
-
-_VARIANT = "89ab89ab89ab89ab"  # RFC 4122 variant: the 17th hex digit's two high bits are 10
-
-
-def event_ids(n: int) -> list[str]:
-    """``n`` random (version 4) UUIDs in the text form ``str(uuid.uuid4())`` has, from one read of the system's
-    random source instead of one per event (each read releases the GIL, and getting it back waits on busy
-    threads), formatted from the hex digits directly (a uuid.UUID object per event costs more)."""
-    h = os.urandom(16 * n).hex()
-    v = _VARIANT
-    return [f"{h[k:k + 8]}-{h[k + 8:k + 12]}-4{h[k + 13:k + 16]}-{v[int(h[k + 16], 16)]}{h[k + 17:k + 20]}-{h[k + 20:k + 32]}"
-            for k in range(0, 32 * n, 32)]
-
-
-_TYPES: dict[type, str] = {}
-
-
-def _type_name(cls: type[Event]) -> str:
-    name = _TYPES.get(cls)
-    if name is None:
-        name = _TYPES[cls] = cls.type_name()
-    return name
 
 
 class TimeText:
@@ -73,26 +49,16 @@ class OutboxRows:
         # the request's or message's correlation id; an event without one correlates with itself
         self.correlation = correlation if correlation is not None else correlation_id.get()
         self.times = TimeText()
-        self._now_text = self.times(now)
+        self._text = EnvelopeText(source, producer, now)
         self.rows: list[dict] = []
 
     def add(self, cls: type[Event], data: dict, subject: str, event_id: str, *,
             correlation: str | None = None) -> None:
         """One event of type ``cls`` whose payload's JSON form is ``data`` (in the contract's field order)."""
-        if not subject or len(subject) > 200:
-            raise ValueError("an event's subject (its aggregate id) must be 1..200 characters")
-        now = self._now_text
-        env = {"specversion": "1.0", "id": event_id, "source": self.source, "type": _type_name(cls),
-               "subject": subject, "time": now, "datacontenttype": "application/json",
-               "aggregatetype": cls.aggregate_type, "aggregateversion": 0,
-               "correlationid": correlation or self.correlation or event_id}
-        if self.causation is not None:
-            env["causationid"] = self.causation
-        env["recordedat"] = now
-        env["producer"] = self.producer
-        env["data"] = data
-        self.rows.append({"event_id": event_id, "event_type": env["type"], "topic": topics.LEDGER_EVENTS,
-                          "key": subject, "envelope": orjson.dumps(env).decode(), "created_at": self.now})
+        text = self._text(cls, subject, event_id, orjson.dumps(data).decode(),
+                          correlation=correlation or self.correlation, causation=self.causation)
+        self.rows.append({"event_id": event_id, "event_type": cls.type_name(), "topic": topics.LEDGER_EVENTS,
+                          "key": subject, "envelope": text, "created_at": self.now})
 
     def add_envelope(self, env: Envelope) -> None:
         """An event built (and validated) as a model: rare ones, such as rejections and opened accounts."""

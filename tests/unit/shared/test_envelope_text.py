@@ -1,17 +1,16 @@
-"""The quota batch path writes its events' envelopes as text (services/quota/batch.py ``envelope_json``): byte
-for byte what ``new_envelope(...).to_json()`` gives for the same event, id and time."""
+"""shared.envelope.EnvelopeText, the envelope writer of the batch paths (ledger outcomes, quota's poll, the
+assessment's county evaluation): byte for byte what ``new_envelope(...).to_json()`` gives for the same event, id
+and time."""
 from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, timezone
 
 import pytest
-from pydantic_core import to_json
 
-from services.quota.batch import _TIME, envelope_json, new_ids
-from shared.contracts.ledger import AccountSpec, TransfersRequested, TransferSpec
+from shared.contracts.ledger import AccountSpec, TransferPosted, TransfersRequested, TransferSpec
 from shared.contracts.quota import LotCreated, QuotaRetired
-from shared.envelope import new_envelope
+from shared.envelope import EnvelopeText, new_envelope, new_event_ids
 
 EVENTS = [
     LotCreated(lot_id='release:R-1"/\\', county_code="320612", asset="COD", amount="1.5000", retired="0",
@@ -26,6 +25,8 @@ EVENTS = [
                                 credit_account="county:320612/pool/COD", asset="COD", amount="1.5", code="quota_release_intake",
                                 linked=True, refs=["release:R-2"], metadata={"county_code": "320612"})],
         open_accounts=[AccountSpec(account_id="county:320612/pool/COD", asset="COD", address="county:320612/pool")]),
+    TransferPosted(transfer_id="t\u2028", debit_account="a", credit_account="b", asset="COD", amount="1.0000",
+                   code="c", pending_id="", refs=[], metadata={"k": "v"}, at=datetime(2026, 1, 2, tzinfo=timezone.utc)),
 ]
 TIMES = [datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc), datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)]
 
@@ -34,23 +35,30 @@ TIMES = [datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc), datetime(20
 @pytest.mark.parametrize("now", TIMES, ids=["micros", "whole-second"])
 @pytest.mark.parametrize("correlation,causation", [(None, None), ("corr-1", "cause-1"), ("corr-2", None)])
 def test_the_text_is_the_models_json(event, now, correlation, causation):
-    eid = next(new_ids(1))
+    eid = new_event_ids(1)[0]
     subject = "release:R-2/ü"
     model = new_envelope(event, subject=subject, source="/countypool/quota", producer="quota", event_id=eid,
                          correlation_id=correlation, causation_id=causation, time=now)
     expected = model.model_copy(update={"recordedat": now}).to_json().decode()
-    got = envelope_json(event, subject, eid, _TIME.dump_json(now).decode(), to_json("/countypool/quota").decode(),
-                        to_json("quota").decode(), correlation, causation)
+    text = EnvelopeText("/countypool/quota", "quota", now)
+    got = text(type(event), subject, eid, event.model_dump_json(by_alias=True), correlation=correlation,
+               causation=causation)
     assert got == expected
 
 
 def test_a_subject_too_long_or_empty_is_refused_as_new_envelope_refuses_it():
+    text = EnvelopeText("/s", "p", TIMES[0])
     for subject in ("", "x" * 201):
         with pytest.raises(ValueError):
-            envelope_json(EVENTS[2], subject, "id", '"2026-01-01T00:00:00Z"', '"/s"', '"p"', None, None)
+            text(QuotaRetired, subject, "id", "{}")
 
 
-def test_new_ids_are_distinct_version_4_uuids():
-    ids = list(new_ids(2000))
+def test_a_naive_time_is_refused():
+    with pytest.raises(ValueError):
+        EnvelopeText("/s", "p", datetime(2026, 1, 2))
+
+
+def test_new_event_ids_are_distinct_version_4_uuids():
+    ids = new_event_ids(2000)
     assert len(set(ids)) == 2000
     assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
