@@ -477,27 +477,20 @@ class IdempotentConsumer:
             f.get(timeout=30)
 
     def _report_lag(self, consumer: KafkaConsumer) -> None:
-        """The group's lag per topic: the end of every partition against the offsets the database recorded with
-        the effects (one table for all replicas). Every replica so reports the whole group's lag, and partitions
-        nobody owns (a group stuck rebalancing, a replica without partitions) still count instead of reading 0;
-        dashboards and alerts take the max over replicas."""
         now = time.monotonic()
         if now - self._last_lag < 2:
             return
         self._last_lag = now
-        try:
-            parts = [TopicPartition(t, p) for t in self.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-            ends = consumer.end_offsets(parts) if parts else {}
-            stored = self.stored_positions()
-            never = [tp for tp in parts if (tp.topic, tp.partition) not in stored]
-            starts = consumer.beginning_offsets(never) if never else {}
-        except Exception as exc:  # noqa: BLE001 - a gauge skipped now is reported on the next round
-            log.debug("consumer lag not measured: %s", exc)
-            return
-        lag: dict[str, int] = {t: 0 for t in self.topics}
-        for tp in parts:
-            pos = stored.get((tp.topic, tp.partition), starts.get(tp, 0))
-            lag[tp.topic] += max(0, (ends.get(tp) or 0) - pos)
+        lag: dict[str, int] = {t: 0 for t in self.topics}  # a partition moved away no longer counts here
+        for tp in consumer.assignment():
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                pos = consumer.position(tp)
+            except Exception:  # noqa: BLE001
+                continue
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - pos)
         for topic, n in lag.items():
             CONSUMER_LAG.labels(self.service, topic).set(n)
 

@@ -193,28 +193,3 @@ def test_handler_events_go_out_through_the_outbox_with_causation(db_url, kafka_b
     assert len(rows) == 1
     env = json.loads(rows[0][1])
     assert env["causationid"] == "cause-1"
-
-
-def test_every_replica_reports_the_groups_lag_even_without_partitions(db_url, kafka_bootstrap, unique_topic):
-    """The lag gauge is the topic's end against the database positions: a replica that owns no partition (here a
-    client subscribed to nothing) reports the group's lag, not 0, and 0 once the group has applied everything."""
-    from kafka import KafkaConsumer
-
-    from shared.metrics import CONSUMER_LAG
-
-    db, outbox = make_db(db_url)
-    _produce(kafka_bootstrap, unique_topic, [(f"w{i}", _env(f"w{i}", 1)) for i in range(5)])
-    c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
-    idle = KafkaConsumer(bootstrap_servers=kafka_bootstrap)  # a replica without partitions
-    gauge = CONSUMER_LAG.labels(db.service, unique_topic)
-    try:
-        c._last_lag = float("-inf")
-        c._report_lag(idle)
-        assert gauge._value.get() == 5
-        _drain(c, lambda: c.stats.applied >= 5)
-        c._last_lag = float("-inf")
-        c._report_lag(idle)
-        assert gauge._value.get() == 0
-    finally:
-        idle.close()
-        c.stop()
