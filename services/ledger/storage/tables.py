@@ -53,7 +53,7 @@ transfers = Table(
     Column("resolved_by", String(200), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
     # Only pending transfers are looked up by account or due time: partial indexes leave the posted ones (nearly
-    # all of them) out, which saves two of every transfer's index writes.
+    # all of them) out: a posted transfer writes its primary key only.
     Index("ix_transfers_pending_due", "expires_at", **_PENDING),
     Index("ix_transfers_pending_debit", "debit_account_id", **_PENDING),
     Index("ix_transfers_pending_credit", "credit_account_id", **_PENDING),
