@@ -64,10 +64,11 @@ def start_at_end(runtime, bootstrap: str) -> None:
 
 
 def ensure_assigned(runtime, timeout: float = 4, attempts: int = 4) -> None:
-    """Wait until the service's consumer owns partitions. kafka-python 3.0 sometimes joins a new group
-    before it has the topics' metadata and then stays with an empty assignment for good (seen ~1 start in
-    10 here); restarting the consumer thread is the workaround (shared/consumer.py could warm the
-    metadata before subscribing)."""
+    """Wait until the service's consumer owns partitions of every topic it subscribes to (it is the group's only
+    member). kafka-python 3.0 sometimes joins a new group before it has a topic's metadata ("No partition
+    metadata for topic ...") and then stays without that topic's partitions for good, for all topics or for
+    some (a test then waits in vain for an event on the missing one); restarting the consumer thread is the
+    workaround (shared/consumer.py could warm the metadata before subscribing)."""
     import threading
     import time
 
@@ -77,7 +78,7 @@ def ensure_assigned(runtime, timeout: float = 4, attempts: int = 4) -> None:
         while time.monotonic() < deadline:
             kc = consumer._consumer
             try:
-                if kc is not None and kc.assignment():
+                if kc is not None and {tp.topic for tp in kc.assignment()} >= set(consumer.topics):
                     return
             except Exception:  # noqa: BLE001 - the client is being replaced
                 pass
