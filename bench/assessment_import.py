@@ -43,6 +43,7 @@ from services.assessment.evaluations import evaluate  # noqa: E402
 from services.assessment.imports import ImportOptions, import_file  # noqa: E402
 from services.assessment.main import AssessmentSettings, build  # noqa: E402
 from shared.kafka_admin import KafkaProbe  # noqa: E402
+from shared.outbox import unpublished_count  # noqa: E402
 from shared.runtime import RelayProcess  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
 
@@ -76,9 +77,8 @@ def generate(n: int, seed: int = 7) -> tuple[bytes, bytes]:
 
 
 def outbox_backlog(runtime) -> int:
-    t = runtime.tables["outbox"]
     with runtime.db.sessions() as s:
-        return s.execute(select(func.count()).select_from(t).where(t.c.published_at.is_(None))).scalar_one()
+        return unpublished_count(s)
 
 
 def outbox_rows(runtime) -> int:

@@ -79,7 +79,7 @@ from shared.contracts.ledger import TransfersRequested, TransferSpec  # noqa: E4
 from shared.db import Database  # noqa: E402
 from shared.envelope import new_envelope  # noqa: E402
 from shared.kafka_admin import KafkaProbe, ensure_topics  # noqa: E402
-from shared.outbox import Outbox, make_producer  # noqa: E402
+from shared.outbox import Outbox, make_producer, unpublished_sql  # noqa: E402
 from shared.unit_of_work import transactional  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test"
@@ -415,7 +415,7 @@ def wait_published(url: str, timeout: float = 120) -> float | None:
     try:
         with eng.connect() as c:
             while time.perf_counter() - t0 < timeout:
-                if not c.exec_driver_sql("SELECT count(*) FROM outbox WHERE published_at IS NULL").scalar():
+                if not c.exec_driver_sql(unpublished_sql("postgresql")).scalar():
                     return time.perf_counter() - t0
                 c.rollback()
                 time.sleep(0.05)
@@ -600,7 +600,7 @@ def cleanup_kafka(bootstrap: str, names: KafkaNames, skip_kafka: bool) -> None:
 
 # -- scenarios against the service -----------------------------------------------------------------------------
 def bench_http(pg: ThrowAwayPostgres, args, plans: dict, names: KafkaNames, log_dir: Path) -> list[dict]:
-    runs = [(1, 1), (1, args.clients), (100, 1), (1000, 1)]
+    runs = [tuple(int(x) for x in run.split("x")) for run in args.http_runs.split(",")]
     out = []
     for size, clients in runs:
         label = f"http-b{size}-c{clients}"
@@ -932,6 +932,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--b100", type=int, default=5000, help="transfers sent in batches of 100")
     ap.add_argument("--b1000", type=int, default=20000, help="transfers sent in batches of 1,000")
     ap.add_argument("--clients", type=int, default=4, help="concurrent clients of the second batch-1 run")
+    ap.add_argument("--http-runs", default=None,
+                    help="HTTP runs as batch x clients, comma-separated (default 1x1,1x<clients>,100x1,1000x1,1000x2)")
     ap.add_argument("--kafka-single", type=int, default=5000, help="commands of 1 transfer each")
     ap.add_argument("--kafka-hundred", type=int, default=200, help="commands of 100 transfers each")
     ap.add_argument("--kafka-timeout", type=float, default=120, help="seconds to wait for the last transfer")
@@ -954,6 +956,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="cProfile an extra in-process batch-1,000 run")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.http_runs is None:
+        args.http_runs = f"1x1,1x{args.clients},100x1,1000x1,1000x2"
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.ERROR)
 

@@ -40,6 +40,7 @@ from shared.amounts import format_amount, split_by_weights  # noqa: E402
 from shared.bulk import bulk_insert  # noqa: E402
 from shared.db import Database  # noqa: E402
 from shared.envelope import latest  # noqa: E402
+from shared.outbox import mark_all_published  # noqa: E402
 
 COUNTIES = [f"32{i:04d}" for i in range(600, 650)]
 PRICE_FEN = {"COD": 1_200_000, "ENERGY": 50_000, "LAND": 3_000_000}  # county prices per display unit
@@ -80,10 +81,8 @@ class _Writer:
                "time": self.stamp, "datacontenttype": "application/json", "aggregatetype": aggregate,
                "aggregateversion": 0, "correlationid": eid, "recordedat": self.stamp, "producer": "quota",
                "data": data}
-        # published_at set: a relay pointed at this database must not send a million synthetic events
         self.outbox.append({"event_id": eid, "event_type": type_, "topic": topic, "key": subject,
-                            "envelope": orjson.dumps(env).decode(), "created_at": self.now,
-                            "published_at": self.now})
+                            "envelope": orjson.dumps(env).decode(), "created_at": self.now})
         self.events += 1
 
     def row(self, table: Table, **values) -> None:
@@ -95,6 +94,8 @@ class _Writer:
             bulk_insert(s, T.messaging["outbox"], self.outbox)
             for table, rows in self.rows.items():
                 bulk_insert(s, table, rows)
+            # a relay pointed at this database must not send a million synthetic events
+            mark_all_published(s)
         self.outbox.clear()
         self.rows.clear()
 

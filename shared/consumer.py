@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Callable, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from pydantic import ValidationError
 from sqlalchemy import Table, select
@@ -35,7 +36,8 @@ from shared.contracts.topics import dlq
 from shared.db import Database, retry_reason
 from shared.envelope import Envelope, EnvelopeError, Event, decode
 from shared.logs import correlation_id
-from shared.metrics import CONSUMER_LAG, CONSUMER_LATENCY, DB_RETRIES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
+from shared.consumer_lag import GroupLag
+from shared.metrics import CONSUMER_LATENCY, DB_RETRIES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from shared.outbox import Outbox, make_producer
 
 log = logging.getLogger(__name__)
@@ -166,16 +168,21 @@ class IdempotentConsumer:
         self._dlq_producer = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_lag = 0.0
+        self.lag = GroupLag(service=self.service, bootstrap=bootstrap, group_id=group_id, topics=topics,
+                            stored_positions=self.stored_positions)
         self._unassigned_since: float | None = None
+        # topics this member, as the group's leader, left out of an assignment for want of their metadata
+        self._assigned_without: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"{self.service}-consumer", daemon=True)
         self._thread.start()
+        self.lag.start()
 
     def stop(self, timeout: float = 15) -> None:
         self._stop.set()
+        self.lag.stop()
         if self._thread:
             self._thread.join(timeout)
         self._close()
@@ -209,19 +216,32 @@ class IdempotentConsumer:
             self._dlq_producer = None
 
     def _resubscribe_if_unassigned(self, consumer: KafkaConsumer) -> None:
-        # kafka-python may join its group before it has the topics' metadata and then sit with no partitions
-        # even after the topics exist; subscribing again makes it rejoin with fresh metadata.
+        # kafka-python may join its group before it has the topics' metadata: the leader then assigns nobody
+        # the partitions of a topic it has no metadata for, and the group, being stable, never assigns them
+        # later (the topic's events would wait for ever). Subscribing again makes the member rejoin, and the
+        # leader assign again, once the metadata is there. Only the cached metadata is read: fetching it
+        # blocks without a timeout while the broker is away.
+        cached = consumer._cluster.partitions_for_topic  # noqa: SLF001 - no public non-blocking read
         now = time.monotonic()
+        if self._assigned_without and all(cached(t) for t in self._assigned_without):
+            log.warning("the group was assigned without %s (no metadata then); rejoining",
+                        ", ".join(sorted(self._assigned_without)))
+            self._rejoin(consumer)
+            return
         if consumer.assignment():
             self._unassigned_since = None
             return
         if self._unassigned_since is None:
             self._unassigned_since = now
-        elif now - self._unassigned_since > 10 and any(consumer.partitions_for_topic(t) for t in self.topics):
+        elif now - self._unassigned_since > 10 and any(cached(t) for t in self.topics):
             log.info("no partitions assigned after %.0fs; subscribing again", now - self._unassigned_since)
-            consumer.unsubscribe()
-            consumer.subscribe(self.topics, listener=_ResumeFromDatabase(self))
+            self._rejoin(consumer)
             self._unassigned_since = now
+
+    def _rejoin(self, consumer: KafkaConsumer) -> None:
+        self._assigned_without = set()
+        consumer.unsubscribe()
+        consumer.subscribe(self.topics, listener=_ResumeFromDatabase(self))
 
     def _ensure_consumer(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -238,6 +258,7 @@ class IdempotentConsumer:
                 # A killed member's partitions move to its replacement after 10 s, not kafka-python's 45 s.
                 session_timeout_ms=10000,
                 heartbeat_interval_ms=3000,
+                partition_assignment_strategy=[_range_assignor_noting_gaps(self)],
             )
             c.subscribe(self.topics, listener=_ResumeFromDatabase(self))
             self._consumer = c
@@ -249,7 +270,6 @@ class IdempotentConsumer:
         polled = consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
         self._resubscribe_if_unassigned(consumer)
         records = [r for tp in sorted(polled, key=lambda tp: (tp.topic, tp.partition)) for r in polled[tp]]
-        self._report_lag(consumer)
         if not records:
             self._commit_offsets(consumer)  # what the last busy polls left uncommitted
             return 0
@@ -476,23 +496,18 @@ class IdempotentConsumer:
         for f in futures:
             f.get(timeout=30)
 
-    def _report_lag(self, consumer: KafkaConsumer) -> None:
-        now = time.monotonic()
-        if now - self._last_lag < 2:
-            return
-        self._last_lag = now
-        lag: dict[str, int] = {t: 0 for t in self.topics}  # a partition moved away no longer counts here
-        for tp in consumer.assignment():
-            hw = consumer.highwater(tp)
-            if hw is None:
-                continue
-            try:
-                pos = consumer.position(tp)
-            except Exception:  # noqa: BLE001
-                continue
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - pos)
-        for topic, n in lag.items():
-            CONSUMER_LAG.labels(self.service, topic).set(n)
+def _range_assignor_noting_gaps(owner: IdempotentConsumer) -> type[RangePartitionAssignor]:
+    """kafka-python's range assignment (the same protocol name, so members of other versions agree on it)
+    that tells its consumer which topics it had to leave out for want of their metadata."""
+
+    class RangeNotingGaps(RangePartitionAssignor):
+        @classmethod
+        def assign(cls, cluster, members):
+            topics = {t for m in members for t in m.metadata.topics}
+            owner._assigned_without = {t for t in topics if cluster.partitions_for_topic(t) is None}
+            return super().assign(cluster, members)
+
+    return RangeNotingGaps
 
 
 class _ResumeFromDatabase(ConsumerRebalanceListener):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 import time
 
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -31,11 +31,14 @@ def ensure_topics(bootstrap: str, names: list[str] | None = None, partitions: in
 
 
 class KafkaProbe:
-    """Readiness: a real client reaching the cluster, remembered for a few seconds."""
+    """Readiness: a real client reaching the cluster, remembered for a few seconds. Bounded in time (a
+    readiness probe that hangs is as bad as a wrong answer): librdkafka's metadata request has a timeout,
+    kafka-python's has none."""
 
-    def __init__(self, bootstrap: str, ttl: float = 5.0):
+    def __init__(self, bootstrap: str, ttl: float = 5.0, timeout: float = 3.0):
         self.bootstrap = bootstrap
         self.ttl = ttl
+        self.timeout = timeout
         self._at = 0.0
         self._ok = False
 
@@ -46,12 +49,15 @@ class KafkaProbe:
         try:
             if not self._any_port_open():
                 raise ConnectionError("no bootstrap server accepts connections")
-            c = KafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
-            try:
-                c.topics()  # a metadata round trip; an empty cluster answers with no topics, still reachable
-                self._ok = True
-            finally:
-                c.close()
+            from confluent_kafka.admin import AdminClient
+
+            # a client per probe (one kept would reconnect, and log it, for ever while the broker is away);
+            # the answer says what is wrong, so its own connection errors are not logged
+            admin = AdminClient({"bootstrap.servers": self.bootstrap, "client.id": "countypool-probe",
+                                 "socket.timeout.ms": int(self.timeout * 1000), "log_level": 2})
+            # a metadata round trip; an empty cluster answers with no topics, still reachable
+            admin.list_topics(timeout=self.timeout)
+            self._ok = True
         except Exception:  # noqa: BLE001 - readiness only reports
             self._ok = False
         self._at = now

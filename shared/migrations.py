@@ -80,3 +80,30 @@ def create_messaging_tables(op) -> None:
 def drop_outbox_key_index(op) -> None:
     """Revision of every service: nothing reads the outbox by key, and the index cost each event a write."""
     op.drop_index("ix_outbox_key", table_name="outbox")
+
+
+def relay_keeps_its_place(op) -> None:
+    """Revision of every service: outbox rows are no longer marked published; the relay keeps its place in
+    outbox_relay (see shared/outbox.py). The place starts before the oldest unpublished row, so nothing
+    unpublished is skipped; rows already published after it are sent again, which consumers drop by id."""
+    op.create_table(
+        "outbox_relay",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("published_below", sa.BigInteger, nullable=False),
+        sa.Column("epoch_below", sa.BigInteger, nullable=False),
+        sa.Column("position", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        # every transaction below the oldest one still running (on the whole server: the safe side) has ended
+        op.execute("INSERT INTO outbox_relay (id, published_below, epoch_below, position, updated_at) "
+                   "SELECT 1, b, b, 0, now() FROM (SELECT least(min(tx_id) FILTER (WHERE published_at IS NULL), "
+                   "pg_snapshot_xmin(pg_current_snapshot())::text::bigint) AS b FROM outbox) AS x")
+    else:
+        op.execute("INSERT INTO outbox_relay (id, published_below, epoch_below, position, updated_at) "
+                   "SELECT 1, 0, 0, coalesce(min(CASE WHEN published_at IS NULL THEN position END), "
+                   "max(position) + 1, 1) - 1, CURRENT_TIMESTAMP FROM outbox")
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("published_at")
+    op.create_index("ix_outbox_tx", "outbox", ["tx_id"])

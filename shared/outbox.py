@@ -1,7 +1,7 @@
 """Transactional outbox: events are written in the same transaction as the state they describe, and a relay
 publishes them to Kafka afterwards. Nothing is published for a rolled-back transaction, nothing is lost
-while Kafka is down, and rows committed late are delayed, never skipped (the relay reads unpublished rows,
-not "everything after the largest id seen")."""
+while Kafka is down, and rows committed late are delayed, never skipped (the relay follows transaction ids,
+not "everything after the largest position seen"; see OutboxRelay)."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterator
 
 from kafka import KafkaProducer
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
 from shared.bulk import bulk_insert, copy_binary, insert_rows, is_pg
@@ -222,19 +222,57 @@ _HORIZON = (
 Report = Callable[[str, object], None]  # ("published", (topic, n)) | ("backlog", n) | ("error", message)
 
 
+def unpublished_sql(dialect: str, table: str = "outbox") -> str:
+    """A count of the rows the relay has not published yet (see the outbox_relay table's comment)."""
+    state = (f"(SELECT coalesce(max(published_below), 0) AS pb, coalesce(max(epoch_below), 0) AS eb, "
+             f"coalesce(max(position), 0) AS pos FROM {table}_relay) AS st")
+    if dialect == "postgresql":
+        return (f'SELECT count(*) FROM "{table}" AS o, {state} '
+                f"WHERE o.tx_id >= st.pb AND (o.tx_id >= st.eb OR o.position > st.pos)")
+    return f'SELECT count(*) FROM "{table}" AS o, {state} WHERE o.position > st.pos'
+
+
+def unpublished_count(session: Session, table: str = "outbox") -> int:
+    return session.execute(text(unpublished_sql(session.get_bind().dialect.name, table))).scalar_one()
+
+
+def mark_all_published(session: Session, table: str = "outbox") -> None:
+    """Tell the relay that every row now in the outbox is published (a bench that writes a million synthetic
+    events a relay must not send). Only while nothing else writes to the outbox."""
+    if is_pg(session):
+        below = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+    else:
+        below = "0"
+    session.execute(text(f"DELETE FROM {table}_relay"))
+    session.execute(text(f"INSERT INTO {table}_relay (id, published_below, epoch_below, position, updated_at) "
+                         f"SELECT 1, {below}, {below}, coalesce(max(position), 0), :now FROM \"{table}\""),
+                    {"now": datetime.now(timezone.utc)})
+
+
 class OutboxRelay:
-    """Publishes unpublished outbox rows in position order and marks them published.
+    """Publishes outbox rows in position order and records how far it got.
+
+    Rows are never updated: the relay keeps its place in the one-row ``<outbox>_relay`` table. On PostgreSQL,
+    positions are taken at insert but rows become visible at commit, so a row with a lower position can
+    appear after higher ones were published. The relay therefore works in epochs of transaction ids: an epoch
+    is [published_below, epoch_below), where epoch_below is the horizon (below it every transaction has
+    ended, so the epoch's rows are final); it publishes the epoch's rows in position order, then takes the
+    next epoch from the horizon again. Rows committed late are delayed, never skipped; a row of a transaction
+    still running waits for it. On SQLite, writers commit one after another in position order, and the place
+    is simply the last position published.
 
     One relay per service database is active at a time (PostgreSQL advisory lock), so order holds when a
     service runs several replicas. While Kafka is down it retries with backoff; commits keep succeeding.
-    ``report``, if given, hears what the relay's metrics count (a relay in a child process tells its parent,
-    whose /metrics Prometheus scrapes).
+    Publishing is at least once: a crash between Kafka's acknowledgement and the commit of the new place
+    sends the batch again, and consumers drop the repeats by event id. ``report``, if given, hears what the
+    relay's metrics count (a relay in a child process tells its parent, whose /metrics Prometheus scrapes).
     """
 
     def __init__(self, db: Database, table: Table, bootstrap: str, *, batch_size: int = 500, idle_seconds: float = 0.05,
                  report: Report | None = None):
         self.db = db
         self.table = table
+        self.state_table = f"{table.name}_relay"
         self.bootstrap = bootstrap
         self.batch_size = batch_size
         self.idle_seconds = idle_seconds
@@ -243,6 +281,7 @@ class OutboxRelay:
         self._lock_key = zlib.crc32(f"countypool-outbox-{db.service}".encode())
         self._producer: RelaySender | None = None
         self._backlog_at = float("-inf")  # when the backlog gauge was last counted
+        self._done_epoch: tuple | None = None  # the place last found with nothing left in its epoch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -280,16 +319,22 @@ class OutboxRelay:
     def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published."""
         with self.db.sessions() as session, session.begin():
-            rows = self._unpublished_pg(session) if self.db.is_postgres else self._unpublished(session)
-            if rows is None:
-                return 0  # another replica's relay holds the lock
+            if self.db.is_postgres:
+                raw = session.connection().connection.driver_connection
+                with raw.cursor(binary=True) as cur:
+                    found = self._next_pg(cur)
+                    if found is None:
+                        return 0  # another replica's relay holds the lock
+                    rows, place = found
+            else:
+                rows, place = self._next(session)
             if not rows:
                 if time.monotonic() - self._backlog_at >= 1.0:  # a count per idle poll would cost more than it says
                     self._update_backlog(session)
                 return 0
-            # raises unless every message is acknowledged: then the batch stays unpublished
+            # raises unless every message is acknowledged: then the place stays where it was
             self._ensure_producer().send([(topic, key, value) for _, topic, key, value in rows])
-            self._mark_published(session, [r[0] for r in rows])
+            self._save_place(session, *place, rows[-1][0])
             by_topic: dict[str, int] = {}
             for r in rows:
                 by_topic[r[1]] = by_topic.get(r[1], 0) + 1
@@ -299,34 +344,56 @@ class OutboxRelay:
                 self.report("published", (topic, n))
         return len(rows)
 
-    def _unpublished(self, session: Session) -> list[tuple[int, str, bytes, bytes]]:
+    def _next_pg(self, cur) -> tuple[list[tuple[int, str, bytes, bytes]], tuple[int, int]] | None:
+        """The next rows as (position, topic, key, envelope) and their epoch, or None without the relay's lock.
+        Through the transaction's psycopg connection with binary results: key and envelope arrive as the bytes
+        Kafka takes (no decoding and encoding again), and no SQLAlchemy row per event."""
+        if not cur.execute("SELECT pg_try_advisory_xact_lock(%b)", [self._lock_key]).fetchone()[0]:
+            return None
+        place = cur.execute(f"SELECT published_below, epoch_below, position FROM {self.state_table} WHERE id = 1"
+                            ).fetchone()
+        place = tuple(place) if place is not None else (0, 0, 0)
+        published_below, epoch_below, position = place
+        # an epoch's rows are final: once it is found done, the rows after its place need not be read again
+        if place != self._done_epoch:
+            rows = self._epoch_rows_pg(cur, published_below, epoch_below, position)
+            if rows:
+                return rows, (published_below, epoch_below)
+            self._done_epoch = place
+        # the epoch is done: the next one runs up to the horizon, from its lowest position
+        horizon = cur.execute(_HORIZON).fetchone()[0]
+        if horizon <= epoch_below:
+            return [], (published_below, epoch_below)
+        first = cur.execute(f'SELECT min(position) FROM "{self.table.name}" WHERE tx_id >= %b AND tx_id < %b',
+                            [epoch_below, horizon]).fetchone()[0]
+        if first is None:  # no rows in it; nothing worth writing down either (the next look covers it again)
+            return [], (published_below, epoch_below)
+        return self._epoch_rows_pg(cur, epoch_below, horizon, first - 1), (epoch_below, horizon)
+
+    def _epoch_rows_pg(self, cur, low: int, high: int, after: int) -> list[tuple[int, str, bytes, bytes]]:
+        if high <= low:
+            return []
+        # "tx_id + 0" keeps the planner on the position index (an epoch's rows lie after `after`, mostly
+        # together): sorting the whole epoch for each batch would make a big backlog quadratic
+        return cur.execute(
+            f"SELECT position, topic, convert_to(key, 'UTF8'), convert_to(envelope, 'UTF8') "
+            f'FROM "{self.table.name}" WHERE position > %b AND tx_id + 0 >= %b AND tx_id + 0 < %b '
+            f"ORDER BY position LIMIT %b", [after, low, high, self.batch_size]).fetchall()
+
+    def _next(self, session: Session) -> tuple[list[tuple[int, str, bytes, bytes]], tuple[int, int]]:
         t = self.table
-        rows = session.execute(select(t.c.position, t.c.topic, t.c.key, t.c.envelope).where(t.c.published_at.is_(None))
+        after = session.execute(text(f"SELECT position FROM {self.state_table} WHERE id = 1")).scalar() or 0
+        rows = session.execute(select(t.c.position, t.c.topic, t.c.key, t.c.envelope).where(t.c.position > after)
                                .order_by(t.c.position).limit(self.batch_size)).all()
-        return [(r.position, r.topic, r.key.encode(), r.envelope.encode()) for r in rows]
+        return [(r.position, r.topic, r.key.encode(), r.envelope.encode()) for r in rows], (0, 0)
 
-    def _unpublished_pg(self, session: Session) -> list[tuple[int, str, bytes, bytes]] | None:
-        """(position, topic, key, envelope) of the next rows, or None without the relay's lock. Through the
-        transaction's psycopg connection with binary results: key and envelope arrive as the bytes Kafka takes
-        (no decoding and encoding again), and no SQLAlchemy row per event."""
-        raw = session.connection().connection.driver_connection
-        with raw.cursor(binary=True) as cur:
-            if not cur.execute("SELECT pg_try_advisory_xact_lock(%b)", [self._lock_key]).fetchone()[0]:
-                return None
-            # rows of transactions that began before the oldest one still running here wait for it
-            cur.execute(f'SELECT position, topic, convert_to(key, \'UTF8\'), convert_to(envelope, \'UTF8\') '
-                        f'FROM "{self.table.name}" WHERE published_at IS NULL AND tx_id < ({_HORIZON}) '
-                        f'ORDER BY position LIMIT %b', [self.batch_size])
-            return cur.fetchall()
-
-    def _mark_published(self, session: Session, positions: list[int]) -> None:
-        t = self.table
-        now = datetime.now(timezone.utc)
-        if self.db.is_postgres:  # one array parameter, not a bound parameter per row
-            raw = session.connection().connection.driver_connection
-            raw.execute(f'UPDATE "{t.name}" SET published_at = %b WHERE position = ANY(%b)', [now, positions])
-        else:
-            session.execute(update(t).where(t.c.position.in_(positions)).values(published_at=now))
+    def _save_place(self, session: Session, published_below: int, epoch_below: int, position: int) -> None:
+        values = {"pb": published_below, "eb": epoch_below, "pos": position, "now": datetime.now(timezone.utc)}
+        done = session.execute(text(f"UPDATE {self.state_table} SET published_below = :pb, epoch_below = :eb, "
+                                    f"position = :pos, updated_at = :now WHERE id = 1"), values)
+        if done.rowcount == 0:
+            session.execute(text(f"INSERT INTO {self.state_table} (id, published_below, epoch_below, position, "
+                                 f"updated_at) VALUES (1, :pb, :eb, :pos, :now)"), values)
 
     def drain(self, timeout: float = 30) -> None:
         """Publish everything now (tests, replays, shutdown)."""
@@ -341,7 +408,7 @@ class OutboxRelay:
             return self._update_backlog(session)
 
     def _update_backlog(self, session: Session) -> int:
-        n = session.execute(select(func.count()).select_from(self.table).where(self.table.c.published_at.is_(None))).scalar_one()
+        n = unpublished_count(session, self.table.name)
         self._backlog_at = time.monotonic()
         OUTBOX_BACKLOG.labels(self.service).set(n)
         if self.report is not None:

@@ -39,7 +39,7 @@ import psycopg
 from kafka import KafkaConsumer, TopicPartition
 
 from shared.contracts import topics as T
-from shared.outbox import make_producer
+from shared.outbox import make_producer, unpublished_sql
 from tests.faults.infra import SERVICES, Infra, Services, http_json, metrics
 from tests.faults.stream import COUNTY, LEDGER_SCALE, QUOTA_SCALE, Stream, quota_units
 
@@ -446,7 +446,7 @@ def settle_snapshot(infra: Infra, services: Services) -> dict:
     ends = end_offsets(infra.bootstrap, names)
     snap: dict = {"ends": ends, "services": {}}
     for s in SERVICES:
-        backlog = sql(infra, s, "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]
+        backlog = sql(infra, s, unpublished_sql("postgresql"))[0][0]
         pos = {(t, p): o for t, p, o in sql(infra, s, "SELECT topic, partition, next_offset FROM consumer_positions")}
         lag = sum(max(0, end - pos.get(tp, 0)) for tp, end in ends.items() if tp[0] in CONSUMES[s])
         try:

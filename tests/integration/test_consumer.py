@@ -193,3 +193,85 @@ def test_handler_events_go_out_through_the_outbox_with_causation(db_url, kafka_b
     assert len(rows) == 1
     env = json.loads(rows[0][1])
     assert env["causationid"] == "cause-1"
+
+
+def test_a_topic_left_out_of_the_assignment_for_want_of_metadata_is_assigned_later(pg_url, kafka_bootstrap,
+                                                                                   monkeypatch):
+    """kafka-python can join a group before it has one topic's metadata; its leader then assigns that topic to
+    nobody and, the group being stable, never assigns it later. Here the first assignment is made blind to
+    the second topic (as it was when CI saw "No partition metadata for topic ..."): the consumer notices,
+    rejoins, and the second topic's events are applied."""
+    import uuid
+
+    import shared.consumer as consumer_module
+    from shared.kafka_admin import ensure_topics
+
+    first, second = (f"test.{uuid.uuid4().hex[:12]}" for _ in range(2))
+    ensure_topics(kafka_bootstrap, [first, second, f"{first}.dlq", f"{second}.dlq"], partitions=3)
+    noting_gaps = consumer_module._range_assignor_noting_gaps
+    blind = {"left": 1}
+
+    class HidingSecond:
+        def __init__(self, cluster):
+            self.cluster = cluster
+
+        def partitions_for_topic(self, topic):
+            return None if topic == second else self.cluster.partitions_for_topic(topic)
+
+    def hiding_once(owner):
+        base = noting_gaps(owner)
+
+        class FirstAssignmentBlind(base):
+            @classmethod
+            def assign(cls, cluster, members):
+                # hide it only once the client knows it: kafka-python itself rejoins when metadata it lacked
+                # at the assignment arrives, but not when the assignment missed what its metadata had
+                if blind["left"] and cluster.partitions_for_topic(second):
+                    blind["left"] -= 1
+                    cluster = HidingSecond(cluster)
+                return super().assign(cluster, members)
+
+        return FirstAssignmentBlind
+
+    monkeypatch.setattr(consumer_module, "_range_assignor_noting_gaps", hiding_once)
+    db, outbox = make_db(pg_url)
+    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap,
+                           group_id=f"g-{first}", topics=[first, second], handler=count_widget)
+    try:
+        _produce(kafka_bootstrap, first, [("a", _env("a", 1))])
+        _produce(kafka_bootstrap, second, [("b", _env("b", 1))])
+        _drain(c, lambda: widget_counts(db) == {"a": 1, "b": 1}, timeout=60)
+        assert blind["left"] == 0, "the first assignment was made without the second topic"
+        assert {tp.topic for tp in c._consumer.assignment()} == {first, second}
+    finally:
+        c.stop()
+
+
+def test_every_replica_reports_the_groups_lag_even_without_partitions(db_url, kafka_bootstrap, unique_topic):
+    """The lag gauge is each partition's end against the database positions: a replica that owns no partition
+    (here the measure of a consumer that never polled) reports the group's lag, not 0; 0 once the group has
+    applied everything; and a broker that does not answer fails the measure within its timeout."""
+    from shared.consumer_lag import GroupLag
+    from shared.metrics import CONSUMER_LAG
+
+    db, outbox = make_db(db_url)
+    _produce(kafka_bootstrap, unique_topic, [(f"w{i}", _env(f"w{i}", 1)) for i in range(5)])
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
+    gauge = CONSUMER_LAG.labels(db.service, unique_topic)
+    try:
+        assert c.lag.report() == {unique_topic: 5} and gauge._value.get() == 5
+        _drain(c, lambda: c.stats.applied >= 5)
+        assert c.lag.report() == {unique_topic: 0} and gauge._value.get() == 0
+    finally:
+        c.stop()
+    away = GroupLag(service="x", bootstrap="127.0.0.1:1", group_id="g", topics=[unique_topic],
+                    stored_positions=dict, timeout=1)
+    started = time.monotonic()
+    try:
+        away.measure()
+        raise AssertionError("measured a broker that is not there")
+    except Exception as exc:  # noqa: BLE001
+        assert not isinstance(exc, AssertionError), exc
+    finally:
+        away.stop()
+    assert time.monotonic() - started < 10

@@ -20,6 +20,7 @@ from shared.contracts import topics
 from shared.contracts.assessment import EnterpriseExited, ProjectEvaluated
 from shared.envelope import Event, new_envelope
 from shared.kafka_admin import ensure_topics
+from shared.outbox import unpublished_count
 from tests.support.services import ADMIN, auth, running_service, wait_for
 
 ECOLOGY = auth("dev-ecology-token")
@@ -65,10 +66,9 @@ def start_at_end(runtime, bootstrap: str) -> None:
 
 def ensure_assigned(runtime, timeout: float = 4, attempts: int = 4) -> None:
     """Wait until the service's consumer owns partitions of every topic it subscribes to (it is the group's only
-    member). kafka-python 3.0 sometimes joins a new group before it has a topic's metadata ("No partition
-    metadata for topic ...") and then stays without that topic's partitions for good, for all topics or for
-    some (a test then waits in vain for an event on the missing one); restarting the consumer thread is the
-    workaround (shared/consumer.py could warm the metadata before subscribing)."""
+    member), so a test's first event is not published before anyone reads it. A consumer that joined without
+    a topic's metadata rejoins by itself (shared/consumer.py, tested in test_consumer.py); restarting the
+    consumer thread after a wait stays as the last resort of a test that must not hang."""
     import threading
     import time
 
@@ -177,7 +177,7 @@ class Platform:
             lots = s.execute(text("select lot_id, ledger_state from lots where county_code = :c"), {"c": county}).all()
             asked = s.execute(text("select transfer_id, state, ledger_reason from ledger_transfers "
                                    "where county_code = :c"), {"c": county}).all()
-            unpublished = s.execute(text("select count(*) from outbox where published_at is null")).scalar()
+            unpublished = unpublished_count(s)
         with self.ledger_rt.db.sessions() as s:
             made = s.execute(text("select id, status from transfers where id like :p"), {"p": "quota/%"}).all()
         kc = self.ledger_rt.consumer._consumer
