@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.assessment.bulk_work import collector_paused
+from shared.gc_pause import collector_paused
 from services.assessment.domain.clusters import ClusterRanking, rank_clusters
 from services.assessment.domain.county_scoring import PackedScore, plain4
 from services.assessment.domain.enterprise import Enterprise, YearlyIndicators

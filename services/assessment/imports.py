@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator, Literal, Sequence
 
-from services.assessment.bulk_work import collector_paused
+from shared.gc_pause import collector_paused
 from services.assessment.domain.enterprise import Enterprise, YearlyIndicators
 from services.assessment.domain.fast_rows import EnterpriseCells, IndicatorCells
 from services.assessment.domain.rows import (

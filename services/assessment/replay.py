@@ -45,7 +45,6 @@ class counts) inconsistent. Fix the cause and replay.
 """
 from __future__ import annotations
 
-import gc
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -308,12 +307,4 @@ def _class_counts(counts: dict) -> tuple:
 
 def rebuild(db: Database, *, repair: bool = False, progress: Callable[[int], None] | None = None,
             total: Callable[[int], None] | None = None) -> ReplayReport:
-    # The fold makes millions of tuples and dicts and no reference cycles: the cyclic collector would only
-    # rescan the growing models again and again (~40 % of the fold's time at a million events).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return replay(db, AssessmentProjection(), repair=repair, progress=progress, total=total)
-    finally:
-        if collecting:
-            gc.enable()
+    return replay(db, AssessmentProjection(), repair=repair, progress=progress, total=total)

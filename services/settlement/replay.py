@@ -37,7 +37,6 @@ from a projection would hide the fault rather than fix it; a draft is repaired b
 """
 from __future__ import annotations
 
-import gc
 import json
 from collections import defaultdict
 from datetime import date, datetime, timezone
@@ -322,13 +321,4 @@ def rebuild(db: Database, *, repair: bool = False, progress: Callable[[int], Non
             total: Callable[[int], None] | None = None) -> ReplayReport:
     """Fold the outbox into the read models above and compare them with the live tables (``repair``: refused
     when rows differ, see the module docstring)."""
-    # The fold and the live read make millions of small acyclic tuples: the cyclic collector would walk the growing
-    # heap again and again (~40 % of the fold). Paused for the whole replay (shared.replay pauses it around the
-    # fold and compare too; this also covers the count and does not depend on it).
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return replay(db, SettlementProjection(), repair=repair, progress=progress, total=total)
-    finally:
-        if was_enabled:
-            gc.enable()
+    return replay(db, SettlementProjection(), repair=repair, progress=progress, total=total)

@@ -12,8 +12,6 @@ history rows the next period needs, and writes to the outbox in the same transac
 """
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -48,6 +46,7 @@ from shared.contracts.settlement import (
     StatementPartyTotal,
     StatementStatisticsTotal,
 )
+from shared.gc_pause import collector_paused
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 
@@ -58,24 +57,6 @@ def parse_period(label: str) -> Period:
 
 def statement_id(county: str, label: str) -> str:
     return f"{county}/{label}"
-
-
-@contextmanager
-def collector_paused():
-    """A county-year builds ~10^6 small, acyclic objects; the cyclic garbage collector would walk the growing
-    heap again and again while they are made (20-40 % of the run). Paused for a run (computation, writing,
-    commit). On resuming, what was made meanwhile goes to the oldest generation unscanned (``freeze`` then
-    ``unfreeze``) instead of being walked at once by the next young collection (~0.5 s for a county-year): it is
-    freed by reference counting once the run's result is dropped, and full collections still see what lives on."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.freeze()
-            gc.enable()
-            gc.unfreeze()
 
 
 def builder_from_database(session: Session, county: str, period: Period, as_of: datetime,
