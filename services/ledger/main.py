@@ -28,7 +28,6 @@ class LedgerSettings(ServiceSettings):
     # who may send transfer commands over Kafka (departments never do: they publish domain events)
     command_sources: list[str] = ["/countypool/quota", "/countypool/settlement"]
     consumer_max_message_bytes: int = 1024 * 1024  # a command may carry thousands of transfers
-    relay_batch_size: int = 2000  # a batch of transfers is as many outcome events: fewer, larger relay rounds
     # the outbox relay publishes from a child process when the service is served (not in-process tests): a
     # batch of 1,000 transfers is 1,000 outcome events, whose publishing would otherwise share the API's GIL
     relay_process: bool = True
