@@ -79,7 +79,7 @@ from shared.contracts.ledger import TransfersRequested, TransferSpec  # noqa: E4
 from shared.db import Database  # noqa: E402
 from shared.envelope import new_envelope  # noqa: E402
 from shared.kafka_admin import KafkaProbe, ensure_topics  # noqa: E402
-from shared.outbox import Outbox, make_producer, unpublished_sql  # noqa: E402
+from shared.outbox import Outbox, make_producer, unpublished_count  # noqa: E402
 from shared.unit_of_work import transactional  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test"
@@ -415,7 +415,7 @@ def wait_published(url: str, timeout: float = 120) -> float | None:
     try:
         with eng.connect() as c:
             while time.perf_counter() - t0 < timeout:
-                if not c.exec_driver_sql(unpublished_sql("postgresql")).scalar():
+                if not unpublished_count(c):
                     return time.perf_counter() - t0
                 c.rollback()
                 time.sleep(0.05)

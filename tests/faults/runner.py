@@ -36,10 +36,12 @@ from pathlib import Path
 from typing import Callable
 
 import psycopg
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 from kafka import KafkaConsumer, TopicPartition
 
 from shared.contracts import topics as T
-from shared.outbox import make_producer, unpublished_sql
+from shared.outbox import make_producer, unpublished_count
 from tests.faults.infra import SERVICES, Infra, Services, http_json, metrics
 from tests.faults.stream import COUNTY, LEDGER_SCALE, QUOTA_SCALE, Stream, quota_units
 
@@ -427,6 +429,16 @@ def pg(infra: Infra, service: str):
                            dbname=f"countypool_{service}", autocommit=True, connect_timeout=5)
 
 
+def unpublished(infra: Infra, service: str) -> int:
+    engine = create_engine(f"postgresql+psycopg://countypool:countypool@127.0.0.1:{infra.pg_port}/countypool_{service}",
+                           poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            return unpublished_count(conn)
+    finally:
+        engine.dispose()
+
+
 def sql(infra: Infra, service: str, query: str, params=None) -> list[tuple]:
     with pg(infra, service) as conn:
         return conn.execute(query, params).fetchall()
@@ -446,7 +458,7 @@ def settle_snapshot(infra: Infra, services: Services) -> dict:
     ends = end_offsets(infra.bootstrap, names)
     snap: dict = {"ends": ends, "services": {}}
     for s in SERVICES:
-        backlog = sql(infra, s, unpublished_sql("postgresql"))[0][0]
+        backlog = unpublished(infra, s)
         pos = {(t, p): o for t, p, o in sql(infra, s, "SELECT topic, partition, next_offset FROM consumer_positions")}
         lag = sum(max(0, end - pos.get(tp, 0)) for tp, end in ends.items() if tp[0] in CONSUMES[s])
         try:
