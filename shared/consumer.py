@@ -138,6 +138,7 @@ class IdempotentConsumer:
         strict_topics: set[str] | None = None,
         max_message_bytes: int = 256 * 1024,
         commit_interval_seconds: float = 1.0,
+        wants: Callable[[Envelope, Event], bool] | None = None,
     ):
         self.db = db
         self.inbox = tables["inbox"]
@@ -150,8 +151,10 @@ class IdempotentConsumer:
         self.authorize = authorize
         self.max_records = max_records
         self.max_attempts = max_attempts
-        # Events of types a service does not care about are recorded as "ignored" without a handler call.
+        # Events of types a service does not care about, or (``wants``) of a handled type but not its concern,
+        # are recorded as "ignored" without a handler call.
         self.handled_types = handled_types
+        self.wants = wants
         self.batch_handler = batch_handler
         # On these topics (intake, commands) a type the service has no handler for is a mistake of the
         # publisher: dead-lettered, not silently ignored.
@@ -383,8 +386,7 @@ class IdempotentConsumer:
         self.stats.dead_lettered += len(dead)
 
     def _handle_batch(self, session: Session, fresh: list, dead: list[_DeadLetter]) -> list[str | None] | None:
-        wanted = [(rec, env, ev) for rec, env, ev, _ in fresh
-                  if self.handled_types is None or env.event_name in self.handled_types]
+        wanted = [(rec, env, ev) for rec, env, ev, _ in fresh if self._concerns(env, ev)]
         savepoint = session.begin_nested()
         try:
             refused = self.batch_handler(session, [MessageContext(session, env, ev, self.outbox, rec.topic, rec.partition,
@@ -407,8 +409,12 @@ class IdempotentConsumer:
         return [None if env.id in refused else "applied" if env.id in wanted_ids else "ignored"
                 for _, env, _, _ in fresh]
 
+    def _concerns(self, env: Envelope, ev: Event) -> bool:
+        return ((self.handled_types is None or env.event_name in self.handled_types)
+                and (self.wants is None or self.wants(env, ev)))
+
     def _handle_one(self, session: Session, rec, env: Envelope, ev: Event, dead: list[_DeadLetter]) -> str | None:
-        if self.handled_types is not None and env.event_name not in self.handled_types:
+        if not self._concerns(env, ev):
             return "ignored"
         token = correlation_id.set(env.correlationid)
         try:

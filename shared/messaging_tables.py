@@ -23,7 +23,7 @@ def add_messaging_tables(metadata: MetaData) -> dict[str, Table]:
         Index("ix_outbox_tx", "tx_id"),
     )
     # Where the relay is, so outbox rows are written once and never updated (marking each row published
-    # rewrote the whole row: on PostgreSQL, two thirds of the relay's database time and twice the table).
+    # rewrote the whole row: on PostgreSQL, three quarters of the relay's database time and twice the table).
     # PostgreSQL: every row of a transaction below published_below is published; of the transactions in
     # [published_below, epoch_below), the rows up to `position`. SQLite, whose writers commit in position
     # order: the rows up to `position`. One row (id 1); missing means nothing published yet.

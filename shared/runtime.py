@@ -69,7 +69,7 @@ class ServiceRuntime:
                 db=self.db, tables=self.tables, outbox=self.outbox, bootstrap=settings.kafka_bootstrap_servers,
                 group_id=settings.consumer_group, topics=topics, handler=handler, authorize=authorize,
                 max_records=settings.consumer_max_records, max_attempts=settings.consumer_max_attempts,
-                handled_types=handled_types, batch_handler=batch_handler,
+                handled_types=handled_types, batch_handler=batch_handler, wants=getattr(handler, "wants", None),
                 strict_topics=(set(topics) & STRICT_TOPICS) | set(intake_topics), max_message_bytes=settings.consumer_max_message_bytes,
             )
         # Extra periodic work of a service (e.g. the ledger expiring pending transfers): objects with

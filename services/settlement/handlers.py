@@ -69,11 +69,10 @@ def on_enterprise(ctx: MessageContext) -> None:
     intake.record_enterprise(ctx.session, ctx.event)
 
 
-@bus.on(TransferPosted, TransferRejected)
+# most of the ledger's outcomes are of other services' transfers: ignored before any savepoint
+@bus.on(TransferPosted, TransferRejected, when=lambda ev: ev.transfer_id.startswith(POSTING_PREFIX))
 def on_ledger_outcome(ctx: MessageContext) -> None:
     ev = ctx.event
-    if not ev.transfer_id.startswith(POSTING_PREFIX):
-        return  # another service's transfer
     rejected = isinstance(ev, TransferRejected)
     StatementsRepository(ctx.session).mark_posting(ev.transfer_id, "rejected" if rejected else "posted",
                                                    ev.reason if rejected else None, clock.now())

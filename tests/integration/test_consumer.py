@@ -275,3 +275,36 @@ def test_every_replica_reports_the_groups_lag_even_without_partitions(db_url, ka
     finally:
         away.stop()
     assert time.monotonic() - started < 10
+
+
+def test_events_of_a_handled_type_that_are_not_the_services_concern_are_ignored_cheaply(db_url, kafka_bootstrap,
+                                                                                      unique_topic):
+    """A handler registered with ``when`` (settlement takes the ledger's outcomes of its own postings only):
+    the other events of that type are recorded as ignored, without a handler call; its own are applied."""
+    from sqlalchemy import select
+
+    from shared.message_bus import MessageBus
+
+    bus = MessageBus()
+    handled = []
+
+    @bus.on(WidgetAdded, when=lambda ev: ev.widget_id.startswith("mine-"))
+    def on_widget(ctx):
+        handled.append(ctx.event.widget_id)
+        count_widget(ctx)
+
+    db, outbox = make_db(db_url)
+    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap,
+                           group_id=f"g-{unique_topic}", topics=[unique_topic], handler=bus,
+                           handled_types=bus.handled_types, wants=bus.wants)
+    try:
+        _produce(kafka_bootstrap, unique_topic, [("mine-1", _env("mine-1", 1)), ("theirs-1", _env("theirs-1", 1)),
+                                                 ("mine-2", _env("mine-2", 1))])
+        _drain(c, lambda: c.stats.applied >= 2 and widget_counts(db) == {"mine-1": 1, "mine-2": 1})
+        inbox = messaging["inbox"]
+        with db.sessions() as s:
+            outcomes = sorted(s.execute(select(inbox.c.outcome)).scalars())
+        assert outcomes == ["applied", "applied", "ignored"]
+        assert sorted(handled) == ["mine-1", "mine-2"]
+    finally:
+        c.stop()
