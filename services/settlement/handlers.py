@@ -4,6 +4,8 @@ answers to settlement's own postings. Each runs inside the consumer's unit of wo
 with its reason."""
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from shared.amounts import AmountError
 from shared.consumer import MessageContext, Rejected
 from shared.contracts import topics
@@ -61,7 +63,7 @@ def on_buyback(ctx: MessageContext) -> None:
 
 @bus.on(LotCreated)
 def on_lot(ctx: MessageContext) -> None:
-    intake.record_lot(ctx.session, ctx.event)
+    intake.record_lots(ctx.session, [ctx.event])
 
 
 @bus.on(EnterpriseRegistered)
@@ -76,6 +78,31 @@ def on_ledger_outcome(ctx: MessageContext) -> None:
     rejected = isinstance(ev, TransferRejected)
     StatementsRepository(ctx.session).mark_posting(ev.transfer_id, "rejected" if rejected else "posted",
                                                    ev.reason if rejected else None, clock.now())
+
+
+def apply_batch(session: Session, contexts: list[MessageContext]) -> dict[str, Rejected]:
+    """A poll's events, in order, as one at a time would apply them: each run of LotCreated (one per release)
+    is written together; every other event runs its handler in a savepoint of its own, so a refusal leaves
+    nothing behind. The consumer applies the poll one by one instead if this raises."""
+    refused: dict[str, Rejected] = {}
+    lots: list[LotCreated] = []
+    for ctx in contexts:
+        if type(ctx.event) is LotCreated:
+            lots.append(ctx.event)
+            continue
+        if lots:
+            intake.record_lots(session, lots)
+            lots = []
+        savepoint = session.begin_nested()
+        try:
+            bus(ctx)
+            savepoint.commit()
+        except Rejected as exc:
+            savepoint.rollback()
+            refused[ctx.envelope.id] = exc
+    if lots:
+        intake.record_lots(session, lots)
+    return refused
 
 
 def make_authorizer(authenticator):

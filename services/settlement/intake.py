@@ -160,14 +160,16 @@ def record_buyback(session: Session, ev: BuybackOwed, *, event_id: str, occurred
     return True
 
 
-def record_lot(session: Session, ev: LotCreated) -> None:
+def record_lots(session: Session, events: list[LotCreated]) -> None:
+    """Lots (one per release: most of what quota sends here) in two statements, whatever their number; the
+    enterprise that released one is remembered."""
     now = clock.now()
     repo = InputsRepository(session)
-    repo.add_lot(dict(lot_id=ev.lot_id, county_code=ev.county_code, asset=ev.asset, source_kind=ev.source_kind,
-                      source_ref=ev.source_ref, township_code=ev.township_code, dated=ev.dated,
-                      received_at=to_db(now)))
-    if ev.source_kind == "release" and len(ev.source_ref) == 18:
-        repo.remember_enterprise(ev.source_ref, "quota", now, county=ev.county_code)
+    repo.add_lots([dict(lot_id=ev.lot_id, county_code=ev.county_code, asset=ev.asset, source_kind=ev.source_kind,
+                        source_ref=ev.source_ref, township_code=ev.township_code, dated=ev.dated,
+                        received_at=to_db(now)) for ev in events])
+    repo.remember_enterprises([(ev.source_ref, ev.county_code, None) for ev in events
+                               if ev.source_kind == "release" and len(ev.source_ref) == 18], "quota", now)
 
 
 def record_enterprise(session: Session, ev: EnterpriseRegistered) -> None:

@@ -9,7 +9,7 @@ from services.settlement.metrics import STATEMENTS
 from services.settlement.api import errors as api_errors
 from services.settlement.api.routes_inputs import router as inputs_router
 from services.settlement.api.routes_statements import router as statements_router
-from services.settlement.handlers import bus, make_authorizer
+from services.settlement.handlers import apply_batch, bus, make_authorizer
 from services.settlement.statement_runs import StatementRuns
 from services.settlement.storage.tables import metadata
 from shared.api import create_app
@@ -31,7 +31,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     settings = settings or load_settings("settlement")
     box: dict = {}
     runtime = ServiceRuntime(settings, metadata, MIGRATIONS, topics=TOPICS, handler=bus, handled_types=bus.handled_types,
-                             authorize=lambda env, topic: box["authorize"](env, topic))
+                             batch_handler=apply_batch, authorize=lambda env, topic: box["authorize"](env, topic))
     box["authorize"] = make_authorizer(runtime.authenticator)
     app = create_app("settlement", authenticator=runtime.authenticator, ready_checks=runtime.ready_checks(),
                      title="CountyPool settlement", description=DESCRIPTION)

@@ -111,8 +111,15 @@ class InputsRepository:
 
     def remember_enterprise(self, credit_code: str, known_from: str, now: datetime, *, county: str | None = None,
                             name: str | None = None) -> None:
-        insert_or_ignore(self.s, t.enterprises, [dict(credit_code=credit_code, county_code=county, name=name,
-                                                       known_from=known_from, recorded_at=to_db(now))])
+        self.remember_enterprises([(credit_code, county, name)], known_from, now)
+
+    def remember_enterprises(self, enterprises: list[tuple[str, str | None, str | None]], known_from: str,
+                             now: datetime) -> None:
+        """(credit code, county, name) of each; the first to be known stays as it was."""
+        if enterprises:
+            insert_or_ignore(self.s, t.enterprises, [dict(credit_code=code, county_code=county, name=name,
+                                                          known_from=known_from, recorded_at=to_db(now))
+                                                     for code, county, name in enterprises])
 
     # -- agreements -----------------------------------------------------------------------------------
     def agreement_rows(self, agreement_id: str) -> list:
@@ -203,8 +210,8 @@ class InputsRepository:
             measure=r.measure, amount_fen=r.amount_fen, received_at=to_db(r.received_at), channel=channel))
 
     # -- quota proceeds -------------------------------------------------------------------------------
-    def add_lot(self, row: dict) -> None:
-        insert_or_ignore(self.s, t.quota_lots, [row])
+    def add_lots(self, rows: list[dict]) -> None:
+        insert_or_ignore(self.s, t.quota_lots, rows)
 
     def allocation_row(self, allocation_id: str):
         return self.s.execute(select(t.quota_allocations).where(t.quota_allocations.c.allocation_id == allocation_id)).first()
