@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Table, Text, any_, bindparam
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, Integer, String, Table, Text, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -67,6 +67,8 @@ def _binary_type(t) -> str:
         return "int4"
     if isinstance(t, DateTime):
         return "timestamptz" if t.timezone else "timestamp"
+    if isinstance(t, Date):
+        return "date"
     if isinstance(t, Text):
         return "text"
     if isinstance(t, String):

@@ -67,10 +67,14 @@ def _write_events(btx: BatchTx, contexts: list[MessageContext]) -> None:
     now = datetime.now(timezone.utc)
     text = EnvelopeText(outbox.source, outbox.service, now)
     rows = []
+    names: dict[type, str] = {}  # a class's type name, formatted once per poll rather than once per event
     for (event, subject, cause), eid in zip(btx.emitted, new_event_ids(len(btx.emitted))):
         env = contexts[cause].envelope if cause is not None else None
-        rows.append(dict(event_id=eid, event_type=event.type_name(), topic=event.topic, key=subject,
-                         envelope=text(type(event), subject, eid, event.model_dump_json(by_alias=True),
+        cls = type(event)
+        if (type_name := names.get(cls)) is None:
+            type_name = names[cls] = cls.type_name()
+        rows.append(dict(event_id=eid, event_type=type_name, topic=event.topic, key=subject,
+                         envelope=text(cls, subject, eid, event.model_dump_json(by_alias=True),
                                        correlation=env.correlationid if env else None,
                                        causation=env.id if env else None),
                          created_at=now))

@@ -67,7 +67,8 @@ def _command(sets: Sequence[MoveSet]) -> TransfersRequested:
     for ms in sets:
         for m in ms.moves:
             for acct in (m.debit_account, m.credit_account):
-                accounts.setdefault(acct, account_spec(acct, m.asset))
+                if acct not in accounts:  # the first mention names it (a spec built only then: a batch's
+                    accounts[acct] = account_spec(acct, m.asset)  # lots share a few accounts)
     return TransfersRequested(transfers=specs, open_accounts=list(accounts.values()))
 
 

@@ -5,6 +5,8 @@ from services.quota.domain.problems import Problem
 
 _CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # 31 characters: no I, O, S, V, Z
 _CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_CREDIT_VALUE = {c: i for i, c in enumerate(_CREDIT_CHARS)}  # _CREDIT_CHARS.index as a lookup
+_CREDIT_SET = frozenset(_CREDIT_CHARS)
 
 
 def credit_code_check_char(first17: str) -> str:
@@ -13,9 +15,12 @@ def credit_code_check_char(first17: str) -> str:
 
 
 def credit_code_problem(code: object, field: str = "enterprise_credit_code") -> Problem | None:
-    if not isinstance(code, str) or len(code) != 18 or any(c not in _CREDIT_CHARS for c in code):
+    # every release is checked: a set and a dict instead of a scan of the alphabet per character (same answers)
+    if not isinstance(code, str) or len(code) != 18 or not _CREDIT_SET.issuperset(code):
         return Problem("credit_code_malformed", field, "18 characters of 0-9 and A-Y without I, O, S, V, Z")
-    if credit_code_check_char(code[:17]) != code[17]:
+    value = _CREDIT_VALUE
+    total = sum(value[c] * w for c, w in zip(code, _CREDIT_WEIGHTS))
+    if _CREDIT_CHARS[(31 - total % 31) % 31] != code[17]:
         return Problem("credit_code_check_failed", field, "the 18th character does not match GB 32100")
     return None
 

@@ -6,11 +6,11 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shared.bulk import bulk_insert, id_in
+from shared.bulk import id_in
 from services.quota.domain.lots import Lot, SourceKind
 from services.quota.domain.reclamation import ReclamationProject, ReclamationState
 from services.quota.domain.releases import Basis, QuotaRelease, ReleaseReason, ReleaseStatus
-from services.quota.storage.sql import insert_ignore
+from services.quota.storage.sql import copy_rows, insert_ignore
 from services.quota.storage.tables import departed_enterprises, lots, reclamation_projects, releases
 
 
@@ -56,7 +56,7 @@ def insert_release(session: Session, rel: QuotaRelease, *, status: ReleaseStatus
 
 def insert_releases(session: Session, rows: list[dict]) -> None:
     """Rows of ``release_values``, new ids only (the caller looked them up under the county locks)."""
-    bulk_insert(session, releases, rows)
+    copy_rows(session, releases, rows)
 
 
 def set_release_status(session: Session, release_id: str, status: ReleaseStatus, reason: str, now: datetime) -> None:
@@ -154,7 +154,7 @@ def lot_ids_among(session: Session, lot_ids: list[str]) -> set[str]:
 
 def insert_lots(session: Session, new: list[Lot], now: datetime) -> None:
     """New lots only (``lot_ids_among`` told which exist; the county locks keep it so)."""
-    bulk_insert(session, lots, [_lot_values(lot, now) for lot in new])
+    copy_rows(session, lots, [_lot_values(lot, now) for lot in new])
 
 
 def set_lot_ledger_state(session: Session, lot_id: str, state: str) -> None:

@@ -6,7 +6,8 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shared.bulk import bulk_insert, id_in
+from shared.bulk import id_in
+from services.quota.storage.sql import copy_rows
 from services.quota.storage.tables import ledger_transfers
 
 
@@ -19,7 +20,7 @@ def known_ids(session: Session, ids: list[str]) -> set[str]:
 
 def record_asked(session: Session, rows: list[dict]) -> None:
     """New transfer ids only (``known_ids`` told which were asked before)."""
-    bulk_insert(session, ledger_transfers, rows)
+    copy_rows(session, ledger_transfers, rows)
 
 
 def transfer_row(session: Session, transfer_id: str):
@@ -45,6 +46,16 @@ def set_answers(session: Session, ids: list[str], state: str, now: datetime) -> 
     if ids:
         session.execute(update(ledger_transfers).where(id_in(ledger_transfers.c.transfer_id, ids, session)).values(
             state=state, ledger_reason=None, answered_at=now))
+
+
+def set_answers_returning(session: Session, ids: list[str], state: str, now: datetime) -> list:
+    """``set_answers`` of those of these ids we asked for, returning (transfer_id, purpose, lot_id) of each
+    (``transfer_rows`` and ``set_answers`` in one statement)."""
+    if not ids:
+        return []
+    t = ledger_transfers
+    return session.execute(update(t).where(id_in(t.c.transfer_id, ids, session)).values(
+        state=state, ledger_reason=None, answered_at=now).returning(t.c.transfer_id, t.c.purpose, t.c.lot_id)).all()
 
 
 def transfers_of_request(session: Session, request_id: str) -> list:
