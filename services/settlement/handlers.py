@@ -81,18 +81,23 @@ def on_ledger_outcome(ctx: MessageContext) -> None:
 
 
 def apply_batch(session: Session, contexts: list[MessageContext]) -> dict[str, Rejected]:
-    """A poll's events, in order, as one at a time would apply them: each run of LotCreated (one per release)
-    is written together; every other event runs its handler in a savepoint of its own, so a refusal leaves
-    nothing behind. The consumer applies the poll one by one instead if this raises."""
+    """A poll's events, in order, as one at a time would apply them: each run of lots and buy-backs (one or two
+    per release) is written together, a refused buy-back leaving nothing; every other event runs its handler in
+    a savepoint of its own. The consumer applies the poll one by one instead if this raises."""
     refused: dict[str, Rejected] = {}
-    lots: list[LotCreated] = []
+    facts: list[intake.QuotaFact] = []
+
+    def write_facts() -> None:
+        for event_id, exc in intake.record_quota_facts(session, facts).items():
+            refused[event_id] = Rejected(exc.reason, str(exc))
+        facts.clear()
+
     for ctx in contexts:
-        if type(ctx.event) is LotCreated:
-            lots.append(ctx.event)
+        if type(ctx.event) in QUOTA_FACTS:
+            facts.append(intake.QuotaFact(ctx.event, ctx.envelope.id, ctx.envelope.time))
             continue
-        if lots:
-            intake.record_lots(session, lots)
-            lots = []
+        if facts:
+            write_facts()
         savepoint = session.begin_nested()
         try:
             bus(ctx)
@@ -100,9 +105,12 @@ def apply_batch(session: Session, contexts: list[MessageContext]) -> dict[str, R
         except Rejected as exc:
             savepoint.rollback()
             refused[ctx.envelope.id] = exc
-    if lots:
-        intake.record_lots(session, lots)
+    if facts:
+        write_facts()
     return refused
+
+
+QUOTA_FACTS = (LotCreated, BuybackOwed)
 
 
 def make_authorizer(authenticator):

@@ -6,6 +6,7 @@ same content is a no-op (``created`` False); the same id with other content is r
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -141,35 +142,72 @@ def record_allocation(session: Session, ev: QuotaAllocated, *, event_id: str) ->
 
 
 def record_buyback(session: Session, ev: BuybackOwed, *, event_id: str, occurred_at: datetime) -> bool:
-    """A paid lot bought back: the county fund owes the enterprise. Its month is when the quota service said so."""
+    """A paid lot bought back: the county fund owes the enterprise. Its month is when the quota service said so.
+    False when it was recorded before with the same figures."""
+    fact = QuotaFact(ev, event_id, occurred_at)
+    refused = record_quota_facts(session, [fact])
+    if fact.event_id in refused:
+        raise refused[fact.event_id]
+    return fact.created
+
+
+@dataclass
+class QuotaFact:
+    event: LotCreated | BuybackOwed
+    event_id: str
+    occurred_at: datetime
+    created: bool = False
+
+
+def record_quota_facts(session: Session, facts: list[QuotaFact]) -> dict[str, ProceedsError]:
+    """Lots and buy-backs (one of each per paid release: most of what quota sends here), in order, in a few
+    statements whatever their number; the enterprises they name are remembered, the first mention first. A
+    buy-back with a bad amount, or with other figures than one recorded before, is refused (returned by event
+    id) and leaves nothing."""
     hold_intake(session)
     now = clock.now()  # after hold_intake: see storage.locks
     repo = InputsRepository(session)
-    amount = _fen(ev.amount_due, f"buy-back of lot {ev.lot_id}: amount_due", ProceedsError)
-    buyback_id = f"buyback:{ev.lot_id}"  # a paid lot is bought back once; distinct from the lot id it cites
-    existing = repo.buyback_row(buyback_id)
-    if existing is not None:
-        if (existing.amount_fen, existing.enterprise) == (amount, ev.enterprise_credit_code):
-            return False
-        raise ProceedsError("buyback_conflict", f"buy-back of lot {ev.lot_id} was already recorded with other figures")
-    b = BuyBack(buyback_id=buyback_id, enterprise=ev.enterprise_credit_code, lot_id=ev.lot_id, amount_fen=amount,
-                agreed_on=occurred_at.astimezone(clock.CST).date(), received_at=now)
-    validate_buyback(b)
-    repo.add_buyback(b, ev.county_code, event_id)
-    repo.remember_enterprise(ev.enterprise_credit_code, "quota", now, county=ev.county_code)
-    return True
+    buyback_ids = [f"buyback:{f.event.lot_id}" for f in facts if type(f.event) is BuybackOwed]
+    recorded = {r.buyback_id: (r.amount_fen, r.enterprise) for r in repo.buyback_rows(buyback_ids)}
+    lots: list[dict] = []
+    buybacks: list[tuple[BuyBack, str, str]] = []
+    known: list[tuple[str, str | None, str | None]] = []
+    refused: dict[str, ProceedsError] = {}
+    for fact in facts:
+        ev = fact.event
+        if type(ev) is LotCreated:
+            lots.append(dict(lot_id=ev.lot_id, county_code=ev.county_code, asset=ev.asset, source_kind=ev.source_kind,
+                             source_ref=ev.source_ref, township_code=ev.township_code, dated=ev.dated,
+                             received_at=to_db(now)))
+            if ev.source_kind == "release" and len(ev.source_ref) == 18:
+                known.append((ev.source_ref, ev.county_code, None))
+            continue
+        buyback_id = f"buyback:{ev.lot_id}"  # a paid lot is bought back once; distinct from the lot id it cites
+        try:
+            amount = _fen(ev.amount_due, f"buy-back of lot {ev.lot_id}: amount_due", ProceedsError)
+            if buyback_id in recorded:
+                if recorded[buyback_id] == (amount, ev.enterprise_credit_code):
+                    continue
+                raise ProceedsError("buyback_conflict",
+                                    f"buy-back of lot {ev.lot_id} was already recorded with other figures")
+            b = BuyBack(buyback_id=buyback_id, enterprise=ev.enterprise_credit_code, lot_id=ev.lot_id,
+                        amount_fen=amount, agreed_on=fact.occurred_at.astimezone(clock.CST).date(), received_at=now)
+            validate_buyback(b)
+        except ProceedsError as exc:
+            refused[fact.event_id] = exc
+            continue
+        recorded[buyback_id] = (amount, ev.enterprise_credit_code)
+        buybacks.append((b, ev.county_code, fact.event_id))
+        known.append((ev.enterprise_credit_code, ev.county_code, None))
+        fact.created = True
+    repo.add_lots(lots)
+    repo.add_buybacks(buybacks)
+    repo.remember_enterprises(known, "quota", now)
+    return refused
 
 
 def record_lots(session: Session, events: list[LotCreated]) -> None:
-    """Lots (one per release: most of what quota sends here) in two statements, whatever their number; the
-    enterprise that released one is remembered."""
-    now = clock.now()
-    repo = InputsRepository(session)
-    repo.add_lots([dict(lot_id=ev.lot_id, county_code=ev.county_code, asset=ev.asset, source_kind=ev.source_kind,
-                        source_ref=ev.source_ref, township_code=ev.township_code, dated=ev.dated,
-                        received_at=to_db(now)) for ev in events])
-    repo.remember_enterprises([(ev.source_ref, ev.county_code, None) for ev in events
-                               if ev.source_kind == "release" and len(ev.source_ref) == 18], "quota", now)
+    record_quota_facts(session, [QuotaFact(ev, "", datetime.min) for ev in events])
 
 
 def record_enterprise(session: Session, ev: EnterpriseRegistered) -> None:

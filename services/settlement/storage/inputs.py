@@ -17,6 +17,8 @@ from typing import Iterator
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from shared.bulk import id_in
+
 from services.settlement.domain import (
     BuyBack,
     ConsumedLot,
@@ -239,13 +241,19 @@ class InputsRepository:
              .order_by(qa.c.allocation_id, al.c.lot_id))
         return list(fetch_rows(self.s, q))
 
-    def buyback_row(self, buyback_id: str):
-        return self.s.execute(select(t.buybacks).where(t.buybacks.c.buyback_id == buyback_id)).first()
+    def buyback_rows(self, buyback_ids: list[str]) -> list:
+        if not buyback_ids:
+            return []
+        bb = t.buybacks
+        return self.s.execute(select(bb).where(id_in(bb.c.buyback_id, buyback_ids, self.s))).all()
 
-    def add_buyback(self, b: BuyBack, county: str, event_id: str) -> None:
-        self.s.execute(t.buybacks.insert().values(
-            buyback_id=b.buyback_id, county_code=county, enterprise=b.enterprise, lot_id=b.lot_id,
-            amount_fen=b.amount_fen, agreed_on=b.agreed_on, received_at=to_db(b.received_at), event_id=event_id))
+    def add_buybacks(self, buybacks: list[tuple[BuyBack, str, str]]) -> None:
+        """(buy-back, county, event id) of each; new ids only (the caller looked them up under the intake lock)."""
+        if buybacks:
+            self.s.execute(t.buybacks.insert(), [
+                dict(buyback_id=b.buyback_id, county_code=county, enterprise=b.enterprise, lot_id=b.lot_id,
+                     amount_fen=b.amount_fen, agreed_on=b.agreed_on, received_at=to_db(b.received_at),
+                     event_id=event_id) for b, county, event_id in buybacks])
 
     def stream_buybacks(self, county: str, p: Period, cutoff: datetime | None, as_of: datetime) -> Iterator[BuyBack]:
         bb = t.buybacks

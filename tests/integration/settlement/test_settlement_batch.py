@@ -1,6 +1,7 @@
-"""A consumer poll applied together (services.settlement.handlers.apply_batch: runs of lots written at once)
-leaves exactly what applying its messages one at a time leaves: the same lots, the same enterprises known from
-the same source with the same names (order matters there), the same refusals and nothing of them."""
+"""A consumer poll applied together (services.settlement.handlers.apply_batch: runs of lots and buy-backs
+written at once) leaves exactly what applying its messages one at a time leaves: the same lots and buy-backs,
+the same enterprises known from the same source with the same names (order matters there), the same
+refusals, and nothing of what was refused."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from services.settlement.storage import tables as T
 from shared.contracts import topics
 from shared.contracts.assessment import EnterpriseRegistered
 from shared.contracts.ledger import TransferPosted
-from shared.contracts.quota import LotCreated
+from shared.contracts.quota import BuybackOwed, LotCreated
 from shared.contracts.settlement import TaxReceiptReported
 from shared.envelope import new_envelope
 from shared.settings import load_settings
@@ -33,6 +34,10 @@ def _poll(C: str) -> list[Record]:
                           source_kind="release", source_ref=enterprise, township_code=f"{C}10{n}", dated="2025-05-01",
                           basis="free")
 
+    def buyback(n: int, enterprise: str, due: str = "48000.00") -> BuybackOwed:
+        return BuybackOwed(lot_id=f"LOT-{C}-{n}", county_code=C, enterprise_credit_code=enterprise,
+                           township_code=f"{C}10{n}", asset="COD", amount="1.6000", amount_due=due)
+
     def receipt(rid: str, enterprise: str) -> TaxReceiptReported:
         return TaxReceiptReported(receipt_id=rid, enterprise_credit_code=enterprise, month="2025-06", tax_kind="VAT",
                                   amount="1000.00")
@@ -42,6 +47,10 @@ def _poll(C: str) -> list[Record]:
                                                         township_code=f"{C}101", in_park=False), "/countypool/assessment"),
         (topics.QUOTA_EVENTS, lot(1, E1), "/countypool/quota"),
         (topics.QUOTA_EVENTS, lot(2, E2), "/countypool/quota"),
+        (topics.QUOTA_EVENTS, buyback(2, E2), "/countypool/quota"),
+        (topics.QUOTA_EVENTS, buyback(2, E2), "/countypool/quota"),  # the same again (another event id): no effect
+        (topics.QUOTA_EVENTS, buyback(2, E2, "47000.00"), "/countypool/quota"),  # buyback_conflict
+        (topics.QUOTA_EVENTS, buyback(5, E1, "0.00"), "/countypool/quota"),  # invalid_amount: nothing of it
         (topics.INTAKE_SETTLEMENT, receipt(f"r1-{C}", STRANGER), "/departments/tax"),  # unknown_enterprise
         (topics.QUOTA_EVENTS, lot(3, E2), "/countypool/quota"),
         # E2 is known from its lot already: the register's name comes too late (first known stays)
@@ -70,6 +79,8 @@ def _state(runtime, C: str) -> dict:
             "enterprises": s.execute(select(T.enterprises.c.credit_code, T.enterprises.c.name,
                                             T.enterprises.c.known_from).where(T.enterprises.c.county_code == C)
                                      .order_by(T.enterprises.c.credit_code)).all(),
+            "buybacks": s.execute(select(T.buybacks.c.buyback_id, T.buybacks.c.enterprise, T.buybacks.c.amount_fen)
+                                  .where(T.buybacks.c.county_code == C).order_by(T.buybacks.c.buyback_id)).all(),
             "receipts": s.execute(select(T.tax_receipts.c.receipt_id).where(T.tax_receipts.c.receipt_id.like(f"%-{C}"))
                                   .order_by(T.tax_receipts.c.receipt_id)).scalars().all(),
             "inbox": sorted(s.execute(select(T.messaging["inbox"].c.event_type, T.messaging["inbox"].c.outcome)).all()),
@@ -100,7 +111,8 @@ def test_a_poll_applied_together_leaves_what_one_at_a_time_leaves(db_url, kafka_
         assert {code: (name, known) for code, name, known in got["enterprises"]} == {
             E1: ("甲化工", "assessment"), E2: (None, "quota")} and len(got["lots"]) == 4
         assert got["receipts"] == [f"r2-{C}"], "the refused receipt left nothing"
-        assert together.consumer.stats.dead_lettered == alone.consumer.stats.dead_lettered == 1
+        assert got["buybacks"] == [(f"buyback:LOT-{C}-2", E2, 4_800_000)]
+        assert together.consumer.stats.dead_lettered == alone.consumer.stats.dead_lettered == 3
         assert [o for t, o in got["inbox"] if t.endswith("TransferPosted.v1")] == ["ignored"]
     finally:
         together.db.dispose()

@@ -130,7 +130,7 @@ def load(runtime, w: World) -> None:
         for a in w.allocations:
             repo.add_allocation(a, w.county, a.allocation_id.split(":")[0], str(uuid.uuid4()))
         for b in w.buybacks:
-            repo.add_buyback(b, w.county, str(uuid.uuid4()))
+            repo.add_buybacks([(b, w.county, str(uuid.uuid4()))])
 
 
 QUARTERS = [Period.parse(label) for label in ("2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4", "2026-Q1")]
