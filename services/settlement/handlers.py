@@ -63,7 +63,7 @@ def on_buyback(ctx: MessageContext) -> None:
 
 @bus.on(LotCreated)
 def on_lot(ctx: MessageContext) -> None:
-    intake.record_lots(ctx.session, [ctx.event])
+    intake.record_quota_facts(ctx.session, [intake.QuotaFact(ctx.event, ctx.envelope.id, ctx.envelope.time)])
 
 
 @bus.on(EnterpriseRegistered)

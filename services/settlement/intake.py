@@ -206,10 +206,6 @@ def record_quota_facts(session: Session, facts: list[QuotaFact]) -> dict[str, Pr
     return refused
 
 
-def record_lots(session: Session, events: list[LotCreated]) -> None:
-    record_quota_facts(session, [QuotaFact(ev, "", datetime.min) for ev in events])
-
-
 def record_enterprise(session: Session, ev: EnterpriseRegistered) -> None:
     InputsRepository(session).remember_enterprise(ev.credit_code, "assessment", clock.now(), county=ev.county_code,
                                                   name=ev.name_)
