@@ -24,15 +24,19 @@ def add_messaging_tables(metadata: MetaData) -> dict[str, Table]:
     )
     # Where the relay is, so outbox rows are written once and never updated (marking each row published
     # rewrote the whole row: on PostgreSQL, three quarters of the relay's database time and twice the table).
-    # PostgreSQL: every row of a transaction below published_below is published; of the transactions in
-    # [published_below, epoch_below), the rows up to `position`. SQLite, whose writers commit in position
-    # order: the rows up to `position`. One row (id 1); missing means nothing published yet.
+    # PostgreSQL: every row of a transaction below published_below and not in published_running (ids of a
+    # snapshot's running transactions, comma-separated) is published; of the transactions that had ended by
+    # the snapshot (epoch_below, epoch_running) and not before, the rows up to `position`. SQLite, whose
+    # writers commit in position order: the rows up to `position`. One row (id 1); missing means nothing
+    # published yet.
     relay = Table(
         "outbox_relay",
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=False),
         Column("published_below", BigInteger, nullable=False),
+        Column("published_running", Text, nullable=True),
         Column("epoch_below", BigInteger, nullable=False),
+        Column("epoch_running", Text, nullable=True),
         Column("position", BigInteger, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
     )

@@ -107,3 +107,13 @@ def relay_keeps_its_place(op) -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("published_at")
     op.create_index("ix_outbox_tx", "outbox", ["tx_id"])
+
+
+def relay_remembers_running(op) -> None:
+    """Revision of every service: the relay's epochs run between snapshots of which transactions had ended
+    (ids below a bound, minus those then running), so that a transaction with an older id committing after
+    newer ones cannot put its events ahead of theirs. A place written before is the same place with none
+    running."""
+    with op.batch_alter_table("outbox_relay") as batch:
+        batch.add_column(sa.Column("published_running", sa.Text, nullable=True))
+        batch.add_column(sa.Column("epoch_running", sa.Text, nullable=True))

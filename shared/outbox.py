@@ -207,58 +207,99 @@ class RelaySender:
                 close()
 
 
-# The oldest transaction id that may still write rows here: the smallest in-progress transaction of the
-# snapshot, leaving out those positively seen running in another database (each service has its own, often
-# on one shared server, where a long report or replay elsewhere would otherwise hold every relay back);
-# without one, the snapshot's xmax. A transaction whose database is not visible counts as ours.
-_HORIZON = (
-    "WITH snap AS (SELECT pg_current_snapshot() AS s) "
-    "SELECT coalesce((SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x "
-    "                 WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a "
-    "                                   WHERE a.datname IS NOT NULL AND a.datname <> current_database() "
-    "                                     AND a.backend_xid::text::bigint = mod(x::text::bigint, 4294967296))), "
-    "                (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap))")
+# Which transactions had ended when it was taken: every id below xmax except those listed as running
+# ("xmin:xmax:xip,..."). Other databases' transactions are listed too; they have no rows here.
+_SNAPSHOT = "SELECT pg_current_snapshot()::text"
+
+# The rows of an epoch: of the transactions that had ended by its snapshot and not by the one before
+# (arguments: before.below, epoch.below, before.running, epoch.running, epoch.below). Its two ranges are read
+# through the tx_id index when {tx} is the bare column.
+_EPOCH = ("(({tx} >= %b AND {tx} < %b) OR {tx} = ANY(%b::bigint[])) "
+          "AND {tx} <> ALL(%b::bigint[]) AND {tx} < %b")
 
 Report = Callable[[str, object], None]  # ("published", (topic, n)) | ("backlog", n) | ("error", message)
 
 
+class Snapshot(tuple):
+    """(below, running): the transactions with an id below ``below`` that are not in ``running`` (sorted) had
+    ended; every row they wrote is in the outbox for good."""
+
+    __slots__ = ()
+
+    def __new__(cls, below: int, running=()):
+        return super().__new__(cls, (below, tuple(sorted(running))))
+
+    @property
+    def below(self) -> int:
+        return self[0]
+
+    @property
+    def running(self) -> tuple[int, ...]:
+        return self[1]
+
+    @classmethod
+    def parse(cls, text_: str) -> "Snapshot":
+        _xmin, xmax, xip = text_.split(":")
+        return cls(int(xmax), (int(x) for x in xip.split(",") if x))
+
+    @classmethod
+    def stored(cls, below: int, running: str | None) -> "Snapshot":
+        return cls(below, (int(x) for x in (running or "").split(",") if x))
+
+    def running_text(self) -> str | None:
+        return ",".join(map(str, self.running)) or None
+
+
+def _place_of(bind, table: str) -> tuple[Snapshot, Snapshot, int]:
+    place = bind.execute(text(f"SELECT published_below, published_running, epoch_below, epoch_running, position "
+                              f"FROM {table}_relay WHERE id = 1")).first()
+    if place is None:
+        return Snapshot(0), Snapshot(0), 0
+    pb, pr, eb, er, pos = place
+    return Snapshot.stored(pb, pr), Snapshot.stored(eb, er), pos
+
+
 def unpublished_count(bind: Session | Connection, table: str = "outbox") -> int:
     """How many rows the relay has not published yet (see the outbox_relay table's comment). Two statements:
-    the place is read first so that the count is planned for its values (an index range over the newest
-    transactions), not for unknown ones (a scan of the whole outbox)."""
-    place = bind.execute(text(f"SELECT published_below, epoch_below, position FROM {table}_relay WHERE id = 1")
-                         ).first()
-    pb, eb, pos = place if place is not None else (0, 0, 0)
+    the place is read first so that the count is planned for its values (index ranges over the newest
+    transactions and those that were running), not for unknown ones (a scan of the whole outbox)."""
+    done, epoch, pos = _place_of(bind, table)
     dialect = bind.dialect.name if isinstance(bind, Connection) else bind.get_bind().dialect.name
-    where = "tx_id >= :pb AND (tx_id >= :eb OR position > :pos)" if dialect == "postgresql" else "position > :pos"
-    return bind.execute(text(f'SELECT count(*) FROM "{table}" WHERE {where}'),
-                        {"pb": pb, "eb": eb, "pos": pos}).scalar_one()
+    if dialect != "postgresql":
+        return bind.execute(text(f'SELECT count(*) FROM "{table}" WHERE position > :pos'), {"pos": pos}).scalar_one()
+    return bind.execute(text(
+        f'SELECT count(*) FROM "{table}" WHERE (tx_id >= :db OR tx_id = ANY(CAST(:dr AS bigint[]))) '
+        f"AND NOT (tx_id < :eb AND tx_id <> ALL(CAST(:er AS bigint[])) AND position <= :pos)"),
+        {"db": done.below, "dr": list(done.running), "eb": epoch.below, "er": list(epoch.running), "pos": pos},
+    ).scalar_one()
 
 
 def mark_all_published(session: Session, table: str = "outbox") -> None:
     """Tell the relay that every row now in the outbox is published (a bench that writes a million synthetic
     events a relay must not send). Only while nothing else writes to the outbox."""
-    if is_pg(session):
-        below = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
-    else:
-        below = "0"
+    snap = Snapshot.parse(session.execute(text(_SNAPSHOT)).scalar_one()) if is_pg(session) else Snapshot(0)
+    last = session.execute(text(f'SELECT coalesce(max(position), 0) FROM "{table}"')).scalar_one()
     session.execute(text(f"DELETE FROM {table}_relay"))
-    session.execute(text(f"INSERT INTO {table}_relay (id, published_below, epoch_below, position, updated_at) "
-                         f"SELECT 1, {below}, {below}, coalesce(max(position), 0), :now FROM \"{table}\""),
-                    {"now": datetime.now(timezone.utc)})
+    session.execute(text(f"INSERT INTO {table}_relay (id, published_below, published_running, epoch_below, "
+                         f"epoch_running, position, updated_at) VALUES (1, :b, :r, :b, :r, :pos, :now)"),
+                    {"b": snap.below, "r": snap.running_text(), "pos": last, "now": datetime.now(timezone.utc)})
 
 
 class OutboxRelay:
-    """Publishes outbox rows in position order and records how far it got.
+    """Publishes outbox rows and records how far it got.
 
-    Rows are never updated: the relay keeps its place in the one-row ``<outbox>_relay`` table. On PostgreSQL,
-    positions are taken at insert but rows become visible at commit, so a row with a lower position can
-    appear after higher ones were published. The relay therefore works in epochs of transaction ids: an epoch
-    is [published_below, epoch_below), where epoch_below is the horizon (below it every transaction has
-    ended, so the epoch's rows are final); it publishes the epoch's rows in position order, then takes the
-    next epoch from the horizon again. Rows committed late are delayed, never skipped; a row of a transaction
-    still running waits for it. On SQLite, writers commit one after another in position order, and the place
-    is simply the last position published.
+    Rows are never updated: the relay keeps its place in the one-row ``<outbox>_relay`` table. On SQLite,
+    writers commit one after another in position order, and the place is the last position published.
+
+    On PostgreSQL, positions are taken at insert but rows become visible at commit, so a row with a lower
+    position can appear after higher ones were published. The relay therefore works in epochs between
+    snapshots of which transactions had ended: an epoch holds the rows of the transactions that had ended by
+    one snapshot but not by the one before, so its rows are final; they are published in position order,
+    then the next epoch is taken from a fresh snapshot. A transaction still running holds back only its own
+    rows, which are delayed, never skipped. Epochs follow commits: a transaction that committed before
+    another ended is in the same epoch or an earlier one, whatever their ids (taken at each one's first
+    write). So events written under the same lock (one aggregate's, one key's) arrive in the order of their
+    commits, which is also their positions' order inside an epoch.
 
     One relay per service database is active at a time (PostgreSQL advisory lock), so order holds when a
     service runs several replicas. While Kafka is down it retries with backoff; commits keep succeeding.
@@ -343,58 +384,69 @@ class OutboxRelay:
                 self.report("published", (topic, n))
         return len(rows)
 
-    def _next_pg(self, cur) -> tuple[list[tuple[int, str, bytes, bytes]], tuple[int, int]] | None:
+    def _next_pg(self, cur) -> tuple[list[tuple[int, str, bytes, bytes]], tuple[Snapshot, Snapshot]] | None:
         """The next rows as (position, topic, key, envelope) and their epoch, or None without the relay's lock.
         Through the transaction's psycopg connection with binary results: key and envelope arrive as the bytes
         Kafka takes (no decoding and encoding again), and no SQLAlchemy row per event."""
         if not cur.execute("SELECT pg_try_advisory_xact_lock(%b)", [self._lock_key]).fetchone()[0]:
             return None
-        place = cur.execute(f"SELECT published_below, epoch_below, position FROM {self.state_table} WHERE id = 1"
-                            ).fetchone()
-        place = tuple(place) if place is not None else (0, 0, 0)
-        published_below, epoch_below, position = place
+        found = cur.execute(f"SELECT published_below, published_running, epoch_below, epoch_running, position "
+                            f"FROM {self.state_table} WHERE id = 1").fetchone()
+        if found is None:
+            done, epoch, position = Snapshot(0), Snapshot(0), 0
+        else:
+            done, epoch, position = Snapshot.stored(found[0], found[1]), Snapshot.stored(found[2], found[3]), found[4]
+        place = (done, epoch, position)
         # an epoch's rows are final: once it is found done, the rows after its place need not be read again
         if place != self._done_epoch:
-            rows = self._epoch_rows_pg(cur, published_below, epoch_below, position)
+            rows = self._epoch_rows_pg(cur, done, epoch, position)
             if rows:
-                return rows, (published_below, epoch_below)
+                return rows, (done, epoch)
             self._done_epoch = place
-        # the epoch is done: the next one runs up to the horizon, from its lowest position
-        horizon = cur.execute(_HORIZON).fetchone()[0]
-        if horizon <= epoch_below:
-            return [], (published_below, epoch_below)
+        # the epoch is done: the next one runs up to a fresh snapshot, from its lowest position
+        now = Snapshot.parse(cur.execute(_SNAPSHOT).fetchone()[0])
+        if now == epoch:
+            return [], (done, epoch)
         # "position + 0": not min() by walking the position index from the start and filtering (what the
         # planner picks when it takes the epoch's rows for evenly spread), but through the tx_id index
-        first = cur.execute(f'SELECT min(position + 0) FROM "{self.table.name}" WHERE tx_id >= %b AND tx_id < %b',
-                            [epoch_below, horizon]).fetchone()[0]
+        first = cur.execute(
+            f'SELECT min(position + 0) FROM "{self.table.name}" WHERE {_EPOCH.format(tx="tx_id")}',
+            self._epoch_args(epoch, now)).fetchone()[0]
         if first is None:  # no rows in it; nothing worth writing down either (the next look covers it again)
-            return [], (published_below, epoch_below)
-        return self._epoch_rows_pg(cur, epoch_below, horizon, first - 1), (epoch_below, horizon)
+            return [], (done, epoch)
+        return self._epoch_rows_pg(cur, epoch, now, first - 1), (epoch, now)
 
-    def _epoch_rows_pg(self, cur, low: int, high: int, after: int) -> list[tuple[int, str, bytes, bytes]]:
-        if high <= low:
+    @staticmethod
+    def _epoch_args(done: Snapshot, epoch: Snapshot) -> list:
+        return [done.below, epoch.below, list(done.running), list(epoch.running), epoch.below]
+
+    def _epoch_rows_pg(self, cur, done: Snapshot, epoch: Snapshot, after: int) -> list[tuple[int, str, bytes, bytes]]:
+        if done == epoch:
             return []
         # "tx_id + 0" keeps the planner on the position index (an epoch's rows lie after `after`, mostly
         # together): sorting the whole epoch for each batch would make a big backlog quadratic
         return cur.execute(
             f"SELECT position, topic, convert_to(key, 'UTF8'), convert_to(envelope, 'UTF8') "
-            f'FROM "{self.table.name}" WHERE position > %b AND tx_id + 0 >= %b AND tx_id + 0 < %b '
-            f"ORDER BY position LIMIT %b", [after, low, high, self.batch_size]).fetchall()
+            f'FROM "{self.table.name}" WHERE position > %b AND {_EPOCH.format(tx="tx_id + 0")} '
+            f"ORDER BY position LIMIT %b", [after, *self._epoch_args(done, epoch), self.batch_size]).fetchall()
 
-    def _next(self, session: Session) -> tuple[list[tuple[int, str, bytes, bytes]], tuple[int, int]]:
+    def _next(self, session: Session) -> tuple[list[tuple[int, str, bytes, bytes]], tuple[Snapshot, Snapshot]]:
         t = self.table
         after = session.execute(text(f"SELECT position FROM {self.state_table} WHERE id = 1")).scalar() or 0
         rows = session.execute(select(t.c.position, t.c.topic, t.c.key, t.c.envelope).where(t.c.position > after)
                                .order_by(t.c.position).limit(self.batch_size)).all()
-        return [(r.position, r.topic, r.key.encode(), r.envelope.encode()) for r in rows], (0, 0)
+        return [(r.position, r.topic, r.key.encode(), r.envelope.encode()) for r in rows], (Snapshot(0), Snapshot(0))
 
-    def _save_place(self, session: Session, published_below: int, epoch_below: int, position: int) -> None:
-        values = {"pb": published_below, "eb": epoch_below, "pos": position, "now": datetime.now(timezone.utc)}
-        done = session.execute(text(f"UPDATE {self.state_table} SET published_below = :pb, epoch_below = :eb, "
-                                    f"position = :pos, updated_at = :now WHERE id = 1"), values)
-        if done.rowcount == 0:
-            session.execute(text(f"INSERT INTO {self.state_table} (id, published_below, epoch_below, position, "
-                                 f"updated_at) VALUES (1, :pb, :eb, :pos, :now)"), values)
+    def _save_place(self, session: Session, done: Snapshot, epoch: Snapshot, position: int) -> None:
+        values = {"pb": done.below, "pr": done.running_text(), "eb": epoch.below, "er": epoch.running_text(),
+                  "pos": position, "now": datetime.now(timezone.utc)}
+        updated = session.execute(text(
+            f"UPDATE {self.state_table} SET published_below = :pb, published_running = :pr, epoch_below = :eb, "
+            f"epoch_running = :er, position = :pos, updated_at = :now WHERE id = 1"), values)
+        if updated.rowcount == 0:
+            session.execute(text(
+                f"INSERT INTO {self.state_table} (id, published_below, published_running, epoch_below, epoch_running, "
+                f"position, updated_at) VALUES (1, :pb, :pr, :eb, :er, :pos, :now)"), values)
 
     def drain(self, timeout: float = 30) -> None:
         """Publish everything now (tests, replays, shutdown)."""

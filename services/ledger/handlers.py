@@ -4,7 +4,6 @@ in the caller's transaction."""
 from __future__ import annotations
 
 import threading
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -242,7 +241,7 @@ class LedgerApp:
 
     def _envelope(self, event, subject: str, causation: str | None) -> Envelope:
         return new_envelope(event, subject=subject, source=self.outbox.source, producer=self.outbox.service,
-                            correlation_id=correlation_id.get(), causation_id=causation, event_id=str(uuid.uuid4()))
+                            correlation_id=correlation_id.get(), causation_id=causation)
 
     def _account_event(self, a, causation: str | None) -> Envelope:
         flags = [n for n in ("debits_must_not_exceed_credits", "credits_must_not_exceed_debits", "closed") if getattr(a.flags, n)]

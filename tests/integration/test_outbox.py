@@ -66,7 +66,8 @@ def test_committed_events_arrive_once_and_in_order_per_key(db_url, kafka_bootstr
 
 
 def test_late_committing_transaction_is_delayed_not_skipped(pg_url, kafka_bootstrap, unique_topic):
-    """A row that takes a lower position but commits after a later row is still published."""
+    """A row that takes a lower position but commits after a later row is still published, after it; the
+    transaction in flight holds back its own rows only."""
     db, outbox = make_db(pg_url)
     slow = db.sessions()
     slow.begin()
@@ -75,19 +76,19 @@ def test_late_committing_transaction_is_delayed_not_skipped(pg_url, kafka_bootst
     _write(db, outbox, unique_topic, "fast", 2)
 
     relay = OutboxRelay(db, messaging["outbox"], kafka_bootstrap)
-    assert relay.publish_batch() == 0, "held back while an older transaction is in flight"
+    assert relay.publish_batch() == 1, "the committed row is not held back by one in flight"
+    assert relay.publish_batch() == 0 and relay.backlog() == 0, "nothing committed waits"
     slow.commit()
     slow.close()
     relay.drain()
     keys = [envelope_of(r)["subject"] for r in read_all(kafka_bootstrap, unique_topic, expect=2)]
-    assert sorted(keys) == ["fast", "slow"]
-    assert keys == ["slow", "fast"], "published in position order"
+    assert keys == ["fast", "slow"], "in commit order, the late one not skipped"
     relay.stop()
 
 
 def test_a_long_transaction_in_another_database_does_not_hold_the_relay_back(pg_url, kafka_bootstrap, unique_topic):
     """Services share a PostgreSQL server: a transaction left open in another database (a long report, a
-    replay) is no reason to wait; one in this database still is (the test above)."""
+    replay) holds nothing back, and one in this database only its own rows."""
     db, outbox = make_db(pg_url)
     elsewhere = create_engine(make_url(pg_url).set(database="postgres"))
     with elsewhere.connect() as other:
@@ -100,15 +101,40 @@ def test_a_long_transaction_in_another_database_does_not_hold_the_relay_back(pg_
         outbox.add(slow, WidgetAdded(widget_id="w", seq=2), subject="w", topic=unique_topic)
         slow.flush()
         _write(db, outbox, unique_topic, "w", 3)
-        assert relay.publish_batch() == 0, "a late transaction of this database still holds later rows back"
+        assert relay.publish_batch() == 1, "a transaction of this database in flight holds back only its own rows"
         slow.commit()
         slow.close()
         other.rollback()
     elsewhere.dispose()
     relay.drain()
     seqs = [envelope_of(r)["data"]["seq"] for r in read_all(kafka_bootstrap, unique_topic, expect=3)]
-    assert seqs == [1, 2, 3]
+    assert seqs == [1, 3, 2], "in commit order"
     relay.stop()
+
+
+def test_per_key_order_follows_commits_when_transaction_ids_do_not(pg_url, kafka_bootstrap, unique_topic):
+    """Transaction ids are taken at a transaction's first write, not at commit. Here the transaction with the
+    older id writes its event for a key only after a newer one committed its own (as when it waited for the
+    key's row lock), while a third transaction is still open between them: the newer one's event must still
+    come first for that key."""
+    db, outbox = make_db(pg_url)
+    older, between = db.sessions(), db.sessions()
+    older.begin()
+    between.begin()
+    older.execute(text("SELECT pg_current_xact_id()"))  # an id taken early (the row lock it holds elsewhere)
+    between.execute(text("SELECT pg_current_xact_id()"))  # left open until the end
+    _write(db, outbox, unique_topic, "k", 1)  # a newer transaction: commits first
+    outbox.add(older, WidgetAdded(widget_id="k", seq=2), subject="k", topic=unique_topic)
+    older.commit()
+    older.close()
+    relay = OutboxRelay(db, messaging["outbox"], kafka_bootstrap)
+    assert relay.publish_batch() == 2, "both committed: neither waits for the transaction still open"
+    between.rollback()
+    between.close()
+    relay.drain()
+    relay.stop()
+    seqs = [envelope_of(r)["data"]["seq"] for r in read_all(kafka_bootstrap, unique_topic, expect=2)]
+    assert seqs == [1, 2], "in the order the key's events were committed"
 
 
 def test_rows_added_serialized_are_published_as_written(db_url, kafka_bootstrap, unique_topic):

@@ -3,6 +3,7 @@ assessment's county evaluation): byte for byte what ``new_envelope(...).to_json(
 and time."""
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date, datetime, timezone
 
@@ -10,7 +11,7 @@ import pytest
 
 from shared.contracts.ledger import AccountSpec, TransferPosted, TransfersRequested, TransferSpec
 from shared.contracts.quota import LotCreated, QuotaRetired
-from shared.envelope import EnvelopeText, new_envelope, new_event_ids
+from shared.envelope import EnvelopeText, new_envelope, new_event_id, new_event_ids
 
 EVENTS = [
     LotCreated(lot_id='release:R-1"/\\', county_code="320612", asset="COD", amount="1.5000", retired="0",
@@ -58,7 +59,13 @@ def test_a_naive_time_is_refused():
         EnvelopeText("/s", "p", datetime(2026, 1, 2))
 
 
-def test_new_event_ids_are_distinct_version_4_uuids():
-    ids = new_event_ids(2000)
-    assert len(set(ids)) == 2000
-    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+def test_new_event_ids_are_distinct_time_ordered_uuids():
+    before = time.time_ns() // 1_000_000
+    batches = [new_event_ids(2000) for _ in range(3)] + [[new_event_id()]]
+    after = time.time_ns() // 1_000_000
+    ids = [i for b in batches for i in b]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 and str(uuid.UUID(i)) == i
+               for i in ids)
+    assert all(before <= uuid.UUID(i).int >> 80 <= after for i in ids), "the first 48 bits are the time in ms"
+    assert all(b == sorted(b) for b in batches), "one call's ids count up"
