@@ -1,7 +1,8 @@
 """Exact amounts: integers of an asset's smallest unit inside, decimal strings outside.
 
 Rounding rules, written once:
-- parsing never rounds: more decimals than the scale allows is an error;
+- parsing never rounds: more decimals than the scale allows is an error, and so is more units than
+  ``MAX_UNITS``;
 - a split (``split_by_weights``) gives each part the floor of its exact share and hands the remainder
   to the party named to take it, so the parts always sum to the whole;
 - ``round_half_up`` is the only rounding used for derived money figures (e.g. a price times a quantity).
@@ -13,6 +14,9 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Hashable, Mapping, Sequence, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+
+# the most units one amount may have: what a BIGINT column (and the ledger's balances) can hold
+MAX_UNITS = 2**63 - 1
 
 
 class AmountError(ValueError):
@@ -38,13 +42,22 @@ def parse_amount(text: str | int, scale: int, *, allow_zero: bool = False, allow
         raise AmountError("amount_not_a_number", f"amount {text!r} is not a decimal number") from None
     if not d.is_finite() or "e" in s.lower():
         raise AmountError("amount_not_a_number", f"amount {text!r} is not a plain decimal number")
-    exponent = d.as_tuple().exponent
+    # integers from the digits: Decimal arithmetic would round past its context's 28 digits
+    sign, digits, exponent = d.as_tuple()
     assert isinstance(exponent, int)
-    if -exponent > scale and d != d.quantize(Decimal(1).scaleb(-scale)):
-        raise AmountError(
-            "amount_exceeds_scale", f"amount {text!r} has more than {scale} decimal places"
-        )
-    units = int(d.scaleb(scale))
+    coefficient = int("".join(map(str, digits)))
+    shift = exponent + scale
+    if shift < 0:
+        coefficient, dropped = divmod(coefficient, 10**-shift)
+        if dropped:
+            raise AmountError(
+                "amount_exceeds_scale", f"amount {text!r} has more than {scale} decimal places"
+            )
+        shift = 0
+    units = (-1 if sign else 1) * coefficient * 10**shift
+    if abs(units) > MAX_UNITS:
+        raise AmountError("amount_too_large", f"amount {text!r} is more than the books can hold "
+                                              f"({format_amount(MAX_UNITS, scale)})")
     if units < 0 and not allow_negative:
         raise AmountError("amount_must_not_be_negative", f"amount {text!r} is negative")
     if units == 0 and not allow_zero:

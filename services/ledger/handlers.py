@@ -72,12 +72,12 @@ def utcnow() -> datetime:
 
 def amount_units(text, scale: int, *, allow_zero: bool = False) -> int:
     """``parse_amount(text, scale, allow_zero=...)`` with a fast path for the common case, a plain non-negative
-    decimal of ASCII digits with nothing around it (1-30 digits, optionally a point and 1-12 more), parsed
+    decimal of ASCII digits with nothing around it (at most 18 digits of units), parsed
     with int arithmetic; anything else (sign, whitespace, too many decimals, zero where not allowed) goes to
     parse_amount, which gives the same figure or the same error."""
     if type(text) is str and text.isascii():
         whole, dot, frac = text.partition(".")
-        if (whole.isdigit() and len(whole) <= 30
+        if (whole.isdigit() and len(whole) + scale <= 18  # below MAX_UNITS; longer ones are checked there
                 and (not dot or (frac.isdigit() and len(frac) <= scale))):
             units = int(whole) * 10**scale + (int(frac) * 10 ** (scale - len(frac)) if dot else 0)
             if units > 0 or (units == 0 and allow_zero):

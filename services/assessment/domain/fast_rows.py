@@ -21,7 +21,9 @@ from .rows import SCALE_WORDS, UNIT_SCALES, ColumnMap, bool_of, split_extra_flag
 
 _TOWNSHIP = re.compile(r"\d{9}(\d{3})?")
 _INDUSTRY = re.compile(r"[A-T](\d{2,4})?|\d{2,4}")
-_MAX_DIGITS = 30  # longer figures take the careful path (and Python's int() limit never comes near)
+# figures of up to 18 digits of units stay below shared.amounts.MAX_UNITS; longer ones take the careful path,
+# which refuses those the books cannot hold
+_MAX_UNIT_DIGITS = 18
 _POWERS = tuple(10**n for n in range(16))
 _FLAG_SET = frozenset(FLAG_NAMES)
 
@@ -32,7 +34,7 @@ def plain_units(text: str, scale: int, negative_ok: bool) -> int | None:
     negative = text[:1] == "-"
     body = text[1:] if negative else text
     whole, _, frac = body.partition(".")
-    if (not whole.isdigit() or not whole.isascii() or len(frac) > scale or len(body) > _MAX_DIGITS
+    if (not whole.isdigit() or not whole.isascii() or len(frac) > scale or len(whole) + scale > _MAX_UNIT_DIGITS
             or (frac and (not frac.isdigit() or not frac.isascii()))):
         return None
     units = int(whole + frac + "0" * (scale - len(frac)))
@@ -100,7 +102,7 @@ class IndicatorCells:
             # plain_units inline for the common unsigned case (a county file holds a million figures)
             whole, _, frac = text.partition(".")
             digits = whole + frac
-            if whole and len(frac) <= scale and len(text) <= _MAX_DIGITS and digits.isdigit() and digits.isascii():
+            if whole and len(frac) <= scale and len(whole) + scale <= _MAX_UNIT_DIGITS and digits.isdigit() and digits.isascii():
                 n = int(digits) * _POWERS[scale - len(frac)]
             else:
                 n = plain_units(text, scale, negative_ok)

@@ -37,7 +37,8 @@ def post(client, *transfers, headers=ADMIN):
 
 @pytest.mark.parametrize("amount, reason", [
     ("1.00001", "amount_exceeds_scale"), ("-1", "amount_must_not_be_negative"), ("0", "amount_must_not_be_zero"),
-    ("abc", "invalid_request"), (1.5, "invalid_request"),
+    ("abc", "invalid_request"), (1.5, "invalid_request"), ("922337203685477.5808", "amount_too_large"),
+    ("123456789012345678901234567890", "amount_too_large"),
 ])
 def test_bad_amounts_are_422_with_a_reason_and_change_nothing(ledger, amount, reason):
     _, client = ledger

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.amounts import AmountError, format_amount, parse_amount, split_by_weights
+from shared.amounts import MAX_UNITS, AmountError, format_amount, parse_amount, split_by_weights
 
 
 @pytest.mark.parametrize("text, scale, units", [("12.5", 4, 125000), ("0.0001", 4, 1), ("3", 2, 300), ("1.10", 2, 110), (" 7.000 ", 3, 7000)])
@@ -20,6 +20,31 @@ def test_parse_refuses_with_a_reason(text, reason):
     with pytest.raises(AmountError) as e:
         parse_amount(text, 4)
     assert e.value.reason == reason
+
+
+@pytest.mark.parametrize("text, scale", [("123456789012345678", 1), ("12345678901234567.8", 2),
+                                         ("-922337203685477.5807", 4), ("922337203685477580.7000", 1)])
+def test_parse_never_rounds_past_decimals_28_digits(text, scale):
+    sign = -1 if text.startswith("-") else 1
+    whole, _, frac = text.lstrip("-").partition(".")
+    expected = sign * int(whole + frac.ljust(scale, "0")[:scale])
+    assert parse_amount(text, scale, allow_negative=True) == expected
+
+
+@pytest.mark.parametrize("text, scale", [("922337203685477580.8", 1), ("123456789012345678901234567891", 4),
+                                         ("123456789012345678901234567891.5", 4), ("-922337203685477.5809", 4)])
+def test_more_than_the_books_can_hold_is_refused_not_rounded(text, scale):
+    with pytest.raises(AmountError) as e:
+        parse_amount(text, scale, allow_negative=True)
+    assert e.value.reason == "amount_too_large"
+    assert parse_amount(format_amount(MAX_UNITS, scale), scale) == MAX_UNITS
+
+
+@pytest.mark.parametrize("text", ["1.123456789012345678901234567890123", "99999999999999.99999"])
+def test_many_decimals_beyond_the_scale_are_refused_as_such(text):
+    with pytest.raises(AmountError) as e:
+        parse_amount(text, 4)
+    assert e.value.reason == "amount_exceeds_scale"
 
 
 @given(st.integers(min_value=-10**15, max_value=10**15), st.integers(min_value=0, max_value=6))
