@@ -3,8 +3,9 @@
 Every version carries the full terms; an amendment applies from its ``effective_from``. Before a version is
 stored, it is checked with every other agreement of the same enterprise (in any county) in one ``AgreementBook``,
 so two agreements sharing the same tax of the same month are refused (``overlapping_agreements``). A version that
-would apply to a month already in a finalized statement is refused too: finalized periods are immutable, so the
-change must start in the first open month.
+would change the terms of a month already in a finalized statement is refused too — an amendment from its
+``effective_from``, where it ends the previous version, even when its own terms start later: finalized periods are
+immutable, so the change must start in the first open month.
 """
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ from sqlalchemy.orm import Session
 from services.settlement.domain import AgreementBook, AgreementError, RevenueSharingAgreement
 from services.settlement.storage.inputs import InputsRepository, agreement_from_row
 from services.settlement.storage.statements import StatementsRepository
+
+
+def _changes_from(agreement: RevenueSharingAgreement, *, amendment: bool):
+    """The first month whose terms the version changes. A first version applies from its start; an amendment ends
+    the previous version at its ``effective_from`` (``AgreementBook``), whatever its own start."""
+    return agreement.effective_from if amendment else max(agreement.effective_from, agreement.start)
 
 
 def record_version(session: Session, terms: dict[str, Any], county: str, *, version: int | None, amendment: bool,
@@ -50,12 +57,12 @@ def record_version(session: Session, terms: dict[str, Any], county: str, *, vers
     closed = StatementsRepository(session).finalized_headers(county)
     if closed:
         last_end = closed[-1].period_end
-        applies_from = max(agreement.effective_from, agreement.start)
-        if applies_from <= last_end:
+        changes_from = _changes_from(agreement, amendment=bool(known))
+        if changes_from <= last_end:
             raise AgreementError(
                 "effective_in_closed_period",
-                f"agreement {agreement.ref} would apply from {applies_from}, but {closed[-1].period} (to {last_end}) "
-                "is finalized; let it take effect in the first open month",
+                f"agreement {agreement.ref} would change the terms from {changes_from}, but {closed[-1].period} "
+                f"(to {last_end}) is finalized; let it take effect in the first open month",
             )
     # the whole picture of this enterprise's sharing, with the new version in it
     others = {(a.agreement_id, a.version): a for a in inputs.agreements_of_enterprise(agreement.enterprise)}

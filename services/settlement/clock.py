@@ -2,9 +2,9 @@
 "as of" a CST moment and a period has ended once its last CST day is over. Stored as UTC (see storage.rows)."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
-CST = timezone(timedelta(hours=8), "CST")
+from services.settlement.domain.periods import CST
 
 
 def now() -> datetime:

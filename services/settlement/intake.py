@@ -127,9 +127,10 @@ def record_allocation(session: Session, ev: QuotaAllocated, *, event_id: str) ->
         raise ProceedsError(exc.reason, f"allocation {aid}: {exc}") from None
     existing = repo.allocation_row(aid)
     if existing is not None:
-        if (existing.amount_due_fen, existing.amount_units, existing.county_code) == (due, units, ev.county_code):
+        changed = _allocation_change(repo, existing, ev, units=units, due=due, destination=destination, lots=lots)
+        if changed is None:
             return False
-        raise ProceedsError("allocation_conflict", f"allocation {aid} was already recorded with other figures")
+        raise ProceedsError("allocation_conflict", f"allocation {aid} was already recorded with another {changed}")
     alloc = QuotaAllocation(allocation_id=aid, project_id=ev.project_id, asset=ev.asset, amount_units=units,
                             price=ev.price_per_unit, amount_due_fen=due, destination=destination, lots=lots,
                             allocated_on=ev.allocated_on, received_at=now)
@@ -139,6 +140,27 @@ def record_allocation(session: Session, ev: QuotaAllocated, *, event_id: str) ->
         if lot.enterprise and len(lot.enterprise) == 18:
             repo.remember_enterprise(lot.enterprise, "quota", now, county=ev.county_code)
     return True
+
+
+def _allocation_change(repo: InputsRepository, existing, ev: QuotaAllocated, *, units: int, due: int,
+                       destination: str | None, lots: tuple[ConsumedLot, ...]) -> str | None:
+    """The first field (as the event names it) in which ``ev`` differs from the allocation recorded under its id;
+    None when it is the same allocation again. Every field counts: a re-send is the same body or a conflict."""
+    fields = (
+        ("county_code", existing.county_code, ev.county_code),
+        ("request_id", existing.request_id, ev.request_id),
+        ("asset", existing.asset, ev.asset),
+        ("project_id", existing.project_id, ev.project_id),
+        ("amount", existing.amount_units, units),
+        ("price_per_unit", existing.price, ev.price_per_unit),
+        ("amount_due", existing.amount_due_fen, due),
+        ("park_id", existing.destination, destination),
+        ("allocated_on", existing.allocated_on, ev.allocated_on),
+    )
+    changed = next((name for name, recorded, sent in fields if recorded != sent), None)
+    if changed is None and repo.allocation_lots(existing.allocation_id) != sorted(lots, key=lambda lot: lot.lot_id):
+        changed = "lots"
+    return changed
 
 
 def record_buyback(session: Session, ev: BuybackOwed, *, event_id: str, occurred_at: datetime) -> bool:

@@ -30,6 +30,7 @@ from services.settlement.domain import (
 )
 from services.settlement.domain.build import StatementBuilder
 from services.settlement.domain.export import yuan
+from services.settlement.domain.periods import cst_date
 from services.settlement.domain.statement import DEFAULT_SOURCES_PER_LINE, FINALIZED, assemble
 from services.settlement.ledger_postings import ledger_commands
 from services.settlement.storage.inputs import InputsRepository, allocations_of, policy_from_row
@@ -158,8 +159,9 @@ class StatementRuns:
         s = uow.session
         hold_county(s, county)
         now = self.now()
-        if period.start > now.date():
-            raise PeriodError("period_in_future", f"{period.label} has not started yet (today is {now.date()})")
+        today = cst_date(now)  # periods are CST months, whatever offset the clock gives
+        if period.start > today:
+            raise PeriodError("period_in_future", f"{period.label} has not started yet (today is {today})")
         repo = StatementsRepository(s)
         current = repo.header(county, period.label)
         if current is not None and current.status == FINALIZED:
@@ -191,9 +193,10 @@ class StatementRuns:
                 raise StatementError("content_changed", f"{statement_id(county, period.label)} was finalized with "
                                      f"hash {current.content_hash}, not {expected_hash}")
             return RunResult(None, current, False)  # finalizing twice is answered, not repeated
-        if period.start > now.date():
-            raise PeriodError("period_in_future", f"{period.label} has not started yet (today is {now.date()})")
-        if now.date() <= period.end:  # what ``finalize`` refuses, refused before the work
+        today = cst_date(now)  # periods are CST months, whatever offset the clock gives
+        if period.start > today:
+            raise PeriodError("period_in_future", f"{period.label} has not started yet (today is {today})")
+        if today <= period.end:  # what ``finalize`` refuses, refused before the work
             raise StatementError("period_not_ended", f"{period.label} ends {period.end}; the statement is as of {now}")
         draft, written = compute_and_write_lines(s, county, period, now, self.max_sources_per_line, current)
         if expected_hash and expected_hash != draft.content_hash:  # the lines written are rolled back

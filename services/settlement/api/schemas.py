@@ -69,7 +69,7 @@ class AgreementTerms(Strict):
     end: date = Field(description="last day of a month")
     effective_from: date | None = Field(default=None, description="first day of a month; defaults to start (v1)")
     guaranteed_minimum: DecimalStr | None = Field(default=None, description="CNY per agreement year owed to the origin")
-    minimum_payer: str | None = Field(default=None, pattern=PARTY_PATTERN, description="who tops up; default destination")
+    minimum_payer: str | None = Field(default=None, pattern=PARTY_PATTERN, description="who tops up (not the origin); default destination")
     statistics_split: StatisticsSplit | None = None
     remainder_to: Literal["origin", "destination"] = Field(default="destination", description="who takes split remainders")
     version: int | None = Field(default=None, ge=1, description="optional: makes a retry idempotent")

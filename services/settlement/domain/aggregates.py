@@ -3,8 +3,10 @@
 Rounding rule 1 works on month totals, so a statement needs, per enterprise, tax kind and month, the sum of what
 the receipts it takes change (a correction counts ``new - replaced``) and the ids behind that sum — not the
 receipts. The service has the database sum them (``storage.inputs``); ``sum_receipts`` / ``sum_statistics`` do
-the same for facts in memory, one pass, keeping per month only the bounded ``SourceSet``. Both take exactly the
-facts ``history.placement`` gives the statement.
+the same for facts in memory, one pass, keeping per month the bounded ``SourceSet``. A repeated id is refused (the
+database's primary keys refuse it there): that needs the ids taken, beyond any cap, unless the caller vouches they
+are distinct (``distinct_ids``) — then memory does not grow with the number of facts. Both take exactly the facts
+``history.placement`` gives the statement.
 """
 from __future__ import annotations
 
@@ -37,13 +39,25 @@ def require_aware(received_at: datetime, what: str) -> None:
         raise StatementError("received_at_not_timezone_aware", f"{what}: received_at must be timezone-aware")
 
 
+def _refuse_repeated(source_id: str, seen: set[str] | None) -> None:
+    """The same fact given twice is refused whatever the source cap: ``SourceSet`` only sees the ids it keeps.
+    ``seen`` None: the caller vouches the ids are distinct (as a primary key does), nothing is remembered."""
+    if seen is None:
+        return
+    if source_id in seen:
+        raise StatementError("duplicate_input", f"{source_id} is given twice")
+    seen.add(source_id)
+
+
 def sum_receipts(receipts: Iterable[TaxReceipt], period: Period, history: SettlementHistory, as_of: datetime,
-                 cap: int | None) -> list[MonthTotal]:
+                 cap: int | None, *, distinct_ids: bool = False) -> list[MonthTotal]:
     sums: dict[tuple[str, str, str], list] = {}  # key -> [month, delta, SourceSet]
+    seen: set[str] | None = None if distinct_ids else set()
     for r in receipts:
         require_aware(r.received_at, f"receipt {r.receipt_id}")
         if history.placement(period, r.month.start, r.received_at, as_of) is None:
             continue
+        _refuse_repeated(r.receipt_id, seen)
         if not is_int(r.amount_fen) or r.amount_fen < 0:
             raise StatementError("negative_tax", f"receipt {r.receipt_id}: tax amount must be integer fen >= 0")
         if r.corrects is not None and r.replaced_amount_fen is None:
@@ -59,12 +73,14 @@ def sum_receipts(receipts: Iterable[TaxReceipt], period: Period, history: Settle
 
 
 def sum_statistics(reports: Iterable[StatisticsReport], period: Period, history: SettlementHistory, as_of: datetime,
-                   cap: int | None) -> list[MonthTotal]:
+                   cap: int | None, *, distinct_ids: bool = False) -> list[MonthTotal]:
     sums: dict[tuple[str, str, str], list] = {}
+    seen: set[str] | None = None if distinct_ids else set()
     for s in reports:
         require_aware(s.received_at, f"statistics report {s.report_id}")
         if history.placement(period, s.month.start, s.received_at, as_of) is None:
             continue
+        _refuse_repeated(s.report_id, seen)
         if not is_int(s.amount_fen) or s.amount_fen < 0:
             raise StatementError("negative_statistic", f"statistics report {s.report_id}: amount must be integer >= 0")
         key = (s.enterprise, s.measure, s.month.label)

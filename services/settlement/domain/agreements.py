@@ -115,6 +115,9 @@ class RevenueSharingAgreement:
             raise fail(exc.reason, f"{where}: {exc}") from None
         if self.origin == self.destination:
             raise fail("origin_equals_destination", f"{where}: origin and destination are both {self.origin}")
+        if self.minimum_payer == self.origin:  # it would top up its own minimum: a transfer to itself, nothing paid
+            raise fail("minimum_payer_is_origin",
+                       f"{where}: the origin {self.origin} cannot pay its own guaranteed minimum")
         if self.remainder_to not in (self.origin, self.destination):
             raise fail("remainder_to_not_a_party", f"{where}: remainder_to must be the origin or the destination")
         if not self.local_shares_bp:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Iterable, Iterator
 
-from .agreements import AgreementBook
+from .agreements import AgreementBook, RevenueSharingAgreement
 from .aggregates import MonthTotal, is_int
 from .errors import PartyError, SettlementDomainError, StatementError
 from .history import SettledMonth, SettledTopup, SettlementHistory
@@ -144,9 +144,25 @@ class StatementBuilder:
                     ADJUSTMENT, a.destination, a.origin, share, sources, count, digest, agreement_id=agreement_id,
                     agreement_version=a.version, tax_kind=kind, month=label, adjusts=REVENUE))
             # a late month may change the top-up of its (closed) agreement year
-            last = a.year_months(a.year_index(month))[1]
-            if last.start < start and first_closed is not None and last.start >= first_closed:
+            last = self._year_end(a, month)
+            if last is not None and last.start < start and first_closed is not None and last.start >= first_closed:
                 self._late_years.add((agreement_id, month_index(last.start)))
+
+    def _year_end(self, a: RevenueSharingAgreement, month: Period) -> Period | None:
+        """The last month of ``month``'s agreement year as ``_topups`` counts it: by the version in force in that
+        last month, which may have extended or shortened the year of ``a`` (the version governing ``month``)."""
+        seen = set()
+        while a.version not in seen:
+            seen.add(a.version)
+            year = a.year_index(month)
+            if year < 1:
+                return None
+            last = a.year_months(year)[1]
+            later = self.book.version_in_force(a.agreement_id, last.start)
+            if later is None or later.version == a.version:
+                return last
+            a = later
+        return None  # versions that send the year's end back and forth: no year closes there
 
     # -- statistics: like tax, not money ------------------------------------------------------------------
     def add_statistics(self, totals: Iterable[MonthTotal]) -> None:

@@ -14,7 +14,7 @@ from typing import Collection
 
 from .agreements import check_tax_kind
 from .errors import AgreementError, ReceiptError
-from .periods import Period, PeriodKind
+from .periods import Period, PeriodKind, cst_date
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
 
@@ -69,8 +69,8 @@ def _check_common(kind: str, ident: str, enterprise: str, month: Period, receive
         raise ReceiptError("received_at_not_timezone_aware", f"{kind} {ident}: received_at must be timezone-aware")
     if now.tzinfo is None:
         raise ReceiptError("now_not_timezone_aware", "now must be timezone-aware")
-    if month.start > now.date():
-        raise ReceiptError("period_in_future", f"{kind} {ident}: period {month.label} has not started yet ({now.date()})")
+    if month.start > cst_date(now):
+        raise ReceiptError("period_in_future", f"{kind} {ident}: period {month.label} has not started yet ({cst_date(now)})")
     if received_at > now:
         raise ReceiptError("received_in_future", f"{kind} {ident}: received_at {received_at} is after now {now}")
     if known_enterprises is not None and enterprise not in known_enterprises:

@@ -40,7 +40,7 @@ from .errors import StatementError
 from .history import SettledMonth, SettledTopup, SettlementHistory
 from .lines import LineKind, PartyTotal, StatementLine, StatementLines, StatisticsTotal, canonical_line_json
 from .parties import Party, ledger_account
-from .periods import Period
+from .periods import Period, cst_date
 from .proceeds import BuyBack, QuotaAllocation, SettlementPolicy
 from .receipts import StatisticsReport, TaxReceipt
 
@@ -116,20 +116,23 @@ def compute_statement(
     statistics: Iterable[StatisticsReport] = (),
     finalized_prior: SettlementHistory | None = None,
     max_sources_per_line: int | None = DEFAULT_SOURCES_PER_LINE,
+    distinct_ids: bool = False,
 ) -> Statement:
     """The draft statement of ``period`` as of ``as_of``.
 
     Inputs may be supersets (any order, any period): events another statement takes are skipped (see
     ``history``). Each input is read once; ``max_sources_per_line`` bounds the source ids kept per line
-    (None: keep all). ``finalized_prior`` is what earlier finalized statements settled; ``period`` must be the next
-    one to close after them. Corrections must carry ``replaced_amount_fen`` (``receipts.resolve_correction``).
+    (None: keep all); a receipt or report id given twice is refused whatever the cap, unless ``distinct_ids`` says
+    the caller guarantees there is none (then memory does not grow with the inputs). ``finalized_prior`` is what
+    earlier finalized statements settled; ``period`` must be the next one to close after them. Corrections must
+    carry ``replaced_amount_fen`` (``receipts.resolve_correction``).
     """
     history = finalized_prior if finalized_prior is not None else SettlementHistory.empty()
     book = agreements if isinstance(agreements, AgreementBook) else AgreementBook(agreements)
     b = StatementBuilder(county, period, agreements=book, policy=policy, as_of=as_of, history=history,
                          max_sources_per_line=max_sources_per_line)
-    b.add_tax(sum_receipts(receipts, period, history, as_of, max_sources_per_line))
-    b.add_statistics(sum_statistics(statistics, period, history, as_of, max_sources_per_line))
+    b.add_tax(sum_receipts(receipts, period, history, as_of, max_sources_per_line, distinct_ids=distinct_ids))
+    b.add_statistics(sum_statistics(statistics, period, history, as_of, max_sources_per_line, distinct_ids=distinct_ids))
     b.add_allocations(allocations)
     b.add_buybacks(buybacks)
     return assemble(b)
@@ -269,7 +272,7 @@ def finalize(statement: Statement) -> tuple[Statement, tuple[Posting, ...]]:
     postings to send, one per money line (see the module docstring)."""
     if statement.status != DRAFT:
         raise StatementError("already_finalized", f"statement {statement.statement_id} is already finalized")
-    if statement.as_of.date() <= statement.period.end:
+    if cst_date(statement.as_of) <= statement.period.end:  # ended in China, not in as_of's own offset
         raise StatementError(
             "period_not_ended", f"{statement.period.label} ends {statement.period.end}; the statement is as of {statement.as_of}"
         )

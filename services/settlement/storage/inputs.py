@@ -2,7 +2,7 @@
 quota proceeds, the enterprise register.
 
 Receipts and statistics reach a statement summed per month by the database (``sums``); allocations and buy-backs
-are streamed (``stream_*``). All of them are narrowed to what the statement may take (``in_scope``: other months,
+are streamed (``stream_*``). All of them are narrowed to what the statement may take (``in_scope``: later months,
 facts settled before the last cut-off, facts received after ``as_of`` stay out).
 """
 from __future__ import annotations
@@ -97,10 +97,14 @@ def policy_from_row(r) -> SettlementPolicy:
 
 
 def in_scope(month_col, received_col, p: Period, cutoff: datetime | None, as_of: datetime):
-    """What a statement of ``p`` may take (``history.placement`` decides exactly; this only narrows the scan)."""
+    """What a statement of ``p`` may take (``history.placement`` decides exactly; this only narrows the scan).
+    Before any period is closed nothing has settled an earlier month's fact, so the first statement takes them all
+    (as late facts): leaving them out would leave them out for good, the next cut-off being after them."""
+    if cutoff is None:
+        return and_(month_col <= p.end, received_col <= to_db(as_of))
     current = and_(month_col >= p.start, month_col <= p.end)
-    cond = current if cutoff is None else or_(current, and_(month_col < p.start, received_col > to_db(cutoff)))
-    return and_(cond, received_col <= to_db(as_of))
+    late = and_(month_col < p.start, received_col > to_db(cutoff))
+    return and_(or_(current, late), received_col <= to_db(as_of))
 
 
 class InputsRepository:
@@ -217,6 +221,13 @@ class InputsRepository:
 
     def allocation_row(self, allocation_id: str):
         return self.s.execute(select(t.quota_allocations).where(t.quota_allocations.c.allocation_id == allocation_id)).first()
+
+    def allocation_lots(self, allocation_id: str) -> list[ConsumedLot]:
+        """The lots of a recorded allocation, by lot id (sorted here: a collation may order text otherwise)."""
+        al = t.allocation_lots
+        rows = self.s.execute(select(al.c.lot_id, al.c.enterprise, al.c.township, al.c.units)
+                              .where(al.c.allocation_id == allocation_id)).all()
+        return sorted((ConsumedLot(*r) for r in rows), key=lambda lot: lot.lot_id)
 
     def add_allocation(self, a: QuotaAllocation, county: str, request_id: str, event_id: str) -> None:
         self.s.execute(t.quota_allocations.insert().values(

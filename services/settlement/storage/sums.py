@@ -7,8 +7,8 @@ came from: all of a month's ids when there are at most ``cap`` of them (sorted a
 month is read again afterwards, its ids streamed in order through a ``SourceSet`` that keeps ``cap`` of them, so
 memory stays bounded however many receipts a month has.
 
-Which facts: those of the period's months and, once a period is closed, earlier months' facts received after the
-last cut-off (``inputs.in_scope``, the statement's placement); never facts received after ``as_of``.
+Which facts: those of the period's months and earlier months' facts received after the last cut-off — all of them
+while no period is closed (``inputs.in_scope``, the statement's placement); never facts received after ``as_of``.
 """
 from __future__ import annotations
 

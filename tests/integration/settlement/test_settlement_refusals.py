@@ -131,3 +131,42 @@ def test_bad_input_and_access_get_clear_reasons(db_url, kafka_bootstrap):
         doc = api.get("/openapi.json").json()
         assert doc["components"]["schemas"]["AgreementIn"]["examples"][0]["schedule"][0]["origin_weight"] == 6
         assert "/v1/counties/{county}/periods/{period}/statement/export" in doc["paths"]
+
+
+def test_an_amendment_cannot_take_closed_months_from_the_version_before(db_url, kafka_bootstrap):
+    C = new_county()
+    E1 = credit_code(C, 1)
+    with running_service("settlement", db_url, kafka_bootstrap, background=False) as (_, api):
+        api.put(f"/v1/counties/{C}/settlement-policy", headers=OFFICE,
+                json={"compensation_bp": 3000, "township_weight": 4, "park_weight": 3, "fund_weight": 3})
+        # the origin cannot pay its own guaranteed minimum (a transfer from its account to itself)
+        assert reason(api.post("/v1/agreements", headers=OFFICE, json=agreement(
+            C, E1, guaranteed_minimum="1000.00", minimum_payer=f"township:{C}101")), 422) == "minimum_payer_is_origin"
+        assert api.post("/v1/agreements", headers=OFFICE, json=agreement(C, E1)).status_code == 201
+
+        def post_receipt(rid, amount, **kw):
+            return api.post("/v1/tax-receipts", headers=TAX, json={
+                "receipt_id": f"{rid}-{C}", "enterprise_credit_code": E1, "month": "2025-01", "tax_kind": "VAT",
+                "amount": amount, **kw})
+
+        assert post_receipt("r1", "1000.00").status_code == 201
+        jan = api.post(f"/v1/counties/{C}/periods/2025-01/finalize", headers=OFFICE)
+        assert jan.status_code == 200 and jan.json()["money_total"] == "300.00", jan.text
+
+        # effective in the closed January, terms from June: it would end v1 there, leaving January to no agreement
+        terms = {k: v for k, v in agreement(C, E1).items() if k not in ("agreement_id", "county_code")}
+        refused = api.post(f"/v1/agreements/FD-{C}-1/versions", headers=OFFICE,
+                           json={**terms, "effective_from": "2025-01-01", "start": "2025-06-01"})
+        assert reason(refused, 409) == "effective_in_closed_period" and "2025-01-01" in refused.json()["message"]
+        # from the first open month it may
+        amended = api.post(f"/v1/agreements/FD-{C}-1/versions", headers=OFFICE,
+                           json={**terms, "effective_from": "2025-02-01", "start": "2025-06-01"})
+        assert amended.status_code == 201, amended.text
+
+        # January is still v1's: a correction of it is settled in February (2000.00 -> 600.00, 300.00 more)
+        assert post_receipt("c1", "2000.00", corrects=f"r1-{C}").status_code == 201
+        feb = api.post(f"/v1/counties/{C}/periods/2025-02/draft", headers=OFFICE).json()
+        assert feb["money_total"] == "300.00"
+        lines = api.get(f"/v1/counties/{C}/periods/2025-02/statement", headers=FINANCE).json()["lines"]
+        assert [(ln["kind"], ln["month"], ln["agreement_version"], ln["amount"]) for ln in lines] == [
+            ("adjustment", "2025-01", 1, "300.00")]

@@ -102,6 +102,8 @@ def test_periods_are_closed_in_order():
         (dict(guaranteed_minimum_fen=-1), "invalid_minimum"),
         (dict(statistics_weights=(0, 0)), "invalid_statistics_weights"),
         (dict(origin="enterprise:E1"), "wrong_party_kind"),
+        # it would "pay" its own shortfall: a top-up and a ledger transfer from an account to itself
+        (dict(guaranteed_minimum_fen=1_000, minimum_payer=T1), "minimum_payer_is_origin"),
         (dict(version=0), "invalid_version"),
     ],
 )

@@ -1,7 +1,7 @@
 """Statements computed by hand (numbers in the comments), one rule at a time."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -12,6 +12,7 @@ from services.settlement.domain import (
     ScheduleStep,
     SettlementHistory,
     StatementError,
+    StatisticsReport,
     compute_statement,
     finalize,
 )
@@ -285,3 +286,67 @@ def test_source_cap_keeps_memory_bounded_without_changing_the_hash():
     (ln,) = capped.lines
     assert ln.sources == ("r0000", "r0001", "r0002", "r0003", "r0004") and ln.source_count == 300
     assert len(full.lines[0].sources) == 300
+
+
+@pytest.mark.parametrize("cap", [None, 0, 1, 2, 100])
+def test_a_fact_given_twice_is_refused_whatever_the_source_cap(cap):
+    # a cap keeps only the smallest ids of a line: the repeat must be found all the same, not summed twice
+    receipts = [receipt(f"r{i}", "2026-01", 1_000_000, at(2026, 2, 5)) for i in range(1, 4)]
+    reports = [StatisticsReport(report_id=f"s{i}", enterprise="E1", month=Period.parse("2026-01"), measure="value_added",
+                                amount_fen=100, received_at=at(2026, 2, 5)) for i in range(1, 4)]
+    a = agreement(statistics_weights=(1, 1))
+    for given in (dict(receipts=receipts + [receipts[-1]]), dict(statistics=reports + [reports[-1]])):
+        with pytest.raises(StatementError) as e:
+            compute_statement(COUNTY, Period.parse("2026-01"), agreements=[a], policy=policy(), as_of=at(2026, 2, 10),
+                              max_sources_per_line=cap, **given)
+        assert e.value.reason == "duplicate_input" and ("r3" in str(e.value) or "s3" in str(e.value))
+
+
+def test_a_period_has_ended_once_its_last_day_is_over_in_china():
+    a = agreement()
+
+    def march(as_of):
+        return compute_statement(COUNTY, Period.parse("2026-03"), agreements=[a], policy=policy(), as_of=as_of)
+
+    # 00:30 on 1 April in Tokyo is 23:30 on 31 March in China: March has not ended
+    with pytest.raises(StatementError) as e:
+        finalize(march(datetime(2026, 4, 1, 0, 30, tzinfo=timezone(timedelta(hours=9)))))
+    assert e.value.reason == "period_not_ended"
+    # 16:30 on 31 March in UTC is 00:30 on 1 April in China: it has
+    final, _ = finalize(march(datetime(2026, 3, 31, 16, 30, tzinfo=timezone.utc)))
+    assert final.status == "finalized"
+
+
+MINIMUM_A = dict(agreement_id="A", start=date(2023, 1, 1), local_shares_bp={VAT: 5000},
+                 schedule=(ScheduleStep(1, None, 6, 4),), guaranteed_minimum_fen=1_000_000)
+
+
+@pytest.mark.parametrize("v1_end, v2_end, year_end", [
+    (date(2025, 6, 30), date(2027, 12, 31), "2025-12"),  # v2 extends: year 3 runs to 2025-12, not v1's 2025-06
+    (date(2025, 12, 31), date(2025, 6, 30), "2025-06"),  # v2 shortens: year 3 ends 2025-06, not v1's 2025-12
+])
+def test_a_late_receipt_corrects_the_topup_of_a_year_an_amendment_resized(v1_end, v2_end, year_end):
+    # the late month (2025-02) is governed by v1; its agreement year ends where v2, in force then, says
+    v1 = agreement(version=1, effective_from=date(2023, 1, 1), end=v1_end, **MINIMUM_A)
+    v2 = agreement(version=2, effective_from=date(2025, 4, 1), end=v2_end, **MINIMUM_A)
+    receipts = [receipt("r1", "2025-03", 1_000_000, at(2025, 4, 10))]  # origin 300,000 in year 3
+    history = SettlementHistory.empty()
+    for label, cut in (("2025-Q1", at(2025, 4, 20)), ("2025-Q2", at(2025, 7, 20)), ("2025-Q3", at(2025, 10, 20)),
+                       ("2025-Q4", at(2026, 1, 20))):
+        st, _ = finalize(compute_statement(COUNTY, Period.parse(label), agreements=[v1, v2], policy=policy(),
+                                           as_of=cut, receipts=receipts, finalized_prior=history))
+        history = history.after(st)
+        if st.period.contains(Period.parse(year_end)):
+            (topup,) = [ln for ln in st.lines if ln.kind is LineKind.GUARANTEED_MINIMUM_TOPUP]
+            assert (topup.month, topup.agreement_year, topup.amount_fen) == (year_end, 3, 700_000)
+    assert history.topup("A", 3) == 700_000
+
+    late = receipt("late", "2025-02", 200_000, at(2026, 2, 1))  # local 100,000 -> origin +60,000 for year 3
+    st = compute_statement(COUNTY, Period.parse("2026-Q1"), agreements=[v1, v2], policy=policy(),
+                           as_of=at(2026, 4, 20), receipts=receipts + [late], finalized_prior=history)
+    got = sorted((ln.adjusts, ln.payer, ln.payee, ln.amount_fen, ln.month) for ln in st.lines)
+    assert got == sorted([
+        (LineKind.REVENUE_SHARE, P1, T1, 60_000, "2025-02"),
+        (LineKind.GUARANTEED_MINIMUM_TOPUP, T1, P1, 60_000, year_end),  # top-up now 640,000: 60,000 back
+    ])
+    assert {(t.agreement_id, t.agreement_year, t.amount_fen) for t in st.settled_topups} == {("A", 3, 640_000)}
