@@ -41,13 +41,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 # * random_page_cost 4 (a spinning disk's figure) prices a few hundred index probes above reading a table of
 #   ~100k rows; the tables the services probe live in memory or on SSD.
 PLANNER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "random_page_cost": "1.1"}
+# Times come back in UTC whatever the server's default zone (a county's server is often Asia/Shanghai): what the
+# services hash and compare is the UTC text they wrote.
+SESSION_SETTINGS = {**PLANNER_SETTINGS, "TimeZone": "UTC"}
 
 
 def _postgres_planning(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
         with dbapi_conn.cursor() as cur:
-            for name, value in PLANNER_SETTINGS.items():
+            for name, value in SESSION_SETTINGS.items():
                 cur.execute("SELECT set_config(%s, %s, false)", (name, value))
         dbapi_conn.commit()  # session-level settings: kept for the connection's life in the pool
 

@@ -45,10 +45,11 @@ def _chunks(items: list, n: int = _CHUNK) -> Iterator[list]:
 
 
 def _utc(d: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; everything we store is UTC.
-    if d is not None and d.tzinfo is None:
-        return d.replace(tzinfo=timezone.utc)
-    return d
+    # SQLite returns naive datetimes; everything we store is UTC. PostgreSQL gives the session's time zone:
+    # turned to UTC, so that a journal entry is hashed and read back with the same text.
+    if d is None:
+        return None
+    return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
 
 
 def account_from_row(r) -> Account:
@@ -405,6 +406,8 @@ class LedgerRepository:
         return JournalHead(r.seq, r.hash)
 
     def seq_as_of(self, moment: datetime) -> int:
+        # in UTC, as recorded_at is stored: SQLite compares the text, offset dropped
+        moment = moment.astimezone(timezone.utc) if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
         return self.s.execute(select(func.coalesce(func.max(J.c.seq), 0)).where(J.c.recorded_at <= moment)).scalar_one()
 
     def balance_upto(self, account_id: str, seq: int) -> tuple[int, int, int, int]:
