@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from shared.amounts import round_half_up
 from shared.contracts.assessment import EnterpriseExited, EnterpriseRelocated, ProjectEvaluated
 from services.quota.application.intake import enterprise_departed
+from services.quota.application.requests import admission_withdrawn
 from services.quota.application.tx import Tx
 from services.quota.storage import request_store
 from services.quota.storage.sql import dumps
@@ -20,11 +21,16 @@ def _fen(cny: str | None) -> int | None:
 
 
 def project_evaluated(tx: Tx, ev: ProjectEvaluated) -> None:
-    """Latest evaluation wins; requests already open keep the facts they arrived with."""
-    request_store.upsert_project(tx.session, dict(
+    """Latest evaluation wins; requests already open keep the facts they arrived with, except admission: once
+    it is withdrawn they close (project_not_admitted), since quota goes to admitted projects only."""
+    values = dict(
         project_id=ev.project_id, county_code=ev.county_code, applicant_credit_code=ev.applicant_credit_code,
         park_id=ev.park_id, admitted=ev.admitted, project_class=ev.project_class, tax_per_mu_fen=_fen(ev.tax_per_mu),
-        industry_code=ev.industry_code or None, failures=dumps([f.code for f in ev.failures]), updated_at=tx.now))
+        industry_code=ev.industry_code or None, failures=dumps([f.code for f in ev.failures]), updated_at=tx.now)
+    if ev.admitted:
+        request_store.upsert_project(tx.session, values)
+    else:
+        admission_withdrawn(tx, ev.project_id, lambda: request_store.upsert_project(tx.session, values))
 
 
 def enterprise_left(tx: Tx, ev: EnterpriseExited | EnterpriseRelocated) -> list[str]:

@@ -28,7 +28,7 @@ from services.quota.domain.releases import (
     QuotaRelease, ReleaseDecision, ReleaseStatus, parse_release, releases_verified_by, verify_release,
 )
 from services.quota.storage import intake_store
-from services.quota.storage.counties import lock_county
+from services.quota.storage.counties import drop_unused, lock_counties, lock_county
 
 
 class IdReused(Exception):
@@ -147,17 +147,25 @@ def submit_release(tx: Tx, data: Mapping[str, Any], *, department: str | None, s
 def enterprise_departed(tx: Tx, credit_code: str, county_code: str, how: str, effective_on: date) -> list[str]:
     """EnterpriseExited / EnterpriseRelocated: held releases of the enterprise now enter the pool.
     Returns the release ids let in."""
+    # The counties' locks come before the departure is written and the held releases read, as in submit_release
+    # (lock, then has_departed): a release arriving meanwhile waits and sees the departure, or is seen held here.
+    counties = {r.county_code for r in intake_store.held_releases_of(tx.session, credit_code)}
+    if county_code_problem(county_code) is None:
+        counties.add(county_code)
+    locked, created = lock_counties(tx.session, counties, tx.now)  # code order, as every multi-county transaction
     intake_store.record_departure(tx.session, credit_code, county_code, how, effective_on, tx.now)
-    held = intake_store.held_releases_of(tx.session, credit_code)
+    held = intake_store.held_releases_of(tx.session, credit_code)  # read again under the locks
     let_in = []
-    for county in sorted({r.county_code for r in held}):  # one lock order for every transaction
-        cp = lock_county(tx.session, county, tx.now)
+    for county in sorted({r.county_code for r in held}):
+        # a county not locked above: a release held since in another county than the enterprise's (rare, out of order)
+        cp = locked[county] if county in locked else lock_county(tx.session, county, tx.now)
         for rel in releases_verified_by(credit_code, [r for r in held if r.county_code == county]):
             decision = ReleaseDecision(ReleaseStatus.ACCEPTED, "exit_known")
             intake_store.set_release_status(tx.session, rel.release_id, decision.status, decision.reason, tx.now)
             tx.emit(_released_event(rel, decision), rel.release_id)
             _accept(tx, cp.policy, rel)
             let_in.append(rel.release_id)
+    drop_unused(tx.session, created - {r.county_code for r in held})  # a county row made only for the lock
     return let_in
 
 

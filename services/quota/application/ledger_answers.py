@@ -14,7 +14,7 @@ from shared.contracts.ledger import (
     TransferExpired, TransferPending, TransferPosted, TransferRejected, TransferVoided,
 )
 from shared.envelope import Event
-from services.quota.application.saga import carry_out
+from services.quota.application.saga import carry_out, unless_withdrawn
 from services.quota.application.tx import Tx
 from services.quota.domain.requests import on_ledger_expired, on_ledger_refused, on_ledger_reserved
 from services.quota.metrics import LEDGER_REFUSALS
@@ -78,7 +78,7 @@ def _saga(tx: Tx, row, step) -> str:
     req = request_store.load_request(tx.session, row.request_id)
     if req is None:
         return "no_request"
-    tr = carry_out(tx, cp.policy, step(req))
+    tr = carry_out(tx, cp.policy, unless_withdrawn(tx, req, step(req)))
     return tr.reason
 
 

@@ -23,6 +23,12 @@ PURPOSE = {
 }
 
 
+def command_key(county_code: str) -> str:
+    """The Kafka key of every command moving the county's pool: the pool is the aggregate its transfers share
+    (a void freeing quota and a later reservation of it must reach the ledger in order, so on one partition)."""
+    return f"county:{county_code}/pool"
+
+
 def account_spec(account_id: str, asset: str) -> AccountSpec:
     # ids are f"{address}/{asset}" (ledger_moves' convention), so the address is all before the last '/'
     return AccountSpec(account_id=account_id, asset=asset, address=account_id.rsplit("/", 1)[0])
@@ -83,7 +89,7 @@ def send_moves(tx: Tx, moves: Sequence[LedgerTransfer], *, county_code: str, req
         return False
     ms = MoveSet(moves, county_code, request_id, lot_id)
     cmd = _command([ms])
-    tx.emit(cmd, subject=cmd.transfers[0].transfer_id)
+    tx.emit(cmd, subject=command_key(county_code))
     transfer_store.record_asked(tx.session, ms.asked_rows(known, tx.now))
     return True
 
@@ -95,28 +101,37 @@ MAX_COMMAND_TRANSFERS = 400
 
 def send_many(btx: BatchTx, sets: Sequence[MoveSet]) -> int:
     """``send_moves`` of many tuples at once: one lookup of the ids asked before, one insert of the new ones,
-    and the tuples still to send travel together, whole, in commands of at most MAX_COMMAND_TRANSFERS (the
-    ledger applies each linked chain of a command on its own, as if it had come alone). Returns the commands."""
+    and the tuples still to send travel together, whole, in commands of one county (each keyed by its pool, as
+    ``send_moves``'s) and at most MAX_COMMAND_TRANSFERS (the ledger applies each linked chain of a command on its
+    own, as if it had come alone). Returns the commands."""
     asked = transfer_store.known_ids(btx.session, [m.transfer_id for ms in sets for m in ms.moves])
-    todo: list[MoveSet] = []
+    todo: dict[str, list[MoveSet]] = {}  # county -> its tuples in order; counties in order of first mention
     rows: list[dict] = []
     for ms in sets:  # in order, as one send_moves after the other would
         if all(m.transfer_id in asked for m in ms.moves):
             continue
         rows += ms.asked_rows(asked, btx.now)
         asked.update(m.transfer_id for m in ms.moves)
-        todo.append(ms)
+        todo.setdefault(ms.county_code, []).append(ms)
+    sent = 0
+    for county, county_sets in todo.items():
+        for chunk in _chunks(county_sets):
+            cmd = _command(chunk)
+            causes = {ms.cause for ms in chunk}
+            btx.emit(cmd, command_key(county), causes.pop() if len(causes) == 1 else None)
+            sent += 1
+    transfer_store.record_asked(btx.session, rows)
+    return sent
+
+
+def _chunks(sets: Sequence[MoveSet]) -> list[list[MoveSet]]:
+    """Consecutive tuples, whole, at most MAX_COMMAND_TRANSFERS transfers a chunk (a longer tuple alone)."""
     chunks: list[list[MoveSet]] = []
     size = MAX_COMMAND_TRANSFERS
-    for ms in todo:
+    for ms in sets:
         if size + len(ms.moves) > MAX_COMMAND_TRANSFERS:
             chunks.append([])
             size = 0
         chunks[-1].append(ms)
         size += len(ms.moves)
-    for chunk in chunks:
-        cmd = _command(chunk)
-        causes = {ms.cause for ms in chunk}
-        btx.emit(cmd, cmd.transfers[0].transfer_id, causes.pop() if len(causes) == 1 else None)
-    transfer_store.record_asked(btx.session, rows)
-    return len(chunks)
+    return chunks

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from services.quota.application.intake import IdReused, NotKnown, body_digest
 from services.quota.application.request_events import requested
-from services.quota.application.saga import carry_out
+from services.quota.application.saga import carry_out, unless_withdrawn
 from services.quota.application.tx import Tx
 from services.quota.domain.assets import ApprovalKind
 from services.quota.domain.identifiers import county_code_problem
 from services.quota.domain.problems import QuotaDomainError
-from services.quota.domain.requests import QuotaRequest, RequestTransition, cancel, on_approval, open_request
+from services.quota.domain.requests import (
+    QuotaRequest, RequestTransition, cancel, on_approval, open_request, withdraw,
+)
 from services.quota.storage import request_store
-from services.quota.storage.counties import lock_county
+from services.quota.storage.counties import drop_unused, lock_counties, lock_county
 
 # Problems that mean "not allowed now" (409) rather than "malformed" (422).
 NOT_ALLOWED = frozenset({"project_unknown", "project_not_admitted", "project_in_other_county", "county_not_served"})
@@ -58,13 +60,38 @@ def approval_granted(tx: Tx, project_id: str, kind: str, document_ref: str, gran
     """Remember the approval for the project, and let it confirm every open request of the project (an
     approval before the ledger's answer is remembered by the request and allocates once reserved)."""
     kind = ApprovalKind(kind).value
-    request_store.record_approval(tx.session, project_id, kind, document_ref, granted_on, tx.now)
+    def record() -> None:
+        request_store.record_approval(tx.session, project_id, kind, document_ref, granted_on, tx.now)
+
+    return _for_open_requests(tx, project_id, record, lambda req: unless_withdrawn(tx, req, on_approval(req, kind, tx.now)))
+
+
+def admission_withdrawn(tx: Tx, project_id: str, record: Callable[[], object]) -> list[RequestTransition]:
+    """A later evaluation no longer admits the project: ``record`` it, and close every open request of the
+    project (rejected, or cancelled with its reservation voided; reason project_not_admitted)."""
+    return _for_open_requests(tx, project_id, record, lambda req: withdraw(req, tx.now))
+
+
+def _for_open_requests(tx: Tx, project_id: str, record: Callable[[], object],
+                       step: Callable[[QuotaRequest], RequestTransition]) -> list[RequestTransition]:
+    """``record`` a fact of the project, then ``step`` each of its open requests, all under the locks of the
+    counties they live in, taken (in code order) before anything of the project is read or written: a request
+    opening meanwhile (it reads the project's facts under its county's lock) waits and sees the fact, or was
+    committed first and is stepped here."""
+    locked, created = lock_counties(tx.session, _counties_of_project(tx, project_id), tx.now)
+    record()
+    waiting = request_store.open_requests_of_project(tx.session, project_id)  # read again under the locks
     out = []
-    waiting = request_store.open_requests_of_project(tx.session, project_id)
     for county in sorted({r.county_code for r in waiting}):
-        cp = lock_county(tx.session, county, tx.now)
-        for req in waiting:
-            if req.county_code == county:
-                fresh = request_store.load_request(tx.session, req.request_id)  # read again under the lock
-                out.append(carry_out(tx, cp.policy, on_approval(fresh, kind, tx.now)))
+        # a county not locked above: a request opened since in a county the project moved to (rare, out of order)
+        cp = locked[county] if county in locked else lock_county(tx.session, county, tx.now)
+        out += [carry_out(tx, cp.policy, step(req)) for req in waiting if req.county_code == county]
+    drop_unused(tx.session, created - {r.county_code for r in waiting})  # a lock on a county row made only for it
     return out
+
+
+def _counties_of_project(tx: Tx, project_id: str) -> set[str]:
+    """Where the project's requests may live: its evaluated county and those of its open requests."""
+    row = request_store.project_row(tx.session, project_id)
+    counties = {r.county_code for r in request_store.open_requests_of_project(tx.session, project_id)}
+    return counties | ({row.county_code} if row is not None else set())

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from services.quota.application.pool import county_pool
 from services.quota.application.saga import carry_out
 from services.quota.application.tx import Tx
 from services.quota.domain.allocation import RoundResult, apply_decision, run_allocation_round
 from services.quota.domain.assets import ApprovalKind
-from services.quota.domain.policy import PriorityPolicy
+from services.quota.domain.policy import PoolPolicy, PriorityPolicy
 from services.quota.domain.pool_view import available_by_asset
 from services.quota.domain.projects import ProjectFacts
-from services.quota.domain.requests import QuotaRequest, RequestLine, expire_if_due
+from services.quota.domain.requests import QuotaRequest, RequestLine, RequestTransition, expire_if_due, withdraw
 from services.quota.storage import request_store, round_store
 from services.quota.storage.counties import lock_county
 
@@ -25,7 +26,9 @@ class RoundRun:
     county_code: str
     seq: int
     result: RoundResult
-    expired_before: tuple[str, ...]  # waiting requests past their wait, expired instead of decided
+    # closed under the lock before deciding, so they neither wait nor hold quota in the round:
+    expired_before: tuple[str, ...]  # past their deadline (waiting too long, or a reservation's timeout)
+    withdrawn_before: tuple[str, ...] = ()  # their project no longer admitted (project_not_admitted)
 
 
 def _inputs(available: dict[str, int], requests: list[QuotaRequest], priority: PriorityPolicy) -> dict:
@@ -57,14 +60,11 @@ def replay_round(county_code: str, inputs: dict) -> RoundResult:
 
 def run_round(tx: Tx, county_code: str, by: str) -> RoundRun:
     cp = lock_county(tx.session, county_code, tx.now)
-    waiting, expired = [], []
-    for req in request_store.waiting_requests(tx.session, county_code):
-        tr = expire_if_due(req, tx.now)
-        if tr.changed:
-            carry_out(tx, cp.policy, tr)
-            expired.append(req.request_id)
-        else:
-            waiting.append(req)
+    expired = _close_before_deciding(tx, cp.policy, request_store.due_open_requests(tx.session, county_code, tx.now),
+                                     lambda req: expire_if_due(req, tx.now))
+    withdrawn = _close_before_deciding(tx, cp.policy, request_store.open_requests_not_admitted(tx.session, county_code),
+                                       lambda req: withdraw(req, tx.now))
+    waiting = request_store.waiting_requests(tx.session, county_code)
     available = available_by_asset(county_pool(tx.session, county_code).figures)
     result = run_allocation_round(available, waiting, cp.policy.priority)
     seq = round_store.next_round_seq(tx.session, county_code)
@@ -74,4 +74,10 @@ def run_round(tx: Tx, county_code: str, by: str) -> RoundRun:
     by_id = {r.request_id: r for r in waiting}
     for decision in result.decisions:
         carry_out(tx, cp.policy, apply_decision(by_id[decision.request_id], decision, tx.now, cp.policy))
-    return RoundRun(round_id, county_code, seq, result, tuple(expired))
+    return RoundRun(round_id, county_code, seq, result, expired, withdrawn)
+
+
+def _close_before_deciding(tx: Tx, policy: PoolPolicy, requests: list[QuotaRequest],
+                           step: Callable[[QuotaRequest], RequestTransition]) -> tuple[str, ...]:
+    """Close what must not count in the round (call under the county's lock); returns the ids closed."""
+    return tuple(req.request_id for req in requests if carry_out(tx, policy, step(req)).changed)

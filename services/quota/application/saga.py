@@ -10,7 +10,7 @@ from services.quota.application.tx import Tx
 from services.quota.domain.lots import SourceKind
 from services.quota.domain.policy import PoolPolicy
 from services.quota.domain.provenance import allocate_request
-from services.quota.domain.requests import QuotaRequest, RequestEvent, RequestTransition
+from services.quota.domain.requests import QuotaRequest, RequestEvent, RequestTransition, withdraw
 from services.quota.metrics import RESERVE_LATENCY, SAGA_TRANSITIONS
 from services.quota.storage import intake_store, provenance_store, request_store
 
@@ -33,6 +33,14 @@ def carry_out(tx: Tx, policy: PoolPolicy, tr: RequestTransition) -> RequestTrans
             _allocate(tx, policy, req)
         else:
             tx.emit(transition_event(kind, req), req.request_id)
+    return tr
+
+
+def unless_withdrawn(tx: Tx, before: QuotaRequest, tr: RequestTransition) -> RequestTransition:
+    """No quota for a project no longer admitted: a transition of ``before`` that would allocate becomes its
+    withdrawal instead (reservation voided). Read under the county's lock, which a withdrawal also holds."""
+    if tr.allocated_now and not request_store.project_admitted(tx.session, before.project_id):
+        return withdraw(before, tx.now)
     return tr
 
 

@@ -4,6 +4,7 @@
     requested --(round: insufficient)--> rejected          reserving --(ledger refused)--> rejected
     reserved --(every confirming approval in: 环评 / 能评 / 用地)--> allocated
     requested | reserving | reserved --> cancelled | expired (deadline passed, or the ledger expired it)
+    requested --(project no longer admitted)--> rejected    reserving | reserved --(idem)--> cancelled
 
 Every transition is a pure function ``(request, event..., now) -> RequestTransition``. Events may come
 twice or out of order: a repeated event returns ``changed=False`` and no new effect; an approval that
@@ -309,6 +310,19 @@ def on_approval(request: QuotaRequest, kind: ApprovalKind | str, now: datetime) 
     if _due(request, now):
         return _expire(request, now, "deadline_passed")
     return _allocate_if_ready(replace(request, approvals=request.approvals | {kind}), now, (), "approval_remembered")
+
+
+NOT_ADMITTED = "project_not_admitted"
+
+
+def withdraw(request: QuotaRequest, now: datetime) -> RequestTransition:
+    """The project is no longer admitted (a later evaluation said so): no quota for it. A waiting request is
+    rejected; one that holds quota is cancelled and what it holds is voided."""
+    if request.state not in OPEN_STATES:
+        return _no_change(request, "request_closed")
+    if request.state is RequestState.REQUESTED:
+        return _close(request, RequestState.REJECTED, NOT_ADMITTED, now, RequestEvent.REJECTED)
+    return _close(request, RequestState.CANCELLED, NOT_ADMITTED, now, RequestEvent.CANCELLED)
 
 
 def cancel(request: QuotaRequest, now: datetime, reason: str = "cancelled") -> RequestTransition:

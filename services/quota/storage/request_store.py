@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.quota.domain.assets import ApprovalKind
@@ -30,6 +30,12 @@ def project_row(session: Session, project_id: str):
 def project_facts(row) -> ProjectFacts:
     return ProjectFacts(row.project_id, row.county_code, row.admitted, row.project_class, row.tax_per_mu_fen,
                         row.industry_code)
+
+
+def project_admitted(session: Session, project_id: str) -> bool:
+    """What the latest evaluation says now (a request keeps the facts it arrived with)."""
+    row = project_row(session, project_id)
+    return row is not None and bool(row.admitted)
 
 
 def record_approval(session: Session, project_id: str, kind: str, document_ref: str, granted_on, now) -> bool:
@@ -108,6 +114,26 @@ def open_requests_of_project(session: Session, project_id: str) -> list[QuotaReq
     rows = session.execute(select(quota_requests).where(
         (quota_requests.c.project_id == project_id)
         & quota_requests.c.state.in_([s.value for s in OPEN_STATES])).order_by(quota_requests.c.request_id)).all()
+    return load_requests(session, rows)
+
+
+def due_open_requests(session: Session, county_code: str, now: datetime) -> list[QuotaRequest]:
+    """The county's open requests whose deadline passed (waiting or holding quota)."""
+    rows = session.execute(select(quota_requests).where(
+        (quota_requests.c.county_code == county_code)
+        & quota_requests.c.state.in_([s.value for s in OPEN_STATES]) & (quota_requests.c.deadline <= now))
+        .order_by(quota_requests.c.request_id)).all()
+    return load_requests(session, rows)
+
+
+def open_requests_not_admitted(session: Session, county_code: str) -> list[QuotaRequest]:
+    """The county's open requests whose project the latest evaluation no longer admits."""
+    rows = session.execute(select(quota_requests).select_from(
+        quota_requests.outerjoin(projects, projects.c.project_id == quota_requests.c.project_id)).where(
+        (quota_requests.c.county_code == county_code)
+        & quota_requests.c.state.in_([s.value for s in OPEN_STATES])
+        & or_(projects.c.project_id.is_(None), projects.c.admitted.is_(False)))
+        .order_by(quota_requests.c.request_id)).all()
     return load_requests(session, rows)
 
 

@@ -156,6 +156,15 @@ def events(rt) -> tuple[list[tuple], list[dict]]:
     return plain, [d["data"] for d in docs if d["type"] == "countypool.TransfersRequested.v1"]
 
 
+def command_keys(rt) -> list[tuple[str, set[str]]]:
+    """(Kafka key, counties its transfers name) of every ledger command in the outbox, in order."""
+    out = T.messaging["outbox"]
+    with rt.db.sessions() as s:
+        rows = s.execute(select(out.c.key, out.c.envelope).where(out.c.event_type == "countypool.TransfersRequested.v1")
+                         .order_by(out.c.position)).all()
+    return [(r.key, {t["metadata"]["county_code"] for t in json.loads(r.envelope)["data"]["transfers"]}) for r in rows]
+
+
 def dead_letters(tail: TopicTail, group: str, expect: int) -> dict[str, str]:
     def ours(recs):
         return {r.key.decode(): headers_of(r)["dlq-reason"] for r in recs
@@ -201,12 +210,15 @@ def test_a_poll_applied_at_once_has_the_effects_events_and_refusals_of_its_messa
         assert lots[f"release:R0{run}"] == "booked" and lots[f"release:B1{run}"] == "awaiting"
         assert f"reclamation:RC{run}" in lots and f"release:A1{run}" not in lots
 
-        # the ledger is asked for the same chains, whole, in fewer commands: one per run of releases
+        # the ledger is asked for the same chains, whole, in commands of one county each (keyed by its pool, so
+        # they reach the ledger in order): one per county of a run of releases
         def chains(cmds):
             return [t for cmd in cmds for t in cmd["transfers"]]
         new = commands[len(commands_before):]
         assert chains(new) == chains(oracle_commands[len(commands_before):])
-        assert len(new) == 3 and len(oracle_commands) - len(commands_before) == 5  # lots: A2 B1 | RC | B2 A3
+        assert len(new) == 5 and len(oracle_commands) - len(commands_before) == 5  # lots: A2 | B1 | RC | B2 | A3
+        for rt in (batch, oracle):
+            assert all(key == f"county:{county}/pool" for key, (county,) in command_keys(rt))
         for cmd in new:
             assert not cmd["transfers"][-1]["linked"]
             wanted = {(t[k], t["asset"]) for t in cmd["transfers"] for k in ("debit_account", "credit_account")}

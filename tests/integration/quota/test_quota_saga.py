@@ -2,12 +2,15 @@
 release -> pool -> request -> round -> reserve (ledger pending) -> approval -> allocate (ledger post)."""
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
 
+from shared.contracts import topics
 from shared.contracts.quota import ApprovalGranted
+from tests.badinput.support import TopicTail
 from tests.integration.quota.harness import SOURCES, credit_code, new_county
 from tests.support.services import ADMIN, wait_for
 
@@ -127,6 +130,45 @@ def test_cancel_voids_the_reservation(plat):
     assert plat.pool(county)["COD"]["available"] == "10.0000"
     plat.wait_reconciled(county)
     assert plat.quota.post("/v1/requests/nope/cancel", headers=ADMIN).status_code == 404
+
+
+def test_a_void_and_a_later_reservation_of_the_same_pool_reach_the_ledger_in_order(plat):
+    """The ledger counts pending debits, and a failed id stays failed: a reservation of quota that a void has just
+    freed must not overtake that void. Every command moving the county's pool is keyed by it, so they travel on one
+    partition in the order the pool's lock gave them."""
+    county = new_county()
+    first, second = f"Q{county}-1", f"Q{county}-2"
+    tail = TopicTail(plat.bootstrap, topics.LEDGER_COMMANDS)
+    try:
+        _ready_pool(plat, county, "10", retire_share_bp={"COD": 0})
+        for project in (f"P{county}-1", f"P{county}-2"):
+            plat.admit(county, project)
+            plat.wait_project(project)
+        plat.wait_booked(county, "COD", "10.0000")
+        plat.request(county, first, f"P{county}-1", COD="8")
+        plat.round(county)
+        plat.wait_state(first, "reserved")
+        assert plat.quota.post(f"/v1/requests/{first}/cancel", headers=ADMIN).status_code == 200
+        plat.request(county, second, f"P{county}-2", COD="8")
+        plat.round(county)
+        plat.wait_state(second, "reserved")  # not rejected: the ledger had the void first
+
+        def ours(records):
+            return [r for r in records if county in {t["metadata"].get("county_code")
+                                                     for t in json.loads(r.value)["data"]["transfers"]}]
+
+        wanted = {f"quota/void/{first}/COD", f"quota/reserve/{second}/COD"}
+        records = ours(tail.until(lambda rs: wanted <= {t for r in ours(rs) for t in _transfer_ids(r)}))
+        assert {r.key.decode() for r in records} == {f"county:{county}/pool"}
+        assert len({r.partition for r in records}) == 1
+        sent = [t for r in sorted(records, key=lambda r: r.offset) for t in _transfer_ids(r)]
+        assert sent.index(f"quota/void/{first}/COD") < sent.index(f"quota/reserve/{second}/COD"), sent
+    finally:
+        tail.close()
+
+
+def _transfer_ids(record) -> list[str]:
+    return [t["transfer_id"] for t in json.loads(record.value)["data"]["transfers"]]
 
 
 def test_competing_requests_follow_the_priority_policy(plat):

@@ -7,7 +7,7 @@ from services.quota.domain.ledger_moves import TransferCode
 from services.quota.domain.problems import QuotaDomainError
 from services.quota.domain.requests import (
     RequestEvent, RequestState, begin_reserving, cancel, expire_if_due, on_approval, on_ledger_expired,
-    on_ledger_refused, on_ledger_reserved, open_request, reject,
+    on_ledger_refused, on_ledger_reserved, open_request, reject, withdraw,
 )
 
 EIA, ENERGY_REVIEW = ApprovalKind.ENVIRONMENTAL_IMPACT, ApprovalKind.ENERGY_REVIEW
@@ -126,6 +126,18 @@ def test_cancel_voids_whatever_the_ledger_holds(reserving, t0):
 def test_cancel_before_reservation_needs_no_ledger_move(new_request, t0):
     t = cancel(new_request(), t0)
     assert t.request.state is RequestState.CANCELLED and t.moves == ()
+
+
+def test_a_project_no_longer_admitted_gets_nothing_waiting_or_reserved(new_request, reserving, t0):
+    t = withdraw(new_request(), t0)
+    assert (t.request.state, t.request.reason, t.moves, t.events) == (
+        RequestState.REJECTED, "project_not_admitted", (), (RequestEvent.REJECTED,))
+    for holding in (reserving, on_ledger_reserved(reserving, "quota/reserve/R1/COD", t0).request):
+        t = withdraw(holding, t0 + 2 * H)
+        assert (t.request.state, t.request.reason, t.events) == (
+            RequestState.CANCELLED, "project_not_admitted", (RequestEvent.CANCELLED,))
+        assert [(m.transfer_id, m.void_pending_id) for m in t.moves] == [("quota/void/R1/COD", "quota/reserve/R1/COD")]
+        assert withdraw(t.request, t0 + 3 * H).reason == "request_closed" and not withdraw(t.request, t0).changed
 
 
 def test_a_reservation_confirmed_after_cancel_is_voided_again_under_a_late_id(reserving, t0):
