@@ -31,7 +31,10 @@ def _port() -> int:
 def _children(pid: int) -> set[int]:
     out: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        out.update(int(c) for c in (task / "children").read_text().split())
+        try:
+            out.update(int(c) for c in (task / "children").read_text().split())
+        except FileNotFoundError:  # a thread that ended since the listing
+            continue
     return out
 
 
