@@ -19,7 +19,6 @@ from services.ledger.domain import (
     AccountResult,
     Asset,
     BatchOutcome,
-    FailedTransfer,
     NewAccount,
     Transfer,
     TransferRequest,
@@ -29,7 +28,6 @@ from services.ledger.domain import (
     create_accounts,
     expire_pending,
 )
-from services.ledger.domain.transfers import NOT_RECORDED
 from services.ledger.storage.repository import SMALL, LedgerRepository, LoadedView
 from shared.amounts import AmountError, parse_amount
 from shared.consumer import MessageContext, Rejected
@@ -98,7 +96,7 @@ def to_request(spec: TransferSpec, assets: dict[str, Asset], index: int = 0) -> 
         id=spec.transfer_id, debit_account_id=spec.debit_account, credit_account_id=spec.credit_account,
         amount=amount, code=spec.code, pending=spec.pending, timeout_seconds=spec.timeout_seconds,
         post_pending_id=spec.post_pending_id, void_pending_id=spec.void_pending_id, linked=spec.linked,
-        refs=tuple(spec.refs), metadata=dict(spec.metadata),
+        refs=tuple(spec.refs), metadata=dict(spec.metadata), asset=spec.asset,
     )
 
 
@@ -262,15 +260,17 @@ class LedgerApp:
     def _transfer_events(self, rows: OutboxRows, view: LoadedView, requests: list[TransferRequest],
                          outcome: BatchOutcome, correlations: list[tuple[int, str | None]] | None = None) -> None:
         """One outcome event per request that did something new (ok or a first failure), in request order.
-        ``correlations``: (first index, correlation id) of each request merged into this batch (group commit);
-        by default the whole batch has the caller's."""
+        A rejection is said at most once per id, and never for an id that belongs to a stored transfer (a retry
+        with a different field, an existing member of a failed chain) or to an earlier failure: consumers key
+        on the id, and that transfer stands as it was. ``correlations``: (first index, correlation id) of each
+        request merged into this batch (group commit); by default the whole batch has the caller's."""
         new = {t.id: t for t in outcome.transfers}
         ids = new_event_ids(len(requests))
         at = rows.times
         bounds = correlations or [(0, None)]
         k = 0
         corr = bounds[0][1]
-        failed_here: set[str] = set()  # ids whose failure this batch recorded: a retry later in it is silent
+        rejected: set[str] = set()  # ids whose rejection this batch said: a retry later in it is silent
         for i, (req, res) in enumerate(zip(requests, outcome.results)):
             while k + 1 < len(bounds) and bounds[k + 1][0] <= i:
                 k += 1
@@ -290,11 +290,10 @@ class LedgerApp:
                     rows.add(cls, self._outcome_data(t, pid, at(t.resolved_at or t.timestamp)), pid or t.id, ids[i],
                              correlation=corr)
                 continue
-            if req.id in failed_here or isinstance(view.transfer(req.id), FailedTransfer):
-                continue  # a retry of an id that already failed: the rejection was published then
-            if r not in NOT_RECORDED:
-                failed_here.add(req.id)
-            asset = self._asset_of(view, req)
+            if req.id in rejected or req.id in new or view.transfer(req.id) is not None:
+                continue  # the id stands as a transfer, or failed before: that was said when it happened
+            rejected.add(req.id)
+            asset = req.asset or self._asset_of(view, req)  # the stated one: its amount is in that unit
             amount = self.assets[asset].format(req.amount) if asset in self.assets else str(req.amount)
             # built from the caller's input: validated by its model
             ev = TransferRejected(transfer_id=req.id, debit_account=req.debit_account_id, credit_account=req.credit_account_id,
@@ -328,7 +327,9 @@ def build_bus(app: LedgerApp) -> tuple[MessageBus, Callable[[Session, list[Messa
 
 
 def _apply_commands(app: LedgerApp, session: Session, contexts: list[MessageContext]) -> None:
-    """Apply whole commands in runs of at most MAX_BATCH transfers (a chain never straddles two runs)."""
+    """Apply whole commands in runs of at most MAX_BATCH transfers (a chain never straddles two runs).
+    Rejected from a run of several commands refuses the run, not a command: the consumer rolls it back and
+    applies the commands one by one, so only a command that is refused alone is dead-lettered."""
     run: list[TransferRequest] = []
     ensure: list[NewAccount] = []
     run_contexts: list[MessageContext] = []
@@ -356,5 +357,8 @@ def _submit_run(app: LedgerApp, session: Session, requests: list[TransferRequest
     result = app.submit(session, requests, ensure_accounts=ensure, causation=causation)
     if result.accounts is not None:
         bad = [r for r in result.accounts.results if r.result not in (AccountResult.ok, AccountResult.exists)]
-        if bad and len(contexts) == 1:
+        if bad:
+            # merged or not: a command with an invalid account is refused whole, never half applied. Merged, the
+            # run is refused: a spec may be bad only beside another command's (the same id, other fields), so
+            # the consumer's one-by-one pass tells which command, if any, is refused alone.
             raise Rejected("account_spec_invalid", f"{bad[0].id}: {bad[0].result.value}")

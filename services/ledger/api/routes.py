@@ -2,7 +2,9 @@
 is a 404, never a zero."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
+from typing import Iterator
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -43,6 +45,18 @@ def _rt(request: Request) -> ServiceRuntime:
 
 def _app(request: Request) -> LedgerApp:
     return request.app.state.ledger
+
+
+@contextmanager
+def _snapshot(request: Request) -> Iterator[LedgerRepository]:
+    """A repository whose reads all see one snapshot, so that figures and the journal position reported with
+    them (as_of_seq, head_seq) agree although writers commit meanwhile. PostgreSQL: a REPEATABLE READ
+    transaction (read committed would give each statement its own); SQLite: a transaction is one already."""
+    db = _rt(request).db
+    with db.sessions() as s:
+        if db.is_postgres:
+            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        yield LedgerRepository(s)
 
 
 def _fmt(app: LedgerApp, asset: str, units: int) -> str:
@@ -189,8 +203,7 @@ def _account_or_404(repo: LedgerRepository, account_id: str) -> Account:
 def balance(account_id: str, request: Request, as_of: datetime | None = None,
             at_seq: int | None = Query(default=None, ge=0), _: Principal = Depends(READ)):
     app = _app(request)
-    with _rt(request).db.sessions() as s:
-        repo = LedgerRepository(s)
+    with _snapshot(request) as repo:
         a = _account_or_404(repo, account_id)
         if as_of is None and at_seq is None:
             return _balance(app, a, repo.head().seq)
@@ -207,8 +220,7 @@ def balance(account_id: str, request: Request, as_of: datetime | None = None,
 @router.post("/balances:query", response_model=list[BalanceOut], summary="Balances of many accounts at once")
 def balances(body: BalancesQuery, request: Request, _: Principal = Depends(READ)):
     app = _app(request)
-    with _rt(request).db.sessions() as s:
-        repo = LedgerRepository(s)
+    with _snapshot(request) as repo:
         found = {a.id: a for a in repo.accounts_where(ids=body.account_ids)}
         missing = [i for i in body.account_ids if i not in found]
         if missing:
@@ -223,8 +235,7 @@ def balances_by_address(request: Request, address_prefix: str = Query(min_length
     app = _app(request)
     if asset is not None and asset not in app.assets:
         raise NotFound("asset_not_found", f"no asset {asset!r}")
-    with _rt(request).db.sessions() as s:
-        repo = LedgerRepository(s)
+    with _snapshot(request) as repo:
         seq = repo.head().seq
         return [_balance(app, a, seq) for a in repo.accounts_where(address_prefix=address_prefix, asset=asset, limit=limit)]
 
@@ -260,16 +271,15 @@ def pending(account_id: str, request: Request, _: Principal = Depends(READ)):
 
 @router.get("/accounts/{account_id:path}", response_model=BalanceOut, responses={404: {"description": "unknown account"}})
 def get_account(account_id: str, request: Request, _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
-        repo = LedgerRepository(s)
+    with _snapshot(request) as repo:
         return _balance(_app(request), _account_or_404(repo, account_id), repo.head().seq)
 
 
 @router.get("/journal/verify", response_model=VerifyOut,
             summary="Verify the hash chain from the start, or from a checkpoint seq (trusting the entry before it)")
 def verify_journal(request: Request, from_seq: int = Query(default=1, ge=1, le=2**63 - 1), _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
-        return verify_chain(LedgerRepository(s), from_seq)
+    with _snapshot(request) as repo:  # the head and the rows of one moment: no head_mismatch from a late append
+        return verify_chain(repo, from_seq)
 
 
 def verify_chain(repo: LedgerRepository, from_seq: int = 1) -> VerifyOut:

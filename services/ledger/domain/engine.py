@@ -9,11 +9,14 @@ entries are chained to that head, outcomes must be computed and committed one at
 Order of checks for one request (the first failing check is its result):
   id empty -> id seen before (stored failure is returned again; a stored transfer gives exists or the
   first differing field) -> flags exclusive -> timeout -> amount sign -> then either
-  second phase: pending found / is pending / same accounts / still pending / not expired / amount
-  or single phase/pending: amount zero / same account / accounts found / same asset / closed /
-  overflow / exceeds_credits (debit side) / exceeds_debits (credit side).
+  second phase: pending found / is pending / same accounts / stated asset is the pending's / still pending /
+  not expired / amount
+  or single phase/pending: amount zero / same account / accounts found / same asset / stated asset is theirs /
+  closed / overflow / exceeds_credits (debit side) / exceeds_debits (credit side).
+A request's asset "" is not stated: neither checked nor compared on a resubmission.
 Linked chains: the first failing member keeps its result, every other member gets linked_event_failed
-and none of the chain takes effect; 'exists' counts as success inside a chain (a retried chain is all
+(but a linked last request of the batch is linked_event_chain_open, broken chain or not) and none of the
+chain takes effect; 'exists' counts as success inside a chain (a retried chain is all
 'exists'). Every failed id except the NOT_RECORDED outcomes is stored as a FailedTransfer.
 """
 from __future__ import annotations
@@ -96,6 +99,9 @@ def _differs(req: TransferRequest, t: Transfer) -> R:
         return R.exists_with_different_debit_account_id
     if (req.credit_account_id or not second) and req.credit_account_id != t.credit_account_id:
         return R.exists_with_different_credit_account_id
+    # before the amount: an API amount is in the stated asset's units, so another asset is the real difference
+    if req.asset and req.asset != t.asset:
+        return R.exists_with_different_asset
     if (req.amount or not second) and req.amount != t.amount:
         return R.exists_with_different_amount
     if req.timeout_seconds != t.timeout_seconds:
@@ -214,6 +220,9 @@ class _Batch:
             return R.credit_account_not_found
         if dr.asset != cr.asset:
             return R.accounts_must_have_the_same_asset
+        asset = req.asset
+        if asset and asset != dr.asset:  # its amount was read in another asset's units
+            return R.asset_differs_from_accounts
         if dr.flags.closed:
             return R.debit_account_closed
         if cr.flags.closed:
@@ -287,6 +296,8 @@ class _Batch:
             req.credit_account_id and req.credit_account_id != p.credit_account_id
         ):
             return R.pending_transfer_has_different_accounts
+        if req.asset and req.asset != p.asset:
+            return R.asset_differs_from_accounts
         status = p.status
         if status is S.posted_pending:
             return R.pending_transfer_already_posted
@@ -356,7 +367,8 @@ class _Batch:
         for i, req in enumerate(requests):
             linked = req.linked
             if broken:
-                results[i] = R.linked_event_failed
+                # TigerBeetle: an open end is named even when the chain already broke (checked first)
+                results[i] = R.linked_event_chain_open if linked and i == n - 1 else R.linked_event_failed
                 if not linked:
                     broken = False
                     chain_start = -1

@@ -19,6 +19,8 @@ class TransferRequest:
       (the rest is released). ``void_pending_id``: release it (amount 0 or its full amount).
       For both, the account ids and code may be "" (taken from the pending transfer).
     - ``linked``: this and the next request succeed or fail together; a chain ends with linked=False.
+    - ``asset``: the asset the caller means (its amount is in that asset's units); it must be the accounts'
+      (for a post/void, the pending transfer's). "" = not stated: the API always states it.
     """
 
     id: str
@@ -33,6 +35,7 @@ class TransferRequest:
     linked: bool = False
     refs: tuple[str, ...] = ()  # event / document ids behind it
     metadata: Mapping[str, str] = field(default_factory=dict)
+    asset: str = ""
 
 
 class TransferStatus(StrEnum):
@@ -78,6 +81,7 @@ class TransferResult(StrEnum):
     exists_with_different_pending_id = "exists_with_different_pending_id"
     exists_with_different_debit_account_id = "exists_with_different_debit_account_id"
     exists_with_different_credit_account_id = "exists_with_different_credit_account_id"
+    exists_with_different_asset = "exists_with_different_asset"
     exists_with_different_amount = "exists_with_different_amount"
     exists_with_different_timeout = "exists_with_different_timeout"
     exists_with_different_code = "exists_with_different_code"
@@ -93,6 +97,7 @@ class TransferResult(StrEnum):
     debit_account_not_found = "debit_account_not_found"
     credit_account_not_found = "credit_account_not_found"
     accounts_must_have_the_same_asset = "accounts_must_have_the_same_asset"
+    asset_differs_from_accounts = "asset_differs_from_accounts"  # the stated asset is not the accounts' (post/void: the pending's)
     debit_account_closed = "debit_account_closed"
     credit_account_closed = "credit_account_closed"
     overflows_debits = "overflows_debits"  # debits_pending + debits_posted would pass MAX_BALANCE
@@ -139,6 +144,7 @@ def request_fingerprint(req: TransferRequest) -> str:
         "linked": req.linked,
         "refs": list(req.refs),
         "metadata": dict(req.metadata),
+        "asset": req.asset,
     }
     return sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 

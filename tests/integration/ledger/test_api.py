@@ -111,6 +111,23 @@ def test_idempotency_and_failed_ids_over_http(ledger):
     assert r.status_code == 404 and r.json()["reason"] == "transfer_failed"
 
 
+def test_the_stated_asset_must_be_the_accounts_and_is_compared_on_retry(ledger):
+    """'1' CNY is 100 fen; between COD accounts those 100 units would be 0.0100 t: refused, per transfer."""
+    _, client = ledger
+    r = post(client, _t("cny", REG, POOL, "1", asset="CNY"), _t("cod", REG, POOL, "0.01"))
+    assert r.status_code == 200 and not r.json()["ok"]
+    assert [x["result"] for x in r.json()["results"]] == ["asset_differs_from_accounts", "ok"]
+    assert client.get(f"/v1/accounts/{POOL}", headers=ADMIN).json()["balance"] == "0.0100", "only 'cod' moved"
+    assert client.get("/v1/transfers/cny", headers=ADMIN).json()["details"] == {"result": "asset_differs_from_accounts"}
+    # the same id and units (100), another asset: named, not 'exists'
+    assert post(client, _t("cod", REG, POOL, "1", asset="CNY")).json()["results"][0]["result"] \
+        == "exists_with_different_asset"
+    post(client, _t("res", POOL, ENT, "0.005", pending=True))
+    r = post(client, {"transfer_id": "post-res", "asset": "CNY", "amount": "0", "post_pending_id": "res"})
+    assert r.json()["results"][0]["result"] == "asset_differs_from_accounts", "a post: the pending's asset"
+    assert client.get("/v1/transfers/res", headers=ADMIN).json()["status"] == "pending"
+
+
 def test_entries_are_paginated_in_a_stable_order(ledger):
     _, client = ledger
     post(client, *[_t(f"e{i}", REG, POOL, "1") for i in range(7)])

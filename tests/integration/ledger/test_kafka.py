@@ -80,3 +80,64 @@ def test_malformed_and_invalid_commands_go_to_the_dlq(db_url, kafka_bootstrap):
                     until=lambda rs: {f"m-{tag}", f"a-{tag}"} <= {r.key.decode() for r in rs if r.key})
     mine = {r.key.decode(): dict(r.headers)["dlq-reason"].decode() for r in dead if r.key and tag in r.key.decode()}
     assert mine == {f"m-{tag}": "malformed_json", f"a-{tag}": "amount_exceeds_scale"}
+
+
+def _merge_cmds(tag: str) -> list[TransfersRequested]:
+    """A good command, one that opens an account of an unknown asset (refused alone), another good one."""
+    reg, pool = "external:rights-register/COD", f"county:320612/pool/COD-{tag}"
+    opens = [AccountSpec(account_id=reg, asset="COD", address="external:rights-register"),
+             AccountSpec(account_id=pool, asset="COD", address="county:320612/pool")]
+
+    def t(tid, credit=pool, amount="1"):
+        return TransferSpec(transfer_id=f"{tid}-{tag}", debit_account=reg, credit_account=credit, asset="COD",
+                            amount=amount)
+
+    bad_opens = opens + [AccountSpec(account_id=f"gold-{tag}", asset="GOLD", address="county:320612/pool")]
+    return [TransfersRequested(transfers=[t("a1")], open_accounts=opens),
+            TransfersRequested(transfers=[t("b1", amount="2"), t("b2", credit=f"gold-{tag}")], open_accounts=bad_opens),
+            TransfersRequested(transfers=[t("c1", amount="4")], open_accounts=opens)]
+
+
+def test_a_merged_run_with_an_invalid_account_is_refused_whole(db_url):
+    """The batch path never half-applies a command whose account spec is invalid: the run is refused (the
+    consumer then applies its commands one by one)."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    import pytest
+
+    from services.ledger.handlers import _apply_commands
+    from shared.consumer import Rejected
+    from tests.integration.ledger.harness import SqlLedger
+
+    led = SqlLedger(db_url, datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc))
+    try:
+        ctxs = [SimpleNamespace(event=c, envelope=SimpleNamespace(id=f"e{i}", correlationid=None))
+                for i, c in enumerate(_merge_cmds("m"))]
+        with pytest.raises(Rejected) as exc:
+            led.tx(lambda uow: _apply_commands(led.app, uow.session, ctxs))
+        assert exc.value.reason == "account_spec_invalid"
+        assert [led.transfer(f"{t}-m") for t in ("a1", "b1", "b2", "c1")] == [None] * 4, "nothing stays"
+    finally:
+        led.close()
+
+
+def test_merged_commands_give_what_one_after_the_other_gives(db_url, kafka_bootstrap):
+    """Three commands in one poll through the real consumer: the one refused alone is dead-lettered with
+    nothing of it stored, the others are applied as they would be alone."""
+    from types import SimpleNamespace
+
+    tag = uuid.uuid4().hex[:8]
+    envs = [new_envelope(c, subject=f"cmd-{i}-{tag}", source="/countypool/quota").to_json()
+            for i, c in enumerate(_merge_cmds(tag))]
+    records = [SimpleNamespace(topic=topics.LEDGER_COMMANDS, partition=0, offset=i, key=f"k-{tag}".encode(),
+                               value=v, headers=[]) for i, v in enumerate(envs)]
+    with running_service("ledger", db_url, kafka_bootstrap, background=False) as (rt, client):
+        rt.consumer._apply(records)  # one poll's records: the batch handler's merged run first
+        assert (rt.consumer.stats.applied, rt.consumer.stats.dead_lettered) == (2, 1)
+        got = {t: client.get(f"/v1/transfers/{t}-{tag}", headers=ADMIN) for t in ("a1", "b1", "b2", "c1")}
+        assert {t: r.status_code for t, r in got.items()} == {"a1": 200, "b1": 404, "b2": 404, "c1": 200}
+        assert got["b2"].json()["reason"] == "transfer_not_found", "not reserved as failed either"
+        balance = client.get(f"/v1/accounts/county:320612/pool/COD-{tag}", headers=ADMIN).json()["balance"]
+        assert balance == "5.0000"
+        assert client.get(f"/v1/accounts/gold-{tag}", headers=ADMIN).status_code == 404

@@ -91,7 +91,10 @@ ROWS: dict[str, Row] = {
                            deltas={"pool": (10, 0, 0, 0), "ent": (0, 0, 10, 0)}, statuses={"n1": (S.pending, 0)}),
     "created_up_to_available": Row([T("n1", "pool", "ent", POOL_AVAILABLE)], [R.ok],
                                    deltas={"pool": (0, POOL_AVAILABLE, 0, 0), "ent": (0, 0, 0, POOL_AVAILABLE)}),
+    "created_with_its_asset_stated": Row([T("n1", "pool", "ent", 10, asset="LAND")], [R.ok],
+                                         deltas={"pool": (0, 10, 0, 0), "ent": (0, 0, 0, 10)}),
     "exists": Row([T0_RETRY], [R.exists]),
+    "exists_with_its_asset_stated": Row([retry_t0(asset="LAND")], [R.exists]),
     "exists_second_phase_with_empty_fields": Row([T("post2", post_pending_id="p2")], [R.exists]),
     "exists_second_phase_with_explicit_fields": Row(
         [T("post2", "pool", "ent", 30, code="reserve", post_pending_id="p2")], [R.exists]),
@@ -103,6 +106,11 @@ ROWS: dict[str, Row] = {
                                                   [R.exists_with_different_debit_account_id]),
     "exists_with_different_credit_account_id": Row([retry_t0(credit_account_id="ent")],
                                                    [R.exists_with_different_credit_account_id]),
+    "exists_with_different_asset": Row([retry_t0(asset="CNY")], [R.exists_with_different_asset]),
+    "exists_with_different_asset_before_amount": Row(  # 1 CNY is 100 fen; the units alone would not tell
+        [retry_t0(asset="CNY", amount=100_000)], [R.exists_with_different_asset]),
+    "exists_with_different_asset_second_phase": Row([T("post2", post_pending_id="p2", asset="CNY")],
+                                                    [R.exists_with_different_asset]),
     "exists_with_different_amount": Row([retry_t0(amount=999)], [R.exists_with_different_amount]),
     "exists_with_different_timeout": Row(
         [T("p1", "pool", "ent", 100, code="reserve", pending=True, timeout_seconds=61)],
@@ -127,6 +135,11 @@ ROWS: dict[str, Row] = {
     "debit_account_not_found": Row([T("n1", "nobody", "ent", 1)], [R.debit_account_not_found]),
     "credit_account_not_found": Row([T("n1", "pool", "nobody", 1)], [R.credit_account_not_found]),
     "accounts_must_have_the_same_asset": Row([T("n1", "cny", "pool", 1)], [R.accounts_must_have_the_same_asset]),
+    "asset_differs_from_accounts": Row([T("n1", "pool", "ent", 1, asset="CNY")], [R.asset_differs_from_accounts]),
+    "asset_differs_from_accounts_post": Row([T("n1", post_pending_id="p1", asset="CNY")],
+                                            [R.asset_differs_from_accounts], statuses={"p1": (S.pending, 0)}),
+    "asset_differs_from_accounts_void": Row([T("n1", void_pending_id="p1", asset="CNY")],
+                                            [R.asset_differs_from_accounts], statuses={"p1": (S.pending, 0)}),
     "debit_account_closed": Row([T("n1", "shut", "pool", 1)], [R.debit_account_closed]),
     "credit_account_closed": Row([T("n1", "pool", "shut", 1)], [R.credit_account_closed]),
     "overflows_debits": Row([T("n1", "mint", "mint2", MAX_BALANCE)], [R.overflows_debits]),
@@ -176,6 +189,13 @@ ROWS: dict[str, Row] = {
         [R.linked_event_failed, R.amount_must_not_be_negative], statuses={"p1": (S.pending, 0)}),
     "linked_event_chain_open": Row([T("n1", "pool", "ent", 1, linked=True), T("n2", "pool", "ent", 1, linked=True)],
                                    [R.linked_event_failed, R.linked_event_chain_open]),
+    "linked_event_chain_open_after_a_failure": Row(  # TigerBeetle checks the open end before the break
+        [T("n1", "pool", "ent", POOL_AVAILABLE + 1, linked=True), T("n2", "pool", "ent", 1, linked=True)],
+        [R.exceeds_credits, R.linked_event_chain_open]),
+    "linked_event_chain_open_after_a_failure_and_more": Row(
+        [T("n1", "pool", "ent", 1, linked=True), T("n2", "nobody", "ent", 1, linked=True),
+         T("n3", "pool", "ent", 1, linked=True), T("n4", "pool", "ent", 1, linked=True)],
+        [R.linked_event_failed, R.debit_account_not_found, R.linked_event_failed, R.linked_event_chain_open]),
     "linked_chain_retried_is_all_exists": Row(
         [T("n1", "pool", "ent", 10, linked=True), T("n2", "ent", "pool", 10)], [R.exists, R.exists],
         setup=[[T("n1", "pool", "ent", 10, linked=True), T("n2", "ent", "pool", 10)]]),
