@@ -176,9 +176,12 @@ def _parse(kind: Kind, fmt: str, headers: list[str], rows: Iterator[tuple[int, S
         value = fast.parse(cells) if fast is not None else None
         if value is None:
             row = dict(zip(headers, cells))
-            if is_blank_row(row):
+            if _beyond_header(headers, cells):
+                _refuse_too_many_cells(line, headers, cells, row, cmap, report)
+            elif is_blank_row(row):
                 continue  # spreadsheets end in empty rows; they are not data
-            value = _parse_row(kind, line, row, cmap, options, report)
+            else:
+                value = _parse_row(kind, line, row, cmap, options, report)
         report.rows += 1
         if value is not None:
             try:
@@ -189,6 +192,19 @@ def _parse(kind: Kind, fmt: str, headers: list[str], rows: Iterator[tuple[int, S
         if progress and report.rows % 1000 == 0:
             progress("parse", report.rows, 0)
     return _drop_duplicates(good, report)
+
+
+def _beyond_header(headers: list[str], cells: Sequence) -> bool:
+    """Cells past the last header that hold something: an unquoted "1,234" shifts the row, and reading its
+    first cells would take a wrong figure (empty trailing cells, as spreadsheets write them, are fine)."""
+    return len(cells) > len(headers) and any(str(c).strip() for c in cells[len(headers):] if c is not None)
+
+
+def _refuse_too_many_cells(line: int, headers: list[str], cells: Sequence, row: dict, cmap: ColumnMap,
+                           report: ImportReport) -> None:
+    report.bad_rows.append(BadRow(line, _code_of(row, cmap), (FieldError(
+        "row", None, "too_many_cells",
+        f"{len(cells)} cells under {len(headers)} headers: a number with an unquoted thousands separator?"),)))
 
 
 def _parse_row(kind: Kind, line: int, row: dict, cmap: ColumnMap, options: ImportOptions,

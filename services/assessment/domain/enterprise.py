@@ -41,8 +41,8 @@ EMISSIONS_SCALE, EMISSIONS_DIVISOR = 4, 10**4  # 0.0001 t inside, t in indicator
 RATIO_FIELDS = (*SCALAR_FIELDS, "emissions")  # what an indicator may divide
 MAY_BE_NEGATIVE = frozenset({"value_added"})  # a loss-making year has negative value added
 
-_TOWNSHIP = re.compile(r"^\d{9}(\d{3})?$")
-_INDUSTRY = re.compile(r"^[A-T](\d{2,4})?$|^\d{2,4}$")  # GB/T 4754: door letter and/or 2-4 digits
+_TOWNSHIP = re.compile(r"^[0-9]{9}([0-9]{3})?$")  # ASCII digits: \d takes full-width ones too
+_INDUSTRY = re.compile(r"^[A-T]([0-9]{2,4})?$|^[0-9]{2,4}$")  # GB/T 4754: door letter and/or 2-4 digits
 
 
 _NAMED_FLAGS = attrgetter(*FLAG_NAMES)

@@ -19,8 +19,8 @@ from .enterprise import (
 )
 from .rows import SCALE_WORDS, UNIT_SCALES, ColumnMap, bool_of, split_extra_flags
 
-_TOWNSHIP = re.compile(r"\d{9}(\d{3})?")
-_INDUSTRY = re.compile(r"[A-T](\d{2,4})?|\d{2,4}")
+_TOWNSHIP = re.compile(r"[0-9]{9}([0-9]{3})?")  # ASCII digits, as the careful path
+_INDUSTRY = re.compile(r"[A-T]([0-9]{2,4})?|[0-9]{2,4}")
 # figures of up to 18 digits of units stay below shared.amounts.MAX_UNITS; longer ones take the careful path,
 # which refuses those the books cannot hold
 _MAX_UNIT_DIGITS = 18

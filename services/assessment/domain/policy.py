@@ -178,7 +178,9 @@ class DispositionRules(FrozenModel):
 
     close_flags: tuple[str, ...] = ("ecological_control_zone", "backward_equipment")
     hazard_flags: tuple[str, ...] = ("safety_hazard", "environmental_hazard")
-    close_with_hazard_classes: tuple[str, ...] = ("D",)
+    # seed 三.1 / domain.md: safety or environmental hazards call for closure, whatever the class (转型转移 is for
+    # "安全环保压力较小", 改造升级 for "环境友好型"); a county reading "较多隐患" as "a hazard and class D" narrows it
+    close_with_hazard_classes: tuple[str, ...] = ("A", "B", "C", "D")
     relocate_classes: tuple[str, ...] = ("C", "D")  # outside a park
     upgrade_classes: tuple[str, ...] = ("A", "B")  # outside a park; in a park they need nothing
 

@@ -33,6 +33,7 @@ class FieldError:
 REASONS = (
     "missing_required", "not_a_number", "too_many_decimals", "negative", "bad_credit_code", "bad_year",
     "year_mismatch", "not_a_boolean", "bad_value", "duplicate_column", "unsupported_unit", "empty_row",
+    "too_many_cells",
 )
 
 
@@ -319,9 +320,9 @@ def parse_enterprise_row(row: Mapping[str, Cell], *, columns: ColumnMap | None =
             errors.append(FieldError(f, header if f in cells else None, "missing_required", f"{f} is required"))
         else:
             out[f] = text.upper() if f == "industry_code" else text
-    if "township_code" in out and not re.fullmatch(r"\d{9}(\d{3})?", str(out["township_code"])):
+    if "township_code" in out and not re.fullmatch(r"[0-9]{9}([0-9]{3})?", str(out["township_code"])):
         errors.append(FieldError("township_code", cells["township_code"][0], "bad_value", "a township code has 9 or 12 digits"))
-    if "industry_code" in out and not re.fullmatch(r"[A-T](\d{2,4})?|\d{2,4}", str(out["industry_code"])):
+    if "industry_code" in out and not re.fullmatch(r"[A-T]([0-9]{2,4})?|[0-9]{2,4}", str(out["industry_code"])):
         errors.append(FieldError("industry_code", cells["industry_code"][0], "bad_value", "not a GB/T 4754 industry code"))
 
     header, _, text = cells.get("in_park", ("in_park", "", ""))

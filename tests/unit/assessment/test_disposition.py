@@ -27,7 +27,9 @@ CLOSE, RELOCATE, UPGRADE, NONE = Disposition.CLOSE, Disposition.RELOCATE, Dispos
         ({"safety_hazard"}, True, "D", False, CLOSE, {"class_with_safety_hazard", "low_class_in_park"}),
         (set(), False, "D", False, RELOCATE, {"low_class_outside_park"}),
         (set(), False, "C", False, RELOCATE, {"low_class_outside_park"}),
-        ({"environmental_hazard"}, False, "C", False, RELOCATE, {"low_class_outside_park"}),
+        ({"environmental_hazard"}, False, "C", False, CLOSE, {"class_with_environmental_hazard", "low_class_outside_park"}),
+        ({"safety_hazard"}, False, "B", False, CLOSE, {"class_with_safety_hazard", "good_class_outside_park"}),
+        ({"environmental_hazard"}, True, "A", False, CLOSE, {"class_with_environmental_hazard", "good_class_in_park"}),
         (set(), False, "A", False, UPGRADE, {"good_class_outside_park"}),
         (set(), False, "B", False, UPGRADE, {"good_class_outside_park"}),
         (set(), True, "A", False, NONE, {"good_class_in_park"}),
@@ -43,14 +45,17 @@ def test_recommendation_table(flags, in_park, label, excluded, expected, reason_
     assert {r.code for r in rec.reasons} == reason_codes
 
 
+LENIENT = DispositionRules(close_with_hazard_classes=("D",))  # "较多隐患" read as a hazard and class D
+
+
 def test_hazard_detail_is_kept_on_relocation():
-    rec = recommend(enterprise(1, environmental_hazard=True), "C", RULES)
-    assert "environmental_hazard" in rec.reasons[-1].detail
+    rec = recommend(enterprise(1, environmental_hazard=True), "C", LENIENT)
+    assert rec.disposition == RELOCATE and "environmental_hazard" in rec.reasons[-1].detail
 
 
 def test_rules_are_settings():
-    strict = DispositionRules(close_with_hazard_classes=("C", "D"))
-    assert recommend(enterprise(1, safety_hazard=True), "C", strict).disposition == CLOSE
+    assert recommend(enterprise(1, safety_hazard=True), "C", LENIENT).disposition == RELOCATE
+    assert recommend(enterprise(1, safety_hazard=True), "D", LENIENT).disposition == CLOSE
 
 
 AT = datetime(2024, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=8)))

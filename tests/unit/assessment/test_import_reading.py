@@ -37,3 +37,38 @@ def test_unreadable_and_empty_files():
     with pytest.raises(ImportRefused) as err:
         read_table(b"PK\x03\x04not a zip")
     assert err.value.reason == "unreadable_file"
+
+
+def _parse_file(data: bytes, options):
+    from services.assessment.imports import ImportReport, _columns, _parse, _read_cells
+
+    fmt, headers, rows = _read_cells(data)
+    report = ImportReport(kind=options.kind, format=fmt)
+    good = _parse(options.kind, fmt, headers, rows, _columns(options.kind, headers, options), options, report, None)
+    return good, report
+
+
+def test_a_row_with_more_cells_than_headers_is_a_bad_row_not_a_wrong_figure():
+    """An unquoted "1,234" shifts the row: reading its first cells would take tax 1 元. Empty trailing cells, as
+    spreadsheets write them, are fine."""
+    from services.assessment.domain.credit_code import make_credit_code
+    from services.assessment.imports import ImportOptions
+
+    a, b = make_credit_code("91320623000000001"), make_credit_code("91320623000000002")
+    data = f"统一社会信用代码,年度,实缴税金(元)\n{a},2023,1,234\n{b},2023,567,,\n".encode("utf-8")
+    good, report = _parse_file(data, ImportOptions(kind="indicators", department="tax", year=2023))
+    assert [(line, v.credit_code, v.tax) for line, v in good] == [(3, b, 56700)]
+    assert [(r.line, r.credit_code, [p.reason for p in r.problems]) for r in report.bad_rows] == [
+        (2, a, ["too_many_cells"])]
+
+
+def test_a_township_code_in_full_width_digits_is_refused_not_filed_under_another_county():
+    from services.assessment.domain.credit_code import make_credit_code
+    from services.assessment.imports import ImportOptions
+
+    code = make_credit_code("91320623000000001")
+    data = (f"统一社会信用代码,企业名称,乡镇代码,行业代码,是否在园区\n"
+            f"{code},某某化工,３２０６２３１０１,C3311,否\n").encode("utf-8")
+    good, report = _parse_file(data, ImportOptions(kind="enterprises"))
+    assert good == [] and [r.line for r in report.bad_rows] == [2]
+    assert report.bad_rows[0].problems[0].field == "township_code"
