@@ -9,12 +9,10 @@ import pytest
 
 from services.settlement import intake
 from services.settlement.domain import ProceedsError
-from services.settlement.main import build
 from services.settlement.storage.inputs import InputsRepository
 from shared.contracts import topics
 from shared.contracts.quota import ConsumedLotOut, QuotaAllocated
 from shared.contracts.topics import dlq
-from shared.settings import load_settings
 from tests.integration.settlement.support import (
     credit_code,
     end_offsets,
@@ -26,15 +24,6 @@ from tests.integration.settlement.support import (
     read_from,
 )
 from tests.support.services import wait_for
-
-
-@pytest.fixture
-def runtime(db_url):
-    rt, _ = build(load_settings("settlement", database_url=db_url, relay_enabled=False, consumer_enabled=False,
-                                log_json=False))
-    rt.migrate()
-    yield rt
-    rt.db.dispose()
 
 
 def lot(C: str, n: int, amount: str = "3.0000", township: str = "101", source_ref: str | None = None) -> ConsumedLotOut:

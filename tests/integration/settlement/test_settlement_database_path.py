@@ -13,22 +13,11 @@ import pytest
 from sqlalchemy import text
 
 from services.settlement.domain import SettlementHistory, StatementError, TaxReceipt, compute_statement, finalize
-from services.settlement.main import build
 from services.settlement.statement_runs import StatementRuns, compute_from_database
 from services.settlement.storage.inputs import InputsRepository
 from services.settlement.storage.statements import StatementsRepository
-from shared.settings import load_settings
 from tests.integration.settlement.support import new_county
 from tests.integration.settlement.worlds import CST, QUARTERS, World, at, load, world
-
-
-@pytest.fixture
-def runtime(db_url):
-    rt, _ = build(load_settings("settlement", database_url=db_url, relay_enabled=False, consumer_enabled=False,
-                                log_json=False))
-    rt.migrate()
-    yield rt
-    rt.db.dispose()
 
 
 def stored(rt, county: str, label: str):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-import pytest
-
 from services.settlement.domain import (
     VAT,
     BuyBack,
@@ -24,20 +22,9 @@ from services.settlement.domain import (
     finalize,
 )
 from services.settlement.domain.periods import Period
-from services.settlement.main import build
 from services.settlement.statement_runs import StatementRuns
-from shared.settings import load_settings
 from tests.integration.settlement.support import new_county
 from tests.integration.settlement.worlds import World, at, load
-
-
-@pytest.fixture
-def runtime(db_url):
-    rt, _ = build(load_settings("settlement", database_url=db_url, relay_enabled=False, consumer_enabled=False,
-                                log_json=False))
-    rt.migrate()
-    yield rt
-    rt.db.dispose()
 
 
 def early_world(county: str) -> World:
