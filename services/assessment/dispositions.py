@@ -17,6 +17,7 @@ from services.assessment.storage.tables import decisions as D
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import rectification_tasks as T
 from services.assessment.tasks import open_task
+from shared.china_time import cst_date
 from shared.contracts.assessment import DispositionDecided, EnterpriseExited, EnterpriseRelocated
 from shared.errors import Conflict, NotFound, Unprocessable
 from shared.outbox import Outbox
@@ -66,7 +67,7 @@ def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Dis
         recorded_by=actor.principal, decided_at=now, reason=d.reason, status="decided")).inserted_primary_key[0]
     if standing is not None:  # the old decision's tasks no longer stand
         s.execute(update(T).where(T.c.decision_id == standing.id, T.c.status == "open")
-                  .values(status="cancelled", closed_on=now.date(), note=f"superseded by decision {new_id}"))
+                  .values(status="cancelled", closed_on=cst_date(now), note=f"superseded by decision {new_id}"))
     emit(s, outbox, actor, [(DispositionDecided(
         credit_code=credit_code, county_code=ent.county_code, year=year, recommended=d.recommended.value,
         decided=d.decided.value, overridden=d.overrides, decided_by=d.decided_by, decided_at=now, reason=d.reason,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from services.settlement.domain.periods import CST
+from shared.china_time import CST
 
 
 def now() -> datetime:

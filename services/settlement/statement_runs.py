@@ -30,7 +30,6 @@ from services.settlement.domain import (
 )
 from services.settlement.domain.build import StatementBuilder
 from services.settlement.domain.export import yuan
-from services.settlement.domain.periods import cst_date
 from services.settlement.domain.statement import DEFAULT_SOURCES_PER_LINE, FINALIZED, assemble
 from services.settlement.ledger_postings import ledger_commands
 from services.settlement.storage.inputs import InputsRepository, allocations_of, policy_from_row
@@ -38,6 +37,7 @@ from services.settlement.storage.locks import hold_county, hold_cutoff
 from services.settlement.storage.rows import from_db
 from services.settlement.storage.statements import StatementsRepository, money_total
 from services.settlement.storage.sums import MonthSums
+from shared.china_time import cst_date
 from shared.contracts import topics
 from shared.contracts.settlement import (
     TOTALS_IN_EVENT_MAX,

@@ -21,6 +21,7 @@ from services.assessment.domain.disposition import Disposition
 from services.assessment.storage.rows import utc
 from services.assessment.tasks import close_task, get_task, is_overdue, list_tasks, open_task
 from shared.auth import Principal
+from shared.china_time import cst_date
 
 router = APIRouter(prefix="/v1", tags=["dispositions"])
 Year = Path(ge=1990, le=2200)
@@ -35,7 +36,7 @@ def decision_out(r) -> DecisionOut:
 def task_out(r, today: date | None = None) -> TaskOut:
     return TaskOut(id=r.id, credit_code=r.credit_code, county_code=r.county_code, year=r.year, decision_id=r.decision_id,
                    disposition=r.disposition, deadline=r.deadline, status=r.status, closed_on=r.closed_on, note=r.note,
-                   created_by=r.created_by, created_at=utc(r.created_at), overdue=is_overdue(r, today or now().date()))
+                   created_by=r.created_by, created_at=utc(r.created_at), overdue=is_overdue(r, today or cst_date(now())))
 
 
 @router.post("/dispositions", response_model=DecisionOut, status_code=201,
@@ -92,7 +93,7 @@ def post_task(body: TaskIn, request: Request, response: Response, p: Principal =
 def get_overdue(request: Request, county_code: str | None = Query(default=None, pattern=r"^\d{6}$"),
                 as_of: date | None = None, after: str = "", limit: int = Query(default=100, ge=1, le=1000),
                 _: Principal = Depends(READ)):
-    return _page(request, county_code, None, as_of or now().date(), after, limit)
+    return _page(request, county_code, None, as_of or cst_date(now()), after, limit)  # the county's today
 
 
 @router.get("/tasks", response_model=TasksPage, summary="Tasks by county and status")

@@ -11,6 +11,7 @@ from services.assessment.projects import admit, get_project
 from services.assessment.storage.rows import loads, utc
 from shared.amounts import AmountError, format_amount, parse_amount
 from shared.auth import Principal
+from shared.china_time import cst_date
 from shared.errors import Unprocessable
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
@@ -53,7 +54,7 @@ def project_out(r) -> ProjectOut:
 def post_project(body: ProjectIn, request: Request, response: Response, p: Principal = Depends(WRITE)):
     code = checked_code(body.applicant_credit_code, "applicant_credit_code")
     at = now()
-    year = body.year or at.year
+    year = body.year or cst_date(at).year  # the county's year: 1 January begins at 00:00 in China
     application = dict(
         _units(body), id=body.project_id, applicant_credit_code=code, park_id=body.park_id,
         in_park_or_cluster=body.in_park_or_cluster if body.in_park_or_cluster is not None else body.park_id is not None,

@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from enum import Enum
 from functools import cached_property, total_ordering
 from typing import Iterator
 
 from .errors import PeriodError
-
-CST = timezone(timedelta(hours=8), "CST")  # periods are Chinese calendar months
-
-
-def cst_date(moment: datetime) -> date:
-    """The Chinese calendar day of ``moment``, whatever offset it is given in: the day a period is judged by."""
-    return moment.astimezone(CST).date()
 
 
 class PeriodKind(str, Enum):

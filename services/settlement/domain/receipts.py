@@ -12,9 +12,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Collection
 
+from shared.china_time import cst_date
+
 from .agreements import check_tax_kind
 from .errors import AgreementError, ReceiptError
-from .periods import Period, PeriodKind, cst_date
+from .periods import Period, PeriodKind
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
 

@@ -33,6 +33,8 @@ from json.encoder import encode_basestring
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator
 
+from shared.china_time import cst_date
+
 from .aggregates import sum_receipts, sum_statistics
 from .agreements import AgreementBook, RevenueSharingAgreement
 from .build import StatementBuilder
@@ -40,7 +42,7 @@ from .errors import StatementError
 from .history import SettledMonth, SettledTopup, SettlementHistory
 from .lines import LineKind, PartyTotal, StatementLine, StatementLines, StatisticsTotal, canonical_line_json
 from .parties import Party, ledger_account
-from .periods import Period, cst_date
+from .periods import Period
 from .proceeds import BuyBack, QuotaAllocation, SettlementPolicy
 from .receipts import StatisticsReport, TaxReceipt
 

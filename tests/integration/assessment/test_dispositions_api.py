@@ -6,6 +6,8 @@ ecological control zone: close); 7 scores 64.5 (C, outside a park: relocate).
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from tests.support.services import ADMIN
 
 from .conftest import of_type
@@ -100,3 +102,19 @@ def test_rectification_tasks(county, service):
     twice = c.post("/v1/tasks/T-2024-001/completion", headers=ADMIN, json={"on": "2024-01-06"})
     assert (twice.status_code, twice.json()["reason"]) == (409, "task_not_open")
     assert c.get("/v1/tasks/T-404", headers=ADMIN).json()["reason"] == "task_not_found"
+
+
+def test_overdue_is_judged_by_the_county_s_day(county, service, monkeypatch):
+    """At 01:00 in China on 1 February it is still 31 January in UTC: a task due on 31 January is overdue."""
+    import services.assessment.api.routes_dispositions as routes
+
+    _, c, _ = service
+    _setup(c, county)
+    body = {"task_id": f"T-{county.code_}-cst", "credit_code": county.code(1), "disposition": "upgrade",
+            "deadline": "2024-01-31"}
+    assert c.post("/v1/tasks", headers=ADMIN, json=body).status_code == 201
+    monkeypatch.setattr(routes, "now", lambda: datetime(2024, 1, 31, 17, 0, tzinfo=timezone.utc))
+    overdue = c.get("/v1/tasks/overdue", headers=ADMIN, params={"county_code": county.code_}).json()["items"]
+    assert [(t["id"], t["overdue"]) for t in overdue] == [(body["task_id"], True)]
+    monkeypatch.setattr(routes, "now", lambda: datetime(2024, 1, 31, 15, 59, tzinfo=timezone.utc))  # 23:59 in China
+    assert c.get("/v1/tasks/overdue", headers=ADMIN, params={"county_code": county.code_}).json()["items"] == []

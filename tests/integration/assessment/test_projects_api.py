@@ -64,3 +64,16 @@ def test_every_failed_rule_is_listed_stored_and_published(county, service, event
     assert (ev["subject"], ev["data"]["admitted"], ev["data"]["land"], ev["data"]["investment_per_mu"]) == (
         "PRJ-X", False, "10.0000", "100000.00")
     assert len(ev["data"]["failures"]) == 4
+
+
+def test_a_project_without_a_year_takes_the_county_s_year(county, service, monkeypatch):
+    """At 00:30 on 1 January in China it is still 31 December in UTC: the project is checked under the new year."""
+    from datetime import datetime, timezone
+
+    import services.assessment.api.routes_projects as routes
+
+    _, c, _ = service
+    monkeypatch.setattr(routes, "now", lambda: datetime(2023, 12, 31, 16, 30, tzinfo=timezone.utc))
+    body = {k: v for k, v in base(county).items() if k != "year"} | {"project_id": "PRJ-new-year"}
+    r = c.post("/v1/projects", headers=ADMIN, json=body)
+    assert (r.status_code, r.json()["year"]) == (201, 2024), r.text
