@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from shared.bulk import bulk_insert, copy_binary, id_in, is_pg
 from shared.contracts.topics import dlq
-from shared.db import Database, retry_reason
+from shared.db import Database, over_a_limit, retry_reason
 from shared.envelope import Envelope, EnvelopeError, Event, decode
 from shared.logs import correlation_id
 from shared.consumer_lag import GroupLag
@@ -106,6 +106,10 @@ def payload_digest(env: Envelope) -> str:
     return hashlib.sha256(json.dumps(env.data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+# Above this a dead letter carries headers only (Kafka's default limit is 1 MiB per message, headers included).
+DLQ_VALUE_LIMIT = 900 * 1024
+
+
 def decode_message(raw: bytes | None) -> tuple[Envelope, Event]:
     """``shared.envelope.decode`` of a Kafka message, validating the envelope straight from the bytes (one pass of
     pydantic's JSON parser, no intermediate dict). Whatever that refuses goes through ``decode`` itself, so a
@@ -114,8 +118,13 @@ def decode_message(raw: bytes | None) -> tuple[Envelope, Event]:
         raise EnvelopeError("malformed_json", "the message has no value")
     try:
         env = Envelope.model_validate_json(raw)
-    except (ValidationError, TypeError, ValueError):
-        return decode(raw)
+    except (ValidationError, TypeError, ValueError, RecursionError):
+        try:
+            return decode(raw)
+        except EnvelopeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hostile input (deep nesting, huge integers) is a refusal, not a crash
+            raise EnvelopeError("malformed_json", f"the message cannot be read ({type(exc).__name__})") from None
     return env, env.payload()
 
 
@@ -186,8 +195,8 @@ class IdempotentConsumer:
     def stop(self, timeout: float = 15) -> None:
         self._stop.set()
         self.lag.stop()
-        if self._thread:
-            self._thread.join(timeout)
+        if self._thread is not None and self._thread.is_alive():  # one that ended needs no join (nor can,
+            self._thread.join(timeout)                              # in a rare state a test run once hit)
         self._close()
 
     def run(self) -> None:
@@ -340,13 +349,14 @@ class IdempotentConsumer:
                         raise EnvelopeError("unexpected_type", f"{env.type} is not taken on {rec.topic}")
                     if self.authorize:
                         self.authorize(env, rec.topic)
-                    decoded.append((rec, env, ev))
+                    decoded.append((rec, env, ev, payload_digest(env)))
                 except EnvelopeError as exc:
                     dead.append(_DeadLetter(rec, exc.reason, str(exc)))
-            seen = self._seen(session, [env.id for _, env, _ in decoded])
+                except Exception as exc:  # noqa: BLE001 - one message that cannot be read must not stop its partition
+                    dead.append(_DeadLetter(rec, "malformed_message", f"{type(exc).__name__}: {str(exc)[:200]}"))
+            seen = self._seen(session, [env.id for _, env, _, _ in decoded])
             fresh: list[tuple[object, Envelope, Event, str]] = []
-            for rec, env, ev in decoded:
-                digest = payload_digest(env)
+            for rec, env, ev, digest in decoded:
                 if env.id in seen:
                     if seen[env.id] != digest:
                         dead.append(_DeadLetter(rec, "duplicate_id_different_body",
@@ -430,7 +440,7 @@ class IdempotentConsumer:
                     return None
                 except DBAPIError as exc:
                     savepoint.rollback()
-                    if retry_reason(exc) or isinstance(exc, OperationalError):
+                    if retry_reason(exc) or (isinstance(exc, OperationalError) and not over_a_limit(exc)):
                         raise  # deadlock or a lost database: the whole batch is retried by the caller
                     if attempt == self.max_attempts:
                         # bad data the database refuses (too long, constraint): this message, not the batch
@@ -495,9 +505,15 @@ class IdempotentConsumer:
                 ("dlq-original-offset", str(rec.offset).encode()),
                 ("dlq-consumer-group", self.group_id.encode()),
             ]
+            value = rec.value or b""
+            if d.reason == "message_too_large" or len(value) > DLQ_VALUE_LIMIT:
+                # it would not fit on the dead-letter topic (a compressed message grows back): the headers say
+                # where the original stays, so the poll is not stuck on a send that can never succeed
+                headers.append(("dlq-value-omitted", str(len(value)).encode()))
+                value = b""
             log.warning("dead-lettered %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, d.reason,
                         extra={"topic": rec.topic, "reason": d.reason})
-            futures.append(self._dlq_producer.send(dlq(rec.topic), key=rec.key, value=rec.value or b"", headers=headers))
+            futures.append(self._dlq_producer.send(dlq(rec.topic), key=rec.key, value=value, headers=headers))
         self._dlq_producer.flush(timeout=30)
         for f in futures:
             f.get(timeout=30)

@@ -109,6 +109,12 @@ def retry_reason(exc: BaseException) -> str | None:
     return None
 
 
+def over_a_limit(exc: BaseException) -> bool:
+    """PostgreSQL's "program limit exceeded" (class 54: an index row or a value too large): psycopg calls it an
+    operational error, but it is this statement's data, not a lost database, and trying again cannot help."""
+    return (getattr(getattr(exc, "orig", None), "sqlstate", None) or "").startswith("54")
+
+
 def run_with_retry(service: str, fn: Callable[[], T], *, attempts: int = 8) -> T:
     """Run ``fn`` (one whole transaction) again after a deadlock or serialization failure."""
     for attempt in range(1, attempts + 1):

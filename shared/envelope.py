@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import to_json
 
 TYPE_PREFIX = "countypool."
+# ids and names go into keys and text columns: no control characters (PostgreSQL text cannot hold NUL)
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 _TYPE_RE = re.compile(r"^countypool\.(?P<name>[A-Za-z][A-Za-z0-9]*)\.v(?P<version>[1-9][0-9]*)$")
 
 
@@ -88,18 +90,18 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     specversion: str = "1.0"
-    id: str = Field(min_length=1, max_length=200)
-    source: str = Field(min_length=1, max_length=200)
+    id: str = Field(min_length=1, max_length=200, pattern=_PRINTABLE)
+    source: str = Field(min_length=1, max_length=200, pattern=_PRINTABLE)
     type: str
-    subject: str = Field(min_length=1, max_length=200, description="aggregate id; also the Kafka key")
+    subject: str = Field(min_length=1, max_length=200, pattern=_PRINTABLE, description="aggregate id; also the Kafka key")
     time: datetime
     datacontenttype: str = "application/json"
-    aggregatetype: str = Field(min_length=1, max_length=100)
+    aggregatetype: str = Field(min_length=1, max_length=100, pattern=_PRINTABLE)
     aggregateversion: int = Field(default=0, ge=0)
-    correlationid: str | None = Field(default=None, max_length=200)
-    causationid: str | None = Field(default=None, max_length=200)
+    correlationid: str | None = Field(default=None, max_length=200, pattern=_PRINTABLE)
+    causationid: str | None = Field(default=None, max_length=200, pattern=_PRINTABLE)
     recordedat: datetime | None = None
-    producer: str | None = Field(default=None, max_length=100)
+    producer: str | None = Field(default=None, max_length=100, pattern=_PRINTABLE)
     data: dict[str, Any]
 
     @field_validator("specversion")

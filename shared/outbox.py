@@ -157,6 +157,9 @@ class RelaySender:
             "enable.idempotence": True,
             "acks": "all",
             "max.in.flight.requests.per.connection": 5,
+            # a failed message with a later one of its partition delivered would reorder a key when the batch is
+            # sent again: librdkafka fails the producer instead, and the relay starts a new one from its place
+            "enable.gapless.guarantee": True,
             "partitioner": "murmur2_random",
             "linger.ms": 5,
             "batch.size": 1024 * 1024,

@@ -1,0 +1,111 @@
+"""Poison messages (the real run() loop, real Kafka and databases): each test produces one bad message followed by
+a good one (same key, so same partition) and starts the consumer's own thread. The bad one is dead-lettered with
+a reason and the good one is applied; before, each of these stopped its partition for good."""
+from __future__ import annotations
+
+import json
+import time
+
+from kafka import KafkaProducer
+from sqlalchemy import text
+
+from shared.consumer import IdempotentConsumer
+from shared.envelope import new_envelope
+from tests.support.machinery import WidgetAdded, count_widget, make_db, messaging, read_all, widget_counts
+
+
+def _env(widget, seq, event_id=None):
+    return new_envelope(WidgetAdded(widget_id=widget, seq=seq), subject=widget, source="/test",
+                        event_id=event_id).to_json()
+
+
+def _produce(bootstrap, topic, values, **producer_cfg):
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **producer_cfg)
+    for key, value in values:
+        p.send(topic, key=key.encode(), value=value).get(timeout=30)
+    p.flush()
+    p.close()
+
+
+def _dead_reasons(bootstrap, topic, n):
+    return [dict(r.headers)["dlq-reason"].decode() for r in read_all(bootstrap, f"{topic}.dlq", expect=n, timeout=10)]
+
+
+def _run_until(db, outbox, bootstrap, topic, until, timeout=25):
+    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=bootstrap, group_id=f"g-{topic}",
+                           topics=[topic], handler=count_widget, max_attempts=2)
+    c.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until():
+            time.sleep(0.5)
+    finally:
+        c.stop(timeout=20)
+    return c
+
+
+def test_deeply_nested_json_is_dead_lettered_not_a_stuck_consumer(db_url, kafka_bootstrap, unique_topic):
+    # 100 KB, well under the 256 KiB limit: pydantic refuses it, json.loads then raises RecursionError
+    db, outbox = make_db(db_url)
+    _produce(kafka_bootstrap, unique_topic, [("k", b"[" * 100_000), ("k", _env("k", 1))])
+    c = _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"k": 1})
+    assert widget_counts(db) == {"k": 1}, f"stuck behind the poison message: last_error={c.stats.last_error!r}"
+    assert _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["malformed_json"]
+
+
+def test_huge_integer_in_an_invalid_envelope_is_dead_lettered(db_url, kafka_bootstrap, unique_topic):
+    # json.loads raises ValueError (int max str digits), not JSONDecodeError
+    db, outbox = make_db(db_url)
+    _produce(kafka_bootstrap, unique_topic, [("k", b'{"n": ' + b"1" * 5000 + b"}"), ("k", _env("k", 1))])
+    c = _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"k": 1})
+    assert widget_counts(db) == {"k": 1}, f"stuck behind the poison message: last_error={c.stats.last_error!r}"
+
+
+def test_nul_in_event_id_is_dead_lettered_on_postgres(pg_url, kafka_bootstrap, unique_topic):
+    # PostgreSQL text cannot hold NUL: the inbox lookup raised a DataError, retried for ever as if transient
+    db, outbox = make_db(pg_url)
+    bad = json.loads(_env("k", 1))
+    bad["id"] = "evil\u0000id"
+    _produce(kafka_bootstrap, unique_topic, [("k", json.dumps(bad).encode()), ("k", _env("k", 2))])
+    c = _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"k": 1})
+    assert widget_counts(db) == {"k": 1}, f"stuck behind the poison message: last_error={c.stats.last_error!r}"
+
+
+def test_compressed_oversized_message_is_dead_lettered(db_url, kafka_bootstrap, unique_topic):
+    # A publisher that compresses: 3 MB of JSON is a few KB on the broker. Refused as too large, it was sent on to
+    # the DLQ uncompressed, above Kafka's 1 MiB: that send failed and the poll met the same message again.
+    db, outbox = make_db(db_url)
+    doc = json.loads(_env("k", 1))
+    doc["data"]["pad"] = "x" * 3_000_000
+    _produce(kafka_bootstrap, unique_topic, [("k", json.dumps(doc).encode()), ("k", _env("k", 2))],
+             compression_type="gzip", max_request_size=8 * 1024 * 1024)
+    c = _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"k": 1})
+    assert widget_counts(db) == {"k": 1}, f"stuck behind the oversized message: last_error={c.stats.last_error!r}"
+    dead = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1, timeout=10)
+    assert [dict(r.headers)["dlq-reason"] for r in dead] == [b"message_too_large"]
+    assert dead[0].value == b"" and int(dict(dead[0].headers)["dlq-value-omitted"]) > 3_000_000
+
+
+def test_a_message_whose_handler_hits_a_program_limit_is_dead_lettered(pg_url, kafka_bootstrap, unique_topic):
+    """psycopg calls PostgreSQL's "program limit exceeded" an operational error: it was retried as a lost
+    database, for ever; it is this message's data."""
+    db, outbox = make_db(pg_url)
+
+    def handler(ctx):
+        if ctx.event.widget_id == "huge":
+            # stands for any data-dependent limit: "index row size exceeds maximum", "requested length too large"
+            ctx.session.execute(text("SELECT repeat('x', 1100000000)"))  # ERROR 54000, psycopg OperationalError
+        count_widget(ctx)
+
+    _produce(kafka_bootstrap, unique_topic, [("k", _env("huge", 1)), ("k", _env("ok", 1))])
+    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap,
+                           group_id=f"g-{unique_topic}", topics=[unique_topic], handler=handler, max_attempts=2)
+    c.start()
+    deadline = time.monotonic() + 25
+    try:
+        while time.monotonic() < deadline and widget_counts(db) != {"ok": 1}:
+            time.sleep(0.5)
+    finally:
+        c.stop(timeout=20)
+    assert widget_counts(db) == {"ok": 1}, "the good message waits for ever behind the one the database refuses"
+    assert c.stats.dead_lettered == 1 and _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["handler_db_error"]
