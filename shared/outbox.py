@@ -253,13 +253,19 @@ class Snapshot(tuple):
         return ",".join(map(str, self.running)) or None
 
 
-def _place_of(bind, table: str) -> tuple[Snapshot, Snapshot, int]:
-    place = bind.execute(text(f"SELECT published_below, published_running, epoch_below, epoch_running, position "
-                              f"FROM {table}_relay WHERE id = 1")).first()
-    if place is None:
+_PLACE = "SELECT published_below, published_running, epoch_below, epoch_running, position FROM {table}_relay WHERE id = 1"
+
+
+def _place_from(row) -> tuple[Snapshot, Snapshot, int]:
+    """(published, epoch, position) from the relay's row (None: nothing published yet)."""
+    if row is None:
         return Snapshot(0), Snapshot(0), 0
-    pb, pr, eb, er, pos = place
+    pb, pr, eb, er, pos = row
     return Snapshot.stored(pb, pr), Snapshot.stored(eb, er), pos
+
+
+def _place_of(bind, table: str) -> tuple[Snapshot, Snapshot, int]:
+    return _place_from(bind.execute(text(_PLACE.format(table=table))).first())
 
 
 def unpublished_count(bind: Session | Connection, table: str = "outbox") -> int:
@@ -393,13 +399,7 @@ class OutboxRelay:
         Kafka takes (no decoding and encoding again), and no SQLAlchemy row per event."""
         if not cur.execute("SELECT pg_try_advisory_xact_lock(%b)", [self._lock_key]).fetchone()[0]:
             return None
-        found = cur.execute(f"SELECT published_below, published_running, epoch_below, epoch_running, position "
-                            f"FROM {self.state_table} WHERE id = 1").fetchone()
-        if found is None:
-            done, epoch, position = Snapshot(0), Snapshot(0), 0
-        else:
-            done, epoch, position = Snapshot.stored(found[0], found[1]), Snapshot.stored(found[2], found[3]), found[4]
-        place = (done, epoch, position)
+        place = done, epoch, position = _place_from(cur.execute(_PLACE.format(table=self.table.name)).fetchone())
         # an epoch's rows are final: once it is found done, the rows after its place need not be read again
         if place != self._done_epoch:
             rows = self._epoch_rows_pg(cur, done, epoch, position)
