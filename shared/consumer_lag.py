@@ -39,9 +39,9 @@ class GroupLag:
 
     def stop(self, timeout: float = 5) -> None:
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout)
-            self._thread = None
+        self._thread = None
         self._close()
 
     def _run(self) -> None:

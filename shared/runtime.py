@@ -7,7 +7,6 @@ import logging
 import multiprocessing
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -75,6 +74,10 @@ class ServiceRuntime:
         # Extra periodic work of a service (e.g. the ledger expiring pending transfers): objects with
         # start() and stop(), run alongside the relay and the consumer.
         self.background: list = []
+        # stop_background may come while the topics thread is still starting the consumer: that thread then
+        # leaves it stopped, and neither ever sees it half started
+        self._lifecycle = threading.Lock()
+        self._stopping = threading.Event()
 
     # -- transactions ------------------------------------------------------------------------------
     def unit_of_work(self) -> UnitOfWork:
@@ -91,6 +94,7 @@ class ServiceRuntime:
         return {"database": self.db.ping, "kafka": self.kafka.reachable}
 
     def start_background(self, *, relay_process: bool = False) -> None:
+        self._stopping.clear()
         if self.settings.relay_enabled and relay_process:
             self.relay_process = RelayProcess(self.settings, self.db.url)
             self.relay_process.start()
@@ -110,11 +114,15 @@ class ServiceRuntime:
                 break
             except Exception as exc:  # noqa: BLE001 - Kafka down: the consumer retries on its own anyway
                 log.warning("could not ensure topics yet (attempt %d): %s", attempt + 1, exc)
-                time.sleep(min(5.0, 0.5 * 2**attempt))
-        if self.consumer is not None and self.settings.consumer_enabled:
-            self.consumer.start()
+                if self._stopping.wait(min(5.0, 0.5 * 2**attempt)):
+                    return
+        with self._lifecycle:
+            if self.consumer is not None and self.settings.consumer_enabled and not self._stopping.is_set():
+                self.consumer.start()
 
     def stop_background(self) -> None:
+        with self._lifecycle:
+            self._stopping.set()
         for b in self.background:
             b.stop()
         if self.consumer is not None:
