@@ -21,6 +21,7 @@ from shared.auth import principal as auth_principal
 from shared.envelope import EnvelopeError
 from shared.errors import ApiError
 from shared.logs import correlation_id
+from shared.outbox import EventTooLarge
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, render
 
 
@@ -108,6 +109,13 @@ def create_app(
         if exc.details is not None:
             body["details"] = exc.details
         return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(EventTooLarge)
+    async def _event_too_large(_: Request, exc: EventTooLarge):
+        # the request would make an event Kafka cannot carry: nothing of it was written
+        return JSONResponse({"reason": "event_too_large", "message": str(exc),
+                             "details": {"event_type": exc.event_type, "bytes": exc.size, "limit": exc.limit}},
+                            status_code=413)
 
     @app.exception_handler(DataError)
     async def _data_error(_: Request, exc: DataError):

@@ -38,7 +38,7 @@ from shared.envelope import Envelope, EnvelopeError, Event, decode
 from shared.logs import correlation_id
 from shared.consumer_lag import GroupLag
 from shared.metrics import CONSUMER_LATENCY, DB_RETRIES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
-from shared.outbox import Outbox, make_producer
+from shared.outbox import MAX_EVENT_BYTES, EventTooLarge, Outbox, make_producer
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,9 @@ def payload_digest(env: Envelope) -> str:
     return hashlib.sha256(json.dumps(env.data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-# Above this a dead letter carries headers only (Kafka's default limit is 1 MiB per message, headers included).
-DLQ_VALUE_LIMIT = 900 * 1024
+# Above this a dead letter carries headers only (Kafka's default limit is 1 MiB per message, headers included):
+# the one limit of a message value our producers send (see shared.outbox.MAX_EVENT_BYTES).
+DLQ_VALUE_LIMIT = MAX_EVENT_BYTES
 
 
 def decode_message(raw: bytes | None) -> tuple[Envelope, Event]:
@@ -437,6 +438,10 @@ class IdempotentConsumer:
                 except Rejected as exc:
                     savepoint.rollback()
                     dead.append(_DeadLetter(rec, exc.reason, str(exc)))
+                    return None
+                except EventTooLarge as exc:  # the same event would be as big on every attempt
+                    savepoint.rollback()
+                    dead.append(_DeadLetter(rec, "event_too_large", str(exc)))
                     return None
                 except DBAPIError as exc:
                     savepoint.rollback()

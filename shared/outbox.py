@@ -9,6 +9,7 @@ import threading
 import time
 import zlib
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Callable, Iterator
 
 from kafka import KafkaProducer
@@ -23,9 +24,38 @@ from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, RELAY_ERRORS
 
 log = logging.getLogger(__name__)
 
+# The largest message value (UTF-8 bytes of the envelope JSON) any of our producers sends: the outbox refuses a
+# bigger event when it is written (Outbox.add/add_many/add_rows), and a dead letter above it goes without its
+# value (shared.consumer.DLQ_VALUE_LIMIT). Kafka would refuse it anyway, but only when the relay sends it, and the
+# relay sends in commit order: the row would stay first in line forever and every later event of the service
+# would wait behind it. 900 KiB = 921,600 bytes is below the relay producer's limit (librdkafka
+# message.max.bytes, 1,000,000 by default: key, value and headers together), kafka-python's max_request_size
+# (1 MiB) and the broker's message.max.bytes (1 MiB + 12 by default), with ~78 kB left for the key (the
+# aggregate id), headers and the record's framing. Consumers may take less (ServiceSettings.
+# consumer_max_message_bytes, 256 KiB by default, 1 MiB for the ledger): what they refuse is dead-lettered, not
+# stuck; a service sending big commands splits them by size itself (services/settlement/ledger_postings.py).
+MAX_EVENT_BYTES = 900 * 1024
+
+
+class EventTooLarge(ValueError):
+    """An event whose serialized envelope is above MAX_EVENT_BYTES: refused before anything of it is written (the
+    writer's transaction is left to its caller, who rolls it back)."""
+
+    def __init__(self, event_type: str, key: str, size: int, limit: int, event_id: str | None = None):
+        self.event_type, self.key, self.size, self.limit, self.event_id = event_type, key, size, limit, event_id
+        super().__init__(f"event {event_type} (key {key!r}{f', id {event_id}' if event_id else ''}) is {size:,} "
+                         f"bytes serialized, above the outbox's limit of {limit:,} (Kafka could never deliver it)")
+
+
+def _utf8_len(value: str | bytes) -> int:
+    return len(value.encode()) if isinstance(value, str) else len(value)
+
 
 class Outbox:
-    """Writes events of one service into its outbox table."""
+    """Writes events of one service into its outbox table. An event above ``max_event_bytes`` serialized raises
+    EventTooLarge before any row of the call is written."""
+
+    max_event_bytes = MAX_EVENT_BYTES
 
     def __init__(self, table: Table, service: str):
         self.table = table
@@ -61,7 +91,8 @@ class Outbox:
         session.execute(self.table.insert().values(**self._row(session, env, topic)))
 
     def add_many(self, session: Session, items: list[tuple[Envelope, str]]) -> None:
-        bulk_insert(session, self.table, [self._row(session, env, topic) for env, topic in items])
+        rows = [self._row(session, env, topic) for env, topic in items]  # each checked: none is written if one is too big
+        bulk_insert(session, self.table, rows)
 
     # up to this many rows, add_rows sends INSERTs (which a psycopg pipeline sends along with the rest of the
     # transaction) rather than COPY (two round trips of its own, and not allowed in a pipeline)
@@ -70,9 +101,10 @@ class Outbox:
     def add_rows(self, session: Session, rows: list[dict]) -> None:
         """Events a service serialized itself (a hot path with thousands per transaction): dicts with event_id,
         event_type, topic, key, envelope (the envelope's JSON text, as Envelope.to_json gives it) and
-        created_at, all with the same keys."""
+        created_at, all with the same keys. Refused whole (EventTooLarge) if any envelope is above the limit."""
         if not rows:
             return
+        self.check_rows(rows)
         if not is_pg(session):
             bulk_insert(session, self.table, rows)
             return
@@ -83,14 +115,28 @@ class Outbox:
         else:
             copy_binary(session, self.table, cols, values)
 
-    @staticmethod
-    def _row(session: Session, env: Envelope, topic: str) -> dict:
+    def check_rows(self, rows: list[dict]) -> None:
+        """Raise EventTooLarge for the first row (as add_rows takes them) whose envelope is above the limit. A
+        ``len`` per row in C (the hot path writes tens of thousands a second); only text long enough that its
+        UTF-8 form might be above the limit (more than a quarter of it in characters) is encoded to be sure."""
+        limit = self.max_event_bytes
+        if max(map(len, map(itemgetter("envelope"), rows))) * 4 <= limit:
+            return
+        for r in rows:
+            text_ = r["envelope"]
+            if len(text_) * 4 > limit and (size := _utf8_len(text_)) > limit:
+                raise EventTooLarge(r["event_type"], r["key"], size, limit, r.get("event_id"))
+
+    def _row(self, session: Session, env: Envelope, topic: str) -> dict:
+        data = env.to_json()
+        if len(data) > self.max_event_bytes:
+            raise EventTooLarge(env.type, env.subject, len(data), self.max_event_bytes, env.id)
         row = {
             "event_id": env.id,
             "event_type": env.type,
             "topic": topic,
             "key": env.subject,
-            "envelope": env.to_json().decode(),
+            "envelope": data.decode(),
             "created_at": env.recordedat or datetime.now(timezone.utc),
         }
         return row  # tx_id comes from the column's server default on PostgreSQL

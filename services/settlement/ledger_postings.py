@@ -27,8 +27,15 @@ from shared.contracts.ledger import AccountSpec, TransferSpec, TransfersRequeste
 
 ASSET = "CNY"
 ACCOUNT_SUFFIX = f"/{ASSET}"
-# Transfers per command: keeps each Kafka message well under the broker's 1 MB default.
+# A command carries at most this many transfers and about this many bytes serialized, whichever comes first. With
+# short source ids a transfer is ~450 bytes, so 1,000 of them fit; long refs, parties and allocation ids can make
+# one ~2 kB, and then bytes decide. The ledger's consumer takes messages of up to 1 MiB
+# (services/ledger/main.py, consumer_max_message_bytes) and the outbox refuses events above
+# shared.outbox.MAX_EVENT_BYTES (900 KiB): half a MiB keeps every command well under both.
 TRANSFERS_PER_COMMAND = 1000
+COMMAND_BYTES = 512 * 1024
+# what a command's envelope adds to its transfers and accounts (ids, source, type, times, subject): ~0.5 kB
+ENVELOPE_ALLOWANCE = 4 * 1024
 
 
 def party_of_account(account_id: str) -> str:
@@ -62,14 +69,62 @@ def _metadata(line: StatementLine, county: str, period: str) -> dict[str, str]:
 
 
 def ledger_commands(statement: Statement, postings: tuple[Posting, ...]) -> Iterator[tuple[str, TransfersRequested]]:
-    """(event id, command) pairs, each with at most ``TRANSFERS_PER_COMMAND`` transfers and the accounts they use."""
+    """(event id, command) pairs, each with at most ``TRANSFERS_PER_COMMAND`` transfers and at most about
+    ``COMMAND_BYTES`` serialized (see ``split_by_size``), with the accounts they use. Event ids number the commands
+    from 1; the split depends only on the transfers, so finalizing the same statement again gives the same
+    commands under the same ids."""
     lines = {ln.line_no: ln for ln in statement.lines}
     label = statement.period.label
-    for i in range(0, len(postings), TRANSFERS_PER_COMMAND):
-        part = postings[i : i + TRANSFERS_PER_COMMAND]
-        accounts = sorted({a for p in part for a in (p.debit_account, p.credit_account)})
-        cmd = TransfersRequested(
-            transfers=[_transfer(p, lines[p.line_no], statement.county, label) for p in part],
-            open_accounts=[account_spec(a) for a in accounts],
-        )
-        yield f"settlement:{statement.county}:{label}:postings:{i // TRANSFERS_PER_COMMAND + 1}", cmd
+    transfers = [_transfer(p, lines[p.line_no], statement.county, label) for p in postings]
+    for n, part in enumerate(split_by_size(transfers), 1):
+        accounts = sorted({a for t in part for a in (t.debit_account, t.credit_account)})
+        cmd = TransfersRequested(transfers=part, open_accounts=[account_spec(a) for a in accounts])
+        yield f"settlement:{statement.county}:{label}:postings:{n}", cmd
+
+
+def _chains(transfers: list[TransferSpec]) -> Iterator[list[TransferSpec]]:
+    """Linked chains in order: a transfer with ``linked`` belongs with the next; a chain ends at the first one
+    without (an open chain at the end stays one piece too, for the ledger to refuse whole)."""
+    chain: list[TransferSpec] = []
+    for t in transfers:
+        chain.append(t)
+        if not t.linked:
+            yield chain
+            chain = []
+    if chain:
+        yield chain
+
+
+def _size(model) -> int:
+    return len(model.model_dump_json().encode())  # as the envelope writes it (pydantic, UTF-8), or more
+
+
+def split_by_size(transfers: list[TransferSpec], *, max_transfers: int = TRANSFERS_PER_COMMAND,
+                  max_bytes: int = COMMAND_BYTES) -> list[list[TransferSpec]]:
+    """Consecutive transfers in parts of at most ``max_transfers`` whose command (with its ``open_accounts``) is at
+    most ``max_bytes`` serialized, counting ``ENVELOPE_ALLOWANCE`` for the envelope; a linked chain never
+    straddles two parts (one longer or bigger than a part goes alone). Greedy in order, on each transfer's and
+    account's own serialized size: the same transfers always give the same parts."""
+    account_size: dict[str, int] = {}
+    parts: list[list[TransferSpec]] = []
+    part: list[TransferSpec] = []
+    used: set[str] = set()
+    size = ENVELOPE_ALLOWANCE
+    for chain in _chains(transfers):
+        chain_size = sum(_size(t) + 1 for t in chain)  # + the comma between items
+        new = {a for t in chain for a in (t.debit_account, t.credit_account)} - used
+        for a in new:
+            if a not in account_size:
+                account_size[a] = _size(account_spec(a)) + 1
+        grown = chain_size + sum(account_size[a] for a in new)
+        if part and (len(part) + len(chain) > max_transfers or size + grown > max_bytes):
+            parts.append(part)
+            part, used, size = [], set(), ENVELOPE_ALLOWANCE
+            new = {a for t in chain for a in (t.debit_account, t.credit_account)}
+            grown = chain_size + sum(account_size[a] for a in new)
+        part.extend(chain)
+        used |= new
+        size += grown
+    if part:
+        parts.append(part)
+    return parts

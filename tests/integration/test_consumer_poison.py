@@ -109,3 +109,35 @@ def test_a_message_whose_handler_hits_a_program_limit_is_dead_lettered(pg_url, k
         c.stop(timeout=20)
     assert widget_counts(db) == {"ok": 1}, "the good message waits for ever behind the one the database refuses"
     assert c.stats.dead_lettered == 1 and _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["handler_db_error"]
+
+
+def test_a_handler_emitting_an_event_too_large_for_kafka_is_dead_lettered_at_once(db_url, kafka_bootstrap, unique_topic):
+    """A follow-up event above MAX_EVENT_BYTES is refused by the outbox (it would stop the relay for good): the
+    message is dead-lettered with its own reason, once (another attempt would build the same event), its effects
+    rolled back, and the next message applied."""
+    from shared.outbox import MAX_EVENT_BYTES
+
+    db, outbox = make_db(db_url)
+    calls = []
+
+    def handler(ctx):
+        calls.append(ctx.event.widget_id)
+        count_widget(ctx)
+        if ctx.event.widget_id == "big":
+            ctx.emit(WidgetAdded(widget_id="x" * MAX_EVENT_BYTES, seq=0), subject="big", topic=f"{unique_topic}.out")
+
+    _produce(kafka_bootstrap, unique_topic, [("k", _env("big", 1)), ("k", _env("ok", 1))])
+    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap,
+                           group_id=f"g-{unique_topic}", topics=[unique_topic], handler=handler, max_attempts=3)
+    c.start()
+    deadline = time.monotonic() + 25
+    try:
+        while time.monotonic() < deadline and widget_counts(db) != {"ok": 1}:
+            time.sleep(0.5)
+    finally:
+        c.stop(timeout=20)
+    assert widget_counts(db) == {"ok": 1}, f"the big message's effect is rolled back: {widget_counts(db)}"
+    assert calls.count("big") == 1, "refused at the first attempt, not retried"
+    assert c.stats.dead_lettered == 1 and _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["event_too_large"]
+    with db.sessions() as s:
+        assert s.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 0

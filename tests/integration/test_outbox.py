@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from shared import migrations
 from shared.db import Database
 from shared.envelope import new_envelope
-from shared.outbox import Outbox, OutboxRelay
+from shared.outbox import MAX_EVENT_BYTES, EventTooLarge, Outbox, OutboxRelay
 from tests.support.machinery import MIGRATIONS, WidgetAdded, envelope_of, make_db, messaging, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,6 +155,79 @@ def test_rows_added_serialized_are_published_as_written(db_url, kafka_bootstrap,
         seen[r.key.decode()].append(envelope_of(r)["data"]["seq"])
     assert seen == {"r3": [0, 1, 2], f"r{Outbox.SMALL + 5}": list(range(Outbox.SMALL + 5))}
     relay.stop()
+
+
+def _row_of(env, topic):
+    return {"event_id": env.id, "event_type": env.type, "topic": topic, "key": env.subject,
+            "envelope": env.to_json().decode(), "created_at": env.recordedat}
+
+
+def _rows_in(session) -> int:
+    return session.execute(text("SELECT count(*) FROM outbox")).scalar_one()
+
+
+def test_an_event_kafka_could_not_take_is_refused_when_written_and_nothing_of_the_call_is_written(db_url):
+    """Kafka refuses a message above its limit, and the relay sends in commit order: a row above it would hold
+    back every later event of the service for good. Each way of writing refuses it before inserting anything."""
+    db, outbox = make_db(db_url)
+    topic = "test.too-large"
+
+    def env(widget, subject, seq=0):
+        return new_envelope(WidgetAdded(widget_id=widget, seq=seq), subject=subject, source=outbox.source)
+
+    big = env("x" * MAX_EVENT_BYTES, "big")
+    # fewer characters than the limit, more UTF-8 bytes (3 a character): the limit is on bytes
+    wide = env("界" * (MAX_EVENT_BYTES // 3), "wide")
+    assert len(wide.to_json().decode()) < MAX_EVENT_BYTES < len(wide.to_json())
+    writes = {
+        "add": lambda s: outbox.add(s, WidgetAdded(widget_id="x" * MAX_EVENT_BYTES, seq=0), subject="big", topic=topic),
+        "add_envelope": lambda s: outbox.add_envelope(s, wide, topic),
+        "add_many": lambda s: outbox.add_many(s, [(env("w", "w"), topic), (big, topic), (env("w", "w", 1), topic)]),
+        "add_rows": lambda s: outbox.add_rows(s, [_row_of(env("w", "w"), topic), _row_of(wide, topic)]),
+        # more than SMALL rows: COPY on PostgreSQL
+        "add_rows, many": lambda s: outbox.add_rows(
+            s, [_row_of(env("w", "w", i), topic) for i in range(Outbox.SMALL + 5)] + [_row_of(big, topic)]),
+    }
+    for how, write in writes.items():
+        with db.sessions() as s:
+            s.begin()
+            with pytest.raises(EventTooLarge) as refused:
+                write(s)
+            assert _rows_in(s) == 0, f"{how}: nothing of the call written, not even the rows before the big one"
+            s.rollback()
+        e = refused.value
+        assert isinstance(e, ValueError)
+        assert e.event_type == WidgetAdded.type_name() and e.key in ("big", "wide") and e.limit == MAX_EVENT_BYTES
+        assert e.size > MAX_EVENT_BYTES and e.event_id
+        assert all(str(x) in str(e) for x in ("TestWidgetAdded", e.key, f"{e.size:,}", f"{e.limit:,}")), str(e)
+    with db.sessions() as s:
+        assert _rows_in(s) == 0
+
+
+def test_the_largest_event_the_outbox_takes_is_published_and_nothing_waits_behind_it(db_url, kafka_bootstrap,
+                                                                                       unique_topic):
+    """MAX_EVENT_BYTES is below what the relay's producer and the broker take (key included): an event of exactly
+    that size is written and published, the one after it too; one byte more is refused when written."""
+    db, outbox = make_db(db_url)
+    empty = new_envelope(WidgetAdded(widget_id="", seq=1), subject="edge-" + "k" * 195, source=outbox.source)
+    pad = MAX_EVENT_BYTES - len(empty.to_json())
+
+    def sized(n):
+        return empty.model_copy(update={"data": {**empty.data, "widget_id": "x" * n}})
+
+    assert len(sized(pad).to_json()) == MAX_EVENT_BYTES
+    with db.sessions() as s, s.begin():
+        with pytest.raises(EventTooLarge):
+            outbox.add_envelope(s, sized(pad + 1), unique_topic)
+        outbox.add_envelope(s, sized(pad), unique_topic)
+    _write(db, outbox, unique_topic, "after", 2)
+    relay = OutboxRelay(db, messaging["outbox"], kafka_bootstrap)
+    relay.drain(timeout=60)
+    relay.stop()
+    records = read_all(kafka_bootstrap, unique_topic, expect=2)
+    by_seq = {envelope_of(r)["data"]["seq"]: r for r in records}
+    assert sorted(by_seq) == [1, 2] and len(records) == 2
+    assert len(by_seq[1].value) == MAX_EVENT_BYTES and by_seq[1].key.decode() == empty.subject
 
 
 def test_a_relay_taking_over_continues_where_the_last_one_stopped(db_url, kafka_bootstrap, unique_topic):
