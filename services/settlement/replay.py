@@ -24,8 +24,8 @@ the county's drafts of periods it closed). Read models, key -> row, money in int
 
 Not derivable from the events, so not covered: draft lines (a draft announces its hash, summary and totals,
 never its lines); of finalized lines, agreement_version, agreement_year, sources, source_count, sources_digest
-(adjustment lines have their sources), and statistics lines (their totals are covered); ``settled_months`` and
-``settled_topups`` (history the next statement reads, never announced); the inputs — agreements, policies, tax
+(adjustment lines have their sources), and statistics lines (their totals are covered); ``settled_months``,
+``settled_topups`` and ``settled_statistics`` (history the next statement reads, never announced); the inputs — agreements, policies, tax
 receipts, statistics reports, quota allocations, lots, buy-backs, the enterprise register — which other services
 and departments sent and the inbox recorded, not events this service emits. Totals of a draft with more than
 ``TOTALS_IN_EVENT_MAX`` rows are not in its event (message size): such a statement's live totals are left out of

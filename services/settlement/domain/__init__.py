@@ -15,7 +15,7 @@ from .errors import (
     SettlementDomainError,
     StatementError,
 )
-from .history import ClosedPeriod, SettledMonth, SettledTopup, SettlementHistory
+from .history import ClosedPeriod, SettledMonth, SettledStatistic, SettledTopup, SettlementHistory
 from .lines import LineKind, PartyTotal, StatementLine, StatisticsTotal
 from .parties import Party, PartyKind, ledger_account
 from .periods import Period, PeriodKind, ensure_next_to_close, ensure_period_ended
@@ -27,7 +27,7 @@ __all__ = [
     "CIT", "VAT", "AgreementBook", "RevenueSharingAgreement", "ScheduleStep",
     "AgreementError", "PartyError", "PeriodError", "ProceedsError", "ReceiptError", "SettlementDomainError",
     "StatementError",
-    "ClosedPeriod", "SettledMonth", "SettledTopup", "SettlementHistory",
+    "ClosedPeriod", "SettledMonth", "SettledStatistic", "SettledTopup", "SettlementHistory",
     "LineKind", "PartyTotal", "StatementLine", "StatisticsTotal",
     "Party", "PartyKind", "ledger_account",
     "Period", "PeriodKind", "ensure_next_to_close", "ensure_period_ended",

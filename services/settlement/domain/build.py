@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 from .agreements import AgreementBook, RevenueSharingAgreement
 from .aggregates import MonthTotal, is_int
 from .errors import PartyError, SettlementDomainError, StatementError
-from .history import SettledMonth, SettledTopup, SettlementHistory
+from .history import SettledMonth, SettledStatistic, SettledTopup, SettlementHistory
 from .lines import LineKind, StatementLine, _id_hash, digest_hex, digest_of, id_hash
 from .parties import county_fund, enterprise as enterprise_party, project as project_party
 from .periods import Period, PeriodKind, ensure_next_to_close, month_index
@@ -90,6 +90,7 @@ class StatementBuilder:
         self.unmatched = 0  # receipts taken in scope that no agreement shares
         self.settled_months: list[SettledMonth] = []
         self.settled_topups: list[SettledTopup] = []
+        self.settled_statistics: list[SettledStatistic] = []
         # (month, agreement, tax kind, payer, payee, amount, version, sources, count, digest): sorted as they are
         self._revenue: list[tuple] = []
         self._adjustments: list[tuple] = []
@@ -166,17 +167,28 @@ class StatementBuilder:
 
     # -- statistics: like tax, not money ------------------------------------------------------------------
     def add_statistics(self, totals: Iterable[MonthTotal]) -> None:
-        """Each enterprise, measure and month at most once (as for ``add_tax``)."""
-        resolve = self.book.resolve_statistics
-        for t in totals:
-            a = resolve(t.enterprise, t.month)
+        """Each enterprise, measure and month at most once (as for ``add_tax``). Rounding rule 6 as for tax: the
+        origin's part is recomputed from the month's statistic settled so far plus what this statement takes, and
+        the line carries the difference from the part already attributed — so, summed over all statements, the
+        origin is attributed exactly the split of the month's total, whatever the periods its reports arrived in.
+        A month settled before keeps its kind: a ``statistics_share`` line of that month (statistics are never
+        money, so never an ``adjustment``, which the ledger would post)."""
+        resolve, prior_of = self.book.resolve_statistics, self.history.statistics.get
+        settled, lines = self.settled_statistics, self._statistics
+        for enterprise, measure, month, amount, sources, count, digest in totals:
+            a = resolve(enterprise, month)
             if a is None:
                 continue
-            f = _fields(STATISTICS, a.destination, a.origin, a.origin_statistics(t.amount_fen), t.sources,
-                        t.source_count, t.sources_digest, agreement_id=a.agreement_id, agreement_version=a.version,
-                        month=t.month.label, measure=t.kind)
+            agreement_id, label = a.agreement_id, month.label
+            prior = prior_of((agreement_id, measure, label))
+            prior_total, prior_part = (prior.total, prior.origin_part) if prior else (0, 0)
+            new_total = prior_total + amount
+            new_part = a.origin_statistics(new_total)
+            settled.append(SettledStatistic(agreement_id, measure, month, new_total, new_part))
+            f = _fields(STATISTICS, a.destination, a.origin, new_part - prior_part, sources, count, digest,
+                        agreement_id=agreement_id, agreement_version=a.version, month=label, measure=measure)
             if f is not None:
-                self._statistics.append(f)
+                lines.append(f)
 
     # -- quota proceeds and buy-backs: checked and placed now, split when their lines are handed out -------
     def add_allocations(self, allocations: Iterable[QuotaAllocation]) -> None:

@@ -1,14 +1,16 @@
 """What finalized statements have already settled: the input a new statement needs to compute adjustments.
 
 It holds aggregates, not events: per agreement, tax kind and tax month the tax total and origin share settled so
-far, per agreement year the top-up settled so far, and the closed periods with their cut-off times. The service
+far, per agreement, statistics measure and month the statistic and the origin's part of it settled so far, per
+agreement year the top-up settled so far, and the closed periods with their cut-off times. The service
 stores these rows when it finalizes a statement (``SettlementHistory.after``) and loads them for the next one.
 
 Which statement takes an event (a receipt, allocation, ...) — decided only from the event and the cut-offs, so a
 re-run gives the same answer:
 - an event of a month in the statement's period, received by ``as_of``, is settled there;
 - an event of an earlier month, received after the last cut-off (the moment the previous period was finalized)
-  and by ``as_of``, arrived late: it is settled in this statement (as an adjustment for tax); events received
+  and by ``as_of``, arrived late: it is settled in this statement (as an adjustment for tax, as the difference of
+  the recomputed split for statistics — rounding rule 6); events received
   before the last cut-off were settled by earlier statements and are ignored;
 - events of later months, or received after ``as_of``, wait for a later statement.
 """
@@ -43,6 +45,18 @@ class SettledMonth(NamedTuple):  # one per agreement, tax and month: many (a tup
         return (self.agreement_id, self.tax_kind, self.month.label)
 
 
+class SettledStatistic(NamedTuple):  # one per agreement, measure and month (rounding rules 3 and 6)
+    agreement_id: str
+    measure: str
+    month: Period
+    total: int  # the month's statistic settled so far (all reports of that measure and month taken so far)
+    origin_part: int  # the origin's part of it attributed so far: ``origin_statistics(total)``
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.agreement_id, self.measure, self.month.label)
+
+
 class SettledTopup(NamedTuple):
     agreement_id: str
     agreement_year: int
@@ -52,10 +66,10 @@ class SettledTopup(NamedTuple):
 class SettlementHistory:
     """Immutable once built; ``after`` returns a new one."""
 
-    __slots__ = ("closed", "months", "topups", "_by_agreement")
+    __slots__ = ("closed", "months", "topups", "statistics", "_by_agreement")
 
     def __init__(self, closed: Iterable[ClosedPeriod] = (), months: Iterable[SettledMonth] = (),
-                 topups: Iterable[SettledTopup] = ()):
+                 topups: Iterable[SettledTopup] = (), statistics: Iterable[SettledStatistic] = ()):
         closed = tuple(closed)
         for i, c in enumerate(closed):
             if c.finalized_at.tzinfo is None:
@@ -70,6 +84,7 @@ class SettlementHistory:
         self.closed: tuple[ClosedPeriod, ...] = closed
         self.months: dict[tuple[str, str, str], SettledMonth] = {m.key: m for m in months}
         self.topups: dict[tuple[str, int], int] = {(t.agreement_id, t.agreement_year): t.amount_fen for t in topups}
+        self.statistics: dict[tuple[str, str, str], SettledStatistic] = {m.key: m for m in statistics}
         self._by_agreement: dict[str, list[SettledMonth]] = {}
         for m in self.months.values():
             self._by_agreement.setdefault(m.agreement_id, []).append(m)
@@ -113,7 +128,7 @@ class SettlementHistory:
 
     def after(self, statement) -> "SettlementHistory":  # statement: statement.Statement (avoids an import cycle)
         """The history once ``statement`` (finalized) is added: its period closed at its cut-off, its settled
-        months and top-ups replacing the earlier figures."""
+        months, statistics and top-ups replacing the earlier figures."""
         if statement.status != "finalized" or statement.finalized_at is None:
             raise StatementError("statement_not_finalized", "only a finalized statement becomes history")
         months = dict(self.months)
@@ -122,9 +137,13 @@ class SettlementHistory:
         topups = dict(self.topups)
         for t in statement.settled_topups:
             topups[(t.agreement_id, t.agreement_year)] = t.amount_fen
+        statistics = dict(self.statistics)
+        for m in statement.settled_statistics:
+            statistics[m.key] = m
         closed = self.closed + (ClosedPeriod(statement.period, statement.finalized_at, statement.content_hash),)
         return SettlementHistory(
             closed,
             months.values(),
             (SettledTopup(a, y, v) for (a, y), v in topups.items()),
+            statistics.values(),
         )

@@ -10,6 +10,8 @@ split always add up to the whole, to the fen, deterministically.
    tax month falls in; the remainder goes to the agreement's ``remainder_to`` party. Only the origin's part
    becomes a line (payer = destination, which collected the tax; payee = origin).
 3. Statistics (value added, output) are split the same way with the statistics weights; same remainder party.
+   Like tax, per agreement, measure and month aggregate (the reports summed first), never per report; a month
+   whose reports arrive in several statements is settled by rule 6.
 4. Guaranteed minimum. ``top-up = max(0, minimum - origin's share of the agreement year)``: exact, no rounding.
 5. Quota proceeds. ``compensation = floor(amount_due * compensation_bp / 10000)`` (the fen left over stays in
    the rest). Compensation is split among the enterprises that freed the consumed lots pro rata to units consumed;
@@ -21,7 +23,11 @@ split always add up to the whole, to the fen, deterministically.
    leaves the park's weight to the county fund.
 6. Adjustments are differences of recomputed figures, never a rounding of a delta:
    ``adjustment = share(new month total) - share already settled``. Summed over all periods, the origin receives
-   exactly the share of the final total, whatever the order in which receipts and corrections arrived.
+   exactly the share of the final total, whatever the order in which receipts and corrections arrived. Statistics
+   alike: a statement taking reports of a month earlier statements settled attributes
+   ``origin_statistics(statistic settled + new reports) - part already attributed`` (on a ``statistics_share`` line
+   of that month: statistics are not money, so never an ``adjustment`` line), so the origin is attributed exactly
+   the split of the month's total whatever the periods its reports arrived in.
 7. A negative amount is never written: a line whose computed amount is negative swaps payer and payee; a zero
    line is dropped.
 """

@@ -17,7 +17,9 @@ Lines:
   ``share(new total) - share settled``; a changed year total re-computes that year's top-up the same way.
 - compensation / proceeds_share: per allocation; the project pays, the parts sum to ``amount_due``.
 - buyback: the county fund pays the enterprise.
-- statistics_share: per agreement, measure and month; not money.
+- statistics_share: per agreement, measure and month; not money. For a month earlier statements settled, the
+  line is the difference ``origin_statistics(total settled + late reports) - part settled`` (rounding rule 6), still
+  a statistics_share line of that month (an ``adjustment`` is money and would be posted to the ledger).
 
 Postings (``finalize``): one ledger transfer per money line, not per netted pair, so every ledger transfer traces
 back to one line and its sources; netting is what ``totals`` report. Transfer ids are derived from county,
@@ -39,7 +41,7 @@ from .aggregates import sum_receipts, sum_statistics
 from .agreements import AgreementBook, RevenueSharingAgreement
 from .build import StatementBuilder
 from .errors import StatementError
-from .history import SettledMonth, SettledTopup, SettlementHistory
+from .history import SettledMonth, SettledStatistic, SettledTopup, SettlementHistory
 from .lines import LineKind, PartyTotal, StatementLine, StatementLines, StatisticsTotal, canonical_line_json
 from .parties import Party, ledger_account
 from .periods import Period
@@ -72,6 +74,7 @@ class Statement:
     content_hash: str  # sha256 of canonical JSON of county, period, lines and totals (not status or as_of)
     settled_months: tuple[SettledMonth, ...]  # history rows to store when finalized
     settled_topups: tuple[SettledTopup, ...]
+    settled_statistics: tuple[SettledStatistic, ...] = ()  # history rows of statistics (rule 6), stored when finalized
     unmatched_receipts: int  # receipts taken in scope that no agreement shares (counted, not settled)
     finalized_at: datetime | None = None
 
@@ -158,6 +161,7 @@ def assemble(builder: StatementBuilder, write: Callable[[list[tuple]], None] | N
         policy_version=b.policy.version, lines=StatementLines(records), totals=totals,
         statistics_totals=statistics_totals, content_hash=digest, settled_months=tuple(settled),
         settled_topups=tuple(b.settled_topups), unmatched_receipts=b.unmatched,
+        settled_statistics=tuple(sorted(b.settled_statistics, key=lambda m: (m.agreement_id, m.measure, m.month.label))),
     )
 
 

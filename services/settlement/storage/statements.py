@@ -1,5 +1,5 @@
 """Statements at rest: header, lines, party totals, statistics totals; the history finalized statements leave
-behind (settled months and top-ups, cut-offs); the ledger postings they asked for.
+behind (settled months of tax and statistics, top-ups, cut-offs); the ledger postings they asked for.
 
 A finalized statement's rows are written once, in the transaction that finalizes it, and never touched again.
 A draft's rows are replaced by every re-run.
@@ -19,6 +19,7 @@ from services.settlement.domain import (
     LineKind,
     Posting,
     SettledMonth,
+    SettledStatistic,
     SettledTopup,
     SettlementHistory,
     Statement,
@@ -85,12 +86,15 @@ class StatementsRepository:
     # -- history --------------------------------------------------------------------------------------
     def load_history(self, county: str) -> SettlementHistory:
         closed = [ClosedPeriod(period(h.period), from_db(h.finalized_at), h.content_hash) for h in self.finalized_headers(county)]
-        sm, su = t.settled_months, t.settled_topups
+        sm, su, ss = t.settled_months, t.settled_topups, t.settled_statistics
         months = (SettledMonth(r.agreement_id, r.tax_kind, period(r.month), r.tax_fen, r.origin_share_fen)
                   for r in self.s.execute(select(sm).where(sm.c.county_code == county).execution_options(yield_per=STREAM_BATCH)))
         topups = (SettledTopup(r.agreement_id, r.agreement_year, r.amount_fen)
                   for r in self.s.execute(select(su).where(su.c.county_code == county)).all())
-        return SettlementHistory(closed, list(months), list(topups))
+        statistics = (SettledStatistic(r.agreement_id, r.measure, period(r.month), r.total, r.origin_part)
+                      for r in self.s.execute(select(ss).where(ss.c.county_code == county)
+                                              .execution_options(yield_per=STREAM_BATCH)))
+        return SettlementHistory(closed, list(months), list(topups), list(statistics))
 
     def store_history(self, st: Statement) -> None:
         label = st.period.label
@@ -98,6 +102,10 @@ class StatementsRepository:
             dict(agreement_id=m.agreement_id, tax_kind=m.tax_kind, month=m.month.label, county_code=st.county,
                  tax_fen=m.tax_fen, origin_share_fen=m.origin_share_fen, settled_in=label) for m in st.settled_months),
             ("agreement_id", "tax_kind", "month"))
+        upsert(self.s, t.settled_statistics, (
+            dict(agreement_id=m.agreement_id, measure=m.measure, month=m.month.label, county_code=st.county,
+                 total=m.total, origin_part=m.origin_part, settled_in=label) for m in st.settled_statistics),
+            ("agreement_id", "measure", "month"))
         upsert(self.s, t.settled_topups, (
             dict(agreement_id=u.agreement_id, agreement_year=u.agreement_year, county_code=st.county,
                  amount_fen=u.amount_fen, settled_in=label) for u in st.settled_topups),

@@ -3,8 +3,9 @@
 Inputs (agreements, policies, receipts, statistics, quota proceeds) are append-only facts with the time
 settlement learnt of them (``received_at``): that time, against each finalized statement's cut-off, decides which
 statement takes a fact, so a re-run gives the same statement. Statements keep their lines and party totals; a
-finalized one is never updated. ``settled_months`` / ``settled_topups`` are the history the next statement needs
-to turn late receipts into adjustments. Money is integer fen (BigInteger) everywhere.
+finalized one is never updated. ``settled_months`` / ``settled_topups`` / ``settled_statistics`` are the history the
+next statement needs to turn late receipts into adjustments and late statistics reports into differences of the
+recomputed split. Money is integer fen (BigInteger) everywhere.
 """
 from sqlalchemy import BigInteger, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text
 
@@ -238,6 +239,21 @@ settled_months = Table(
     Column("origin_share_fen", BigInteger, nullable=False),
     Column("settled_in", String(7), nullable=False),  # the period of the statement that settled it last
     Index("ix_settled_months_county", "county_code"),
+)
+
+# Statistics (value added, output: not money) as settled so far per agreement, measure and month: the month's
+# figure and the origin's part of it, so a late report changes the part by the difference (rounding rule 6).
+settled_statistics = Table(
+    "settled_statistics",
+    metadata,
+    Column("agreement_id", String(200), primary_key=True),
+    Column("measure", String(40), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("county_code", String(6), nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("origin_part", BigInteger, nullable=False),
+    Column("settled_in", String(7), nullable=False),  # the period of the statement that settled it last
+    Index("ix_settled_statistics_county", "county_code"),
 )
 
 settled_topups = Table(
