@@ -169,7 +169,12 @@ class IdempotentConsumer:
         # On these topics (intake, commands) a type the service has no handler for is a mistake of the
         # publisher: dead-lettered, not silently ignored.
         self.strict_topics = strict_topics or set()
+        # Outsiders publish on the strict topics: the service's own cap. The other topics carry events that our
+        # services' outboxes wrote, each at most MAX_EVENT_BYTES: refusing one of those (an allocation of many
+        # lots, say) would leave its effect out for good, so they are taken up to that size.
         self.max_message_bytes = max_message_bytes
+        self._size_limits = {t: max_message_bytes if t in self.strict_topics else max(max_message_bytes, MAX_EVENT_BYTES)
+                             for t in topics}
         # Kafka offsets are committed (asynchronously) at most this often; see the module's docstring.
         self.commit_interval_seconds = commit_interval_seconds
         self._last_commit = float("-inf")
@@ -338,10 +343,11 @@ class IdempotentConsumer:
         counts: dict[tuple[str, str], int] = {}
         with self.db.sessions() as session, session.begin():
             decoded: list[tuple[object, Envelope, Event]] = []
+            limits, cap = self._size_limits, self.max_message_bytes
             for rec in records:
-                if len(rec.value or b"") > self.max_message_bytes:
-                    dead.append(_DeadLetter(rec, "message_too_large",
-                                            f"{len(rec.value)} bytes; at most {self.max_message_bytes} are taken"))
+                limit = limits.get(rec.topic, cap)
+                if len(rec.value or b"") > limit:
+                    dead.append(_DeadLetter(rec, "message_too_large", f"{len(rec.value)} bytes; at most {limit} are taken"))
                     continue
                 try:
                     env, ev = decode_message(rec.value)

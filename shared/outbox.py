@@ -31,9 +31,11 @@ log = logging.getLogger(__name__)
 # would wait behind it. 900 KiB = 921,600 bytes is below the relay producer's limit (librdkafka
 # message.max.bytes, 1,000,000 by default: key, value and headers together), kafka-python's max_request_size
 # (1 MiB) and the broker's message.max.bytes (1 MiB + 12 by default), with ~78 kB left for the key (the
-# aggregate id), headers and the record's framing. Consumers may take less (ServiceSettings.
-# consumer_max_message_bytes, 256 KiB by default, 1 MiB for the ledger): what they refuse is dead-lettered, not
-# stuck; a service sending big commands splits them by size itself (services/settlement/ledger_postings.py).
+# aggregate id), headers and the record's framing. Consumers take events up to this size from other services'
+# event topics; on intake and command topics, where outsiders publish, they keep their own cap
+# (ServiceSettings.consumer_max_message_bytes, 256 KiB by default, 1 MiB for the ledger's commands): what they
+# refuse is dead-lettered, not stuck, so a service sending big commands splits them by size itself
+# (services/settlement/ledger_postings.py).
 MAX_EVENT_BYTES = 900 * 1024
 
 

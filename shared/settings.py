@@ -34,6 +34,8 @@ class ServiceSettings(BaseSettings):
     relay_idle_seconds: float = 0.05
     consumer_max_records: int = 500
     consumer_max_attempts: int = 5
+    # on intake and command topics (outsiders publish there); other services' events are taken up to
+    # shared.outbox.MAX_EVENT_BYTES, the most their outboxes write
     consumer_max_message_bytes: int = 256 * 1024
     # Topics the service creates when they are missing (production creates them up front: see deploy/k8s).
     topic_partitions: int = 3

@@ -10,7 +10,8 @@ from kafka import KafkaProducer
 from sqlalchemy import text
 
 from shared.consumer import IdempotentConsumer
-from shared.envelope import new_envelope
+from shared.envelope import Event, new_envelope, register
+from shared.outbox import MAX_EVENT_BYTES
 from tests.support.machinery import WidgetAdded, count_widget, make_db, messaging, read_all, widget_counts
 
 
@@ -141,3 +142,44 @@ def test_a_handler_emitting_an_event_too_large_for_kafka_is_dead_lettered_at_onc
     assert c.stats.dead_lettered == 1 and _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["event_too_large"]
     with db.sessions() as s:
         assert s.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 0
+
+
+@register
+class WidgetNoted(Event):
+    """A widget event with a note of any length (what a QuotaAllocated of many lots is to settlement)."""
+
+    name = "TestWidgetNoted"
+    topic = "test.widgets"
+    aggregate_type = "widget"
+
+    widget_id: str
+    note: str
+
+
+def test_a_big_event_from_a_service_is_taken_and_a_big_intake_message_is_not(db_url, kafka_bootstrap, unique_topic):
+    """Between the consumer's cap (256 KiB by default) and MAX_EVENT_BYTES: an event another service's outbox wrote
+    (there it was within the limit) is applied; on a strict topic, where outsiders publish, the cap holds. Before,
+    settlement dead-lettered a QuotaAllocated of ~1,500 lots, and the money of that allocation was never settled."""
+    db, outbox = make_db(db_url)
+    intake = f"{unique_topic}.intake"
+    note = "n" * 300_000
+
+    def noted(widget):
+        return new_envelope(WidgetNoted(widget_id=widget, note=note), subject=widget, source="/test").to_json()
+
+    assert 256 * 1024 < len(noted("big")) < MAX_EVENT_BYTES
+    _produce(kafka_bootstrap, unique_topic, [("k", noted("big"))])
+    _produce(kafka_bootstrap, intake, [("k", noted("outside")), ("k", _env("after", 1))])
+
+    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap,  # counts by widget_id
+                           group_id=f"g-{unique_topic}", topics=[unique_topic, intake], handler=count_widget,
+                           strict_topics={intake}, max_message_bytes=256 * 1024, max_attempts=2)
+    c.start()
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and widget_counts(db) != {"big": 1, "after": 1}:
+            time.sleep(0.5)
+    finally:
+        c.stop(timeout=20)
+    assert widget_counts(db) == {"big": 1, "after": 1}, f"last_error={c.stats.last_error!r}"
+    assert _dead_reasons(kafka_bootstrap, intake, 1) == ["message_too_large"]
