@@ -91,7 +91,16 @@ def _for_open_requests(tx: Tx, project_id: str, record: Callable[[], object],
 
 
 def _counties_of_project(tx: Tx, project_id: str) -> set[str]:
-    """Where the project's requests may live: its evaluated county and those of its open requests."""
+    """Where the project's requests may live: its evaluated county and those of its open requests.
+
+    A project not evaluated yet (an approval before its ProjectEvaluated) has no county to lock, and its first
+    evaluation may commit, and a request open in its county, while this transaction is still open: neither
+    would see the other's fact. So take the project's lock, which every evaluation holds while it writes the
+    row, and look again: an evaluation in flight is waited for (and its county locked below); one that comes
+    later waits for this transaction, so a request can open only after it commits, and sees the fact."""
     row = request_store.project_row(tx.session, project_id)
+    if row is None:
+        request_store.lock_project(tx.session, project_id)
+        row = request_store.project_row(tx.session, project_id)
     counties = {r.county_code for r in request_store.open_requests_of_project(tx.session, project_id)}
     return counties | ({row.county_code} if row is not None else set())

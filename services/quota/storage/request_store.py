@@ -1,10 +1,11 @@
 """Rows of the demand side: evaluated projects, their approvals, quota requests and their lines."""
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from services.quota.domain.assets import ApprovalKind
@@ -21,6 +22,17 @@ def upsert_project(session: Session, values: dict) -> None:
         session.execute(projects.insert().values(**values))
     else:
         session.execute(update(projects).where(projects.c.project_id == pid).values(**values))
+
+
+def lock_project(session: Session, project_id: str) -> None:
+    """Hold the project's lock until the transaction ends, whether or not it has a projects row yet: every
+    evaluation of the project takes it before it writes the row, and an approval that finds no row takes it
+    before it looks again (services/quota/README.md, lock order). PostgreSQL: an advisory lock on a 64-bit hash
+    of the id (a collision only makes two projects wait for each other). SQLite runs one writer at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(f"countypool-quota-project:{project_id}".encode(), digest_size=8).digest(),
+                             "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
 def project_row(session: Session, project_id: str):

@@ -192,3 +192,42 @@ def test_a_request_opened_while_admission_is_withdrawn_is_closed(booked_pool):
     with Session(booked_pool) as s:
         req = request_store.load_request(s, "R1")
     assert (req.state.value, req.reason) == ("rejected", "project_not_admitted")
+
+
+# -- an approval that arrives before the project's evaluation -------------------------------------------------
+@pytest.fixture
+def unevaluated_pool(engine):
+    """10 COD released and booked, P1 not evaluated yet (no projects row): its approval may come first."""
+    committed(engine, lambda t: intake.submit_release(t, dict(
+        release_id="REL-0", enterprise_credit_code=ENTERPRISE, township_code=f"{COUNTY}100", county_code=COUNTY,
+        asset="COD", amount="10", reason="upgrade_savings", basis="free", buyback_price_per_unit=None,
+        document_ref="doc", released_on="2024-02-01"), department="ecology", submitted_by="test"))
+    with Session(engine) as s:
+        rows = s.execute(select(T.ledger_transfers).where(T.ledger_transfers.c.purpose == "intake")).all()
+        assert request_store.project_row(s, "P1") is None
+    for r in rows:
+        committed(engine, lambda t, r=r: on_ledger_outcome(t, TransferPosted(
+            transfer_id=r.transfer_id, debit_account=r.debit_account, credit_account=r.credit_account, asset=r.asset,
+            amount="1", code="quota_release_intake", at=T0)))
+    return engine
+
+
+def test_an_approval_before_the_evaluation_is_not_lost_by_a_request_opening_meanwhile(unevaluated_pool):
+    """The approval finds no projects row; while it is open, the evaluation commits and a request opens. The
+    evaluation must wait for the approval (the project's lock): else the request reads the approvals before the
+    approval commits and the approval reads the open requests before the request commits, and neither sees the
+    other (the request never allocates)."""
+    def evaluated_then_opened(_: Tx):
+        committed(unevaluated_pool, evaluated(True))
+        return committed(unevaluated_pool, open_r1)
+
+    interleaved(unevaluated_pool, approved, evaluated_then_opened)
+    assert reserve_r1(unevaluated_pool) == "allocated"
+
+
+def test_an_approval_granted_while_the_first_evaluation_is_written_waits_for_it(unevaluated_pool):
+    """The other order: the approval finds no (committed) projects row and waits for the evaluation, then takes
+    the lock of the project's county like any approval."""
+    interleaved(unevaluated_pool, evaluated(True), approved)
+    committed(unevaluated_pool, open_r1)
+    assert reserve_r1(unevaluated_pool) == "allocated"
