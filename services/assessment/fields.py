@@ -1,13 +1,21 @@
 """Indicator figures at the edges: decimal strings in the units the contracts name (land 亩, money 元,
 energy tce, electricity kWh, employees persons, emissions t as 'emissions.<pollutant>') <-> the integer
-units the domain keeps (0.0001 亩, fen, 0.001 tce, kWh, persons, 0.0001 t). Parsing never rounds."""
+units the domain keeps (0.0001 亩, fen, 0.001 tce, kWh, persons, 0.0001 t). Parsing never rounds, and refuses a
+known pollutant spelled otherwise ('emissions.nox' for 'emissions.NOx'; enterprise.POLLUTANTS): the policy's
+weights match names exactly, so it would be recorded and silently left out of the weighted emission total."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from services.assessment.domain.enterprise import EMISSIONS_SCALE, MAY_BE_NEGATIVE, SCALAR_FIELDS, YearlyIndicators
+from services.assessment.domain.enterprise import (
+    EMISSIONS_SCALE,
+    MAY_BE_NEGATIVE,
+    SCALAR_FIELDS,
+    YearlyIndicators,
+    pollutant_spelling_problem,
+)
 from shared.amounts import AmountError, format_amount, parse_amount
 
 EMISSIONS = "emissions."
@@ -46,6 +54,11 @@ def parse_figures(fields: Mapping[str, str]) -> dict[str, int]:
         if scale is None:
             problems.append(FieldProblem(key, "unknown_field", f"{key!r} is not an indicator field "
                                          f"({', '.join(SCALAR_FIELDS)} or emissions.<pollutant>)"))
+            continue
+        if key[:len(EMISSIONS)] == EMISSIONS and (spelling := pollutant_spelling_problem(key[len(EMISSIONS):])):
+            reason, canonical = spelling
+            problems.append(FieldProblem(key, reason, f"{key!r}: the pollutant is spelled {canonical!r} "
+                                         f"(field {EMISSIONS}{canonical}); another spelling would not be weighted"))
             continue
         try:
             out[key] = parse_amount(text, scale, allow_zero=True, allow_negative=key in MAY_BE_NEGATIVE)

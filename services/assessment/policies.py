@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services.assessment.domain.enterprise import pollutant_spelling_problem
 from services.assessment.domain.policy import AssessmentPolicy, default_policy
 from services.assessment.events import Actor, emit
 from services.assessment.storage.rows import dumps, loads, utc
@@ -85,12 +86,27 @@ def ensure_policy(s: Session, outbox: Outbox, county: str, year: int, actor: Act
     return current if current.stored else _store(s, outbox, current, actor, now)
 
 
+def _check_pollutant_names(policy: AssessmentPolicy) -> None:
+    """A weight for a known pollutant spelled otherwise ('nox') would weight nothing the departments send (their
+    'emissions.NOx' is kept as spelled): refused like such a figure (fields.py), each name in the details.
+    Stored versions are not checked again when read, so an old one stays readable."""
+    problems = []
+    for name in sorted(policy.emission_weights):
+        if (spelling := pollutant_spelling_problem(name)) is not None:
+            reason, canonical = spelling
+            problems.append({"field": f"emission_weights.{name}", "reason": reason,
+                             "message": f"the pollutant is spelled {canonical!r}; {name!r} would weight nothing"})
+    if problems:
+        raise Unprocessable(problems[0]["reason"], "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems)
+
+
 def put_policy(s: Session, outbox: Outbox, county: str, year: int, policy: AssessmentPolicy, actor: Actor,
                now: datetime, note: str = "") -> tuple[StoredPolicy, bool]:
     """Store ``policy`` as the next version. Its ``version`` must be the current one + 1 (so two editors
     cannot silently overwrite each other); the same content as the current version changes nothing."""
     if (policy.county, policy.year) != (county, year):
         raise Unprocessable("policy_path_mismatch", f"the body is for {policy.county}/{policy.year}, the path for {county}/{year}")
+    _check_pollutant_names(policy)
     current = ensure_policy(s, outbox, county, year, actor, now)
     same = policy.model_copy(update={"version": current.policy.version})
     if same.content_hash() == current.policy_hash:

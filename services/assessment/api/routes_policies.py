@@ -41,7 +41,9 @@ def get_version(request: Request, county_code: str = County, year: int = Year, v
 
 
 @router.put("/{county_code}/{year}", response_model=PolicyPutOut,
-            responses={409: {"description": "policy_version_conflict: version is not the current + 1"}},
+            responses={409: {"description": "policy_version_conflict: version is not the current + 1"},
+                       422: {"description": "policy_path_mismatch; pollutant_name_case, pollutant_name_variant: an "
+                             "emission weight for a known pollutant spelled otherwise ('nox' for 'NOx')"}},
             summary="Store a new policy version (same content as the current one: nothing changes)")
 def put(body: PolicyPut, request: Request, county_code: str = County, year: int = Year, p: Principal = Depends(WRITE)):
     stored, changed = write(request, lambda uow: put_policy(uow.session, uow.outbox, county_code, year, body.policy,

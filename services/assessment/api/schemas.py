@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.assessment.domain.enterprise import POLLUTANTS
 from services.assessment.domain.policy import AssessmentPolicy
 from shared.contracts.assessment import AdmissionFailure
 from shared.contracts.types import DecimalStr, Identifier
@@ -71,7 +72,8 @@ class IndicatorsIn(Strict):
     department: Identifier
     fields: dict[str, DecimalStr] = Field(min_length=1, examples=[{"land": "12.5000", "tax": "1830000.00", "emissions.COD": "1.2"}],
                                           description="land (亩), tax, revenue, value_added, rnd (元), energy (tce), "
-                                          "electricity (kWh), employees, emissions.<pollutant> (t)")
+                                          "electricity (kWh), employees, emissions.<pollutant> (t); a known pollutant "
+                                          f"as spelled: {', '.join(POLLUTANTS)}")
 
 
 class PartOut(Strict):

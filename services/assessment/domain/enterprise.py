@@ -44,6 +44,23 @@ MAY_BE_NEGATIVE = frozenset({"value_added"})  # a loss-making year has negative 
 _TOWNSHIP = re.compile(r"^[0-9]{9}([0-9]{3})?$")  # ASCII digits: \d takes full-width ones too
 _INDUSTRY = re.compile(r"^[A-T]([0-9]{2,4})?$|^[0-9]{2,4}$")  # GB/T 4754: door letter and/or 2-4 digits
 
+# The pollutants departments report, as they are spelled everywhere in this service: the shipped policy's
+# emission weights, the import headers (rows.INDICATOR_COLUMNS). Pollutant names are matched exactly (a policy
+# weights 'NOx', not 'nox'), so a name that is one of these in other letters, or without its hyphen (the
+# ledger's asset codes NH3N, NOX, VOCS), is refused rather than kept as a pollutant nobody weights. A county
+# policy may weight a pollutant not in this list (e.g. 总磷): other names are taken as they are.
+POLLUTANTS = ("COD", "NH3-N", "SO2", "NOx", "VOCs")
+_POLLUTANT_KEYS = {p.casefold().replace("-", ""): p for p in POLLUTANTS}
+
+
+def pollutant_spelling_problem(name: str) -> tuple[str, str] | None:
+    """(reason, canonical spelling) when ``name`` is a known pollutant spelled otherwise: 'pollutant_name_case'
+    ('nox' for 'NOx'), 'pollutant_name_variant' ('NH3N' for 'NH3-N'); None for a canonical or unknown name."""
+    canonical = _POLLUTANT_KEYS.get(name.casefold().replace("-", ""))
+    if canonical is None or canonical == name:
+        return None
+    return ("pollutant_name_case" if canonical.casefold() == name.casefold() else "pollutant_name_variant"), canonical
+
 
 _NAMED_FLAGS = attrgetter(*FLAG_NAMES)
 _FLAG_SET = frozenset(FLAG_NAMES)

@@ -30,6 +30,7 @@ def test_intake_records_good_messages_and_dead_letters_the_rest(county, consumin
         (reported(county, 2), TAX),  # the tax bureau may not register enterprises
         (reported(county, 3, county.bad_code(3)), INDUSTRY),
         (figures(county, 4, "tax", tax="1.00"), TAX),  # not in the register
+        (figures(county, 1, "ecology", **{"emissions.cod": "1.2"}), INDUSTRY),  # COD in other letters: never weighted
         (reported(county, 5), NOBODY),
     ])
     got = wait_for(lambda: (r := c.get(f"/v1/enterprises/{county.code(1)}/indicators/2023", headers=ADMIN)).status_code == 200
@@ -38,10 +39,10 @@ def test_intake_records_good_messages_and_dead_letters_the_rest(county, consumin
     assert {p["department"]: p["received_via"] for p in got["parts"]} == {"industry": "kafka", "tax": "kafka"}
     assert c.get(f"/v1/enterprises/{county.code(1)}", headers=ADMIN).json()["flags"] == ["high_tech"]
 
-    records = dlq.until(lambda recs: len(recs) >= 5)
+    records = dlq.until(lambda recs: len(recs) >= 6)
     dlq.close()
     reasons = sorted(dict(r.headers)["dlq-reason"].decode() for r in records)
-    assert reasons == ["enterprise_not_registered", "invalid_credit_code", "source_not_allowed", "source_not_allowed",
-                       "unknown_source"]
+    assert reasons == ["enterprise_not_registered", "invalid_credit_code", "pollutant_name_case", "source_not_allowed",
+                       "source_not_allowed", "unknown_source"]
     assert c.get(f"/v1/enterprises/{county.code(2)}", headers=ADMIN).status_code == 404
     assert "employees" not in got["figures"]

@@ -80,6 +80,32 @@ def test_department_parts_merge_and_conflicts_are_refused(service, county):
     assert c.get(f"/v1/enterprises/{county.code(1)}/indicators/2023", headers=FINANCE).json()["figures"]["tax"] == "1900000.00"
 
 
+def test_a_known_pollutant_in_other_letters_is_refused_not_left_unweighted(service, county):
+    _, c, _ = service
+    assert c.post("/v1/enterprises", headers=ADMIN, json=enterprise(county, 1)).status_code == 201
+    ecology = {"credit_code": county.code(1), "year": 2023, "department": "ecology",
+               "fields": {"emissions.COD": "1.2", "emissions.nox": "0.5"}}
+    lower = c.post("/v1/indicators", headers=INDUSTRY, json=ecology)
+    assert (lower.status_code, lower.json()["reason"]) == (422, "pollutant_name_case"), lower.text
+    [problem] = lower.json()["details"]
+    assert (problem["field"], problem["reason"]) == ("emissions.nox", "pollutant_name_case")
+    assert "'NOx'" in lower.json()["message"]
+    asset_code = c.post("/v1/indicators", headers=INDUSTRY, json=ecology | {"fields": {"emissions.NH3N": "1"}})
+    assert (asset_code.status_code, asset_code.json()["reason"]) == (422, "pollutant_name_variant")
+    assert c.get(f"/v1/enterprises/{county.code(1)}/indicators/2023", headers=FINANCE).status_code == 404, "nothing recorded"
+
+    spelled = c.post("/v1/indicators", headers=INDUSTRY, json=ecology | {"fields": {"emissions.COD": "1.2", "emissions.NOx": "0.5",
+                                                                                     "emissions.TP": "0.1"}})
+    assert spelled.status_code == 201, spelled.text
+    assert spelled.json()["figures"] == {"emissions.COD": "1.2000", "emissions.NOx": "0.5000", "emissions.TP": "0.1000"}
+
+    policy = c.get(f"/v1/policies/{county.code_}/2023", headers=ADMIN).json()["policy"]
+    weights = c.put(f"/v1/policies/{county.code_}/2023", headers=ADMIN,
+                    json={"policy": policy | {"version": 2, "emission_weights": {"COD": "1", "nox": "1"}}})
+    assert (weights.status_code, weights.json()["reason"]) == (422, "pollutant_name_case"), weights.text
+    assert [p["field"] for p in weights.json()["details"]] == ["emission_weights.nox"]
+
+
 def test_tokens_and_scopes(service, county):
     _, c, _ = service
     assert c.post("/v1/enterprises", json=enterprise(county, 1)).json()["reason"] == "missing_token"

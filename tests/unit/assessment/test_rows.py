@@ -58,6 +58,13 @@ def test_english_headers_and_file_year():
     assert f.emissions == {"SO2": 2 * TONNE}
 
 
+def test_pollutant_headers_in_any_letters_give_the_pollutant_as_spelled():
+    # the import's pollutants come from its header table (any case, any unit word): a file never records 'nox'
+    row = {"credit_code": code(2), "NOX(吨)": "1", "Cod": "2", "nh3n": "3", "EMISSIONS_VOCS": "4", "So2(t)": "5"}
+    f = parse_indicator_row(row, department="生态环境局", year=YEAR)
+    assert f.emissions == {"NOx": TONNE, "COD": 2 * TONNE, "NH3-N": 3 * TONNE, "VOCs": 4 * TONNE, "SO2": 5 * TONNE}
+
+
 def test_empty_cells_are_not_reported_fields():
     f = parse_indicator_row({"credit_code": code(3), "year": "2023", "tax": "", "land": "  "}, department="税务局")
     assert f.tax is None and f.land is None and f.sources == {}
