@@ -1,5 +1,5 @@
-"""Bulk writes used on hot paths (the ledger's batches, the outbox): PostgreSQL gets COPY and one-statement
-array updates, which cut per-row parsing and round trips; SQLite gets executemany."""
+"""Bulk writes used on hot paths (the ledger's batches, the outbox, a county's rows): PostgreSQL gets COPY and
+one-statement array updates, which cut per-row parsing and round trips; SQLite gets executemany."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -26,6 +26,38 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict]) -> None:
     with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
         for r in rows:
             copy.write_row([r[c] for c in cols])
+
+
+def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """Insert ``rows`` (value tuples in ``columns`` order) in the session's transaction: binary COPY on
+    PostgreSQL; on SQLite one executemany of the raw sqlite3 cursor, the values put through the same SQLAlchemy
+    type processors a Core insert uses (a DateTime is stored as SQLAlchemy stores it) but without the parameter
+    dict per row that SQLAlchemy's executemany builds and processes, which costs as much as SQLite's own work."""
+    if not rows:
+        return
+    if is_pg(session):
+        copy_binary(session, table, columns, rows)
+        return
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    raw = session.connection().connection.driver_connection  # the DBAPI connection of this transaction
+    dialect = session.get_bind().dialect
+    procs = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    if any(procs):
+        rows = _processed(rows, procs)
+    marks = ", ".join("?" * len(columns))
+    raw.executemany(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', rows)
+
+
+def _processed(rows: Sequence[Sequence], procs: list) -> list[tuple]:
+    # a column often holds one value for the whole batch (the time, the principal): process it once
+    out_cols = []
+    for i, proc in enumerate(procs):
+        column = [r[i] for r in rows]
+        if proc is not None:
+            seen: dict = {}
+            column = [seen[v] if v in seen else seen.setdefault(v, proc(v)) for v in column]
+        out_cols.append(column)
+    return list(zip(*out_cols))
 
 
 def id_in(column, ids: Sequence[str], session: Session):

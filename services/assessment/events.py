@@ -16,8 +16,6 @@ from typing import Iterator, Sequence
 import orjson
 from sqlalchemy.orm import Session
 
-from services.assessment.storage.bulk_rows import insert_tuples
-from shared.bulk import is_pg
 from shared.envelope import EnvelopeText, Event, new_envelope, new_event_ids
 from shared.logs import correlation_id
 from shared.outbox import Outbox
@@ -59,28 +57,14 @@ def emit_plain(session: Session, outbox: Outbox, actor: Actor, cls: type[Event],
         log.warning("%s: payload differs from the contract; writing this batch through pydantic", cls.__name__)
         emit(session, outbox, actor, [(cls.model_validate(d), s, i) for d, s, i in items])
         return
-    if len(items) > outbox.SMALL and not is_pg(session):
-        # SQLite: the rows as tuples straight into the driver (Outbox.add_rows would give them to SQLAlchemy's
-        # executemany, which builds and processes a parameter dict per row: a quarter of an import's writing)
-        insert_tuples(session, outbox.table, ROW_COLUMNS, list(plain_tuples(outbox, actor, cls, items, now)))
-        return
-    outbox.add_rows(session, list(plain_rows(outbox, actor, cls, items, now)))
-
-
-ROW_COLUMNS = ("event_id", "event_type", "topic", "key", "envelope", "created_at")  # plain_tuples' order
+    outbox.add_tuples(session, list(plain_rows(outbox, actor, cls, items, now)))
 
 
 def plain_rows(outbox: Outbox, actor: Actor, cls: type[Event], items: Sequence[tuple[dict, str, str | None]],
-               now: datetime) -> Iterator[dict]:
-    """Outbox rows, as Outbox.add_rows takes them, of payloads already in their JSON form."""
-    for row in plain_tuples(outbox, actor, cls, items, now):
-        yield dict(zip(ROW_COLUMNS, row))
-
-
-def plain_tuples(outbox: Outbox, actor: Actor, cls: type[Event], items: Sequence[tuple[dict, str, str | None]],
-                 now: datetime) -> Iterator[tuple]:
-    """plain_rows as tuples in ROW_COLUMNS order, the envelopes written by shared.envelope.EnvelopeText (per
-    event only its id, subject and payload are serialized, the payload by orjson)."""
+               now: datetime) -> Iterator[tuple]:
+    """Outbox rows of payloads already in their JSON form, as Outbox.add_tuples takes them (Outbox.ROW_COLUMNS),
+    the envelopes written by shared.envelope.EnvelopeText (per event only its id, subject and payload are
+    serialized, the payload by orjson)."""
     text = EnvelopeText(outbox.source, outbox.service, now)
     cid = correlation_id.get()
     type_name, topic, causation = cls.type_name(), cls.topic, actor.causation

@@ -235,7 +235,7 @@ class LedgerApp:
         self.outbox.add_many(session, [(e, topics.LEDGER_EVENTS) for e in envelopes])
 
     def _write(self, session: Session, rows: OutboxRows) -> None:
-        self.outbox.add_rows(session, rows.rows)
+        self.outbox.add_tuples(session, rows.rows)
 
     def _envelope(self, event, subject: str, causation: str | None) -> Envelope:
         return new_envelope(event, subject=subject, source=self.outbox.source, producer=self.outbox.service,

@@ -38,7 +38,8 @@ class TimeText:
 
 
 class OutboxRows:
-    """Outbox rows (dicts of the outbox table's columns) of one transaction's events, all recorded at ``now``."""
+    """Outbox rows of one transaction's events (tuples in Outbox.ROW_COLUMNS order, as Outbox.add_tuples takes
+    them), all recorded at ``now``."""
 
     def __init__(self, source: str, producer: str, now: datetime, causation: str | None,
                  correlation: str | None = None):
@@ -50,17 +51,15 @@ class OutboxRows:
         self.correlation = correlation if correlation is not None else correlation_id.get()
         self.times = TimeText()
         self._text = EnvelopeText(source, producer, now)
-        self.rows: list[dict] = []
+        self.rows: list[tuple] = []
 
     def add(self, cls: type[Event], data: dict, subject: str, event_id: str, *,
             correlation: str | None = None) -> None:
         """One event of type ``cls`` whose payload's JSON form is ``data`` (in the contract's field order)."""
         text = self._text(cls, subject, event_id, orjson.dumps(data).decode(),
                           correlation=correlation or self.correlation, causation=self.causation)
-        self.rows.append({"event_id": event_id, "event_type": cls.type_name(), "topic": topics.LEDGER_EVENTS,
-                          "key": subject, "envelope": text, "created_at": self.now})
+        self.rows.append((event_id, cls.type_name(), topics.LEDGER_EVENTS, subject, text, self.now))
 
     def add_envelope(self, env: Envelope) -> None:
         """An event built (and validated) as a model: rare ones, such as rejections and opened accounts."""
-        self.rows.append({"event_id": env.id, "event_type": env.type, "topic": topics.LEDGER_EVENTS,
-                          "key": env.subject, "envelope": env.to_json().decode(), "created_at": env.recordedat})
+        self.rows.append((env.id, env.type, topics.LEDGER_EVENTS, env.subject, env.to_json().decode(), env.recordedat))

@@ -73,12 +73,11 @@ def _write_events(btx: BatchTx, contexts: list[MessageContext]) -> None:
         cls = type(event)
         if (type_name := names.get(cls)) is None:
             type_name = names[cls] = cls.type_name()
-        rows.append(dict(event_id=eid, event_type=type_name, topic=event.topic, key=subject,
-                         envelope=text(cls, subject, eid, event.model_dump_json(by_alias=True),
-                                       correlation=env.correlationid if env else None,
-                                       causation=env.id if env else None),
-                         created_at=now))
-    outbox.add_rows(btx.session, rows)
+        rows.append((eid, type_name, event.topic, subject,  # Outbox.ROW_COLUMNS
+                     text(cls, subject, eid, event.model_dump_json(by_alias=True),
+                          correlation=env.correlationid if env else None, causation=env.id if env else None),
+                     now))
+    outbox.add_tuples(btx.session, rows)
 
 
 def _one(ctx: MessageContext) -> Rejected | None:

@@ -8,7 +8,8 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from services.assessment.events import Actor, emit_plain, plain_rows
+from services.assessment.events import Actor, emit_plain
+from services.assessment.events import plain_rows as plain_tuples
 from services.assessment.storage.tables import metadata, messaging
 from shared.contracts.assessment import EnterpriseAssessed, EnterpriseRegistered, IndicatorsRecorded
 from shared.envelope import decode, new_envelope
@@ -31,6 +32,11 @@ PAYLOADS = [
                           "recommendation": "none", "reasons": ["not_evaluated"]}),
 ]
 
+
+
+def plain_rows(*args):
+    """The rows as dicts of Outbox.ROW_COLUMNS (they are tuples in that order)."""
+    return [dict(zip(OUTBOX.ROW_COLUMNS, row)) for row in plain_tuples(*args)]
 
 @pytest.mark.parametrize("cls, payload", PAYLOADS)
 @pytest.mark.parametrize("causation, correlation", [(None, None), ("cause-1", "req-7")])
@@ -91,8 +97,8 @@ def test_a_figure_beyond_the_contracts_digits_is_refused_as_before(session):
 
 @pytest.mark.parametrize("causation", [None, "cause-1"])
 def test_the_sqlite_bulk_rows_are_what_add_rows_stores(tmp_path, causation):
-    """More than Outbox.SMALL events go to SQLite as tuples (bulk_rows.insert_tuples), not through add_rows:
-    the stored rows are the same."""
+    """Events go to SQLite as tuples (Outbox.add_tuples: shared.bulk.insert_tuples, the raw sqlite3 executemany),
+    not through SQLAlchemy's executemany of dicts: the stored rows are the same."""
     from shared.bulk import bulk_insert
 
     engine = create_engine(f"sqlite:///{tmp_path / 'y.sqlite3'}")
@@ -113,7 +119,7 @@ def test_the_sqlite_bulk_rows_are_what_add_rows_stores(tmp_path, causation):
             if envelope["id"] != event_id:
                 row["envelope"] = row["envelope"].replace(envelope["id"], event_id)
                 row["event_id"] = event_id
-        bulk_insert(s, OUTBOX.table, rows)  # what Outbox.add_rows does on SQLite
+        bulk_insert(s, OUTBOX.table, rows)  # SQLAlchemy's own insert of the same rows
         reference = s.execute(select(*cols).order_by(OUTBOX.table.c.position)).all()
     engine.dispose()
     assert bulk == reference and len(bulk) == len(items)

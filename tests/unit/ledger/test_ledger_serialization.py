@@ -51,10 +51,9 @@ def test_outcome_envelopes_are_the_bytes_new_envelope_gives(tid, code, refs, met
         event = cls(**{**fields, **extra})
         rows.rows.clear()
         rows.add(cls, event.model_dump(mode="json"), subject, eid)
-        (row,) = rows.rows
-        assert row["envelope"].encode() == _expected(event, subject, eid, causation, correlation)
-        assert (row["event_id"], row["event_type"], row["key"], row["topic"], row["created_at"]) == \
-            (eid, cls.type_name(), subject, topics.LEDGER_EVENTS, NOW)
+        ((event_id, event_type, topic, key, envelope, created_at),) = rows.rows  # Outbox.ROW_COLUMNS
+        assert envelope.encode() == _expected(event, subject, eid, causation, correlation)
+        assert (event_id, event_type, key, topic, created_at) == (eid, cls.type_name(), subject, topics.LEDGER_EVENTS, NOW)
 
 
 def test_events_take_the_callers_correlation_id_or_their_own():
@@ -68,7 +67,7 @@ def test_events_take_the_callers_correlation_id_or_their_own():
     rows.add(TransferPosted, data, "t", "e-1")
     rows.add(TransferPosted, data, "t", "e-2", correlation="request-8")  # a request merged by group commit
     own.add(TransferPosted, data, "t", "e-3")
-    docs = [json.loads(r["envelope"]) for r in rows.rows + own.rows]
+    docs = [json.loads(r[4]) for r in rows.rows + own.rows]  # the envelope (Outbox.ROW_COLUMNS)
     assert [d["correlationid"] for d in docs] == ["request-7", "request-8", "e-3"]
     assert all("causationid" not in d for d in docs), "no causation: the attribute is left out, as exclude_none does"
 
