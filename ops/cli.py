@@ -3,8 +3,9 @@
   countypool import assessment FILE --kind enterprises|indicators [--department D] [--year Y] [--all-or-nothing]
   countypool verify                          verify the ledger's journal hash chain
   countypool lag                             consumer lag per group and topic
-  countypool dlq list TOPIC                  dead-lettered messages of a topic, with their reasons
-  countypool dlq redrive TOPIC [--reason R]  publish them to their topic again once the cause is fixed
+  countypool dlq list TOPIC [--reason R]     dead-lettered messages of a topic not re-driven yet, with their reasons
+  countypool dlq redrive TOPIC [--reason R]  publish them to their topic again once the cause is fixed (each
+                                             once: see ops/kafka_ops.py; exit status 1 when one could not be)
   countypool settlement run|finalize COUNTY PERIOD
   countypool settlement export COUNTY PERIOD [--format csv|xlsx|json] [--headers zh|en] [-o FILE]
   countypool replay SERVICE [--write]        rebuild a service's read models from its event store, compare
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -55,9 +57,13 @@ def cmd_import(args) -> int:
     from services.assessment.imports import ImportOptions, ImportRefused, import_file
     from services.assessment.main import build
 
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     runtime, _ = build()
     runtime.migrate()
-    data = Path(args.file).read_bytes()
     bars: dict[str, tqdm] = {}
 
     def progress(phase: str, done: int, total: int) -> None:
@@ -142,32 +148,82 @@ def _bootstrap() -> str:
 
 
 def cmd_lag(args) -> int:
-    from ops.kafka_ops import consumer_lag
+    from ops.kafka_ops import consumer_lag, require_kafka
 
+    require_kafka(_bootstrap())
     rows = consumer_lag(_bootstrap())
     print(f"{'group':<26}{'topic':<34}{'committed':>12}{'end':>12}{'lag':>10}")
     for r in rows:
+        if r.missing:
+            print(f"{r.group:<26}{r.topic:<34}  the topic does not exist")
+            continue
         print(f"{r.group:<26}{r.topic:<34}{r.committed:>12}{r.end:>12}{r.lag:>10}")
     return 0
 
 
 def cmd_dlq(args) -> int:
-    from ops.kafka_ops import dead_letters, redrive
+    from collections import Counter
 
-    letters = dead_letters(_bootstrap(), args.topic)
+    from ops.kafka_ops import read_dlq, redrive, require_kafka, where
+
+    require_kafka(_bootstrap())
+    queue = read_dlq(_bootstrap(), args.topic)
+    letters = queue.letters
     if args.reason:
         letters = [d for d in letters if d.reason == args.reason]
+    of_reason = f" with reason {args.reason}" if args.reason else ""
+    if args.reason and not letters and queue.letters:
+        present = Counter(d.reason for d in queue.letters)
+        print(f"no dead letters{of_reason} on {queue.topic}; reasons there: "
+              + ", ".join(f"{r or '(none)'} ({n})" for r, n in sorted(present.items())), file=sys.stderr)
     if args.action == "list":
-        for d in letters:
-            print(f"{d.topic}[{d.partition}]@{d.offset} key={d.key} reason={d.reason}: {d.error[:200]}")
-        print(f"{len(letters)} dead letters")
+        for d in letters[: args.limit]:
+            omitted = f" [no body: {d.value_omitted} bytes left out]" if d.value_omitted is not None else ""
+            print(f"{where(d)} key={d.key} reason={d.reason}: {d.error[:200]}{omitted}")
+        shown = f" ({args.limit} shown)" if len(letters) > args.limit else ""
+        earlier = f"; {queue.redriven} re-driven before, not listed" if queue.redriven else ""
+        print(f"{len(letters)} dead letters{of_reason}{shown}{earlier}")
         return 0
-    n = redrive(_bootstrap(), letters)
-    print(f"re-drove {n} messages to their original topics")
-    return 0
+    result = redrive(_bootstrap(), letters)
+    for _, why in result.refused:
+        print(f"not re-driven: {why}", file=sys.stderr)
+    for d, why in result.failed:
+        print(f"FAILED {where(d)}: {why} (still a dead letter)", file=sys.stderr)
+    for _, why in result.unmarked:
+        print(f"warning: {why}", file=sys.stderr)
+    print(f"re-drove {len(result.sent)} messages{of_reason} to their original topics"
+          + (f"; {len(result.refused)} refused" if result.refused else "")
+          + (f"; {len(result.failed)} failed" if result.failed else ""))
+    return 0 if result.ok else 1
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number")
+    return n
 
 
 # -- settlement ------------------------------------------------------------------------------------
+COUNTY_CODE = re.compile(r"\d{6}", re.ASCII)  # as the settlement API checks them
+PERIOD_LABEL = re.compile(r"\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?", re.ASCII)
+
+
+def _county(value: str) -> str:
+    if not COUNTY_CODE.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a county code (six digits, e.g. 320612)")
+    return value
+
+
+def _period(value: str) -> str:
+    if not PERIOD_LABEL.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a period (a month 2026-03, a quarter 2026-Q1 or a year 2026)")
+    return value
+
+
 def cmd_settlement(args) -> int:
     with _client("settlement", args.token) as c:
         base = f"/v1/counties/{args.county}/periods/{args.period}"
@@ -180,7 +236,11 @@ def cmd_settlement(args) -> int:
         r = c.get(f"{base}/statement/export", params={"format": fmt, "headers": args.headers})
         _fail(r)
         out = Path(args.output or f"statement-{args.county}-{args.period}.{fmt}")
-        out.write_bytes(r.content)
+        try:
+            out.write_bytes(r.content)
+        except OSError as exc:
+            print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         print(f"wrote {out} ({len(r.content)} bytes)")
         return 0
 
@@ -216,19 +276,49 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("action", choices=["list", "redrive"])
     p.add_argument("topic")
     p.add_argument("--reason")
+    p.add_argument("--limit", type=_positive, default=1000, help="list: show at most this many (all are counted)")
     p.set_defaults(fn=cmd_dlq)
 
     p = sub.add_parser("settlement", help="run, finalize or export a settlement period")
     p.add_argument("action", choices=["run", "finalize", "export"])
-    p.add_argument("county")
-    p.add_argument("period")
+    p.add_argument("county", type=_county)
+    p.add_argument("period", type=_period)
     p.add_argument("--format", choices=["csv", "xlsx", "json"], default="csv")
     p.add_argument("--headers", choices=["zh", "en"], default="zh")
     p.add_argument("-o", "--output")
     p.set_defaults(fn=cmd_settlement)
 
     args = ap.parse_args(argv)
-    sys.exit(args.fn(args))
+    sys.exit(_run(args))
+
+
+def _run(args) -> int:
+    """A command's exit status; what keeps it from running (Kafka, a service or a database away, a topic
+    missing) is one line on stderr and status 2, not a traceback."""
+    from kafka.errors import KafkaError
+    from sqlalchemy.exc import DBAPIError
+
+    from ops.kafka_ops import KafkaUnavailable, NoSuchTopic
+
+    try:
+        return args.fn(args)
+    except (KafkaUnavailable, NoSuchTopic) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except KafkaError as exc:
+        print(f"error: Kafka at {_bootstrap()}: {exc}", file=sys.stderr)
+    except TimeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except httpx.TransportError as exc:
+        try:
+            url = str(exc.request.url)
+        except RuntimeError:  # no request attached
+            url = "the service"
+        print(f"error: cannot reach {url}: {exc} (set COUNTYPOOL_<SERVICE>_URL?)", file=sys.stderr)
+    except DBAPIError as exc:
+        cause = exc.orig if exc.orig is not None else exc
+        reason = (str(cause).strip().splitlines() or [""])[0]
+        print(f"error: database: {type(cause).__name__}: {reason}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
