@@ -508,7 +508,8 @@ class IdempotentConsumer:
         futures = []
         for d in dead:
             rec = d.record
-            headers = [
+            # the message's own headers travel with it (a redrive sends them on), our dlq-* ones after them
+            headers = [(k, v) for k, v in (rec.headers or ()) if not k.startswith("dlq-")] + [
                 ("dlq-reason", d.reason.encode()),
                 ("dlq-error", d.message[:2000].encode()),
                 ("dlq-original-topic", rec.topic.encode()),

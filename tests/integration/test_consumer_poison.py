@@ -32,9 +32,11 @@ def _dead_reasons(bootstrap, topic, n):
     return [dict(r.headers)["dlq-reason"].decode() for r in read_all(bootstrap, f"{topic}.dlq", expect=n, timeout=10)]
 
 
-def _run_until(db, outbox, bootstrap, topic, until, timeout=25):
+def _run_until(db, outbox, bootstrap, topic, until, timeout=25, *, handler=count_widget, max_attempts=2, **options):
+    """The consumer's own thread on ``topic`` (or ``options['topics']``) until ``until()`` or the timeout."""
+    options.setdefault("topics", [topic])
     c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=bootstrap, group_id=f"g-{topic}",
-                           topics=[topic], handler=count_widget, max_attempts=2)
+                           handler=handler, max_attempts=max_attempts, **options)
     c.start()
     deadline = time.monotonic() + timeout
     try:
@@ -52,6 +54,22 @@ def test_deeply_nested_json_is_dead_lettered_not_a_stuck_consumer(db_url, kafka_
     c = _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"k": 1})
     assert widget_counts(db) == {"k": 1}, f"stuck behind the poison message: last_error={c.stats.last_error!r}"
     assert _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["malformed_json"]
+
+
+def test_a_dead_letter_keeps_the_messages_own_headers(db_url, kafka_bootstrap, unique_topic):
+    """A publisher's headers (a trace id, a redrive's redriven-from) go with its message to the DLQ; before, only
+    ours did, and a redriven message that failed again lost where it came from."""
+    db, outbox = make_db(db_url)
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    p.send(unique_topic, key=b"k", value=b"{not json", headers=[("trace-id", b"t-42"), ("dlq-reason", b"forged")]).get(30)
+    p.send(unique_topic, key=b"k", value=_env("k", 1)).get(30)
+    p.close()
+    _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"k": 1})
+    (dead,) = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1, timeout=10)
+    headers = dict(dead.headers)
+    assert headers["trace-id"] == b"t-42"
+    assert headers["dlq-reason"] == b"malformed_json"  # ours, not the message's own dlq-* header
+    assert [k for k, _ in dead.headers].count("dlq-reason") == 1
 
 
 def test_huge_integer_in_an_invalid_envelope_is_dead_lettered(db_url, kafka_bootstrap, unique_topic):
@@ -99,15 +117,7 @@ def test_a_message_whose_handler_hits_a_program_limit_is_dead_lettered(pg_url, k
         count_widget(ctx)
 
     _produce(kafka_bootstrap, unique_topic, [("k", _env("huge", 1)), ("k", _env("ok", 1))])
-    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap,
-                           group_id=f"g-{unique_topic}", topics=[unique_topic], handler=handler, max_attempts=2)
-    c.start()
-    deadline = time.monotonic() + 25
-    try:
-        while time.monotonic() < deadline and widget_counts(db) != {"ok": 1}:
-            time.sleep(0.5)
-    finally:
-        c.stop(timeout=20)
+    c = _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"ok": 1}, handler=handler)
     assert widget_counts(db) == {"ok": 1}, "the good message waits for ever behind the one the database refuses"
     assert c.stats.dead_lettered == 1 and _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["handler_db_error"]
 
@@ -128,15 +138,8 @@ def test_a_handler_emitting_an_event_too_large_for_kafka_is_dead_lettered_at_onc
             ctx.emit(WidgetAdded(widget_id="x" * MAX_EVENT_BYTES, seq=0), subject="big", topic=f"{unique_topic}.out")
 
     _produce(kafka_bootstrap, unique_topic, [("k", _env("big", 1)), ("k", _env("ok", 1))])
-    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap,
-                           group_id=f"g-{unique_topic}", topics=[unique_topic], handler=handler, max_attempts=3)
-    c.start()
-    deadline = time.monotonic() + 25
-    try:
-        while time.monotonic() < deadline and widget_counts(db) != {"ok": 1}:
-            time.sleep(0.5)
-    finally:
-        c.stop(timeout=20)
+    c = _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"ok": 1}, handler=handler,
+                   max_attempts=3)
     assert widget_counts(db) == {"ok": 1}, f"the big message's effect is rolled back: {widget_counts(db)}"
     assert calls.count("big") == 1, "refused at the first attempt, not retried"
     assert c.stats.dead_lettered == 1 and _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["event_too_large"]
@@ -171,15 +174,7 @@ def test_a_big_event_from_a_service_is_taken_and_a_big_intake_message_is_not(db_
     _produce(kafka_bootstrap, unique_topic, [("k", noted("big"))])
     _produce(kafka_bootstrap, intake, [("k", noted("outside")), ("k", _env("after", 1))])
 
-    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap,  # counts by widget_id
-                           group_id=f"g-{unique_topic}", topics=[unique_topic, intake], handler=count_widget,
-                           strict_topics={intake}, max_message_bytes=256 * 1024, max_attempts=2)
-    c.start()
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline and widget_counts(db) != {"big": 1, "after": 1}:
-            time.sleep(0.5)
-    finally:
-        c.stop(timeout=20)
+    c = _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"big": 1, "after": 1},
+                   timeout=30, topics=[unique_topic, intake], strict_topics={intake}, max_message_bytes=256 * 1024)
     assert widget_counts(db) == {"big": 1, "after": 1}, f"last_error={c.stats.last_error!r}"
     assert _dead_reasons(kafka_bootstrap, intake, 1) == ["message_too_large"]
