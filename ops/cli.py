@@ -52,7 +52,7 @@ def _fail(resp: httpx.Response) -> None:
 # -- import ----------------------------------------------------------------------------------------
 def cmd_import(args) -> int:
     if args.service != "assessment":
-        print("imports of tax receipts go through the settlement API: POST /v1/receipts/imports", file=sys.stderr)
+        print("imports of tax receipts go through the settlement API: POST /v1/tax-receipts/import", file=sys.stderr)
         return 2
     from services.assessment.imports import ImportOptions, ImportRefused, import_file
     from services.assessment.main import build

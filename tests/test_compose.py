@@ -1,6 +1,7 @@
 """docker-compose.yml, the Dockerfile and the PostgreSQL init script agree with the code (no Docker needed)."""
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -205,3 +206,13 @@ def test_monitoring_mounts_the_deploy_configuration(services):
     graf = [str(v) for v in services["grafana"].get("volumes", [])]
     assert any(v.startswith("./deploy/grafana/provisioning:/etc/grafana/provisioning") for v in graf), graf
     assert any(v.startswith("./deploy/grafana/dashboards:") for v in graf), graf
+
+
+def test_quota_reconciles_with_the_ledger_in_the_network(services):
+    """Quota reads the ledger's balances for reconciliation: left at its defaults (127.0.0.1, no token) it
+    answered 503 ledger_unavailable inside its container, and the reconciliation alert had nothing to see."""
+    env = env_of(services["quota"])
+    assert env.get("COUNTYPOOL_QUOTA_LEDGER_URL") == f"http://ledger:{DEFAULT_PORTS['ledger']}"
+    tokens = json.loads((ROOT / "deploy" / "dev-tokens.json").read_text())
+    assert "ledger:read" in tokens[env["COUNTYPOOL_QUOTA_LEDGER_TOKEN"]]["scopes"]
+    assert float(env.get("COUNTYPOOL_QUOTA_RECONCILE_INTERVAL_SECONDS", "0")) > 0
