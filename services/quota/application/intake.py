@@ -13,7 +13,7 @@ from shared.contracts.quota import BuybackOwed, LotCreated, QuotaReleased, Quota
 from shared.envelope import Event
 from services.quota.application.formats import cny, cny_or_none, qty
 from services.quota.application.ledger_commands import send_moves
-from services.quota.application.saga import SOURCE_KIND_OUT
+from services.quota.application.allocations import SOURCE_KIND_OUT
 from services.quota.application.tx import Tx
 from services.quota.domain.identifiers import county_code_problem
 from services.quota.domain.ledger_moves import intake_moves

@@ -1,16 +1,19 @@
 """Explicit allocation rounds: a county's waiting requests ordered by its priority policy and decided
 against what the pool holds. The inputs are stored with the decisions, so a round can be re-run from its
-record and give the same answer (``replay_round``)."""
+record and give the same answer (``replay_round``). A request the pool's figures can grant but whose allocation
+could not be written (too many lots for one QuotaAllocated, application/allocations.py) is refused
+(``too_many_lots``); what the forecast said is stored with the inputs, since the lots are not."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
+from services.quota.application.allocations import LotForecast
 from services.quota.application.pool import county_pool
 from services.quota.application.saga import carry_out
 from services.quota.application.tx import Tx
-from services.quota.domain.allocation import RoundResult, apply_decision, run_allocation_round
+from services.quota.domain.allocation import Outcome, RoundResult, Shortfall, apply_decision, run_allocation_round
 from services.quota.domain.assets import ApprovalKind
 from services.quota.domain.policy import PoolPolicy, PriorityPolicy
 from services.quota.domain.pool_view import available_by_asset
@@ -46,7 +49,8 @@ def _inputs(available: dict[str, int], requests: list[QuotaRequest], priority: P
 
 
 def replay_round(county_code: str, inputs: dict) -> RoundResult:
-    """The same decisions again, from a round's stored inputs alone."""
+    """The same decisions again, from a round's stored inputs alone (``too_many_lots``: the forecast's answer for
+    each request it refused; rounds recorded before it have none)."""
     p = inputs["priority"]
     priority = PriorityPolicy(tuple(p["keys"]), tuple(p["class_order"]), frozenset(p["strategic_industries"]))
     requests = [
@@ -55,7 +59,9 @@ def replay_round(county_code: str, inputs: dict) -> RoundResult:
                      county_code, tuple(RequestLine(a, n, ApprovalKind(k)) for a, n, k in r["lines"]),
                      datetime.fromisoformat(r["requested_at"]), datetime.fromisoformat(r["requested_at"]))
         for r in inputs["requests"]]
-    return run_allocation_round(inputs["available"], requests, priority)
+    unfit = inputs.get("too_many_lots", {})
+    return run_allocation_round(inputs["available"], requests, priority,
+                                lambda r: tuple(Shortfall(*s) for s in unfit.get(r.request_id, ())))
 
 
 def run_round(tx: Tx, county_code: str, by: str) -> RoundRun:
@@ -66,11 +72,16 @@ def run_round(tx: Tx, county_code: str, by: str) -> RoundRun:
                                        lambda req: withdraw(req, tx.now))
     waiting = request_store.waiting_requests(tx.session, county_code)
     available = available_by_asset(county_pool(tx.session, county_code).figures)
-    result = run_allocation_round(available, waiting, cp.policy.priority)
+    forecast = LotForecast(tx.session, county_code, cp.policy, tx.now.date())
+    result = run_allocation_round(available, waiting, cp.policy.priority, forecast.place)
+    inputs = _inputs(available, waiting, cp.policy.priority)
+    unfit = {d.request_id: [[s.asset, s.requested, s.available] for s in d.shortfalls]
+             for d in result.decisions if d.outcome is Outcome.REFUSED}
+    if unfit:
+        inputs["too_many_lots"] = unfit
     seq = round_store.next_round_seq(tx.session, county_code)
     round_id = f"round-{county_code}-{seq:06d}"
-    round_store.record_round(tx.session, round_id, county_code, seq, by, cp.version,
-                             _inputs(available, waiting, cp.policy.priority), result, tx.now)
+    round_store.record_round(tx.session, round_id, county_code, seq, by, cp.version, inputs, result, tx.now)
     by_id = {r.request_id: r for r in waiting}
     for decision in result.decisions:
         carry_out(tx, cp.policy, apply_decision(by_id[decision.request_id], decision, tx.now, cp.policy))

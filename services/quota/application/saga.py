@@ -2,24 +2,36 @@
 its events, and on allocation consume lots (provenance) and publish what is due."""
 from __future__ import annotations
 
-from shared.contracts.quota import ConsumedLotOut, QuotaAllocated
-from services.quota.application.formats import cny, qty
+import logging
+
+from services.quota.application.allocations import (
+    ALLOCATED_EVENT_BYTES, PlannedAllocation, event_bytes, plan_allocation,
+)
 from services.quota.application.ledger_commands import send_moves
 from services.quota.application.request_events import transition_event
 from services.quota.application.tx import Tx
-from services.quota.domain.lots import SourceKind
 from services.quota.domain.policy import PoolPolicy
-from services.quota.domain.provenance import allocate_request
-from services.quota.domain.requests import QuotaRequest, RequestEvent, RequestTransition, withdraw
+from services.quota.domain.requests import (
+    TOO_MANY_LOTS, QuotaRequest, RequestEvent, RequestTransition, unallocatable, withdraw,
+)
 from services.quota.metrics import RESERVE_LATENCY, SAGA_TRANSITIONS
 from services.quota.storage import intake_store, provenance_store, request_store
 
-# LotCreated / QuotaAllocated speak of where a lot came from as "release" or "reclamation".
-SOURCE_KIND_OUT = {SourceKind.ENTERPRISE: "release", SourceKind.RECLAMATION: "reclamation"}
+log = logging.getLogger(__name__)
 
 
 def carry_out(tx: Tx, policy: PoolPolicy, tr: RequestTransition) -> RequestTransition:
-    """Call under the county's lock. A transition that changed nothing may still carry moves (a late void)."""
+    """Call under the county's lock. A transition that changed nothing may still carry moves (a late void).
+    An allocation whose QuotaAllocated would be too big to write becomes the reservation's cancellation
+    (``too_many_lots``, see application/allocations.py); the transition carried out is returned."""
+    planned = None
+    if tr.allocated_now:
+        planned = _plan(tx, policy, tr.request)
+        if too_large := planned.too_large():
+            log.warning("request %s cannot be allocated: its QuotaAllocated of %s would list %d lots in %d bytes "
+                        "(at most %d); its reservation is cancelled (%s)", tr.request.request_id, too_large[0].asset,
+                        len(too_large[0].lots), event_bytes(too_large[0]), ALLOCATED_EVENT_BYTES, TOO_MANY_LOTS)
+            tr, planned = unallocatable(tr, tx.now, TOO_MANY_LOTS), None
     req = tr.request
     if tr.changed:
         reserved_now = RequestEvent.RESERVED in tr.events
@@ -30,7 +42,7 @@ def carry_out(tx: Tx, policy: PoolPolicy, tr: RequestTransition) -> RequestTrans
     send_moves(tx, tr.moves, county_code=req.county_code, request_id=req.request_id)
     for kind in tr.events:
         if kind is RequestEvent.ALLOCATED:
-            _allocate(tx, policy, req)
+            _allocate(tx, req, planned)
         else:
             tx.emit(transition_event(kind, req), req.request_id)
     return tr
@@ -44,21 +56,16 @@ def unless_withdrawn(tx: Tx, before: QuotaRequest, tr: RequestTransition) -> Req
     return tr
 
 
-def _allocate(tx: Tx, policy: PoolPolicy, req: QuotaRequest) -> None:
-    lines = dict(req.line_amounts)
-    lots = intake_store.grantable_lots(tx.session, req.county_code, sorted(lines))
-    prov = allocate_request(req, lots, policy)
-    intake_store.save_lot_remaining(tx.session, list(prov.lots))
-    prices = {asset: policy.price(asset) for asset in lines}
-    provenance_store.record_allocation(tx.session, prov, req.county_code, lines, prices, tx.now)
+def _plan(tx: Tx, policy: PoolPolicy, req: QuotaRequest) -> PlannedAllocation:
+    lots = intake_store.grantable_lots(tx.session, req.county_code, sorted(dict(req.line_amounts)))
     row = request_store.request_row(tx.session, req.request_id)
-    for asset, amount in req.line_amounts:
-        consumed = [c for c in prov.consumptions if c.asset == asset]
-        tx.emit(QuotaAllocated(
-            request_id=req.request_id, project_id=req.project_id, county_code=req.county_code, asset=asset,
-            amount=qty(asset, amount), price_per_unit=cny(prices[asset]), amount_due=cny(prov.due_fen_by_asset[asset]),
-            park_id=row.park_id if row is not None else None, allocated_on=tx.now.date(),
-            lots=[ConsumedLotOut(lot_id=c.lot_id, source_kind=SOURCE_KIND_OUT[c.source_kind], source_ref=c.source_ref,
-                                 township_code=c.township_code, amount=qty(asset, c.amount),
-                                 amount_due=cny(c.amount_due_fen)) for c in consumed],
-        ), req.request_id)
+    return plan_allocation(req, lots, policy, row.park_id if row is not None else None, tx.now.date())
+
+
+def _allocate(tx: Tx, req: QuotaRequest, planned: PlannedAllocation) -> None:
+    prov = planned.provenance
+    intake_store.save_lot_remaining(tx.session, list(prov.lots))
+    provenance_store.record_allocation(tx.session, prov, req.county_code, dict(req.line_amounts),
+                                       dict(planned.prices), tx.now)
+    for event in planned.events:
+        tx.emit(event, req.request_id)

@@ -5,6 +5,8 @@ request id, so the order is total) and decided one by one against what is still 
 full, or insufficient. All or nothing per request: a request whose lines do not all fit takes nothing,
 and later (lower-priority) requests that do fit are still granted, since an insufficient request is
 rejected, not kept waiting, and holding quota back for it would help nobody.
+A request the figures can grant may still be refused (outcome ``refused``, reason ``too_many_lots``) when the
+caller's ``fits`` says its allocation could not be written (application/allocations.py): it takes nothing either.
 Same input, same decisions: nothing here reads a clock or depends on input order.
 """
 from __future__ import annotations
@@ -12,24 +14,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from services.quota.domain.policy import PoolPolicy, PriorityKey, PriorityPolicy
 from services.quota.domain.requests import (
-    QuotaRequest, RequestState, RequestTransition, begin_reserving, reject,
+    TOO_MANY_LOTS, QuotaRequest, RequestState, RequestTransition, begin_reserving, reject,
 )
 
 
 class Outcome(StrEnum):
     GRANTED = "granted"
     INSUFFICIENT = "insufficient"
+    REFUSED = "refused"  # the figures allow it, its allocation could not be carried out (too_many_lots)
 
 
 @dataclass(frozen=True)
 class Shortfall:
     asset: str
     requested: int
-    available: int  # what was left when the request's turn came
+    available: int  # what was left when the request's turn came (too_many_lots: about the most one allocation
+    # of the asset could take then)
+
+
+# Asked, in rank order, about each request the figures can grant: () to grant it (the asker then counts it as
+# granted), or the lines that make it too_many_lots.
+Fits = Callable[[QuotaRequest], Sequence[Shortfall]]
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class RoundDecision:
     request_id: str
     rank: int  # 1 = first served
     outcome: Outcome
-    reason: str  # "granted" | "insufficient_quota"
+    reason: str  # "granted" | "insufficient_quota" | "too_many_lots"
     ordered_by: tuple[tuple[str, str], ...]  # the priority facts that placed it, for the record
     shortfalls: tuple[Shortfall, ...] = ()
 
@@ -71,9 +80,10 @@ def priority_key(request: QuotaRequest, policy: PriorityPolicy) -> tuple[Any, ..
 
 
 def run_allocation_round(
-    available: Mapping[str, int], requests: Sequence[QuotaRequest], policy: PriorityPolicy
+    available: Mapping[str, int], requests: Sequence[QuotaRequest], policy: PriorityPolicy, fits: Fits | None = None
 ) -> RoundResult:
-    """``available``: per asset, what the pool may grant now (pool_view.available_by_asset)."""
+    """``available``: per asset, what the pool may grant now (pool_view.available_by_asset). ``fits`` (see Fits),
+    if given: whether a request the figures can grant can be allocated too."""
     if any(r.state is not RequestState.REQUESTED for r in requests):
         raise ValueError("a round decides requests in state requested only")
     if len({r.request_id for r in requests}) != len(requests):
@@ -93,6 +103,10 @@ def run_allocation_round(
             decisions.append(RoundDecision(request.request_id, rank, Outcome.INSUFFICIENT, "insufficient_quota",
                                            ordered_by, short))
             continue
+        unfit = tuple(fits(request)) if fits is not None else ()
+        if unfit:
+            decisions.append(RoundDecision(request.request_id, rank, Outcome.REFUSED, TOO_MANY_LOTS, ordered_by, unfit))
+            continue
         for asset, amount in request.line_amounts:
             left[asset] = left.get(asset, 0) - amount
         decisions.append(RoundDecision(request.request_id, rank, Outcome.GRANTED, "granted", ordered_by))
@@ -101,7 +115,7 @@ def run_allocation_round(
 
 def apply_decision(request: QuotaRequest, decision: RoundDecision, now: datetime,
                    policy: PoolPolicy) -> RequestTransition:
-    """Granted -> reserving (pending transfers asked); insufficient -> rejected with the round's reason."""
+    """Granted -> reserving (pending transfers asked); insufficient or refused -> rejected with the round's reason."""
     if decision.request_id != request.request_id:
         raise ValueError("the decision is for another request")
     if decision.outcome is Outcome.GRANTED:

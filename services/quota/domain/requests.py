@@ -1,10 +1,11 @@
 """The quota request saga, one per request of an admitted project.
 
     requested --(round grants)--> reserving --(ledger made every pending transfer)--> reserved
-    requested --(round: insufficient)--> rejected          reserving --(ledger refused)--> rejected
+    requested --(round: insufficient, too_many_lots)--> rejected   reserving --(ledger refused)--> rejected
     reserved --(every confirming approval in: 环评 / 能评 / 用地)--> allocated
     requested | reserving | reserved --> cancelled | expired (deadline passed, or the ledger expired it)
     requested --(project no longer admitted)--> rejected    reserving | reserved --(idem)--> cancelled
+    reserved --(would allocate, but its QuotaAllocated is too big to write: too_many_lots)--> cancelled
 
 Every transition is a pure function ``(request, event..., now) -> RequestTransition``. Events may come
 twice or out of order: a repeated event returns ``changed=False`` and no new effect; an approval that
@@ -329,3 +330,19 @@ def cancel(request: QuotaRequest, now: datetime, reason: str = "cancelled") -> R
     if request.state not in OPEN_STATES:
         return _no_change(request, "request_closed")
     return _close(request, RequestState.CANCELLED, reason, now, RequestEvent.CANCELLED)
+
+
+TOO_MANY_LOTS = "too_many_lots"
+
+
+def unallocatable(tr: RequestTransition, now: datetime, reason: str = TOO_MANY_LOTS) -> RequestTransition:
+    """An allocation that cannot be carried out (its QuotaAllocated, which lists every lot consumed, would be
+    bigger than an event may be): the reservation is cancelled instead and voided, once, with ``reason``. The
+    transition's other events stay (a reservation the ledger just confirmed was reserved, then cancelled), and
+    the approvals it remembered are kept."""
+    if not tr.allocated_now:
+        raise ValueError("only an allocating transition can be refused")
+    held = replace(tr.request, state=RequestState.RESERVED)
+    closed = cancel(held, now, reason)
+    events = tuple(e for e in tr.events if e is not RequestEvent.ALLOCATED) + closed.events
+    return RequestTransition(closed.request, True, reason, closed.moves, events)

@@ -33,7 +33,7 @@ from tests.badinput.support import TopicTail, headers_of
 from tests.integration.quota.harness import credit_code, new_county
 from tests.support.services import TOKENS
 
-Rec = namedtuple("Rec", "topic partition offset key value")  # what the consumer reads of a Kafka record
+Rec = namedtuple("Rec", "topic partition offset key value headers", defaults=[()])  # what the consumer reads of a Kafka record
 ECOLOGY, ENERGY, LAND = "/departments/ecology", "/departments/development-reform", "/departments/natural-resources"
 NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)
 
