@@ -32,7 +32,10 @@ class RequestExpiry(Periodic):
             due = request_store.due_requests(session, utcnow(), self.batch)
         done = 0
         for request_id, county in due:  # one transaction each: a county is locked only briefly
-            done += self.runtime.transaction(lambda uow: expire_request(Tx.of_uow(uow), request_id, county))
+            try:
+                done += self.runtime.transaction(lambda uow: expire_request(Tx.of_uow(uow), request_id, county))
+            except Exception as exc:  # noqa: BLE001 - it stays due and is tried next tick; the others expire now
+                log.warning("expiring request %s failed: %s", request_id, exc)
         return done if len(due) == self.batch else 0
 
 
@@ -49,7 +52,10 @@ class AutoRounds(Periodic):
         with self.runtime.db.sessions() as session:
             counties = request_store.counties_with_waiting_requests(session)
         for county in sorted(counties):
-            self.runtime.transaction(lambda uow: run_round(Tx.of_uow(uow), county, "auto-round"))
+            try:
+                self.runtime.transaction(lambda uow: run_round(Tx.of_uow(uow), county, "auto-round"))
+            except Exception as exc:  # noqa: BLE001 - one county's failure must not hold back the others' rounds
+                log.warning("automatic round of county %s failed: %s", county, exc)
         return 0
 
 
