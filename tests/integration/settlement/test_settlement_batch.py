@@ -23,7 +23,7 @@ from shared.settings import load_settings
 from tests.integration.settlement.support import credit_code, new_county
 from tests.support.services import TOKENS
 
-Record = namedtuple("Record", "topic partition offset key value")
+Record = namedtuple("Record", "topic partition offset key value headers", defaults=((),))  # what the consumer reads
 
 
 def _poll(C: str) -> list[Record]:
