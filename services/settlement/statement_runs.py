@@ -1,7 +1,7 @@
 """Running a county's statement for a period: draft (any number of times) and finalize (once).
 
-Both compute the statement from the database in one pass (``builder_from_database``): agreements and history are
-loaded (they are few); receipts and statistics are summed by the database per enterprise, kind and month
+Both compute the statement from the database in one pass (``builder_from_database``): agreements, policy versions
+and history are loaded (they are few); receipts and statistics are summed by the database per enterprise, kind and month
 (``storage.sums``), so memory does not grow with the number of receipts; allocations and buy-backs are read. The
 lines are then handed out in order and written (``COPY`` on PostgreSQL) while the content hash and totals are
 tallied over them, so the database stores one batch while the next is computed. A draft replaces the stored
@@ -65,12 +65,13 @@ def builder_from_database(session: Session, county: str, period: Period, as_of: 
     """A statement's inputs, read: tax and statistics summed, allocations and buy-backs held until their lines
     are made (by then the connection is busy writing lines)."""
     inputs = InputsRepository(session)
-    policy_row = inputs.latest_policy_row(county)
-    if policy_row is None:
+    policies = [policy_from_row(r) for r in inputs.policy_rows(county)]
+    if not policies:
         raise StatementError("policy_missing", f"county {county} has no settlement policy yet (PUT one first)")
     history = StatementsRepository(session).load_history(county)
+    # every version: each allocation is split by the version in force on its day, not by the latest
     b = StatementBuilder(county, period, agreements=AgreementBook(inputs.agreements_of_county(county)),
-                         policy=policy_from_row(policy_row), as_of=as_of, history=history,
+                         policy=policies, as_of=as_of, history=history,
                          max_sources_per_line=max_sources_per_line)
     cutoff = history.cutoff
     # allocations read as rows first and made into allocations only when their lines are made, while the

@@ -20,6 +20,7 @@ from services.settlement.api.schemas import (
     ImportReport,
     PolicyIn,
     PolicyOut,
+    PolicyVersionList,
     RowProblem,
     StatisticsReportIn,
     StatisticsReportOut,
@@ -27,14 +28,15 @@ from services.settlement.api.schemas import (
     TaxReceiptList,
     TaxReceiptOut,
 )
-from services.settlement.domain import ProceedsError, SettlementDomainError, SettlementPolicy
+from services.settlement.domain import SettlementDomainError
 from services.settlement.domain.export import yuan
+from services.settlement.policy_registry import record_policy
 from services.settlement.storage.inputs import InputsRepository
 from services.settlement.storage.rows import from_db
 from shared.amounts import AmountError
 from shared.auth import Principal, require
 from shared.contracts.settlement import StatisticsReported, TaxReceiptReported
-from shared.errors import ApiError, NotFound
+from shared.errors import NotFound
 from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1", tags=["settlement inputs"])
@@ -107,40 +109,45 @@ def list_agreements(request: Request, county: str | None = Query(default=None, p
 def _policy_out(row) -> PolicyOut:
     return PolicyOut(county_code=row.county_code, version=row.version, policy_id=row.policy_id,
                      compensation_bp=row.compensation_bp, township_weight=row.township_weight,
-                     park_weight=row.park_weight, fund_weight=row.fund_weight, recorded_at=from_db(row.recorded_at),
-                     recorded_by=row.recorded_by, remainders=REMAINDERS)
+                     park_weight=row.park_weight, fund_weight=row.fund_weight, effective_from=row.effective_from,
+                     recorded_at=from_db(row.recorded_at), recorded_by=row.recorded_by, remainders=REMAINDERS)
 
 
 @router.put("/counties/{county}/settlement-policy", response_model=PolicyOut,
-            summary="Set the county's settlement policy (a new version when it changes; statements use the latest)")
+            summary="Set the county's settlement policy: a new version when it changes, splitting the proceeds of "
+                    "allocations made from its effective_from on (409 effective_in_closed_period, version_order)",
+            responses={409: {"description": "effective in a finalized period, or not after the version before"}})
 def put_policy(body: PolicyIn, request: Request, county: str = COUNTY, who: Principal = Depends(ADMIN)):
     def work(uow):
-        repo = InputsRepository(uow.session)
-        latest = repo.latest_policy_row(county)
-        policy_id = body.policy_id or f"policy-{county}"
-        same = latest is not None and (latest.policy_id, latest.compensation_bp, latest.township_weight,
-                                       latest.park_weight, latest.fund_weight) == (
-            policy_id, body.compensation_bp, body.township_weight, body.park_weight, body.fund_weight)
-        if not same:
-            policy = SettlementPolicy(policy_id=policy_id, version=(latest.version + 1) if latest else 1, county=county,
-                                      compensation_bp=body.compensation_bp, township_weight=body.township_weight,
-                                      park_weight=body.park_weight, fund_weight=body.fund_weight)
-            repo.add_policy(policy, who.id, clock.now())
-        return _policy_out(repo.latest_policy_row(county))
+        policy, _ = record_policy(uow.session, county, policy_id=body.policy_id or f"policy-{county}",
+                                  compensation_bp=body.compensation_bp, township_weight=body.township_weight,
+                                  park_weight=body.park_weight, fund_weight=body.fund_weight,
+                                  effective_from=body.effective_from, by=who.id, now=clock.now())
+        row = next(r for r in InputsRepository(uow.session).policy_rows(county) if r.version == policy.version)
+        return _policy_out(row)
 
-    try:
-        return _rt(request).transaction(work)
-    except ProceedsError as exc:
-        raise ApiError(422, exc.reason, str(exc)) from None
+    return _rt(request).transaction(work)  # refusals: api.errors (409 for the state of things, 422 for the input)
 
 
-@router.get("/counties/{county}/settlement-policy", response_model=PolicyOut, responses={404: {"description": "none yet"}})
+@router.get("/counties/{county}/settlement-policy", response_model=PolicyOut, responses={404: {"description": "none yet"}},
+            summary="The county's settlement policy as last recorded (it may take effect in a later month: see versions)")
 def get_policy(request: Request, county: str = COUNTY, _: Principal = Depends(READ)):
     with _rt(request).db.sessions() as s:
         row = InputsRepository(s).latest_policy_row(county)
     if row is None:
         raise NotFound("policy_not_found", f"county {county} has no settlement policy")
     return _policy_out(row)
+
+
+@router.get("/counties/{county}/settlement-policy/versions", response_model=PolicyVersionList,
+            responses={404: {"description": "none yet"}},
+            summary="Every version of the county's settlement policy, each with the month it takes effect from")
+def get_policy_versions(request: Request, county: str = COUNTY, _: Principal = Depends(READ)):
+    with _rt(request).db.sessions() as s:
+        rows = InputsRepository(s).policy_rows(county)
+    if not rows:
+        raise NotFound("policy_not_found", f"county {county} has no settlement policy")
+    return PolicyVersionList(county_code=county, versions=[_policy_out(r) for r in rows])
 
 
 # -- tax receipts ---------------------------------------------------------------------------------------------

@@ -131,9 +131,15 @@ class PolicyIn(Strict):
     township_weight: int = Field(ge=0, le=1_000_000, description="the rest is shared per unit consumed: origin townships :")
     park_weight: int = Field(ge=0, le=1_000_000, description="destination park :")
     fund_weight: int = Field(ge=0, le=1_000_000, description="county fund")
+    effective_from: date | None = Field(
+        default=None, description="first day of the first month whose allocations this version splits (by the "
+        "allocation's date), until a later version takes effect; not in or before a finalized period. Default: "
+        "from the beginning for the county's first version, the first day of the current month (China time) for a "
+        "later one")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "policy_id": "TZBF-2026-12", "compensation_bp": 3000, "township_weight": 4, "park_weight": 3, "fund_weight": 3}]})
+        "policy_id": "TZBF-2026-12", "compensation_bp": 3000, "township_weight": 4, "park_weight": 3, "fund_weight": 3,
+        "effective_from": "2027-01-01"}]})
 
 
 class PolicyOut(Strict):
@@ -144,9 +150,17 @@ class PolicyOut(Strict):
     township_weight: int
     park_weight: int
     fund_weight: int
+    effective_from: date | None = Field(description="first day of the first month whose allocations it splits; "
+                                        "null: from the beginning")
     recorded_at: datetime
     recorded_by: str
     remainders: str = Field(description="who takes each rounding remainder")
+
+
+class PolicyVersionList(Strict):
+    county_code: str
+    versions: list[PolicyOut] = Field(description="by version; each splits the allocations made from its "
+                                      "effective_from until the next one's")
 
 
 # -- receipts and statistics -----------------------------------------------------------------------------------

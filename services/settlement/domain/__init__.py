@@ -19,7 +19,7 @@ from .history import ClosedPeriod, SettledMonth, SettledStatistic, SettledTopup,
 from .lines import LineKind, PartyTotal, StatementLine, StatisticsTotal
 from .parties import Party, PartyKind, ledger_account
 from .periods import Period, PeriodKind, ensure_next_to_close, ensure_period_ended
-from .proceeds import BuyBack, ConsumedLot, QuotaAllocation, SettlementPolicy, split_proceeds
+from .proceeds import BuyBack, ConsumedLot, PolicyBook, QuotaAllocation, SettlementPolicy, split_proceeds
 from .receipts import StatisticsReport, TaxReceipt, resolve_correction, validate_receipt, validate_statistics_report
 from .statement import Posting, Statement, compute_statement, finalize
 
@@ -31,7 +31,7 @@ __all__ = [
     "LineKind", "PartyTotal", "StatementLine", "StatisticsTotal",
     "Party", "PartyKind", "ledger_account",
     "Period", "PeriodKind", "ensure_next_to_close", "ensure_period_ended",
-    "BuyBack", "ConsumedLot", "QuotaAllocation", "SettlementPolicy", "split_proceeds",
+    "BuyBack", "ConsumedLot", "PolicyBook", "QuotaAllocation", "SettlementPolicy", "split_proceeds",
     "StatisticsReport", "TaxReceipt", "resolve_correction", "validate_receipt", "validate_statistics_report",
     "Posting", "Statement", "compute_statement", "finalize",
 ]

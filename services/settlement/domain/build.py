@@ -26,7 +26,8 @@ from .history import SettledMonth, SettledStatistic, SettledTopup, SettlementHis
 from .lines import LineKind, StatementLine, _id_hash, digest_hex, digest_of, id_hash
 from .parties import county_fund, enterprise as enterprise_party, project as project_party
 from .periods import Period, PeriodKind, ensure_next_to_close, month_index
-from .proceeds import BuyBack, QuotaAllocation, SettlementPolicy, proceeds_parts, validate_allocation, validate_buyback
+from .proceeds import (BuyBack, PolicyBook, QuotaAllocation, SettlementPolicy, proceeds_parts, validate_allocation,
+                       validate_buyback)
 
 _MOD = 1 << 256
 REVENUE, TOPUP, ADJUSTMENT = LineKind.REVENUE_SHARE, LineKind.GUARANTEED_MINIMUM_TOPUP, LineKind.ADJUSTMENT
@@ -68,14 +69,27 @@ def _month_label(d: date) -> str:
 
 
 class StatementBuilder:
-    def __init__(self, county: str, period: Period, *, agreements: AgreementBook, policy: SettlementPolicy,
-                 as_of: datetime, history: SettlementHistory, max_sources_per_line: int | None):
+    def __init__(self, county: str, period: Period, *, agreements: AgreementBook,
+                 policy: SettlementPolicy | PolicyBook | Iterable[SettlementPolicy], as_of: datetime,
+                 history: SettlementHistory, max_sources_per_line: int | None):
+        """``policy``: the county's policy versions (one version: in force throughout). Each allocation is split by
+        the version in force on its ``allocated_on``; the statement names the version in force on the period's last
+        day (``self.policy``)."""
         try:
             self.fund = county_fund(county)
         except PartyError as exc:
             raise StatementError(exc.reason, str(exc)) from None
-        if policy.county != county:
-            raise StatementError("policy_for_other_county", f"policy {policy.policy_id} is for county {policy.county}, not {county}")
+        try:
+            policies = PolicyBook.of(policy)
+        except SettlementDomainError as exc:
+            raise StatementError(exc.reason, str(exc)) from None
+        if policies.county != county:
+            raise StatementError("policy_for_other_county",
+                                 f"policy {policies.latest.policy_id} is for county {policies.county}, not {county}")
+        header = policies.version_in_force(period.end)
+        if header is None:
+            raise StatementError("policy_missing", f"county {county} has no settlement policy in force in {period.label} "
+                                 f"(the first version takes effect {policies.versions()[0].effective_from})")
         if not isinstance(as_of, datetime) or as_of.tzinfo is None:
             raise StatementError("as_of_not_timezone_aware", "as_of must be a timezone-aware datetime")
         if history.last_closed is not None:
@@ -85,7 +99,7 @@ class StatementBuilder:
         cap = max_sources_per_line
         if cap is not None and (not is_int(cap) or cap < 0):
             raise StatementError("invalid_source_cap", "max_sources_per_line must be None or an integer >= 0")
-        self.county, self.period, self.book, self.policy = county, period, agreements, policy
+        self.county, self.period, self.book, self.policy, self.policies = county, period, agreements, header, policies
         self.as_of, self.history, self.cap = as_of, history, cap
         self.unmatched = 0  # receipts taken in scope that no agreement shares
         self.settled_months: list[SettledMonth] = []
@@ -313,8 +327,12 @@ class StatementBuilder:
         """One allocation's lines, each kind sorted by payee: compensation records numbered from ``first_no`` and
         proceeds-share fields appended. A line's sources are the allocation and the lots behind that part (each lot
         is behind two lines)."""
-        enterprise_parts, share_parts = proceeds_parts(alloc, self.policy)
         aid = alloc.allocation_id
+        policy = self.policies.version_in_force(alloc.allocated_on)
+        if policy is None:
+            raise StatementError("policy_missing", f"allocation {aid} of {alloc.allocated_on}: no settlement policy was "
+                                 f"in force then (the first version takes effect {self.policies.versions()[0].effective_from})")
+        enterprise_parts, share_parts = proceeds_parts(alloc, policy)
         payer = project_party(alloc.project_id)
         month = _month_label(alloc.allocated_on)
         county, label = self.county, self.period.label

@@ -8,13 +8,19 @@ as payer, so the project's lines sum to exactly ``amount_due``. A buy-back is th
 enterprise for quota it takes into the reserve.
 
 Rounding: see ``rounding`` rule 5 (compensation remainder -> largest contributor; rest remainder -> county fund).
+
+The policy is versioned like an agreement (``agreements.AgreementBook``): each version applies from its
+``effective_from`` (the 1st of a month; the first version may apply from the beginning) until the next version
+takes over, and ``PolicyBook`` answers which version is in force on a date. An allocation is split by the version
+in force on the day it was made (``allocated_on``: when its price and amount due were fixed), whichever statement
+takes it and whenever that statement is drafted.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 from .errors import PartyError, ProceedsError
 from .parties import Party, PartyKind, code_ok as _code_ok, county_fund, enterprise, party_kind, require_party
@@ -70,7 +76,8 @@ class BuyBack:
 
 @dataclass(frozen=True, kw_only=True)
 class SettlementPolicy:
-    """The county's settings for proceeds (a versioned setting per county and year, never a constant in code)."""
+    """The county's settings for proceeds (a versioned setting per county, each version in force from a month on,
+    never a constant in code; ``PolicyBook`` holds the versions)."""
 
     policy_id: str
     version: int
@@ -79,11 +86,20 @@ class SettlementPolicy:
     township_weight: int  # the rest is shared township : park : fund by these weights (per unit consumed)
     park_weight: int
     fund_weight: int
+    # the 1st of the first month whose allocations it splits (until the next version's); None: from the beginning
+    effective_from: date | None = None
 
     def __post_init__(self) -> None:
         _check_id(self.policy_id, "policy id")
         if not _is_int(self.version) or self.version < 1:
             raise ProceedsError("invalid_version", "policy version must be an integer >= 1")
+        e = self.effective_from
+        if e is not None:
+            if not isinstance(e, date) or isinstance(e, datetime):
+                raise ProceedsError("invalid_date", f"policy {self.ref}: effective_from must be a date")
+            if e.day != 1:
+                raise ProceedsError("effective_from_not_first_of_month",
+                                    f"policy {self.ref}: effective_from {e} is not the 1st of a month")
         try:
             county_fund(self.county)
         except PartyError as exc:
@@ -97,6 +113,76 @@ class SettlementPolicy:
     @property
     def fund(self) -> Party:
         return f"county:{self.county}/fund"  # == county_fund(county), checked in __post_init__
+
+    @property
+    def ref(self) -> str:
+        return f"{self.policy_id}@v{self.version}"
+
+    def same_terms(self, other: "SettlementPolicy") -> bool:
+        """Same document and numbers (version and period of validity aside)."""
+        return (self.policy_id, self.county, self.compensation_bp, self.township_weight, self.park_weight,
+                self.fund_weight) == (other.policy_id, other.county, other.compensation_bp, other.township_weight,
+                                      other.park_weight, other.fund_weight)
+
+
+class PolicyBook:
+    """All versions of one county's settlement policy, checked together; answers "which version splits the proceeds
+    of an allocation made on this day" the way ``AgreementBook.version_in_force`` answers it for agreements: the
+    latest version whose ``effective_from`` is on or before the day.
+
+    Versions take effect in the order of their numbers, each strictly after the one before. A version without
+    ``effective_from`` applies from the beginning: the first one, or — as recorded before versions had a period of
+    validity — one that replaced the version before it from the beginning (only after such versions)."""
+
+    def __init__(self, policies: Iterable[SettlementPolicy]):
+        by_version: dict[int, SettlementPolicy] = {}
+        for p in policies:
+            known = by_version.get(p.version)
+            if known is not None and known != p:
+                raise ProceedsError("duplicate_version", f"policy version {p.version} is given twice with different terms")
+            by_version[p.version] = p
+        if not by_version:
+            raise ProceedsError("policy_missing", "no settlement policy version given")
+        self._versions = tuple(by_version[v] for v in sorted(by_version))
+        counties = {p.county for p in self._versions}
+        if len(counties) != 1:
+            raise ProceedsError("policy_for_other_county", f"policy versions of several counties: {sorted(counties)}")
+        self.county = self._versions[0].county
+        for before, after in zip(self._versions, self._versions[1:]):
+            b, a = before.effective_from, after.effective_from
+            if (a is None and b is not None) or (a is not None and b is not None and a <= b):
+                raise ProceedsError(
+                    "version_order",
+                    f"policy version {after.version} takes effect {a or 'from the beginning'}, not after version "
+                    f"{before.version} ({b})")
+        self._by_month: dict[tuple[int, int], SettlementPolicy | None] = {}
+
+    @classmethod
+    def of(cls, policy: "SettlementPolicy | PolicyBook | Iterable[SettlementPolicy]") -> "PolicyBook":
+        if isinstance(policy, PolicyBook):
+            return policy
+        return cls([policy] if isinstance(policy, SettlementPolicy) else policy)
+
+    def versions(self) -> tuple[SettlementPolicy, ...]:
+        return self._versions
+
+    @property
+    def latest(self) -> SettlementPolicy:
+        return self._versions[-1]
+
+    def version_in_force(self, on: date) -> SettlementPolicy | None:
+        """The latest version whose ``effective_from`` is on or before ``on`` (None before the first)."""
+        key = (on.year, on.month)  # versions change on the 1st of a month: one answer per month
+        try:
+            return self._by_month[key]
+        except KeyError:
+            pass
+        found = None
+        for v in self._versions:
+            if v.effective_from is None or v.effective_from <= on:
+                found = v
+        self._by_month[key] = found
+        return found
 
 
 def validate_allocation(a: QuotaAllocation) -> QuotaAllocation:

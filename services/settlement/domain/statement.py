@@ -15,7 +15,8 @@ Lines:
   agreement's ``minimum_payer``, by default the destination (it collected the tax and made the promise).
 - adjustment: a late receipt or a correction of a month already finalized re-computes that month:
   ``share(new total) - share settled``; a changed year total re-computes that year's top-up the same way.
-- compensation / proceeds_share: per allocation; the project pays, the parts sum to ``amount_due``.
+- compensation / proceeds_share: per allocation; the project pays, the parts sum to ``amount_due``, split by the
+  policy version in force on the allocation's day (the header names the version in force on the period's last day).
 - buyback: the county fund pays the enterprise.
 - statistics_share: per agreement, measure and month; not money. For a month earlier statements settled, the
   line is the difference ``origin_statistics(total settled + late reports) - part settled`` (rounding rule 6), still
@@ -45,7 +46,7 @@ from .history import SettledMonth, SettledStatistic, SettledTopup, SettlementHis
 from .lines import LineKind, PartyTotal, StatementLine, StatementLines, StatisticsTotal, canonical_line_json
 from .parties import Party, ledger_account
 from .periods import Period
-from .proceeds import BuyBack, QuotaAllocation, SettlementPolicy
+from .proceeds import BuyBack, PolicyBook, QuotaAllocation, SettlementPolicy
 from .receipts import StatisticsReport, TaxReceipt
 
 try:  # a dependency; the content hash is the same without it, only slower to compute
@@ -66,7 +67,7 @@ class Statement:
     period: Period
     status: str  # "draft" | "finalized"
     as_of: datetime  # events received after this are not in it; becomes the cut-off when finalized
-    policy_id: str
+    policy_id: str  # the policy version in force on the period's last day (allocations: ``proceeds.PolicyBook``)
     policy_version: int
     lines: StatementLines  # a sequence of StatementLine
     totals: tuple[PartyTotal, ...]  # money lines only, sorted by party; nets sum to zero
@@ -113,7 +114,7 @@ def compute_statement(
     period: Period,
     *,
     agreements: AgreementBook | Iterable[RevenueSharingAgreement],
-    policy: SettlementPolicy,
+    policy: SettlementPolicy | PolicyBook | Iterable[SettlementPolicy],
     as_of: datetime,
     receipts: Iterable[TaxReceipt] = (),
     allocations: Iterable[QuotaAllocation] = (),
@@ -130,7 +131,8 @@ def compute_statement(
     (None: keep all); a receipt or report id given twice is refused whatever the cap, unless ``distinct_ids`` says
     the caller guarantees there is none (then memory does not grow with the inputs). ``finalized_prior`` is what
     earlier finalized statements settled; ``period`` must be the next one to close after them. Corrections must
-    carry ``replaced_amount_fen`` (``receipts.resolve_correction``).
+    carry ``replaced_amount_fen`` (``receipts.resolve_correction``). ``policy`` is the county's policy, one version or
+    all of them (``PolicyBook``): each allocation is split by the version in force on the day it was made.
     """
     history = finalized_prior if finalized_prior is not None else SettlementHistory.empty()
     book = agreements if isinstance(agreements, AgreementBook) else AgreementBook(agreements)

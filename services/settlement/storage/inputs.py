@@ -93,7 +93,7 @@ def allocations_of(rows: list[tuple]) -> Iterator[QuotaAllocation]:
 def policy_from_row(r) -> SettlementPolicy:
     return SettlementPolicy(policy_id=r.policy_id, version=r.version, county=r.county_code,
                             compensation_bp=r.compensation_bp, township_weight=r.township_weight,
-                            park_weight=r.park_weight, fund_weight=r.fund_weight)
+                            park_weight=r.park_weight, fund_weight=r.fund_weight, effective_from=r.effective_from)
 
 
 def in_scope(month_col, received_col, p: Period, cutoff: datetime | None, as_of: datetime):
@@ -173,14 +173,20 @@ class InputsRepository:
 
     # -- policy ---------------------------------------------------------------------------------------
     def latest_policy_row(self, county: str):
+        """The version recorded last (not necessarily in force: a version may take effect in a later month)."""
         sp = t.settlement_policies
         return self.s.execute(select(sp).where(sp.c.county_code == county).order_by(sp.c.version.desc()).limit(1)).first()
+
+    def policy_rows(self, county: str) -> list:
+        """Every version of the county's policy, by version (``PolicyBook`` picks the one in force)."""
+        sp = t.settlement_policies
+        return self.s.execute(select(sp).where(sp.c.county_code == county).order_by(sp.c.version)).all()
 
     def add_policy(self, p: SettlementPolicy, by: str, now: datetime) -> None:
         self.s.execute(t.settlement_policies.insert().values(
             county_code=p.county, version=p.version, policy_id=p.policy_id, compensation_bp=p.compensation_bp,
             township_weight=p.township_weight, park_weight=p.park_weight, fund_weight=p.fund_weight,
-            recorded_at=to_db(now), recorded_by=by))
+            effective_from=p.effective_from, recorded_at=to_db(now), recorded_by=by))
 
     # -- tax receipts ---------------------------------------------------------------------------------
     def receipt_row(self, receipt_id: str, *, for_update: bool = False):

@@ -64,6 +64,8 @@ settlement_policies = Table(
     Column("fund_weight", Integer, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("recorded_by", String(200), nullable=False),
+    # the 1st of the first month whose allocations the version splits; NULL: from the beginning (migration 0007)
+    Column("effective_from", Date, nullable=True),
 )
 
 tax_receipts = Table(

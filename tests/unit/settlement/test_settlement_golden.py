@@ -69,15 +69,35 @@ def golden_world() -> dict:
                 statistics=statistics)
 
 
-def test_content_hashes_are_those_pinned():
+def run_quarters(policies) -> dict:
+    """quarter: (content hash, lines, policy version named), each quarter finalized before the next."""
     w = golden_world()
     history = SettlementHistory.empty()
     got = {}
     for label, cutoff, cap in (("2025-Q1", at(2025, 4, 15), None), ("2025-Q2", at(2025, 7, 15), 1),
                                ("2025-Q3", at(2025, 10, 15), 1000)):
-        st = compute_statement(COUNTY, Period.parse(label), policy=policy(), as_of=cutoff, finalized_prior=history,
+        st = compute_statement(COUNTY, Period.parse(label), policy=policies, as_of=cutoff, finalized_prior=history,
                                max_sources_per_line=cap, **w)
-        got[label] = (st.content_hash, len(st.lines))
+        got[label] = (st.content_hash, len(st.lines), st.policy_version)
         st, _ = finalize(st)
         history = history.after(st)
-    assert got == PINNED
+    return got
+
+
+def test_content_hashes_are_those_pinned():
+    assert {q: (h, n) for q, (h, n, _) in run_quarters(policy()).items()} == PINNED
+
+
+def test_a_later_policy_version_changes_no_pinned_hash():
+    """The county changes its policy from 2025-10, after the world's last allocation: the statements of the earlier
+    quarters are the pinned ones, whenever drafted. From 2025-04 instead: Q1 is unchanged — its late allocation of
+    March (taken by Q2) is split as Q1 would have split it — and only Q2's May allocation changes."""
+    later = policy(version=2, effective_from=date(2025, 10, 1), compensation_bp=9000, township_weight=1, park_weight=0,
+                   fund_weight=0)
+    assert run_quarters([policy(), later]) == {q: (h, n, 1) for q, (h, n) in PINNED.items()}
+    april = policy(version=2, effective_from=date(2025, 4, 1), compensation_bp=9000, township_weight=1, park_weight=0,
+                   fund_weight=0)
+    got = run_quarters([policy(), april])
+    assert got["2025-Q1"] == (*PINNED["2025-Q1"], 1)
+    assert got["2025-Q2"][0] != PINNED["2025-Q2"][0] and got["2025-Q2"][2] == 2
+    assert got["2025-Q3"] == (*PINNED["2025-Q3"], 2)  # no allocation in Q3
