@@ -18,8 +18,8 @@ from sqlalchemy.exc import DataError
 from shared.amounts import AmountError
 from shared.auth import Authenticator
 from shared.auth import principal as auth_principal
-from shared.envelope import EnvelopeError
-from shared.errors import ApiError
+from shared.envelope import EnvelopeError, acceptable_correlation_id
+from shared.errors import ApiError, Unauthenticated
 from shared.logs import correlation_id
 from shared.outbox import EventTooLarge
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, render
@@ -39,10 +39,25 @@ def _unauthenticated(request: Request) -> JSONResponse | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return JSONResponse({"reason": "missing_token", "message": "this endpoint needs a bearer token"}, status_code=401)
-    if request.app.state.authenticator.authenticate(token.strip()) is None:
-        return JSONResponse({"reason": "invalid_token", "message": "the bearer token is not valid"}, status_code=401)
-    return None
+        refused = Unauthenticated("missing_token", "this endpoint needs a bearer token")
+    elif request.app.state.authenticator.authenticate(token.strip()) is None:
+        refused = Unauthenticated("invalid_token", "the bearer token is not valid")
+    else:
+        return None
+    return JSONResponse(refused.body(), status_code=refused.status, headers=refused.headers)
+
+
+# A caller's x-correlation-id is carried into every event the request writes: it must pass the envelope's own
+# check of correlationid, or each of those events would be dead-lettered `invalid_envelope` by every consumer.
+# Anything else gets a fresh id.
+# Metric labels take the method only from this set: a server that passes any method token through (h11) would
+# otherwise let each request make a new time series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _correlation_id(scope: Scope) -> str:
+    given = Headers(scope=scope).get("x-correlation-id")
+    return given if given is not None and acceptable_correlation_id(given) else str(uuid.uuid4())
 
 
 class _Observe:
@@ -59,7 +74,7 @@ class _Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = Headers(scope=scope).get("x-correlation-id") or str(uuid.uuid4())
+        cid = _correlation_id(scope)
         token = correlation_id.set(cid)
         started = time.perf_counter()
         status = 500
@@ -75,8 +90,9 @@ class _Observe:
             await self.app(scope, receive, send_with_id)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
-            HTTP_REQUESTS.labels(self.service, scope["method"], path, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, scope["method"], path).observe(time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - started)
             correlation_id.reset(token)
 
 

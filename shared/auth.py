@@ -12,6 +12,12 @@ A bearer token is either an API key listed in a tokens file (JSON: ``{"<token>":
 
 Events on intake topics are checked the same way: the envelope's ``source`` must belong to a principal
 whose scopes allow the event type.
+
+A JWT must carry ``exp`` (checked to the second) and a non-empty string ``sub``; ``scopes`` and ``sources``, when
+present, are lists of strings — a token whose claims are malformed is not valid (401), never half-read. ``nbf`` and
+``iat`` are allowed ``CLOCK_SKEW_SECONDS`` of the issuer's clock being ahead. The tokens file is checked when it is
+read (duplicate or blank tokens, scopes or sources that are not lists of strings, a source claimed by two
+principals are errors), and a JWT secret shorter than 32 bytes (RFC 7518 §3.2) is refused at start-up.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -28,7 +35,24 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.envelope import Envelope, EnvelopeError
-from shared.errors import ApiError
+from shared.errors import ApiError, Unauthenticated
+
+# How far ahead of ours the issuer's clock may be for ``nbf`` / ``iat``; ``exp`` gets no such grace.
+CLOCK_SKEW_SECONDS = 30
+# HS256 keys below the hash's size are guessable (RFC 7518 §3.2); ``from_settings`` refuses them.
+MIN_JWT_SECRET_BYTES = 32
+
+
+class AuthConfigError(ValueError):
+    """The tokens file or the JWT secret is unusable. Messages never quote a token or the secret."""
+
+
+def _string_list(value: object) -> frozenset[str] | None:
+    """A list of strings as a frozenset, or None when ``value`` is anything else (a bare string would be read as
+    its characters)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return frozenset(value)
 
 
 @dataclass(frozen=True)
@@ -47,12 +71,19 @@ class Principal:
 
 class Authenticator:
     def __init__(self, tokens: dict[str, Principal] | None = None, jwt_secret: str | None = None):
+        for t in tokens or {}:
+            if not isinstance(t, str) or not t.strip() or t != t.strip():
+                # "" would match an empty credential; surrounding blanks can never be presented (they are stripped)
+                raise AuthConfigError("an API key must be a non-empty string without surrounding whitespace")
         # Keys are compared by digest so a timing leak tells nothing about the token.
         self._by_digest = {self._digest(t): p for t, p in (tokens or {}).items()}
         self._jwt_secret = jwt_secret
         self._by_source: dict[str, Principal] = {}
         for p in (tokens or {}).values():
             for s in p.sources:
+                if (other := self._by_source.get(s)) is not None and other != p:
+                    # the intake check would silently hand the source to whichever came last
+                    raise AuthConfigError(f"source {s!r} is claimed by both {other.id!r} and {p.id!r}")
                 self._by_source[s] = p
 
     @staticmethod
@@ -61,11 +92,22 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, tokens_file: Path | None, jwt_secret: str | None) -> "Authenticator":
+        if jwt_secret is not None and jwt_secret != "" and len(jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise AuthConfigError(f"COUNTYPOOL_AUTH_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes "
+                                  "(e.g. openssl rand -hex 32); unset it to accept no JWTs")
         tokens: dict[str, Principal] = {}
         if tokens_file:
-            doc = json.loads(Path(tokens_file).read_text(encoding="utf-8"))
-            for token, spec in doc.items():
-                tokens[token] = Principal(spec["principal"], frozenset(spec.get("scopes", [])), frozenset(spec.get("sources", [])))
+            doc = json.loads(Path(tokens_file).read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
+            if not isinstance(doc, dict):
+                raise AuthConfigError(f"{tokens_file}: must be a JSON object of token -> principal")
+            for n, (token, spec) in enumerate(doc.items(), 1):
+                where = f"{tokens_file}: entry {n}"  # never the token itself: this ends up in logs
+                if not isinstance(spec, dict) or not isinstance(spec.get("principal"), str) or not spec["principal"]:
+                    raise AuthConfigError(f"{where}: needs a non-empty string 'principal'")
+                scopes, sources = _string_list(spec.get("scopes", [])), _string_list(spec.get("sources", []))
+                if scopes is None or sources is None:
+                    raise AuthConfigError(f"{where} ({spec['principal']}): 'scopes' and 'sources' must be lists of strings")
+                tokens[token] = Principal(spec["principal"], scopes, sources)
         return cls(tokens, jwt_secret)
 
     def authenticate(self, token: str) -> Principal | None:
@@ -74,12 +116,23 @@ class Authenticator:
             if hmac.compare_digest(known, digest):
                 return principal
         if self._jwt_secret and token.count(".") == 2:
-            try:
-                claims = jwt.decode(token, self._jwt_secret, algorithms=["HS256"], options={"require": ["sub", "exp"]})
-            except jwt.PyJWTError:
-                return None
-            return Principal(str(claims["sub"]), frozenset(claims.get("scopes", [])), frozenset(claims.get("sources", [])))
+            return self._from_jwt(token)
         return None
+
+    def _from_jwt(self, token: str) -> Principal | None:
+        try:
+            # the leeway is for nbf / iat minted by a clock slightly ahead of ours; exp is checked strictly below
+            claims = jwt.decode(token, self._jwt_secret, algorithms=["HS256"], leeway=CLOCK_SKEW_SECONDS,
+                                options={"require": ["sub", "exp"]})
+        except jwt.PyJWTError:
+            return None
+        if int(claims["exp"]) <= time.time():  # PyJWT has checked exp is a number
+            return None
+        sub = claims["sub"]
+        scopes, sources = _string_list(claims.get("scopes", [])), _string_list(claims.get("sources", []))
+        if not isinstance(sub, str) or not sub or scopes is None or sources is None:
+            return None
+        return Principal(sub, scopes, sources)
 
     def principal_for_source(self, source: str) -> Principal | None:
         return self._by_source.get(source)
@@ -92,6 +145,14 @@ class Authenticator:
         if not principal.allows(scope):
             raise EnvelopeError("source_not_allowed", f"{principal.id} may not publish {scope}")
         return principal
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        # json.loads would keep the last silently: two principals meant to differ would share one key
+        raise AuthConfigError("the tokens file lists a token (or a field of one) twice")
+    return doc
 
 
 _current: Authenticator | None = None
@@ -116,10 +177,10 @@ _bearer = HTTPBearer(auto_error=False)
 def principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     auth: Authenticator = request.app.state.authenticator
     if creds is None or not creds.credentials:
-        raise ApiError(401, "missing_token", "this endpoint needs a bearer token")
+        raise Unauthenticated("missing_token", "this endpoint needs a bearer token")
     p = auth.authenticate(creds.credentials)
     if p is None:
-        raise ApiError(401, "invalid_token", "the bearer token is not valid")
+        raise Unauthenticated("invalid_token", "the bearer token is not valid")
     request.state.principal = p
     return p
 

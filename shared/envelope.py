@@ -21,6 +21,13 @@ from pydantic_core import to_json
 TYPE_PREFIX = "countypool."
 # ids and names go into keys and text columns: no control characters (PostgreSQL text cannot hold NUL)
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+_ID_MAX = 200  # ids, source, subject, correlation and causation ids
+_CORRELATION_ID = re.compile(r"[^\x00-\x1f\x7f]{1,%d}" % _ID_MAX)
+
+
+def acceptable_correlation_id(value: str) -> bool:
+    """Whether ``value`` passes the envelope's check of ``correlationid`` (so events carrying it are taken)."""
+    return _CORRELATION_ID.fullmatch(value) is not None
 _TYPE_RE = re.compile(r"^countypool\.(?P<name>[A-Za-z][A-Za-z0-9]*)\.v(?P<version>[1-9][0-9]*)$")
 
 
@@ -98,8 +105,8 @@ class Envelope(BaseModel):
     datacontenttype: str = "application/json"
     aggregatetype: str = Field(min_length=1, max_length=100, pattern=_PRINTABLE)
     aggregateversion: int = Field(default=0, ge=0)
-    correlationid: str | None = Field(default=None, max_length=200, pattern=_PRINTABLE)
-    causationid: str | None = Field(default=None, max_length=200, pattern=_PRINTABLE)
+    correlationid: str | None = Field(default=None, max_length=_ID_MAX, pattern=_PRINTABLE)
+    causationid: str | None = Field(default=None, max_length=_ID_MAX, pattern=_PRINTABLE)
     recordedat: datetime | None = None
     producer: str | None = Field(default=None, max_length=100, pattern=_PRINTABLE)
     data: dict[str, Any]

@@ -20,6 +20,15 @@ class ApiError(Exception):
         return doc
 
 
+class Unauthenticated(ApiError):
+    """401: no usable credentials. Carries ``WWW-Authenticate`` (RFC 9110 §11.6.1 requires it on every 401);
+    a token that was presented but refused says so with RFC 6750's ``error="invalid_token"``."""
+
+    def __init__(self, reason: str, message: str):
+        challenge = 'Bearer error="invalid_token"' if reason == "invalid_token" else "Bearer"
+        super().__init__(401, reason, message, headers={"WWW-Authenticate": challenge})
+
+
 class NotFound(ApiError):
     def __init__(self, reason: str, message: str):
         super().__init__(404, reason, message)
