@@ -2,7 +2,14 @@
 closure or relocation, which frees the enterprise's quotas downstream (EnterpriseExited / Relocated).
 
 One enterprise and year has at most one standing decision: a new one supersedes it until it is carried
-out; after that the matter is closed (409)."""
+out; after that the matter is closed (409). A decision answers the recommendation of the run it was taken
+on: once a later run of the county-year recommends something else for the enterprise (corrected figures,
+a new policy version, a changed register entry), it can no longer be carried out (409 decision_outdated)
+until the county decides again on the current recommendation. An exited enterprise takes no new decision.
+Deciding and carrying out lock the enterprise's register row, so a decision superseded meanwhile is never
+carried out, and a carried-out one never superseded. A closure or relocation is recorded once it has taken
+effect: an effective date after the county's today is refused (the pool would reallocate quotas the
+enterprise still uses)."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -14,6 +21,7 @@ from services.assessment.domain.disposition import CountyDecision, Disposition, 
 from services.assessment.events import Actor, emit
 from services.assessment.evaluations import current_run, result_of
 from services.assessment.storage.tables import decisions as D
+from services.assessment.storage.tables import enterprise_results as R
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import rectification_tasks as T
 from services.assessment.tasks import open_task
@@ -23,8 +31,11 @@ from shared.errors import Conflict, NotFound, Unprocessable
 from shared.outbox import Outbox
 
 
-def _enterprise(s: Session, credit_code: str):
-    r = s.execute(select(E).where(E.c.credit_code == credit_code)).first()
+def _enterprise(s: Session, credit_code: str, *, lock: bool = False):
+    """The register row; ``lock``: held to the end of the transaction, so an enterprise's decisions and their
+    execution are taken one at a time (a no-op on SQLite, whose writers are serialized by BEGIN IMMEDIATE)."""
+    q = select(E).where(E.c.credit_code == credit_code)
+    r = s.execute(q.with_for_update() if lock else q).first()
     if r is None:
         raise NotFound("enterprise_not_found", f"no enterprise {credit_code} in the register")
     return r
@@ -43,7 +54,7 @@ def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Dis
            reason: str, actor: Actor, now: datetime, task_deadline: date | None = None):
     """``decided`` None confirms the recommendation; anything else different from it overrides it (and
     needs a reason). Returns the new decision row."""
-    ent = _enterprise(s, credit_code)
+    ent = _enterprise(s, credit_code, lock=True)
     run = current_run(s, ent.county_code, year)
     if run is None:
         raise Conflict("not_assessed", f"{ent.county_code} has no evaluation run for {year}")
@@ -52,6 +63,8 @@ def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Dis
     standing = standing_decision(s, credit_code, year)
     if standing is not None and standing.status == "executed":
         raise Conflict("decision_already_executed", f"the {year} decision on {credit_code} was carried out on {standing.effective_on}")
+    if ent.status != "active":
+        raise Conflict("enterprise_not_active", f"{credit_code} is {ent.status}: no further decision is taken on it")
     try:
         if decided is None or decided == recommendation.disposition:
             d = CountyDecision.confirm(credit_code, year, recommendation, decided_by, now, reason)
@@ -83,7 +96,9 @@ def execute(s: Session, outbox: Outbox, credit_code: str, year: int, effective_o
     """Record that the standing decision was carried out. Close -> EnterpriseExited (the register entry
     becomes 'exited'); relocate -> EnterpriseRelocated (the entry moves into ``to_park_id``); upgrade is
     recorded without a downstream event. Open tasks of the decision are done. Same request again -> same
-    answer, no second event; a different one -> 409."""
+    answer, no second event; a different one -> 409. Refused: a decision on a recommendation the county-year's
+    current run no longer makes (decision_outdated), an effective date after the county's today."""
+    ent = _enterprise(s, credit_code, lock=True)
     standing = standing_decision(s, credit_code, year)
     if standing is None:
         raise Conflict("no_decision", f"no decision on {credit_code} for {year} to carry out")
@@ -92,11 +107,14 @@ def execute(s: Session, outbox: Outbox, credit_code: str, year: int, effective_o
         if (standing.effective_on, standing.to_park_id) == (effective_on, to_park_id if decided == Disposition.RELOCATE else None):
             return standing, False
         raise Conflict("decision_already_executed", f"carried out on {standing.effective_on}")
+    _check_current(s, standing)
+    if effective_on > cst_date(now):
+        raise Unprocessable("effective_on_in_future",
+                            f"effective_on {effective_on} is after today ({cst_date(now)} in China): record it once it has taken effect")
     if decided == Disposition.NONE:
         raise Conflict("nothing_to_execute", "the decision is to do nothing")
     if decided == Disposition.RELOCATE and not to_park_id:
         raise Unprocessable("to_park_id_required", "a relocation names the park or cluster it moves into")
-    ent = _enterprise(s, credit_code)
     if ent.status != "active":
         raise Conflict("enterprise_not_active", f"{credit_code} is {ent.status}")
     park = to_park_id if decided == Disposition.RELOCATE else None
@@ -120,7 +138,27 @@ def execute(s: Session, outbox: Outbox, credit_code: str, year: int, effective_o
     emit(s, outbox, actor, events)
     s.execute(update(T).where(T.c.decision_id == standing.id, T.c.status == "open")
               .values(status="done", closed_on=effective_on))
+    if decided == Disposition.CLOSE:  # the enterprise is gone: none of its other tasks stays open (and overdue)
+        s.execute(update(T).where(T.c.credit_code == credit_code, T.c.status == "open", T.c.disposition == "close")
+                  .values(status="done", closed_on=effective_on))
+        s.execute(update(T).where(T.c.credit_code == credit_code, T.c.status == "open").values(
+            status="cancelled", closed_on=effective_on,
+            note=f"enterprise exited on {effective_on} (decision {standing.id})"))
     return s.execute(select(D).where(D.c.id == standing.id)).one(), True
+
+
+def _check_current(s: Session, standing) -> None:
+    """The decision still answers what the county-year's current run recommends for the enterprise."""
+    run = current_run(s, standing.county_code, standing.year)
+    now_recommended = None if run is None else s.execute(
+        select(R.c.recommendation).where(R.c.run_id == run.run_id, R.c.credit_code == standing.credit_code)).scalar()
+    if now_recommended != standing.recommended:
+        raise Conflict(
+            "decision_outdated",
+            f"decision {standing.id} answered run {standing.run_id}, which recommended {standing.recommended}; the current "
+            f"run {run.run_id if run else None} recommends {now_recommended or 'nothing'} for {standing.credit_code}: decide again",
+            {"decision_run_id": standing.run_id, "current_run_id": run.run_id if run else None,
+             "recommended": standing.recommended, "now_recommended": now_recommended})
 
 
 def decision_view(r) -> dict:

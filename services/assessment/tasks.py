@@ -1,6 +1,7 @@
 """Rectification tasks (整治任务书): what must happen to an enterprise by when, open until done or cancelled.
 Transitions follow domain/disposition.RectificationTask; an open task past its deadline is overdue (the
-deadline day itself is still on time)."""
+deadline day itself is still on time). An exited enterprise gets no new task (its open ones are closed when
+it exits, dispositions.execute); a task is closed on a day that has come (the county's today at the latest)."""
 from __future__ import annotations
 
 import uuid
@@ -32,10 +33,10 @@ def open_task(s: Session, task_id: str | None, credit_code: str, county: str | N
               decision_id: int | None, disposition: Disposition, deadline: date, note: str, actor: Actor,
               now: datetime) -> tuple[object, bool]:
     """Returns (row, created). A given id already used with the same content is returned as is."""
-    if county is None:
-        county = s.execute(select(E.c.county_code).where(E.c.credit_code == credit_code)).scalar()
-        if county is None:
-            raise NotFound("enterprise_not_found", f"no enterprise {credit_code} in the register")
+    ent = s.execute(select(E.c.county_code, E.c.status).where(E.c.credit_code == credit_code)).first()
+    if ent is None:
+        raise NotFound("enterprise_not_found", f"no enterprise {credit_code} in the register")
+    county = county or ent.county_code
     task_id = task_id or f"task-{uuid.uuid4().hex[:20]}"
     try:
         RectificationTask(task_id, credit_code, disposition, deadline, note=note)
@@ -48,16 +49,21 @@ def open_task(s: Session, task_id: str | None, credit_code: str, county: str | N
         if not same:
             raise Conflict("task_id_reused", f"task {task_id} exists with other content")
         return existing, False
+    if ent.status != "active":
+        raise Conflict("enterprise_not_active", f"{credit_code} is {ent.status}: it gets no rectification task")
     s.execute(T.insert().values(id=task_id, credit_code=credit_code, county_code=county, year=year,
                                 decision_id=decision_id, disposition=disposition.value, deadline=deadline,
                                 status="open", closed_on=None, note=note, created_by=actor.principal, created_at=now))
     return get_task(s, task_id), True
 
 
-def close_task(s: Session, task_id: str, on: date, note: str, *, cancel: bool):
+def close_task(s: Session, task_id: str, on: date, note: str, *, cancel: bool, today: date | None = None):
+    """``today``: the county's day; a task is not closed on a later one."""
     row = get_task(s, task_id)
     if cancel and not note.strip():
         raise Unprocessable("reason_required", "a cancellation says why")
+    if today is not None and on > today:
+        raise Unprocessable("closed_on_in_future", f"{on} is after today ({today} in China): record it on the day")
     try:
         t = _domain(row).cancel(on, note) if cancel else _domain(row).complete(on, note)
     except ValueError as exc:

@@ -40,7 +40,7 @@ def task_out(r, today: date | None = None) -> TaskOut:
 
 
 @router.post("/dispositions", response_model=DecisionOut, status_code=201,
-             responses={409: {"description": "not_assessed, decision_already_executed"},
+             responses={409: {"description": "not_assessed, decision_already_executed, enterprise_not_active"},
                         422: {"description": "invalid_decision (an override needs a reason)"}},
              summary="Confirm or override the recommendation (DispositionDecided); optionally open a rectification task")
 def post_decision(body: DecisionIn, request: Request, p: Principal = Depends(WRITE)):
@@ -66,7 +66,10 @@ def get_decisions(credit_code: str, request: Request, year: int = Year, _: Princ
 
 @router.post("/dispositions/{credit_code}/{year}/execution", response_model=DecisionOut, status_code=201,
              responses={200: {"description": "already recorded with the same figures"},
-                        409: {"description": "no_decision, nothing_to_execute, decision_already_executed"}},
+                        409: {"description": "no_decision, decision_outdated (the current run recommends otherwise: "
+                                              "decide again), nothing_to_execute, decision_already_executed, "
+                                              "enterprise_not_active"},
+                        422: {"description": "effective_on_in_future, to_park_id_required"}},
              summary="The decision was carried out: a closure publishes EnterpriseExited, a relocation EnterpriseRelocated")
 def post_execution(credit_code: str, body: ExecutionIn, request: Request, response: Response, year: int = Year,
                    p: Principal = Depends(WRITE)):
@@ -78,7 +81,8 @@ def post_execution(credit_code: str, body: ExecutionIn, request: Request, respon
     return decision_out(row)
 
 
-@router.post("/tasks", response_model=TaskOut, status_code=201, summary="Open a rectification task (整治任务书)")
+@router.post("/tasks", response_model=TaskOut, status_code=201, summary="Open a rectification task (整治任务书)",
+             responses={409: {"description": "task_id_reused, enterprise_not_active"}})
 def post_task(body: TaskIn, request: Request, response: Response, p: Principal = Depends(WRITE)):
     code = checked_code(body.credit_code)
     row, created = write(request, lambda uow: open_task(uow.session, body.task_id, code, None, body.year, None,
@@ -117,11 +121,17 @@ def get_one_task(task_id: str, request: Request, _: Principal = Depends(READ)):
     return read(request, lambda s: task_out(get_task(s, task_id)))
 
 
-@router.post("/tasks/{task_id}/completion", response_model=TaskOut, responses={409: {"description": "task_not_open"}})
+@router.post("/tasks/{task_id}/completion", response_model=TaskOut,
+             responses={409: {"description": "task_not_open"}, 422: {"description": "closed_on_in_future"}})
 def complete(task_id: str, body: TaskCloseIn, request: Request, _: Principal = Depends(WRITE)):
-    return task_out(write(request, lambda uow: close_task(uow.session, task_id, body.on, body.note, cancel=False)))
+    today = cst_date(now())
+    return task_out(write(request, lambda uow: close_task(uow.session, task_id, body.on, body.note, cancel=False,
+                                                          today=today)))
 
 
-@router.post("/tasks/{task_id}/cancellation", response_model=TaskOut, responses={409: {"description": "task_not_open"}})
+@router.post("/tasks/{task_id}/cancellation", response_model=TaskOut,
+             responses={409: {"description": "task_not_open"}, 422: {"description": "reason_required, closed_on_in_future"}})
 def cancel(task_id: str, body: TaskCloseIn, request: Request, _: Principal = Depends(WRITE)):
-    return task_out(write(request, lambda uow: close_task(uow.session, task_id, body.on, body.note, cancel=True)))
+    today = cst_date(now())
+    return task_out(write(request, lambda uow: close_task(uow.session, task_id, body.on, body.note, cancel=True,
+                                                          today=today)))

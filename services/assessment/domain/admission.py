@@ -4,6 +4,11 @@ Comparisons are exact in integers: with land in 0.0001 亩 and money in fen,
 'investment per 亩 >= threshold' is ``investment_fen * 10000 >= threshold_fen_per_mu * land_units``.
 Every failed rule is returned, not only the first. Figures shown beside a threshold are floored to the
 fen (see exact.py) so a failing figure never displays as reaching its threshold.
+
+Industry codes (GB/T 4754) are written with their door letter or without it ('C2614' and '2614' are the
+same industry: each two-digit division belongs to one door), in the register, in applications and in the
+policy's prefixes alike; a prefix matches a code whichever way either is written ('C26', '26' and 'C' all
+cover '2614').
 """
 from __future__ import annotations
 
@@ -21,7 +26,36 @@ from .credit_code import require_credit_code
 from .exact import floor_places
 
 LAND_PER_MU = 10**4  # land units (0.0001 亩) in one 亩
-_INDUSTRY_PREFIX = re.compile(r"^[A-T]?\d{0,4}$")
+_INDUSTRY_PREFIX = re.compile(r"^[A-T]?[0-9]{0,4}$")  # ASCII digits: \d takes full-width ones too
+_INDUSTRY_CODE = re.compile(r"^[A-T]([0-9]{2,4})?$|^[0-9]{2,4}$")  # as the register takes it (enterprise.py)
+
+# GB/T 4754-2017: the door (门类) of each division (大类, the first two digits)
+_DOOR_OF_DIVISION = {f"{d:02d}": door for door, first, last in (
+    ("A", 1, 5), ("B", 6, 12), ("C", 13, 43), ("D", 44, 46), ("E", 47, 50), ("F", 51, 52), ("G", 53, 60),
+    ("H", 61, 62), ("I", 63, 65), ("J", 66, 69), ("K", 70, 70), ("L", 71, 72), ("M", 73, 75), ("N", 76, 79),
+    ("O", 80, 82), ("P", 83, 83), ("Q", 84, 85), ("R", 86, 90), ("S", 91, 96), ("T", 97, 97)) for d in range(first, last + 1)}
+
+
+def _industry_parts(code: str) -> tuple[str | None, str]:
+    """(door letter, digits) of a code or prefix; the door of a letterless one from its division, if known."""
+    door = code[:1] if code[:1].isalpha() else None
+    digits = code[1:] if door else code
+    if door is None and len(digits) >= 2:
+        door = _DOOR_OF_DIVISION.get(digits[:2])
+    return door, digits
+
+
+def industry_prefix_matches(industry_code: str, prefix: str) -> bool:
+    """Whether ``prefix`` covers ``industry_code``, each written with or without its door letter."""
+    code_door, code_digits = _industry_parts(industry_code)
+    door, digits = _industry_parts(prefix)
+    return (door is None or door == code_door) and code_digits.startswith(digits)
+
+
+def _specificity(prefix: str) -> tuple[int, bool, str]:
+    """The most specific of matching prefixes wins: more digits, then one naming its door (then the text, so
+    the choice never depends on the order of the policy's keys)."""
+    return len(_industry_parts(prefix)[1]), prefix[:1].isalpha(), prefix
 
 
 class IndustryThresholds(FrozenModel):
@@ -57,10 +91,10 @@ class AdmissionPolicy(FrozenModel):
 
     def thresholds_for(self, industry_code: str) -> tuple[int, int, str | None]:
         """(investment fen per 亩, tax fen per 亩, override prefix used or None)."""
-        matches = [k for k in self.industry_overrides if industry_code.startswith(k)]
+        matches = [k for k in self.industry_overrides if industry_prefix_matches(industry_code, k)]
         if not matches:
             return self.investment_fen_per_mu, self.tax_fen_per_mu, None
-        best = max(matches, key=len)
+        best = max(matches, key=_specificity)
         o = self.industry_overrides[best]
         return o.investment_fen_per_mu, o.tax_fen_per_mu, best
 
@@ -102,6 +136,8 @@ class ProjectApplication:
                 raise ValueError(f"{name} must be a bool")
         if not isinstance(self.industry_code, str) or not self.industry_code:
             raise ValueError("an application needs an industry code")
+        if not _INDUSTRY_CODE.match(self.industry_code):
+            raise ValueError(f"industry code {self.industry_code!r} is not a GB/T 4754 code")
 
 
 @dataclass(frozen=True)
@@ -141,10 +177,10 @@ def check_admission(app: ProjectApplication, policy: AdmissionPolicy) -> Admissi
         failures.append(
             RuleFailure("applicant_on_safety_or_env_list", "the applicant is on a safety or environment list")
         )
-    refused = [p for p in policy.refused_industry_prefixes if app.industry_code.startswith(p)]
+    refused = [p for p in policy.refused_industry_prefixes if industry_prefix_matches(app.industry_code, p)]
     if refused:
         failures.append(
-            RuleFailure("industry_refused", f"industry {app.industry_code} is refused (prefix {max(refused, key=len)})")
+            RuleFailure("industry_refused", f"industry {app.industry_code} is refused (prefix {max(refused, key=_specificity)})")
         )
     inv_threshold, tax_threshold, prefix = policy.thresholds_for(app.industry_code)
     inv_figure = _per_mu_yuan(app.investment, app.land)

@@ -8,7 +8,8 @@ disposition wins (CLOSE > RELOCATE > UPGRADE > NONE):
 3. outside a park: relocate class (C, D)                            -> RELOCATE (seed 三.2)
                    upgrade class (A, B)                             -> UPGRADE  (seed 三.3)
 4. inside a park:  upgrade class -> NONE; relocate class -> UPGRADE (it is already where it should be)
-5. excluded (T) -> NONE unless rule 1 applies.
+5. excluded (T) -> NONE unless rule 1 applies, or rule 2 does because the county lists the exclusion label
+   (T) among the close-with-hazard classes.
 """
 from __future__ import annotations
 
@@ -49,14 +50,14 @@ def recommend(enterprise: Enterprise, class_label: str, rules: DispositionRules,
         if enterprise.has_flag(flag):
             reasons.append(Reason(f"flag_{flag}", Disposition.CLOSE, f"{flag} calls for closure"))
     hazards = [f for f in rules.hazard_flags if enterprise.has_flag(f)]
+    if class_label in rules.close_with_hazard_classes:
+        for flag in hazards:
+            reasons.append(
+                Reason(f"class_with_{flag}", Disposition.CLOSE, f"class {class_label} with {flag}")
+            )
     if excluded:
         reasons.append(Reason("not_evaluated", Disposition.NONE, f"class {class_label} is not evaluated"))
     else:
-        if class_label in rules.close_with_hazard_classes:
-            for flag in hazards:
-                reasons.append(
-                    Reason(f"class_with_{flag}", Disposition.CLOSE, f"class {class_label} with {flag}")
-                )
         if class_label in rules.upgrade_classes:
             if enterprise.in_park:
                 reasons.append(Reason("good_class_in_park", Disposition.NONE, f"class {class_label} in a park"))
