@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Callable, Iterable, Iterator
 
 from services.settlement.domain.export import LINE_COLUMNS, TOTAL_COLUMNS, column_titles, line_row, total_row
@@ -21,10 +22,34 @@ SUMMARY_LABELS = {
 }
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula. Sources are ids the departments chose
+# (a receipt id "=HYPERLINK(...)" is a valid id): such text must reach finance staff as text, never run.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")  # our own figures (a net may be negative): left as they are
+
+
+def _is_formula(value: str) -> bool:
+    return value.startswith(_FORMULA_START) and _NUMBER.fullmatch(value) is None
+
+
 def _csv_line(values: list[str]) -> str:
+    """One CSV record; text a spreadsheet would take for a formula gets a leading apostrophe (OWASP's advice)."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerow(values)
+    csv.writer(buf, lineterminator="\r\n").writerow(["'" + v if _is_formula(v) else v for v in values])
     return buf.getvalue()
+
+
+def _xlsx_row(ws, values: list[str]) -> list:
+    """Cells of one row; text that openpyxl would write as a formula is written as text, unchanged."""
+    from openpyxl.cell import WriteOnlyCell
+
+    cells = []
+    for v in values:
+        cell = WriteOnlyCell(ws, value=v)
+        if _is_formula(v):
+            cell.data_type = "s"
+        cells.append(cell)
+    return cells
 
 
 def csv_lines(lines: Iterable[StatementLine], headers: str) -> Iterator[bytes]:
@@ -53,15 +78,15 @@ def xlsx(summary: dict, lines: Iterable[StatementLine], totals: list, headers: s
     names = SHEETS[language]
     ws = wb.create_sheet(names[0])
     for key, label in SUMMARY_LABELS[language].items():
-        ws.append([label, str(summary.get(key) or "")])
+        ws.append(_xlsx_row(ws, [label, str(summary.get(key) or "")]))
     ws = wb.create_sheet(names[1])
     ws.append(column_titles(LINE_COLUMNS, headers))
     for ln in lines:
-        ws.append(list(line_row(ln, headers).values()))  # amounts stay text: exact, never a float
+        ws.append(_xlsx_row(ws, list(line_row(ln, headers).values())))  # amounts stay text: exact, never a float
     ws = wb.create_sheet(names[2])
     ws.append(column_titles(TOTAL_COLUMNS, headers))
     for t in totals:
-        ws.append(list(total_row(t.party, t.receivable_fen, t.payable_fen, headers).values()))
+        ws.append(_xlsx_row(ws, list(total_row(t.party, t.receivable_fen, t.payable_fen, headers).values())))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
