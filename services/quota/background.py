@@ -8,7 +8,7 @@ from typing import Callable
 from shared.periodic import Periodic
 from shared.runtime import ServiceRuntime
 from services.quota.application.expiry import expire_request
-from services.quota.application.reconciliation import LedgerBalances, publish_metric, reconcile_county
+from services.quota.application.reconciliation import LedgerBalances, publish_metric, reconcile_counties
 from services.quota.application.rounds import run_round
 from services.quota.application.tx import Tx, utcnow
 from services.quota.storage import request_store
@@ -71,5 +71,7 @@ class PeriodicReconciliation(Periodic):
 
     def step(self) -> int:
         with self.runtime.db.sessions() as session:
-            publish_metric([reconcile_county(session, self.ledger(), c) for c in county_codes(session)])
+            counties = county_codes(session)
+        # each county's figures read in short snapshots of their own, never held open while the ledger is asked
+        publish_metric(reconcile_counties(self.runtime.db.sessions, self.ledger(), counties))
         return 0

@@ -5,8 +5,14 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 RECONCILIATION_DIFFERENCE = Gauge(
     "countypool_quota_reconciliation_difference",
-    "Our pool figure minus the ledger's, in the asset's smallest unit, summed over counties (0 = books agree)",
+    "Our pool figure against the ledger's, in the asset's smallest unit: the absolute differences of each county's "
+    "latest settled reconciliation (nothing in flight), summed over counties (0 = books agree)",
     ["asset", "figure"],
+)
+RECONCILIATION_UNSETTLED = Gauge(
+    "countypool_quota_reconciliation_unsettled_counties",
+    "Counties the latest reconciliation run could not read with nothing in flight (their difference figures are "
+    "those of an earlier run)",
 )
 SAGA_TRANSITIONS = Counter("countypool_quota_request_transitions_total", "Request state changes by new state",
                            ["state"])
@@ -27,13 +33,14 @@ class _PoolCollector:
 
         from services.quota.application.pool import county_pool
         from services.quota.storage.counties import county_codes
+        from services.quota.storage.sql import read_snapshot
 
         g = GaugeMetricFamily("countypool_quota_pool_units", "County pool figures per asset (smallest unit)",
                               labels=["county", "asset", "figure"])
         rt = self.runtime
         if rt is not None:
             try:
-                with rt.db.sessions() as s:
+                with read_snapshot(rt.db.sessions) as s:  # figures of one moment; no write lock on SQLite
                     for county in county_codes(s):
                         for asset, f in county_pool(s, county).figures.items():
                             for figure in ("released", "retired", "allocated", "reserved", "available"):

@@ -12,7 +12,10 @@ from shared.runtime import ServiceRuntime
 from services.quota.application.intake import IdReused, NotKnown
 from services.quota.application.requests import NOT_ALLOWED
 from services.quota.application.tx import Tx
+from services.quota.domain.identifiers import county_code_problem
 from services.quota.domain.problems import QuotaDomainError
+from services.quota.storage.counties import county_known
+from services.quota.storage.sql import read_snapshot
 
 T = TypeVar("T")
 
@@ -45,5 +48,20 @@ def transact(request: Request, fn: Callable[[Tx], T]) -> T:
 
 
 def read(request: Request, fn: Callable[..., T]) -> T:
-    with runtime(request).db.sessions() as session:
-        return fn(session)
+    """``fn(session)`` in one snapshot (storage.sql.read_snapshot): a view's queries all see the same moment (a
+    pool's lots and its reservations, an allocation and its lots), and on SQLite a read does not keep writers out."""
+    try:
+        with read_snapshot(runtime(request).db.sessions) as session:
+            return fn(session)
+    except QuotaDomainError as exc:
+        raise problems_error(exc) from None
+
+
+def known_county(session, county_code: str) -> None:
+    """A county's figures or records are asked for: 422 for a malformed code, 404 for a county nothing is known of
+    (no policy set, nothing released, requested or run), whose zeros would read as an empty pool."""
+    if (p := county_code_problem(county_code)) is not None:
+        raise QuotaDomainError([p])
+    if not county_known(session, county_code):
+        raise NotFound("county_unknown", f"nothing is known of county {county_code!r} (no policy set, nothing "
+                                         f"released, requested or allocated)")

@@ -9,14 +9,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from shared.auth import Principal
 from shared.errors import ApiError, NotFound
 from services.quota.api import schemas as s
-from services.quota.api.common import READ, read
+from services.quota.api.common import READ, known_county, read, runtime
 from services.quota.api.views import consumption_out, lot_out, pool_assets, reconciliation_out, release_out
 from services.quota.application.formats import cny, qty
 from services.quota.application.pool import county_pool
 from services.quota.application.reconciliation import (
-    LedgerUnavailable, publish_metric, reconcile_county,
+    LedgerUnavailable, publish_metric, reconcile_counties, reconcile_county,
 )
-from services.quota.storage import intake_store, provenance_store
+from services.quota.domain.assets import asset_problem
+from services.quota.domain.problems import QuotaDomainError
+from services.quota.storage import intake_store, provenance_store, request_store
 from services.quota.storage.counties import county_codes
 
 router = APIRouter(prefix="/v1", tags=["queries"])
@@ -25,15 +27,23 @@ router = APIRouter(prefix="/v1", tags=["queries"])
 @router.get("/counties/{county_code}/pool", response_model=s.PoolOut,
             summary="The county pool per asset: available, reserved, allocated, retired (and incoming)")
 def pool(county_code: str, request: Request, _: Principal = Depends(READ)):
-    return s.PoolOut(county_code=county_code, assets=read(request, lambda session: pool_assets(
-        county_pool(session, county_code))))
+    def view(session):
+        known_county(session, county_code)
+        return pool_assets(county_pool(session, county_code))
+
+    return s.PoolOut(county_code=county_code, assets=read(request, view))
 
 
 @router.get("/counties/{county_code}/lots", response_model=s.LotsPage, summary="Lots with their remaining amounts")
 def lots(county_code: str, request: Request, asset: str | None = None, with_remaining: bool = False,
          after: str | None = None, limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
-    rows = read(request, lambda session: intake_store.list_lots(session, county_code, asset, with_remaining,
-                                                                limit + 1, after))
+    def rows_of(session):
+        known_county(session, county_code)
+        if asset is not None and (p := asset_problem(asset)) is not None:
+            raise QuotaDomainError([p])
+        return intake_store.list_lots(session, county_code, asset, with_remaining, limit + 1, after)
+
+    rows = read(request, rows_of)
     page = rows[:limit]
     return s.LotsPage(lots=[lot_out(r) for r in page], next_after=page[-1].lot_id if len(rows) > limit else None)
 
@@ -43,6 +53,8 @@ def lots(county_code: str, request: Request, asset: str | None = None, with_rema
 def provenance(project_id: str, request: Request, _: Principal = Depends(READ)):
     def view(session):
         allocs = provenance_store.allocations_where(session, project_id=project_id)
+        if not allocs and request_store.project_row(session, project_id) is None:
+            raise NotFound("project_unknown", f"no project {project_id!r} was evaluated or allocated quota")
         used = provenance_store.consumptions_where(session, project_id=project_id)
         by_line = defaultdict(list)
         for c in used:
@@ -89,8 +101,9 @@ def _ledger(request: Request):
 @router.get("/counties/{county_code}/reconciliation", response_model=s.ReconciliationOut,
             summary="This county's pool figures against the ledger's balances (differences listed)")
 def reconciliation(county_code: str, request: Request, _: Principal = Depends(READ)):
-    try:
-        rep = read(request, lambda session: reconcile_county(session, _ledger(request), county_code))
+    read(request, lambda session: known_county(session, county_code))
+    try:  # our figures are read in short snapshots of their own, never held open while the ledger is asked
+        rep = reconcile_county(runtime(request).db.sessions, _ledger(request), county_code)
     except LedgerUnavailable as exc:
         raise ApiError(503, "ledger_unavailable", str(exc)) from None
     return reconciliation_out(rep)
@@ -99,9 +112,9 @@ def reconciliation(county_code: str, request: Request, _: Principal = Depends(RE
 @router.post("/reconciliation:run", response_model=list[s.ReconciliationOut],
              summary="Reconcile every county and set the countypool_quota_reconciliation_difference metric")
 def reconcile_all(request: Request, _: Principal = Depends(READ)):
+    counties = read(request, county_codes)
     try:
-        reports = read(request, lambda session: [reconcile_county(session, _ledger(request), c)
-                                                 for c in county_codes(session)])
+        reports = reconcile_counties(runtime(request).db.sessions, _ledger(request), counties)
     except LedgerUnavailable as exc:
         raise ApiError(503, "ledger_unavailable", str(exc)) from None
     publish_metric(reports)

@@ -6,12 +6,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from shared.auth import Principal
 from shared.errors import Conflict, NotFound, Unprocessable
 from services.quota.api import schemas as s
-from services.quota.api.common import READ, WRITE, read, transact
+from services.quota.api.common import READ, WRITE, known_county, read, transact
 from services.quota.api.intake_routes import _county_or_422
 from services.quota.api.views import request_out, round_out
 from services.quota.application import requests, rounds
+from services.quota.application.intake import NotKnown
 from services.quota.domain.requests import OPEN_STATES, RequestState
 from services.quota.storage import request_store, round_store, transfer_store
+from services.quota.storage.counties import county_known
 from services.quota.storage.sql import loads
 
 router = APIRouter(prefix="/v1", tags=["requests"])
@@ -75,18 +77,25 @@ def cancel(request_id: str, request: Request, body: s.CancelIn | None = None, _:
 def run_round(county_code: str, request: Request, who: Principal = Depends(WRITE)):
     def round_of(tx):
         _county_or_422(county_code)  # before a malformed code reaches the county lock
+        if not county_known(tx.session, county_code):  # a mistyped code would make a county of it (lock_county)
+            raise NotKnown("county_unknown", f"nothing is known of county {county_code!r}")
         return rounds.run_round(tx, county_code, who.id)
 
     run = transact(request, round_of)
     return read(request, lambda session: round_out(round_store.round_row(session, run.round_id),
-                                                   round_store.decisions_of(session, run.round_id), run.expired_before))
+                                                   round_store.decisions_of(session, run.round_id)))
 
 
-@router.get("/counties/{county_code}/rounds", response_model=list[s.RoundOut])
+@router.get("/counties/{county_code}/rounds", response_model=list[s.RoundOut],
+            summary="The county's rounds, latest first; older ones with before_seq (the seq of the last one listed)")
 def list_rounds(county_code: str, request: Request, limit: int = Query(default=20, ge=1, le=200),
-                _: Principal = Depends(READ)):
-    return read(request, lambda session: [round_out(r, round_store.decisions_of(session, r.round_id))
-                                          for r in round_store.rounds_of(session, county_code, limit)])
+                before_seq: int | None = Query(default=None, ge=1, le=2**31 - 1), _: Principal = Depends(READ)):
+    def view(session):
+        known_county(session, county_code)
+        return [round_out(r, round_store.decisions_of(session, r.round_id))
+                for r in round_store.rounds_of(session, county_code, limit, before_seq)]
+
+    return read(request, view)
 
 
 @router.get("/rounds/{round_id}", response_model=s.RoundOut,

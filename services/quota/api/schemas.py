@@ -189,7 +189,10 @@ class RoundOut(BaseModel):
     policy_version: int
     available_before: dict[str, str]
     decisions: list[DecisionOut]
-    expired_before: list[str] = Field(default_factory=list)
+    expired_before: list[str] = Field(default_factory=list, description="requests closed past their deadline "
+                                                                        "before deciding")
+    withdrawn_before: list[str] = Field(default_factory=list, description="requests closed before deciding: their "
+                                                                          "project is no longer admitted")
     reproducible: bool | None = Field(default=None, description="re-running the stored inputs gives these decisions")
 
 
@@ -286,9 +289,15 @@ class DifferenceOut(BaseModel):
 
 class ReconciliationOut(BaseModel):
     county_code: str
-    agrees: bool
-    in_flight: int
-    differences: list[DifferenceOut]
+    agrees: bool = Field(description="no difference in this reading")
+    settled: bool = Field(description="nothing of ours was on its way to or from the ledger while both sides were "
+                                      "read (in_flight all stuck, nothing asked or answered meanwhile): a difference "
+                                      "is a fault. Not settled after a few readings: the differences may be transfers "
+                                      "in flight, and the metric keeps the county's last settled reading")
+    in_flight: int = Field(description="our transfers the ledger has not answered yet")
+    stuck: int = Field(default=0, description="of in_flight, those unanswered for more than 5 minutes")
+    differences: list[DifferenceOut] = Field(description="figure 'intake_refused': lots taken in whose booking the "
+                                                         "ledger refused")
     ours: list[PoolAssetOut]
 
 

@@ -71,8 +71,9 @@ def consumption_out(c) -> s.ConsumptionOut:
                             source_ref=c.source_ref, township_code=c.township_code, allocated_at=utc(c.allocated_at))
 
 
-def round_out(row, decisions: list, expired_before=(), reproducible: bool | None = None) -> s.RoundOut:
+def round_out(row, decisions: list, reproducible: bool | None = None) -> s.RoundOut:
     inputs = loads(row.inputs)
+    closed = inputs.get("closed_before", {})  # recorded since rounds keep it; older rounds: not known
     return s.RoundOut(
         round_id=row.round_id, county_code=row.county_code, seq=row.seq, ran_at=utc(row.ran_at), ran_by=row.ran_by,
         policy_version=row.policy_version,
@@ -83,12 +84,13 @@ def round_out(row, decisions: list, expired_before=(), reproducible: bool | None
             shortfalls=[s.ShortfallOut(asset=x["asset"], requested=qty(x["asset"], x["requested"]),
                                        available=qty(x["asset"], x["available"])) for x in loads(d.shortfalls)])
             for d in decisions],
-        expired_before=list(expired_before), reproducible=reproducible)
+        expired_before=list(closed.get("expired", ())), withdrawn_before=list(closed.get("withdrawn", ())),
+        reproducible=reproducible)
 
 
 def reconciliation_out(rep: Reconciliation) -> s.ReconciliationOut:
     return s.ReconciliationOut(
-        county_code=rep.county_code, agrees=rep.agrees, in_flight=rep.in_flight,
+        county_code=rep.county_code, agrees=rep.agrees, settled=rep.settled, in_flight=rep.in_flight, stuck=rep.stuck,
         differences=[s.DifferenceOut(asset=d.asset, figure=d.figure, ours=qty(d.asset, d.ours),
                                      ledger=qty(d.asset, d.ledger), difference=qty(d.asset, d.diff))
                      for d in rep.differences],

@@ -19,7 +19,8 @@ from services.quota.storage import request_store
 from services.quota.storage.counties import drop_unused, lock_counties, lock_county
 
 # Problems that mean "not allowed now" (409) rather than "malformed" (422).
-NOT_ALLOWED = frozenset({"project_unknown", "project_not_admitted", "project_in_other_county", "county_not_served"})
+NOT_ALLOWED = frozenset({"project_unknown", "project_not_admitted", "project_in_other_county", "county_not_served",
+                         "reclamation_already_accepted"})
 
 
 def open_quota_request(tx: Tx, body: Mapping[str, Any], by: str) -> tuple[QuotaRequest, bool]:

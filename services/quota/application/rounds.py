@@ -79,6 +79,8 @@ def run_round(tx: Tx, county_code: str, by: str) -> RoundRun:
              for d in result.decisions if d.outcome is Outcome.REFUSED}
     if unfit:
         inputs["too_many_lots"] = unfit
+    # not an input of the decisions, but part of the round's record (GET /v1/rounds/{id} shows it as the run did)
+    inputs["closed_before"] = {"expired": list(expired), "withdrawn": list(withdrawn)}
     seq = round_store.next_round_seq(tx.session, county_code)
     round_id = f"round-{county_code}-{seq:06d}"
     round_store.record_round(tx.session, round_id, county_code, seq, by, cp.version, inputs, result, tx.now)

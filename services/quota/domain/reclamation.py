@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
 
-from shared.amounts import AmountError, parse_amount
+from shared.amounts import AmountError, format_amount, parse_amount
 from services.quota.domain.assets import ASSETS
 from services.quota.domain.identifiers import county_code_problem, township_code_problem
 from services.quota.domain.lots import Lot, SourceKind, lot_id_for_reclamation, new_lot
@@ -64,8 +64,15 @@ class ReclamationAcceptance:
 def accept_reclamation(
     project: ReclamationProject, accepted_on: date, policy: PoolPolicy, accepted_area: int | None = None
 ) -> ReclamationAcceptance:
-    """First acceptance makes the lot; a repeated acceptance changes nothing (the land is already in)."""
+    """First acceptance makes the lot; a repeated acceptance changes nothing (the land is already in). One naming
+    another area than the accepted one (a correction) is refused, ``reclamation_already_accepted``: the lot is in
+    the pool, perhaps allocated, and a silent answer would let the caller think the correction was made."""
     if project.state is ReclamationState.ACCEPTED:
+        if accepted_area is not None and accepted_area != project.accepted_area:
+            raise QuotaDomainError([Problem(
+                "reclamation_already_accepted", "accepted_area",
+                f"{project.project_id} was accepted with {format_amount(project.accepted_area or 0, LAND_SCALE)} 亩; "
+                f"an accepted area is not changed afterwards")])
         return ReclamationAcceptance(project, None, False, "already_accepted")
     if project.county_code != policy.county_code:
         raise ValueError("the project belongs to another county's pool")

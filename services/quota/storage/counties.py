@@ -78,5 +78,11 @@ def save_policy(session: Session, policy: PoolPolicy, by: str, now: datetime) ->
     return CountyPolicy(policy, version, now, by)
 
 
+def county_known(session: Session, county_code: str) -> bool:
+    """Whether the county has a row: a policy was set, or something of its pool happened."""
+    return session.execute(select(counties.c.county_code).where(counties.c.county_code == county_code)).first() \
+        is not None
+
+
 def county_codes(session: Session) -> list[str]:
     return list(session.execute(select(counties.c.county_code).order_by(counties.c.county_code)).scalars())

@@ -39,6 +39,9 @@ def decisions_of(session: Session, round_id: str) -> list:
                            .order_by(round_decisions.c.rank)).all()
 
 
-def rounds_of(session: Session, county_code: str, limit: int) -> list:
-    return session.execute(select(rounds).where(rounds.c.county_code == county_code)
-                           .order_by(rounds.c.seq.desc()).limit(limit)).all()
+def rounds_of(session: Session, county_code: str, limit: int, before_seq: int | None = None) -> list:
+    """The county's rounds, latest first; ``before_seq``: only those run before that one (the next page)."""
+    q = select(rounds).where(rounds.c.county_code == county_code)
+    if before_seq is not None:
+        q = q.where(rounds.c.seq < before_seq)
+    return session.execute(q.order_by(rounds.c.seq.desc()).limit(limit)).all()

@@ -72,7 +72,20 @@ def acknowledged_project_accounts(session: Session, county_code: str) -> list[st
     return sorted(rows)
 
 
-def unanswered(session: Session, county_code: str) -> int:
-    return int(session.execute(select(func.count()).select_from(ledger_transfers).where(
-        (ledger_transfers.c.county_code == county_code) & (ledger_transfers.c.state == "asked")
-        & ledger_transfers.c.purpose.in_(["intake", "reserve", "post"]))).scalar() or 0)
+def unanswered(session: Session, county_code: str, asked_before: datetime | None = None) -> int:
+    """The county's transfers of every purpose (a void in flight too) the ledger has not answered yet (only those
+    asked before ``asked_before``, if given)."""
+    t = ledger_transfers
+    where = (t.c.county_code == county_code) & (t.c.state == "asked")
+    if asked_before is not None:
+        where &= t.c.asked_at < asked_before
+    return int(session.execute(select(func.count()).select_from(t).where(where)).scalar() or 0)
+
+
+def state_counts(session: Session, county_code: str) -> dict[tuple[str, str], int]:
+    """(purpose, state) -> how many of the county's transfers: every transfer we ask and every answer we take in
+    changes it, so two readings that agree saw nothing of the county move towards or from the ledger between them."""
+    t = ledger_transfers
+    rows = session.execute(select(t.c.purpose, t.c.state, func.count()).where(t.c.county_code == county_code)
+                           .group_by(t.c.purpose, t.c.state)).all()
+    return {(r[0], r[1]): int(r[2]) for r in rows}
