@@ -3,6 +3,7 @@ consumer. One call = one locked, consistent view, one engine run, one persisted 
 in the caller's transaction."""
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,8 +48,10 @@ from shared.envelope import Envelope, new_envelope, new_event_ids
 from shared.logs import correlation_id
 from shared.message_bus import MessageBus
 from shared.outbox import Outbox
-from services.ledger.metrics import count_results
+from services.ledger.metrics import EXPIRY_STUCK, count_results
 from services.ledger.outcomes import OutboxRows
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 10_000
 # enum members read once: an Enum attribute lookup goes through a descriptor (per transfer, it shows)
@@ -146,6 +149,7 @@ class LedgerApp:
         self.outbox = outbox
         self.assets = assets or DEFAULT_ASSETS
         self.clock = clock
+        self.stuck_expiries: dict[str, str] = {}  # due pending transfers that cannot be expired: id -> why
 
     # -- commands ----------------------------------------------------------------------------------
     def open_accounts(self, session: Session, specs: list[NewAccount], *, causation: str | None = None) -> AccountBatchOutcome:
@@ -212,20 +216,53 @@ class LedgerApp:
         return view
 
     def expire_due(self, session: Session, limit: int = 1000) -> int:
+        """Expire up to ``limit`` pending transfers whose timeout has passed; returns how many. A due transfer that
+        cannot be expired (its row unreadable, an account missing, an asset unknown or not its accounts') is
+        left pending, logged once and counted in countypool_ledger_expiry_stuck_transfers, and passed over from
+        then on (until the ledger restarts), so that it never holds up the expiry of the others."""
         repo = LedgerRepository(session)
         head = repo.lock_head()
         now = self.clock()
-        due = repo.due_pending(now, limit)
-        if not due:
-            return 0
-        view = LoadedView(repo.lock_accounts(sorted({a for t in due for a in (t.debit_account_id, t.credit_account_id)})),
-                          {t.id: t for t in due}, head)
-        outcome = expire_pending(view, due, now)
+        while True:  # each pass without a transfer to expire has passed over one more stuck id: it ends
+            due, stuck = repo.due_pending(now, limit, skip=self.stuck_expiries)
+            accounts = repo.lock_accounts(sorted({a for t in due for a in (t.debit_account_id, t.credit_account_id)}))
+            expirable = []
+            for t in due:
+                why = self._unexpirable(t, accounts)
+                if why:
+                    stuck[t.id] = why
+                else:
+                    expirable.append(t)
+            self._stuck(stuck)
+            if expirable:
+                break
+            if not stuck:
+                return 0
+        view = LoadedView(accounts, {t.id: t for t in expirable}, head)
+        outcome = expire_pending(view, expirable, now)
         repo.persist_expiry(outcome)
         rows = self._rows(None)
         self._expiry_events(rows, outcome.expired)
         self._write(session, rows)
         return len(outcome.expired)
+
+    def _unexpirable(self, t: Transfer, accounts: dict) -> str | None:
+        for side, aid in (("debit", t.debit_account_id), ("credit", t.credit_account_id)):
+            a = accounts.get(aid)
+            if a is None:
+                return f"{side} account {aid!r} not found"
+            if a.asset != t.asset:
+                return f"{side} account {aid!r} is of asset {a.asset!r}, the transfer of {t.asset!r}"
+        if t.asset not in self.assets:
+            return f"asset {t.asset!r} unknown"
+        return None
+
+    def _stuck(self, found: dict[str, str]) -> None:
+        new = {tid: why for tid, why in found.items() if tid not in self.stuck_expiries}
+        for tid, why in new.items():
+            log.error("pending transfer %r is due but cannot be expired (%s): left pending, passed over", tid, why)
+        self.stuck_expiries.update(new)
+        EXPIRY_STUCK.set(len(self.stuck_expiries))
 
     # -- events ------------------------------------------------------------------------------------
     def _rows(self, causation: str | None) -> OutboxRows:

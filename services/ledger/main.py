@@ -25,6 +25,9 @@ TOPICS = [topics.LEDGER_COMMANDS]
 class LedgerSettings(ServiceSettings):
     expiry_interval_seconds: float = 1.0
     audit_interval_seconds: float = 60.0
+    # the auditor's runs are incremental; this often it verifies the whole journal again (an older entry
+    # rewritten with its hash kept is found then, or at start-up)
+    audit_full_interval_seconds: float = 86_400.0
     # who may send transfer commands over Kafka (departments never do: they publish domain events)
     command_sources: list[str] = ["/countypool/quota", "/countypool/settlement"]
     consumer_max_message_bytes: int = 1024 * 1024  # a command may carry thousands of transfers
@@ -66,7 +69,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     LedgerMetrics(runtime).install()
     expiry = PendingExpiry(runtime, ledger, getattr(settings, "expiry_interval_seconds", 1.0))
     app.state.expiry = expiry
-    app.state.auditor = JournalAuditor(runtime, getattr(settings, "audit_interval_seconds", 60.0))
+    app.state.auditor = JournalAuditor(runtime, getattr(settings, "audit_interval_seconds", 60.0),
+                                       getattr(settings, "audit_full_interval_seconds", 86_400.0))
     runtime.background += [expiry, app.state.auditor]
     return runtime, app
 

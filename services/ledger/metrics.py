@@ -1,10 +1,13 @@
 """Ledger metrics: transfers by outcome and code, pending per asset, journal length. Labels are asset,
-outcome and code only (never account ids). Gauges are read from the database when Prometheus scrapes."""
+outcome and code only (never account ids). A transfer's code is the caller's text: the first CODE_LABELS_MAX
+distinct codes this process sees get a series of their own, any further one is counted under "other", so that
+callers with many codes cannot make the series unbounded. Gauges are read from the database when Prometheus
+scrapes."""
 from __future__ import annotations
 
 import logging
 
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
 from services.ledger.storage.repository import LedgerRepository
@@ -12,6 +15,11 @@ from services.ledger.storage.repository import LedgerRepository
 log = logging.getLogger(__name__)
 
 TRANSFERS = Counter("countypool_ledger_transfers_total", "Transfer requests by result and code", ["result", "code"])
+EXPIRY_STUCK = Gauge("countypool_ledger_expiry_stuck_transfers",
+                     "Due pending transfers the ledger cannot expire (logged once each; passed over until restart)")
+CODE_LABELS_MAX = 200
+OTHER_CODE = "other"
+_codes: set[str] = set()  # codes with a series of their own
 
 
 class _Collector:
@@ -58,4 +66,13 @@ def count_results(requests, outcome) -> None:
         key = (res.result.value, req.code or "none")
         counts[key] = counts.get(key, 0) + 1
     for (result, code), n in counts.items():
-        TRANSFERS.labels(result, code).inc(n)
+        TRANSFERS.labels(result, code_label(code)).inc(n)
+
+
+def code_label(code: str) -> str:
+    """``code`` while it is one of the first CODE_LABELS_MAX distinct codes seen, else "other"."""
+    if code not in _codes:
+        if len(_codes) >= CODE_LABELS_MAX:
+            return OTHER_CODE
+        _codes.add(code)
+    return code

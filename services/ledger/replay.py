@@ -9,6 +9,7 @@ from typing import Callable
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from services.ledger.storage.repository import LedgerRepository
 from services.ledger.storage.tables import accounts as A
 from services.ledger.storage.tables import journal as J
 from shared.db import Database
@@ -54,8 +55,20 @@ def _repair(s: Session, diffs: list[Difference]) -> int:
 
 def rebuild(db: Database, *, repair: bool = False, progress: Callable[[int], None] | None = None,
             total: Callable[[int], None] | None = None) -> ReplayReport:
+    """Fold the journal, compare with the live rows (and with ``repair`` write the rebuilt balances over the
+    differing ones), against a running ledger too. The journal and the rows are read at one moment: a compare
+    reads a snapshot (PostgreSQL REPEATABLE READ; SQLite a deferred BEGIN, which leaves the writers going),
+    so a transfer committed meanwhile is not a difference; a repair first locks the journal head, which every
+    writer locks before it touches a balance, so none commits between the fold and the rewrite (it waits for
+    the repair) and no balance is rewritten with figures older than the journal."""
     report = ReplayReport()
-    with db.sessions() as s, s.begin():
+    with db.sessions() as s:
+        if repair:
+            LedgerRepository(s).lock_head()  # SQLite: BEGIN IMMEDIATE holds the write lock already
+        elif db.is_postgres:
+            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        else:
+            s.connection(execution_options={"sqlite_read_snapshot": True})
         n = s.execute(select(func.count()).select_from(J)).scalar_one()
         if total:
             total(n)
@@ -72,6 +85,7 @@ def rebuild(db: Database, *, repair: bool = False, progress: Callable[[int], Non
         if repair and report.differences:
             report.repaired = _repair(s, report.differences)
             report.remaining = compare(_live(s), rebuilt)
+            s.commit()
         else:
             s.rollback()
     return report

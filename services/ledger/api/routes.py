@@ -2,15 +2,17 @@
 is a 404, never a zero."""
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator
+from typing import Annotated, Iterator
+from urllib.parse import quote, urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from services.ledger.api.schemas import (
@@ -48,14 +50,18 @@ def _app(request: Request) -> LedgerApp:
 
 
 @contextmanager
-def _snapshot(request: Request) -> Iterator[LedgerRepository]:
+def _snapshot(request: Request, *, long: bool = False) -> Iterator[LedgerRepository]:
     """A repository whose reads all see one snapshot, so that figures and the journal position reported with
     them (as_of_seq, head_seq) agree although writers commit meanwhile. PostgreSQL: a REPEATABLE READ
-    transaction (read committed would give each statement its own); SQLite: a transaction is one already."""
+    transaction (read committed would give each statement its own); SQLite: a transaction is one already.
+    ``long`` (a read of the whole journal): on SQLite a deferred BEGIN, a WAL snapshot that leaves the writers
+    going, instead of the write lock a session takes by default."""
     db = _rt(request).db
     with db.sessions() as s:
         if db.is_postgres:
             s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        elif long:
+            s.connection(execution_options={"sqlite_read_snapshot": True})
         yield LedgerRepository(s)
 
 
@@ -177,7 +183,8 @@ router.add_api_route(
     summary="Create transfers: a batch of up to 10,000, applied in order; linked chains all-or-nothing")
 
 
-@router.get("/transfers/{transfer_id}", response_model=TransferOut, responses={404: {"description": "unknown transfer"}})
+# ":path": transfer ids have slashes (quota/reserve/R1/COD); one percent-encoded (%2F) arrives decoded the same
+@router.get("/transfers/{transfer_id:path}", response_model=TransferOut, responses={404: {"description": "unknown transfer"}})
 def get_transfer(transfer_id: str, request: Request, _: Principal = Depends(READ)):
     with _rt(request).db.sessions() as s:
         repo = LedgerRepository(s)
@@ -191,6 +198,18 @@ def get_transfer(transfer_id: str, request: Request, _: Principal = Depends(READ
     raise NotFound("transfer_not_found", f"no transfer {transfer_id!r}")
 
 
+# A '+' written as such in a URL's query is a space once decoded (form encoding): 'as_of=...T23:59:59+08:00' typed
+# into a browser or curl arrives as '...T23:59:59 08:00'. A space can stand nowhere else after the time: read as '+'.
+_OFFSET_AFTER_SPACE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}(?::?\d{2})?)$")
+
+
+def _plus_restored(value):
+    return _OFFSET_AFTER_SPACE.sub(r"\1+\2", value) if isinstance(value, str) else value
+
+
+AsOf = Annotated[datetime | None, BeforeValidator(_plus_restored)]
+
+
 def _account_or_404(repo: LedgerRepository, account_id: str) -> Account:
     a = repo.account(account_id)
     if a is None:
@@ -200,7 +219,7 @@ def _account_or_404(repo: LedgerRepository, account_id: str) -> Account:
 
 @router.get("/accounts/{account_id:path}/balance", response_model=BalanceOut,
             summary="Balance now, or as of a time or a journal position")
-def balance(account_id: str, request: Request, as_of: datetime | None = None,
+def balance(account_id: str, request: Request, as_of: AsOf = None,
             at_seq: int | None = Query(default=None, ge=0), _: Principal = Depends(READ)):
     app = _app(request)
     with _snapshot(request) as repo:
@@ -248,7 +267,7 @@ def entries(account_id: str, request: Request, after_seq: int = Query(default=0,
     with _rt(request).db.sessions() as s:
         repo = LedgerRepository(s)
         a = _account_or_404(repo, account_id)
-        rows = repo.entries(account_id, after_seq, limit + 1)
+        rows = repo.entries(account_id, after_seq, limit + 1, repo.account_created_seq(account_id))
     f = lambda u: _fmt(app, a.asset, u)  # noqa: E731
     out = []
     for r in rows[:limit]:
@@ -261,12 +280,24 @@ def entries(account_id: str, request: Request, after_seq: int = Query(default=0,
     return EntriesPage(entries=out, next_after_seq=out[-1].seq if len(rows) > limit else None)
 
 
-@router.get("/accounts/{account_id:path}/pending", response_model=list[TransferOut], summary="Pending transfers touching an account")
-def pending(account_id: str, request: Request, _: Principal = Depends(READ)):
+@router.get("/accounts/{account_id:path}/pending", response_model=list[TransferOut],
+            summary="Pending transfers touching an account, oldest first, paginated",
+            description="Up to `limit` pending transfers (default 1,000, at most 10,000), after the transfer `after` if "
+                        "given. When there are more, a `Link` header with `rel=\"next\"` holds the URL of the next page "
+                        "(its `after` is the last transfer of this one); the last page has none.")
+def pending(account_id: str, request: Request, response: Response, after: str | None = None,
+            limit: int = Query(default=1000, ge=1, le=10000), _: Principal = Depends(READ)):
     with _rt(request).db.sessions() as s:
         repo = LedgerRepository(s)
         _account_or_404(repo, account_id)
-        return [_transfer(_app(request), t) for t in repo.pending_of(account_id)]
+        if after is not None and not repo.transfers_by_id([after]):
+            raise NotFound("transfer_not_found", f"no transfer {after!r} (after)")
+        found = repo.pending_of(account_id, limit + 1, after)
+    page = found[:limit]
+    if len(found) > limit:
+        query = urlencode({"after": page[-1].id, "limit": limit})
+        response.headers["Link"] = f'<{quote(request.url.path)}?{query}>; rel="next"'
+    return [_transfer(_app(request), t) for t in page]
 
 
 @router.get("/accounts/{account_id:path}", response_model=BalanceOut, responses={404: {"description": "unknown account"}})
@@ -278,7 +309,8 @@ def get_account(account_id: str, request: Request, _: Principal = Depends(READ))
 @router.get("/journal/verify", response_model=VerifyOut,
             summary="Verify the hash chain from the start, or from a checkpoint seq (trusting the entry before it)")
 def verify_journal(request: Request, from_seq: int = Query(default=1, ge=1, le=2**63 - 1), _: Principal = Depends(READ)):
-    with _snapshot(request) as repo:  # the head and the rows of one moment: no head_mismatch from a late append
+    # the head and the rows of one moment: no head_mismatch from a late append
+    with _snapshot(request, long=True) as repo:
         return verify_chain(repo, from_seq)
 
 

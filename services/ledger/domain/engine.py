@@ -454,7 +454,9 @@ def apply_batch(view: LedgerView, requests: list[TransferRequest], now: datetime
 
 def expire_pending(view: LedgerView, pending_transfers: Iterable[Transfer], now: datetime) -> ExpiryOutcome:
     """Release every given pending transfer whose expires_at <= now (others are skipped): status expired,
-    one pending_expired journal entry each, in the order given."""
+    one pending_expired journal entry each, in the order given, recorded at ``now``. A transfer expires at its
+    expires_at, whenever the expiry runs (a timeout is deterministic: it may have passed while the ledger was
+    down, and from then on a post or void was already refused as expired): that is its resolved_at."""
     recorded_at = iso_utc(now)
     batch = _Batch(view, now)
     expired: list[Transfer] = []
@@ -469,7 +471,7 @@ def expire_pending(view: LedgerView, pending_transfers: Iterable[Transfer], now:
         cb = batch.bal[p.credit_account_id]
         db[0] -= p.amount
         cb[2] -= p.amount
-        rec = p._replace(status=S.expired, posted_amount=0, resolved_at=now)
+        rec = p._replace(status=S.expired, posted_amount=0, resolved_at=p.expires_at)
         batch.records[p.id] = rec
         expired.append(rec)
         batch.drafts.append(("pending_expired", p.id, {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Iterable, Iterator
+from typing import Container, Iterable, Iterator
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -364,10 +364,32 @@ class LedgerRepository:
         else:
             self.s.execute(update(H).where(H.c.id == 1).values(seq=last.seq, hash=last.hash))
 
-    def due_pending(self, now: datetime, limit: int = 1000) -> list[Transfer]:
-        rows = self.s.execute(select(T).where(and_(T.c.status == "pending", T.c.expires_at <= now))
-                              .order_by(T.c.expires_at, T.c.id).limit(limit)).all()
-        return [transfer_from_row(r) for r in rows]
+    def due_pending(self, now: datetime, limit: int = 1000,
+                    skip: Container[str] = ()) -> tuple[list[Transfer], dict[str, str]]:
+        """Up to ``limit`` pending transfers due at ``now``, oldest timeout first, passing over the ids in ``skip``;
+        and the due rows that cannot be read as transfers (id -> why), passed over too. Pages by (expires_at,
+        id), so that any number of skipped ids never hides the transfers due after them."""
+        out: list[Transfer] = []
+        unreadable: dict[str, str] = {}
+        after = None
+        while len(out) < limit:
+            q = select(T).where(and_(T.c.status == "pending", T.c.expires_at <= now))
+            if after is not None:
+                q = q.where(or_(T.c.expires_at > after[0], and_(T.c.expires_at == after[0], T.c.id > after[1])))
+            rows = self.s.execute(q.order_by(T.c.expires_at, T.c.id).limit(limit)).all()
+            for r in rows:
+                if r.id in skip:
+                    continue
+                try:
+                    out.append(transfer_from_row(r))
+                except Exception as exc:  # noqa: BLE001 - one damaged row must not stop the others' expiry
+                    unreadable[r.id] = f"row unreadable: {type(exc).__name__}: {exc}"
+                if len(out) == limit:
+                    break
+            if len(rows) < limit:
+                break
+            after = (rows[-1].expires_at, rows[-1].id)
+        return out, unreadable
 
     # -- reading -----------------------------------------------------------------------------------
     def transfers_by_id(self, ids: list[str]) -> list[Transfer]:
@@ -396,7 +418,10 @@ class LedgerRepository:
         if ids is not None:
             q = q.where(A.c.id.in_(ids))
         if address_prefix:
-            q = q.where(A.c.address.startswith(address_prefix, autoescape=True))
+            # LIKE (its % and _ escaped) to narrow, then the exact, case-sensitive test: SQLite's LIKE ignores the
+            # case of ASCII letters, PostgreSQL's does not
+            q = q.where(A.c.address.startswith(address_prefix, autoescape=True),
+                        func.substr(A.c.address, 1, len(address_prefix)) == address_prefix)
         if asset:
             q = q.where(A.c.asset == asset)
         return [account_from_row(r) for r in self.s.execute(q.order_by(A.c.id).limit(limit)).all()]
@@ -407,7 +432,10 @@ class LedgerRepository:
 
     def seq_as_of(self, moment: datetime) -> int:
         # in UTC, as recorded_at is stored: SQLite compares the text, offset dropped
-        moment = moment.astimezone(timezone.utc) if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+        try:
+            moment = moment.astimezone(timezone.utc) if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+        except OverflowError:  # past year 9999 (or before year 1) once in UTC: after (before) every entry
+            return self.head().seq if moment.year > 1 else 0
         return self.s.execute(select(func.coalesce(func.max(J.c.seq), 0)).where(J.c.recorded_at <= moment)).scalar_one()
 
     def balance_upto(self, account_id: str, seq: int) -> tuple[int, int, int, int]:
@@ -417,16 +445,25 @@ class LedgerRepository:
                            .where(J.c.credit_account_id == account_id, J.c.seq <= seq)).one()
         return int(d[0]), int(d[1]), int(c[0]), int(c[1])
 
-    def entries(self, account_id: str, after_seq: int, limit: int) -> list:
-        q = (select(J).where(or_(J.c.debit_account_id == account_id, J.c.credit_account_id == account_id,
-                                 J.c.account_id == account_id), J.c.seq > after_seq)
+    def entries(self, account_id: str, after_seq: int, limit: int, created_seq: int | None = None) -> list:
+        """The account's entries after ``after_seq``. Its account_created entry is found by ``created_seq`` (the
+        account row's) when given: account_id has no index, and an OR with an unindexed column made every page
+        a scan of the whole journal."""
+        opened = J.c.account_id == account_id if created_seq is None else J.c.seq == created_seq
+        q = (select(J).where(or_(J.c.debit_account_id == account_id, J.c.credit_account_id == account_id, opened),
+                             J.c.seq > after_seq)
              .order_by(J.c.seq).limit(limit))
         return self.s.execute(q).all()
 
-    def pending_of(self, account_id: str, limit: int = 1000) -> list[Transfer]:
-        q = (select(T).where(T.c.status == "pending",
-                             or_(T.c.debit_account_id == account_id, T.c.credit_account_id == account_id))
-             .order_by(T.c.timestamp, T.c.id).limit(limit))
+    def pending_of(self, account_id: str, limit: int = 1000, after: str | None = None) -> list[Transfer]:
+        """Pending transfers touching the account, oldest first (timestamp, then id); ``after``: a transfer id,
+        the last one of the previous page."""
+        q = select(T).where(T.c.status == "pending",
+                            or_(T.c.debit_account_id == account_id, T.c.credit_account_id == account_id))
+        if after is not None:
+            ts = select(T.c.timestamp).where(T.c.id == after).scalar_subquery()
+            q = q.where(or_(T.c.timestamp > ts, and_(T.c.timestamp == ts, T.c.id > after)))
+        q = q.order_by(T.c.timestamp, T.c.id).limit(limit)
         return [transfer_from_row(r) for r in self.s.execute(q).all()]
 
     def journal_rows(self, from_seq: int = 1, batch: int = 5000) -> Iterator:
