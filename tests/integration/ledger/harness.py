@@ -56,3 +56,18 @@ class SqlLedger:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def pausing(verify, paused, release):
+    """``verify`` (domain.verify's signature) that stops before its second entry: ``paused`` is set, and it goes on
+    once ``release`` is (for tests of what a verification in progress holds)."""
+    def pausing_verify(entries, **kw):
+        def slowly():
+            for i, e in enumerate(entries):
+                if i == 1:
+                    paused.set()
+                    release.wait(20)
+                yield e
+        return verify(slowly(), **kw)
+
+    return pausing_verify

@@ -14,7 +14,7 @@ from sqlalchemy import text
 import services.ledger.auditor as auditor_module
 from services.ledger.auditor import JournalAuditor
 from services.ledger.domain import NewAccount, TransferRequest
-from tests.integration.ledger.harness import SqlLedger
+from tests.integration.ledger.harness import SqlLedger, pausing
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
@@ -98,17 +98,7 @@ def test_a_full_verification_leaves_the_writers_going(db_url, monkeypatch):
     led = _ledger(db_url)
     paused, release = threading.Event(), threading.Event()
     real_verify = auditor_module.verify
-
-    def pausing_verify(entries, **kw):
-        def slowly():
-            for i, e in enumerate(entries):
-                if i == 1:
-                    paused.set()
-                    release.wait(20)
-                yield e
-        return real_verify(slowly(), **kw)
-
-    monkeypatch.setattr(auditor_module, "verify", pausing_verify)
+    monkeypatch.setattr(auditor_module, "verify", pausing(real_verify, paused, release))
     auditor = JournalAuditor(SimpleNamespace(db=led.db))
     verdicts: list[bool] = []
     checking = threading.Thread(target=lambda: verdicts.append(auditor.run_once()))

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event, text
 
 from services.ledger.storage.repository import LedgerRepository
+from tests.integration.ledger.harness import pausing
 from tests.support.services import ADMIN, running_service
 
 POOL = "county:320612/pool/COD"
@@ -188,18 +189,7 @@ def test_verifying_the_whole_journal_leaves_the_writers_going(ledger, monkeypatc
     _, client = ledger
     post(client, *[_t(f"v{i}", REG, POOL, "1") for i in range(3)])
     paused, release = threading.Event(), threading.Event()
-    real_verify = routes.verify
-
-    def pausing_verify(entries, **kw):
-        def slowly():
-            for i, e in enumerate(entries):
-                if i == 1:
-                    paused.set()
-                    release.wait(20)
-                yield e
-        return real_verify(slowly(), **kw)
-
-    monkeypatch.setattr(routes, "verify", pausing_verify)
+    monkeypatch.setattr(routes, "verify", pausing(routes.verify, paused, release))
     verdicts: list[dict] = []
     checking = threading.Thread(target=lambda: verdicts.append(client.get("/v1/journal/verify", headers=ADMIN).json()))
     checking.start()
