@@ -47,15 +47,15 @@ def _unauthenticated(request: Request) -> JSONResponse | None:
     return JSONResponse(refused.body(), status_code=refused.status, headers=refused.headers)
 
 
-# A caller's x-correlation-id is carried into every event the request writes: it must pass the envelope's own
-# check of correlationid, or each of those events would be dead-lettered `invalid_envelope` by every consumer.
-# Anything else gets a fresh id.
 # Metric labels take the method only from this set: a server that passes any method token through (h11) would
 # otherwise let each request make a new time series.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _correlation_id(scope: Scope) -> str:
+    # A caller's x-correlation-id is carried into every event the request writes: it must pass the envelope's own
+    # check of correlationid, or each of those events would be dead-lettered `invalid_envelope` by every consumer.
+    # Anything else gets a fresh id.
     given = Headers(scope=scope).get("x-correlation-id")
     return given if given is not None and acceptable_correlation_id(given) else str(uuid.uuid4())
 

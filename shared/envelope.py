@@ -23,12 +23,12 @@ TYPE_PREFIX = "countypool."
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 _ID_MAX = 200  # ids, source, subject, correlation and causation ids
 _CORRELATION_ID = re.compile(r"[^\x00-\x1f\x7f]{1,%d}" % _ID_MAX)
+_TYPE_RE = re.compile(r"^countypool\.(?P<name>[A-Za-z][A-Za-z0-9]*)\.v(?P<version>[1-9][0-9]*)$")
 
 
 def acceptable_correlation_id(value: str) -> bool:
     """Whether ``value`` passes the envelope's check of ``correlationid`` (so events carrying it are taken)."""
     return _CORRELATION_ID.fullmatch(value) is not None
-_TYPE_RE = re.compile(r"^countypool\.(?P<name>[A-Za-z][A-Za-z0-9]*)\.v(?P<version>[1-9][0-9]*)$")
 
 
 class EnvelopeError(ValueError):
