@@ -100,7 +100,9 @@ def test_runs_are_reproducible_versioned_and_published(county, service, events_t
         ("P-A", 1, [county.code(1)]), ("P-B", 2, [county.code(3)])]
     assert ranking["policy_version"] == 2
 
-    events_tail.until(lambda _: len(of_type(events_tail.events(county), "EnterpriseAssessed")) >= 12)
+    # the topic's partitions are read independently: wait for both kinds (keyed apart, they may come in any order)
+    events_tail.until(lambda _: len(of_type(events_tail.events(county), "EnterpriseAssessed")) >= 12
+                      and len(of_type(events_tail.events(county), "AssessmentPolicyChanged")) >= 2)
     assessed = of_type(events_tail.events(county), "EnterpriseAssessed")
     assert sorted({e["data"]["run_id"] for e in assessed}) == sorted({rid, second["run"]["run_id"], third["run"]["run_id"]})
     e1 = next(e for e in assessed if e["data"]["run_id"] == rid and e["subject"] == county.code(1))
