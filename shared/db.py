@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared.metrics import DB_RETRIES
 
@@ -141,6 +142,16 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return is_postgres(self.engine)
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[Session]:
+        """A session to read in whose statements all see one moment and that holds no writer up: PostgreSQL a
+        REPEATABLE READ transaction (read committed gives each statement its own); SQLite a deferred BEGIN, a WAL
+        snapshot without the write lock every other session takes at its start (``_sqlite_transactions``)."""
+        with self.sessions() as s:
+            s.connection(execution_options={"isolation_level": "REPEATABLE READ"} if self.is_postgres
+                         else {"sqlite_read_snapshot": True})
+            yield s
 
     def ping(self) -> bool:
         try:

@@ -58,10 +58,8 @@ class JournalAuditor(Periodic):
         started = self.clock()
         full = self.full_at is None or (self.full_interval is not None and started - self.full_at >= self.full_interval)
         seq, prev = (0, GENESIS_HASH) if full else (self.checked_seq, self.checked_hash)
-        with self.runtime.db.sessions() as s:
-            # SQLite: a read snapshot (deferred BEGIN), not the write lock a session takes by default: a full
-            # verification of a long journal must not stop the ledger's writers meanwhile
-            s.connection(execution_options={"sqlite_read_snapshot": True})
+        # a read snapshot: on SQLite a full verification of a long journal must not stop the writers meanwhile
+        with self.runtime.db.read_snapshot() as s:
             repo = LedgerRepository(s)
             # the entry we stopped at must still be what we verified
             if self.checked_seq and repo.hash_at(self.checked_seq) != self.checked_hash:

@@ -62,13 +62,9 @@ def rebuild(db: Database, *, repair: bool = False, progress: Callable[[int], Non
     writer locks before it touches a balance, so none commits between the fold and the rewrite (it waits for
     the repair) and no balance is rewritten with figures older than the journal."""
     report = ReplayReport()
-    with db.sessions() as s:
+    with db.sessions() if repair else db.read_snapshot() as s:
         if repair:
             LedgerRepository(s).lock_head()  # SQLite: BEGIN IMMEDIATE holds the write lock already
-        elif db.is_postgres:
-            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        else:
-            s.connection(execution_options={"sqlite_read_snapshot": True})
         n = s.execute(select(func.count()).select_from(J)).scalar_one()
         if total:
             total(n)

@@ -73,5 +73,5 @@ class PeriodicReconciliation(Periodic):
         with self.runtime.db.sessions() as session:
             counties = county_codes(session)
         # each county's figures read in short snapshots of their own, never held open while the ledger is asked
-        publish_metric(reconcile_counties(self.runtime.db.sessions, self.ledger(), counties))
+        publish_metric(reconcile_counties(self.runtime.db, self.ledger(), counties))
         return 0

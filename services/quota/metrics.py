@@ -33,14 +33,13 @@ class _PoolCollector:
 
         from services.quota.application.pool import county_pool
         from services.quota.storage.counties import county_codes
-        from services.quota.storage.sql import read_snapshot
 
         g = GaugeMetricFamily("countypool_quota_pool_units", "County pool figures per asset (smallest unit)",
                               labels=["county", "asset", "figure"])
         rt = self.runtime
         if rt is not None:
             try:
-                with read_snapshot(rt.db.sessions) as s:  # figures of one moment; no write lock on SQLite
+                with rt.db.read_snapshot() as s:  # figures of one moment; no write lock on SQLite
                     for county in county_codes(s):
                         for asset, f in county_pool(s, county).figures.items():
                             for figure in ("released", "retired", "allocated", "reserved", "available"):

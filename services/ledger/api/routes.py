@@ -50,18 +50,11 @@ def _app(request: Request) -> LedgerApp:
 
 
 @contextmanager
-def _snapshot(request: Request, *, long: bool = False) -> Iterator[LedgerRepository]:
-    """A repository whose reads all see one snapshot, so that figures and the journal position reported with
-    them (as_of_seq, head_seq) agree although writers commit meanwhile. PostgreSQL: a REPEATABLE READ
-    transaction (read committed would give each statement its own); SQLite: a transaction is one already.
-    ``long`` (a read of the whole journal): on SQLite a deferred BEGIN, a WAL snapshot that leaves the writers
-    going, instead of the write lock a session takes by default."""
-    db = _rt(request).db
-    with db.sessions() as s:
-        if db.is_postgres:
-            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        elif long:
-            s.connection(execution_options={"sqlite_read_snapshot": True})
+def _snapshot(request: Request) -> Iterator[LedgerRepository]:
+    """A repository whose reads all see one snapshot (Database.read_snapshot), so that figures and the journal
+    position reported with them (as_of_seq, head_seq) agree although writers commit meanwhile, and a read of
+    the whole journal leaves the writers going."""
+    with _rt(request).db.read_snapshot() as s:
         yield LedgerRepository(s)
 
 
@@ -310,7 +303,7 @@ def get_account(account_id: str, request: Request, _: Principal = Depends(READ))
             summary="Verify the hash chain from the start, or from a checkpoint seq (trusting the entry before it)")
 def verify_journal(request: Request, from_seq: int = Query(default=1, ge=1, le=2**63 - 1), _: Principal = Depends(READ)):
     # the head and the rows of one moment: no head_mismatch from a late append
-    with _snapshot(request, long=True) as repo:
+    with _snapshot(request) as repo:
         return verify_chain(repo, from_seq)
 
 

@@ -15,7 +15,6 @@ from services.quota.application.tx import Tx
 from services.quota.domain.identifiers import county_code_problem
 from services.quota.domain.problems import QuotaDomainError
 from services.quota.storage.counties import county_known
-from services.quota.storage.sql import read_snapshot
 
 T = TypeVar("T")
 
@@ -48,10 +47,10 @@ def transact(request: Request, fn: Callable[[Tx], T]) -> T:
 
 
 def read(request: Request, fn: Callable[..., T]) -> T:
-    """``fn(session)`` in one snapshot (storage.sql.read_snapshot): a view's queries all see the same moment (a
+    """``fn(session)`` in one snapshot (Database.read_snapshot): a view's queries all see the same moment (a
     pool's lots and its reservations, an allocation and its lots), and on SQLite a read does not keep writers out."""
     try:
-        with read_snapshot(runtime(request).db.sessions) as session:
+        with runtime(request).db.read_snapshot() as session:
             return fn(session)
     except QuotaDomainError as exc:
         raise problems_error(exc) from None

@@ -103,7 +103,7 @@ def _ledger(request: Request):
 def reconciliation(county_code: str, request: Request, _: Principal = Depends(READ)):
     read(request, lambda session: known_county(session, county_code))
     try:  # our figures are read in short snapshots of their own, never held open while the ledger is asked
-        rep = reconcile_county(runtime(request).db.sessions, _ledger(request), county_code)
+        rep = reconcile_county(runtime(request).db, _ledger(request), county_code)
     except LedgerUnavailable as exc:
         raise ApiError(503, "ledger_unavailable", str(exc)) from None
     return reconciliation_out(rep)
@@ -114,7 +114,7 @@ def reconciliation(county_code: str, request: Request, _: Principal = Depends(RE
 def reconcile_all(request: Request, _: Principal = Depends(READ)):
     counties = read(request, county_codes)
     try:
-        reports = reconcile_counties(runtime(request).db.sessions, _ledger(request), counties)
+        reports = reconcile_counties(runtime(request).db, _ledger(request), counties)
     except LedgerUnavailable as exc:
         raise ApiError(503, "ledger_unavailable", str(exc)) from None
     publish_metric(reports)

@@ -3,7 +3,7 @@
 The two sides are read at different moments, and a transfer of ours between them (asked, or answered, in the
 meantime) shows as a difference that is no fault. So a reading counts (``settled``) only when nothing of the county
 was on its way between the two books:
-- our side is read in one snapshot (``read_snapshot``: the figures, the transfers asked and their answers all of
+- our side is read in one snapshot (``Database.read_snapshot``: the figures, the transfers asked and their answers all of
   one moment), and never held open while the ledger is asked (on SQLite that would keep the service's writers out);
 - nothing of ours is in flight: every transfer we asked the ledger for (intake, retire, reserve, post, void) has
   its answer taken in, or was asked more than ``STUCK_AFTER_SECONDS`` ago (it is stuck, not on its way: a command
@@ -20,12 +20,12 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Callable, ContextManager, Sequence
+from typing import Sequence
 
 import httpx
-from sqlalchemy.orm import Session
 
 from shared.amounts import parse_amount
+from shared.db import Database
 from services.quota.application.pool import CountyPool, county_pool
 from services.quota.application.tx import utcnow
 from services.quota.domain.assets import ASSETS
@@ -33,7 +33,6 @@ from services.quota.domain.ledger_moves import pool_account
 from services.quota.domain.reconciliation import Difference, LedgerFigures, ledger_figures_from_balances, reconcile
 from services.quota.metrics import RECONCILIATION_DIFFERENCE, RECONCILIATION_UNSETTLED
 from services.quota.storage import request_store, transfer_store
-from services.quota.storage.sql import read_snapshot
 
 # what a difference can be about: the figures compared, and lots taken in that the ledger refused to book
 FIGURES = ("allocated", "in_pool", "reserved", "retired", "intake_refused")
@@ -41,7 +40,6 @@ ATTEMPTS = 3  # readings of a county before it is reported unsettled
 PAUSE_SECONDS = 0.2  # between two readings of the counties not settled yet
 STUCK_AFTER_SECONDS = 300  # a transfer unanswered this long no longer holds a reading back
 
-Sessions = Callable[[], ContextManager[Session]]
 
 
 class LedgerUnavailable(Exception):
@@ -109,8 +107,8 @@ class _OurSide:
         return sum(n for (_, state), n in self.transfers.items() if state == "asked")
 
 
-def _our_side(sessions: Sessions, county_code: str, stuck_before: datetime) -> _OurSide:
-    with read_snapshot(sessions) as s:
+def _our_side(db: Database, county_code: str, stuck_before: datetime) -> _OurSide:
+    with db.read_snapshot() as s:
         return _OurSide(county_pool(s, county_code), transfer_store.state_counts(s, county_code),
                         tuple(sorted(request_store.project_ids_of_county(s, county_code))),
                         tuple(transfer_store.acknowledged_project_accounts(s, county_code)),
@@ -121,12 +119,12 @@ def _units(b: dict, field: str) -> int:
     return parse_amount(b[field], ASSETS[b["asset"]].scale, allow_zero=True, allow_negative=True)
 
 
-def _reading(sessions: Sessions, ledger: LedgerBalances, county_code: str) -> Reconciliation:
+def _reading(db: Database, ledger: LedgerBalances, county_code: str) -> Reconciliation:
     stuck_before = utcnow() - timedelta(seconds=STUCK_AFTER_SECONDS)
-    before = _our_side(sessions, county_code, stuck_before)
+    before = _our_side(db, county_code, stuck_before)
     accounts = list(before.project_accounts)
     rows = ledger.by_prefix(f"county:{county_code}/") + (ledger.by_ids(accounts) if accounts else [])
-    after = _our_side(sessions, county_code, stuck_before)
+    after = _our_side(db, county_code, stuck_before)
     rows = [b for b in rows if b["asset"] in ASSETS]
     balances = {b["account_id"]: _units(b, "balance") for b in rows}
     pending = {b["account_id"]: _units(b, "debits_pending") for b in rows}
@@ -140,10 +138,10 @@ def _reading(sessions: Sessions, ledger: LedgerBalances, county_code: str) -> Re
     return Reconciliation(county_code, ours, theirs, differences, before.in_flight, settled, stuck=before.stuck)
 
 
-def reconcile_counties(sessions: Sessions, ledger: LedgerBalances, county_codes: Sequence[str], *,
+def reconcile_counties(db: Database, ledger: LedgerBalances, county_codes: Sequence[str], *,
                        attempts: int = ATTEMPTS, pause: float = PAUSE_SECONDS) -> list[Reconciliation]:
     """One report per county, in the order given: each county read until its reading settles, at most ``attempts``
-    times (a pause between two rounds of readings). ``sessions``: the service's session factory (each reading of
+    times (a pause between two rounds of readings). ``db``: the service's database (each reading of
     our side is a short snapshot of its own). Raises LedgerUnavailable."""
     reports: dict[str, Reconciliation] = {}
     todo = list(dict.fromkeys(county_codes))
@@ -151,15 +149,15 @@ def reconcile_counties(sessions: Sessions, ledger: LedgerBalances, county_codes:
         if attempt > 1:
             time.sleep(pause)
         for county in todo:
-            reports[county] = replace(_reading(sessions, ledger, county), attempts=attempt)
+            reports[county] = replace(_reading(db, ledger, county), attempts=attempt)
         todo = [c for c in todo if not reports[c].settled]
         if not todo:
             break
     return [reports[c] for c in county_codes]
 
 
-def reconcile_county(sessions: Sessions, ledger: LedgerBalances, county_code: str, **kw) -> Reconciliation:
-    return reconcile_counties(sessions, ledger, [county_code], **kw)[0]
+def reconcile_county(db: Database, ledger: LedgerBalances, county_code: str, **kw) -> Reconciliation:
+    return reconcile_counties(db, ledger, [county_code], **kw)[0]
 
 
 _last_settled: dict[str, tuple[Difference, ...]] = {}

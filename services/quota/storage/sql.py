@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,20 +31,6 @@ def copy_rows(session: Session, table: Table, rows: list[dict]) -> None:
         return
     cols = list(rows[0])
     copy_binary(session, table, cols, [[r[c] for c in cols] for r in rows])
-
-
-@contextmanager
-def read_snapshot(sessions: Callable[[], ContextManager[Session]]) -> Iterator[Session]:
-    """A read-only session whose statements all see one moment, without holding up writers: PostgreSQL a
-    REPEATABLE READ transaction (read committed gives each statement its own, e.g. a pool's lot sums before an
-    allocation and its reservations after it); SQLite a deferred transaction, a WAL snapshot without the write
-    lock that every other transaction of the service takes at its start (shared/db.py)."""
-    with sessions() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        else:
-            session.connection(execution_options={"sqlite_read_snapshot": True})
-        yield session
 
 
 def dumps(value: Any) -> str:

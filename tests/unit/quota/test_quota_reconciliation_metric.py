@@ -67,8 +67,8 @@ def test_the_periodic_reconciliation_reads_the_ledger_outside_any_session_of_our
     monkeypatch.setattr(background, "county_codes", lambda _s: ["320612", "320613"])
     seen = []
 
-    def reconcile(sessions, ledger, counties):
-        seen.append((sessions is Db.sessions, ledger, list(counties), len(open_sessions)))
+    def reconcile(db, ledger, counties):  # given the service's database, it opens its own short snapshots
+        seen.append((db is Db, ledger, list(counties), len(open_sessions)))
         return [_report(c) for c in counties]
 
     monkeypatch.setattr(background, "reconcile_counties", reconcile)
