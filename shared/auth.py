@@ -17,7 +17,9 @@ A JWT must carry ``exp`` (checked to the second) and a non-empty string ``sub``;
 present, are lists of strings — a token whose claims are malformed is not valid (401), never half-read. ``nbf`` and
 ``iat`` are allowed ``CLOCK_SKEW_SECONDS`` of the issuer's clock being ahead. The tokens file is checked when it is
 read (duplicate or blank tokens, scopes or sources that are not lists of strings, a source claimed by two
-principals are errors), and a JWT secret shorter than 32 bytes (RFC 7518 §3.2) is refused at start-up.
+principals are errors), and a JWT secret shorter than 32 bytes (RFC 7518 §3.2) is refused at start-up. With
+``COUNTYPOOL_AUTH_JWT_AUDIENCE`` / ``COUNTYPOOL_AUTH_JWT_ISSUER`` set, a JWT must carry that ``aud`` / ``iss``; without
+them a JWT that names an audience is refused (it was meant for someone else).
 """
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, tokens: dict[str, Principal] | None = None, jwt_secret: str | None = None):
+    def __init__(self, tokens: dict[str, Principal] | None = None, jwt_secret: str | None = None, *,
+                 audience: str | None = None, issuer: str | None = None):
         for t in tokens or {}:
             if not isinstance(t, str) or not t.strip() or t != t.strip():
                 # "" would match an empty credential; surrounding blanks can never be presented (they are stripped)
@@ -78,6 +81,7 @@ class Authenticator:
         # Keys are compared by digest so a timing leak tells nothing about the token.
         self._by_digest = {self._digest(t): p for t, p in (tokens or {}).items()}
         self._jwt_secret = jwt_secret
+        self._audience, self._issuer = audience or None, issuer or None
         self._by_source: dict[str, Principal] = {}
         for p in (tokens or {}).values():
             for s in p.sources:
@@ -91,7 +95,8 @@ class Authenticator:
         return hashlib.sha256(token.encode()).digest()
 
     @classmethod
-    def from_settings(cls, tokens_file: Path | None, jwt_secret: str | None) -> "Authenticator":
+    def from_settings(cls, tokens_file: Path | None, jwt_secret: str | None, *, audience: str | None = None,
+                      issuer: str | None = None) -> "Authenticator":
         if jwt_secret is not None and jwt_secret != "" and len(jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
             raise AuthConfigError(f"COUNTYPOOL_AUTH_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes "
                                   "(e.g. openssl rand -hex 32); unset it to accept no JWTs")
@@ -108,7 +113,7 @@ class Authenticator:
                 if scopes is None or sources is None:
                     raise AuthConfigError(f"{where} ({spec['principal']}): 'scopes' and 'sources' must be lists of strings")
                 tokens[token] = Principal(spec["principal"], scopes, sources)
-        return cls(tokens, jwt_secret)
+        return cls(tokens, jwt_secret, audience=audience, issuer=issuer)
 
     def authenticate(self, token: str) -> Principal | None:
         digest = self._digest(token)
@@ -122,8 +127,9 @@ class Authenticator:
     def _from_jwt(self, token: str) -> Principal | None:
         try:
             # the leeway is for nbf / iat minted by a clock slightly ahead of ours; exp is checked strictly below
+            required = ["sub", "exp"] + (["aud"] if self._audience else []) + (["iss"] if self._issuer else [])
             claims = jwt.decode(token, self._jwt_secret, algorithms=["HS256"], leeway=CLOCK_SKEW_SECONDS,
-                                options={"require": ["sub", "exp"]})
+                                audience=self._audience, issuer=self._issuer, options={"require": required})
         except jwt.PyJWTError:
             return None
         if int(claims["exp"]) <= time.time():  # PyJWT has checked exp is a number

@@ -53,7 +53,9 @@ class ServiceRuntime:
         self.db = Database(settings.resolved_database_url(), self.name)
         self.tables = {n: metadata.tables[n] for n in ("outbox", "inbox", "consumer_positions")}
         self.outbox = Outbox(self.tables["outbox"], self.name)
-        self.authenticator = Authenticator.from_settings(settings.auth_tokens_file, settings.auth_jwt_secret)
+        self.authenticator = Authenticator.from_settings(settings.auth_tokens_file, settings.auth_jwt_secret,
+                                                        audience=settings.auth_jwt_audience,
+                                                        issuer=settings.auth_jwt_issuer)
         self.kafka = KafkaProbe(settings.kafka_bootstrap_servers)
         self.relay = OutboxRelay(
             self.db, self.tables["outbox"], settings.kafka_bootstrap_servers,

@@ -47,6 +47,10 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: Path(p) if (p := os.environ.get("COUNTYPOOL_AUTH_TOKENS_FILE")) else None
     )
     auth_jwt_secret: str | None = Field(default_factory=lambda: os.environ.get("COUNTYPOOL_AUTH_JWT_SECRET"))
+    # When set, a JWT must name this audience (``aud``) / this issuer (``iss``): a token minted with the same
+    # secret for another system of the county is then refused here.
+    auth_jwt_audience: str | None = Field(default_factory=lambda: os.environ.get("COUNTYPOOL_AUTH_JWT_AUDIENCE") or None)
+    auth_jwt_issuer: str | None = Field(default_factory=lambda: os.environ.get("COUNTYPOOL_AUTH_JWT_ISSUER") or None)
 
     # The consumer group (COUNTYPOOL_<SERVICE>_GROUP_ID); default countypool-<service>. A demo, a benchmark
     # or a second instance for another county uses its own.

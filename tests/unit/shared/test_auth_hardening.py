@@ -239,3 +239,32 @@ def test_a_publish_scope_covers_only_its_own_event_and_qualifiers():
                    "publish:QuotaReleaseSubmitted:COD:x", "publish:QuotaReleaseSubmittedX:COD",
                    "publish:Quota", "admin", "ledger:write", "publish:QuotaReleaseSubmitted:cod"):
         assert p.allows(needed) == (needed == "publish:Quota"), needed
+
+
+def test_jwt_audience_and_issuer_when_configured():
+    """A token minted with the same secret for another system (its own aud/iss) is refused; ours passes."""
+    auth = Authenticator.from_settings(None, SECRET, audience="countypool", issuer="county-idp")
+    ok = {"aud": "countypool", "iss": "county-idp", "scopes": ["admin"]}
+    assert auth.authenticate(_jwt(ok)).id == "svc"
+    assert auth.authenticate(_jwt({**ok, "aud": "tax-portal"})) is None
+    assert auth.authenticate(_jwt({**ok, "aud": ["tax-portal", "countypool"]})).id == "svc"
+    assert auth.authenticate(_jwt({**ok, "iss": "someone-else"})) is None
+    assert auth.authenticate(_jwt({k: v for k, v in ok.items() if k != "aud"})) is None
+    assert auth.authenticate(_jwt({k: v for k, v in ok.items() if k != "iss"})) is None
+
+
+def test_jwt_with_an_audience_is_refused_when_none_is_configured():
+    auth = Authenticator.from_settings(None, SECRET)
+    assert auth.authenticate(_jwt({"scopes": ["admin"]})).id == "svc"
+    assert auth.authenticate(_jwt({"aud": "tax-portal", "scopes": ["admin"]})) is None
+
+
+def test_audience_and_issuer_come_from_the_environment(monkeypatch):
+    from shared.settings import ServiceSettings
+
+    monkeypatch.setenv("COUNTYPOOL_AUTH_JWT_AUDIENCE", "countypool")
+    monkeypatch.setenv("COUNTYPOOL_AUTH_JWT_ISSUER", "county-idp")
+    s = ServiceSettings(service="ledger")
+    assert (s.auth_jwt_audience, s.auth_jwt_issuer) == ("countypool", "county-idp")
+    monkeypatch.setenv("COUNTYPOOL_AUTH_JWT_AUDIENCE", "")
+    assert ServiceSettings(service="ledger").auth_jwt_audience is None
