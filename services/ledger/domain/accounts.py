@@ -30,6 +30,9 @@ ADDRESS_KINDS = frozenset(_ADDRESS_BODY)
 # Quota enters and money leaves the books through these: they are the only ones allowed to go negative.
 UNCONSTRAINED_KINDS = frozenset({"external", "issuance"})
 _ID = re.compile(r"[^\s\x00-\x1f\x7f]+")
+# GET /v1/accounts/<id>/balance (/entries, /pending) would read an account whose id ends so as another's
+# balance (entries, holds): such ids cannot be addressed, so they are not opened
+ROUTE_SUFFIXES = ("/balance", "/entries", "/pending")
 
 
 def address_kind(address: str) -> str | None:
@@ -108,6 +111,7 @@ class AccountResult(StrEnum):
     exists_with_different_address = "exists_with_different_address"
     id_must_not_be_empty = "id_must_not_be_empty"
     id_invalid = "id_invalid"  # whitespace/control characters or longer than MAX_ID_LENGTH
+    id_reserved_suffix = "id_reserved_suffix"  # ends with one of ROUTE_SUFFIXES
     asset_unknown = "asset_unknown"
     address_invalid = "address_invalid"
     flags_are_mutually_exclusive = "flags_are_mutually_exclusive"
@@ -135,6 +139,8 @@ def _check_id(req: NewAccount) -> AccountResult | None:
         return AccountResult.id_must_not_be_empty
     if not isinstance(req.id, str) or len(req.id) > MAX_ID_LENGTH or not _ID.fullmatch(req.id):
         return AccountResult.id_invalid
+    if req.id.endswith(ROUTE_SUFFIXES):
+        return AccountResult.id_reserved_suffix
     return None
 
 
