@@ -17,7 +17,9 @@ A JWT must carry ``exp`` (checked to the second) and a non-empty string ``sub``;
 present, are lists of strings — a token whose claims are malformed is not valid (401), never half-read. ``nbf`` and
 ``iat`` are allowed ``CLOCK_SKEW_SECONDS`` of the issuer's clock being ahead. The tokens file is checked when it is
 read (duplicate or blank tokens, scopes or sources that are not lists of strings, a source claimed by two
-principals are errors), and a JWT secret shorter than 32 bytes (RFC 7518 §3.2) is refused at start-up. With
+principals are errors), and a JWT secret shorter than 32 bytes (RFC 7518 §3.2) is refused at start-up. The file is
+read again when it changes (looked at every ``TOKENS_RECHECK_SECONDS``), so a leaked key is revoked without a
+restart; a changed file that fails those checks is logged and the keys read before stay in force. With
 ``COUNTYPOOL_AUTH_JWT_AUDIENCE`` / ``COUNTYPOOL_AUTH_JWT_ISSUER`` set, a JWT must carry that ``aud`` / ``iss``; without
 them a JWT that names an audience is refused (it was meant for someone else).
 """
@@ -26,6 +28,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +47,10 @@ from shared.errors import ApiError, Unauthenticated
 CLOCK_SKEW_SECONDS = 30
 # HS256 keys below the hash's size are guessable (RFC 7518 §3.2); ``from_settings`` refuses them.
 MIN_JWT_SECRET_BYTES = 32
+# How often the tokens file is looked at (one stat) for a change
+TOKENS_RECHECK_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class AuthConfigError(ValueError):
@@ -74,21 +82,29 @@ class Principal:
 class Authenticator:
     def __init__(self, tokens: dict[str, Principal] | None = None, jwt_secret: str | None = None, *,
                  audience: str | None = None, issuer: str | None = None):
-        for t in tokens or {}:
+        self._by_digest, self._by_source = self._index(tokens or {})
+        self._jwt_secret = jwt_secret
+        self._audience, self._issuer = audience or None, issuer or None
+        self._tokens_file: Path | None = None  # set by from_settings: the file to read again when it changes
+        self._stamp: tuple | None = None
+        self._checked_at = 0.0
+        self._reload_lock = threading.Lock()
+
+    @classmethod
+    def _index(cls, tokens: dict[str, Principal]) -> tuple[dict[bytes, Principal], dict[str, Principal]]:
+        for t in tokens:
             if not isinstance(t, str) or not t.strip() or t != t.strip():
                 # "" would match an empty credential; surrounding blanks can never be presented (they are stripped)
                 raise AuthConfigError("an API key must be a non-empty string without surrounding whitespace")
-        # Keys are compared by digest so a timing leak tells nothing about the token.
-        self._by_digest = {self._digest(t): p for t, p in (tokens or {}).items()}
-        self._jwt_secret = jwt_secret
-        self._audience, self._issuer = audience or None, issuer or None
-        self._by_source: dict[str, Principal] = {}
-        for p in (tokens or {}).values():
+        by_source: dict[str, Principal] = {}
+        for p in tokens.values():
             for s in p.sources:
-                if (other := self._by_source.get(s)) is not None and other != p:
+                if (other := by_source.get(s)) is not None and other != p:
                     # the intake check would silently hand the source to whichever came last
                     raise AuthConfigError(f"source {s!r} is claimed by both {other.id!r} and {p.id!r}")
-                self._by_source[s] = p
+                by_source[s] = p
+        # Keys are compared by digest so a timing leak tells nothing about the token.
+        return {cls._digest(t): p for t, p in tokens.items()}, by_source
 
     @staticmethod
     def _digest(token: str) -> bytes:
@@ -100,22 +116,36 @@ class Authenticator:
         if jwt_secret is not None and jwt_secret != "" and len(jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
             raise AuthConfigError(f"COUNTYPOOL_AUTH_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes "
                                   "(e.g. openssl rand -hex 32); unset it to accept no JWTs")
-        tokens: dict[str, Principal] = {}
-        if tokens_file:
-            doc = json.loads(Path(tokens_file).read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
-            if not isinstance(doc, dict):
-                raise AuthConfigError(f"{tokens_file}: must be a JSON object of token -> principal")
-            for n, (token, spec) in enumerate(doc.items(), 1):
-                where = f"{tokens_file}: entry {n}"  # never the token itself: this ends up in logs
-                if not isinstance(spec, dict) or not isinstance(spec.get("principal"), str) or not spec["principal"]:
-                    raise AuthConfigError(f"{where}: needs a non-empty string 'principal'")
-                scopes, sources = _string_list(spec.get("scopes", [])), _string_list(spec.get("sources", []))
-                if scopes is None or sources is None:
-                    raise AuthConfigError(f"{where} ({spec['principal']}): 'scopes' and 'sources' must be lists of strings")
-                tokens[token] = Principal(spec["principal"], scopes, sources)
-        return cls(tokens, jwt_secret, audience=audience, issuer=issuer)
+        if not tokens_file:
+            return cls({}, jwt_secret, audience=audience, issuer=issuer)
+        stamp = _stamp(Path(tokens_file))
+        auth = cls(_read_tokens(Path(tokens_file)), jwt_secret, audience=audience, issuer=issuer)
+        auth._tokens_file, auth._stamp, auth._checked_at = Path(tokens_file), stamp, time.monotonic()
+        return auth
+
+    def _refresh(self) -> None:
+        """Take the tokens file again if it changed since it was read (at most one stat per recheck period)."""
+        if self._tokens_file is None or time.monotonic() - self._checked_at < TOKENS_RECHECK_SECONDS:
+            return
+        with self._reload_lock:
+            if time.monotonic() - self._checked_at < TOKENS_RECHECK_SECONDS:
+                return
+            self._checked_at = time.monotonic()
+            try:
+                stamp = _stamp(self._tokens_file)
+                if stamp == self._stamp:
+                    return
+                indexed = self._index(_read_tokens(self._tokens_file))
+            except (OSError, ValueError) as exc:  # AuthConfigError and JSON errors are ValueErrors
+                # a half-written or broken file must not lock every caller out: the keys in force stay
+                log.error("tokens file %s not taken (the keys read before stay in force): %s", self._tokens_file, exc)
+                return
+            self._by_digest, self._by_source = indexed  # one assignment each: readers see old or new
+            self._stamp = stamp
+            log.warning("tokens file %s read again: %d keys", self._tokens_file, len(indexed[0]))
 
     def authenticate(self, token: str) -> Principal | None:
+        self._refresh()
         digest = self._digest(token)
         for known, principal in self._by_digest.items():
             if hmac.compare_digest(known, digest):
@@ -141,6 +171,7 @@ class Authenticator:
         return Principal(sub, scopes, sources)
 
     def principal_for_source(self, source: str) -> Principal | None:
+        self._refresh()
         return self._by_source.get(source)
 
     def authorize_event(self, env: Envelope, scope: str) -> Principal:
@@ -151,6 +182,27 @@ class Authenticator:
         if not principal.allows(scope):
             raise EnvelopeError("source_not_allowed", f"{principal.id} may not publish {scope}")
         return principal
+
+
+def _stamp(path: Path) -> tuple:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _read_tokens(tokens_file: Path) -> dict[str, Principal]:
+    doc = json.loads(tokens_file.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
+    if not isinstance(doc, dict):
+        raise AuthConfigError(f"{tokens_file}: must be a JSON object of token -> principal")
+    tokens: dict[str, Principal] = {}
+    for n, (token, spec) in enumerate(doc.items(), 1):
+        where = f"{tokens_file}: entry {n}"  # never the token itself: this ends up in logs
+        if not isinstance(spec, dict) or not isinstance(spec.get("principal"), str) or not spec["principal"]:
+            raise AuthConfigError(f"{where}: needs a non-empty string 'principal'")
+        scopes, sources = _string_list(spec.get("scopes", [])), _string_list(spec.get("sources", []))
+        if scopes is None or sources is None:
+            raise AuthConfigError(f"{where} ({spec['principal']}): 'scopes' and 'sources' must be lists of strings")
+        tokens[token] = Principal(spec["principal"], scopes, sources)
+    return tokens
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import time
 
@@ -268,3 +269,39 @@ def test_audience_and_issuer_come_from_the_environment(monkeypatch):
     assert (s.auth_jwt_audience, s.auth_jwt_issuer) == ("countypool", "county-idp")
     monkeypatch.setenv("COUNTYPOOL_AUTH_JWT_AUDIENCE", "")
     assert ServiceSettings(service="ledger").auth_jwt_audience is None
+
+
+def test_tokens_file_is_read_again_when_it_changes(tmp_path, monkeypatch, caplog):
+    """A leaked key is revoked by editing the file, without a restart; a broken edit keeps the keys in force."""
+    import shared.auth as auth_module
+
+    monkeypatch.setattr(auth_module, "TOKENS_RECHECK_SECONDS", 0.0)
+    spec = {"principal": "ecology", "scopes": ["quota:write"], "sources": ["/departments/ecology"]}
+    f = _file(tmp_path, json.dumps({"old-key": spec}))
+    auth = Authenticator.from_settings(f, None)
+    assert auth.authenticate("old-key").id == "ecology"
+
+    f.write_text(json.dumps({"new-key": {**spec, "sources": ["/departments/ecology-2"]}}), encoding="utf-8")
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a distinct mtime even on a coarse clock
+    assert auth.authenticate("old-key") is None
+    assert auth.authenticate("new-key").id == "ecology"
+    assert auth.principal_for_source("/departments/ecology") is None
+    assert auth.principal_for_source("/departments/ecology-2").id == "ecology"
+
+    f.write_text('{"half-written": ', encoding="utf-8")
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 2_000_000))
+    with caplog.at_level("ERROR", logger="shared.auth"):
+        assert auth.authenticate("new-key").id == "ecology"
+    assert "keys read before stay in force" in caplog.text
+    assert "new-key" not in caplog.text  # never a token in the logs
+
+
+def test_tokens_file_is_not_read_again_within_the_recheck_period(tmp_path, monkeypatch):
+    import shared.auth as auth_module
+
+    monkeypatch.setattr(auth_module, "TOKENS_RECHECK_SECONDS", 3600.0)
+    spec = {"principal": "ecology", "scopes": ["quota:write"]}
+    f = _file(tmp_path, json.dumps({"old-key": spec}))
+    auth = Authenticator.from_settings(f, None)
+    f.write_text(json.dumps({"new-key": spec}), encoding="utf-8")
+    assert auth.authenticate("old-key").id == "ecology"  # one stat per period, not one per request
