@@ -299,10 +299,11 @@ def _run(args) -> int:
     from sqlalchemy.exc import DBAPIError
 
     from ops.kafka_ops import KafkaUnavailable, NoSuchTopic
+    from shared.kafka_security import KafkaSecurityError
 
     try:
         return args.fn(args)
-    except (KafkaUnavailable, NoSuchTopic) as exc:
+    except (KafkaUnavailable, NoSuchTopic, KafkaSecurityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except KafkaError as exc:
         print(f"error: Kafka at {_bootstrap()}: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from ops.demo_platform import DemoPlatform
+from shared.kafka_security import kafka_python_options
 
 TOKENS = {
     "admin": "dev-admin-token",  # the county government's operators (evaluation, decisions, rounds)
@@ -125,7 +126,8 @@ class Feeder:
         self.p = platform
         self.re = relabel
         self.producer = KafkaProducer(bootstrap_servers=platform.bootstrap, acks="all", linger_ms=10,
-                                      batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
+                                      batch_size=512 * 1024, max_request_size=8 * 1024 * 1024,
+                                      **kafka_python_options())
         self.clients = {s: httpx.Client(base_url=platform.url(s), timeout=600) for s in platform.services}
         self.published: dict[str, int] = {}
         self.http_calls = 0
@@ -185,8 +187,9 @@ class Settler:
     def __init__(self, platform: DemoPlatform, verbose: bool = True):
         self.p = platform
         self.verbose = verbose
-        self.admin = KafkaAdminClient(bootstrap_servers=platform.bootstrap, client_id="countypool-demo-settle")
-        self.consumer = KafkaConsumer(bootstrap_servers=platform.bootstrap)
+        self.admin = KafkaAdminClient(bootstrap_servers=platform.bootstrap, client_id="countypool-demo-settle",
+                                      **kafka_python_options())
+        self.consumer = KafkaConsumer(bootstrap_servers=platform.bootstrap, **kafka_python_options())
         self.waited = 0.0
 
     def close(self) -> None:

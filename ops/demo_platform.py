@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from ops.platform import SERVICES, Platform
 from shared.contracts import topics as T
 from shared.kafka_admin import ensure_topics
+from shared.kafka_security import kafka_python_options
 
 # What each service consumes (services/*/main.py).
 CONSUMES = {
@@ -60,8 +61,8 @@ class DemoPlatform(Platform):
         """Commit each of our groups' offsets at the current end of its topics: the services (whose databases
         hold no positions yet) then resume there, and see only what this demo publishes."""
         ensure_topics(self.bootstrap)
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="countypool-demo")
-        probe = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="countypool-demo", **kafka_python_options())
+        probe = KafkaConsumer(bootstrap_servers=self.bootstrap, **kafka_python_options())
         try:
             for service in self.services:
                 tps = [TopicPartition(t, p) for t in CONSUMES[service] for p in sorted(probe.partitions_for_topic(t) or ())]
@@ -77,7 +78,7 @@ class DemoPlatform(Platform):
 
     def delete_groups(self) -> None:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="countypool-demo")
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="countypool-demo", **kafka_python_options())
             try:
                 admin.delete_groups([self.group(s) for s in self.services])
             finally:

@@ -18,6 +18,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from shared.contracts import topics as T
 from shared.kafka_admin import KafkaProbe
+from shared.kafka_security import kafka_python_options
 from shared.outbox import close_producer, make_producer
 
 GROUPS = {s: f"countypool-{s}" for s in ("ledger", "quota", "settlement", "assessment")}
@@ -44,7 +45,8 @@ def require_kafka(bootstrap: str, timeout: float = 5.0) -> None:
 def _reader(bootstrap: str) -> KafkaConsumer:
     # never creates a topic by asking for it (the broker may auto-create topics)
     return KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                         allow_auto_create_topics=False, auto_offset_reset="earliest", client_id="countypool-ops")
+                         allow_auto_create_topics=False, auto_offset_reset="earliest", client_id="countypool-ops",
+                         **kafka_python_options())
 
 
 # -- lag -------------------------------------------------------------------------------------------
@@ -86,7 +88,8 @@ def consumer_lag(bootstrap: str, groups: dict[str, list[str]] | None = None) -> 
     Kafka (the database positions are at least as far). A partition the group never committed counts from its
     first offset, so a consumer that is stuck, or never started, shows its lag instead of nothing."""
     groups = service_groups() if groups is None else groups
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="countypool-ops", request_timeout_ms=15000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="countypool-ops", request_timeout_ms=15000,
+                             **kafka_python_options())
     probe = _reader(bootstrap)
     out: list[Lag] = []
     try:

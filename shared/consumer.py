@@ -35,6 +35,7 @@ from shared.bulk import bulk_insert, copy_binary, id_in, is_pg
 from shared.contracts.topics import dlq
 from shared.db import Database, over_a_limit, retry_reason
 from shared.envelope import Envelope, EnvelopeError, Event, decode
+from shared.kafka_security import kafka_python_options
 from shared.logs import correlation_id
 from shared.consumer_lag import GroupLag
 from shared.metrics import CONSUMER_LATENCY, DB_RETRIES, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
@@ -277,6 +278,7 @@ class IdempotentConsumer:
                 session_timeout_ms=10000,
                 heartbeat_interval_ms=3000,
                 partition_assignment_strategy=[_range_assignor_noting_gaps(self)],
+                **kafka_python_options(),
             )
             c.subscribe(self.topics, listener=_ResumeFromDatabase(self))
             self._consumer = c

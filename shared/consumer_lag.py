@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import Callable
 
+from shared.kafka_security import librdkafka_options
 from shared.metrics import CONSUMER_LAG
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class GroupLag:
             # librdkafka wants a group id; this client never subscribes or commits, so it never joins it
             self._client = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group_id}-lag-probe",
                                      "enable.auto.commit": False, "client.id": f"countypool-{self.service}-lag",
-                                     "socket.timeout.ms": int(self.timeout * 1000)})
+                                     "socket.timeout.ms": int(self.timeout * 1000), **librdkafka_options()})
         return self._client
 
     def _close(self) -> None:

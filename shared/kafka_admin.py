@@ -9,11 +9,13 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from shared.contracts import topics as T
+from shared.kafka_security import kafka_python_options, librdkafka_options
 
 
 def ensure_topics(bootstrap: str, names: list[str] | None = None, partitions: int = 3, replication: int = 1) -> None:
     names = names or [*T.ALL, *(T.dlq(t) for t in T.ALL)]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="countypool-admin", request_timeout_ms=15000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="countypool-admin", request_timeout_ms=15000,
+                             **kafka_python_options())
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(n, partitions, replication) for n in names if n not in existing]
@@ -54,7 +56,7 @@ class KafkaProbe:
             # a client per probe (one kept would reconnect, and log it, for ever while the broker is away);
             # the answer says what is wrong, so its own connection errors are not logged
             admin = AdminClient({"bootstrap.servers": self.bootstrap, "client.id": "countypool-probe",
-                                 "socket.timeout.ms": int(self.timeout * 1000), "log_level": 2})
+                                 "socket.timeout.ms": int(self.timeout * 1000), "log_level": 2, **librdkafka_options()})
             # a metadata round trip; an empty cluster answers with no topics, still reachable
             admin.list_topics(timeout=self.timeout)
             self._ok = True

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from shared.bulk import bulk_insert, insert_rows, insert_tuples, is_pg
 from shared.db import Database
 from shared.envelope import Envelope, Event, new_envelope
+from shared.kafka_security import kafka_python_options, librdkafka_options
 from shared.logs import correlation_id
 from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, RELAY_ERRORS
 
@@ -177,6 +178,7 @@ def make_producer(bootstrap: str, **extra) -> KafkaProducer:
         max_block_ms=10000,
         client_id="countypool",
     )
+    cfg.update(kafka_python_options())
     cfg.update(extra)
     return KafkaProducer(**cfg)
 
@@ -222,6 +224,7 @@ class RelaySender:
             "delivery.report.only.error": True,
             "socket.timeout.ms": 15_000,
         }
+        cfg.update(librdkafka_options())
         cfg.update(extra)
         self.timeout = timeout
         self._producer = Producer(cfg)

@@ -20,6 +20,7 @@ from shared.consumer import Authorizer, BatchHandler, Handler, IdempotentConsume
 from shared.contracts import topics as topic_names
 from shared.db import Database
 from shared.kafka_admin import KafkaProbe, ensure_topics
+from shared.kafka_security import kafka_security
 from shared.logs import configure_logging
 from shared.messaging_tables import add_messaging_tables
 from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, RELAY_ERRORS
@@ -56,6 +57,7 @@ class ServiceRuntime:
         self.authenticator = Authenticator.from_settings(settings.auth_tokens_file, settings.auth_jwt_secret,
                                                         audience=settings.auth_jwt_audience,
                                                         issuer=settings.auth_jwt_issuer)
+        kafka_security()  # unusable TLS/SASL settings stop the service here, not silently in its readiness probe
         self.kafka = KafkaProbe(settings.kafka_bootstrap_servers)
         self.relay = OutboxRelay(
             self.db, self.tables["outbox"], settings.kafka_bootstrap_servers,

@@ -24,6 +24,9 @@
 #   KAFKA_HEAP_OPTS="-Xmx512m -Xms256m"  KAFKA_EXTRA_JVM_OPTS=""
 #   KAFKA_READY_TIMEOUT=90  KAFKA_STOP_TIMEOUT=60
 #   KAFKA_MVN_OPTS=""   extra maven args, e.g. -Dmaven.repo.local=/tmp/m2
+#   KAFKA_SASL_PORT=""  KAFKA_SASL_USERS=""   with a port, a second client listener that takes SASL/PLAIN
+#                logins (KAFKA_SASL_USERS="name:password,..."), to try the clients' KAFKA_SECURITY_PROTOCOL=
+#                SASL_PLAINTEXT settings against; PLAINTEXT stays on KAFKA_PORT
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,6 +49,8 @@ KAFKA_EXTRA_JVM_OPTS="${KAFKA_EXTRA_JVM_OPTS:-}"
 KAFKA_READY_TIMEOUT="${KAFKA_READY_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
 KAFKA_MVN_OPTS="${KAFKA_MVN_OPTS:-}"
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-}"
+KAFKA_SASL_USERS="${KAFKA_SASL_USERS:-}"
 
 BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
 CONF="$KAFKA_DATA_DIR/server.properties"
@@ -107,8 +112,36 @@ cmd_install() {
 }
 
 # ----------------------------------------------------------------- config ----
+sasl_config() {  # the SASL/PLAIN listener's lines, when KAFKA_SASL_PORT is set
+  [[ -n "$KAFKA_SASL_PORT" ]] || return 0
+  local users="" pair pairs
+  IFS=',' read -ra pairs <<<"$KAFKA_SASL_USERS"
+  for pair in "${pairs[@]}"; do
+    users+=" user_${pair%%:*}=\"${pair#*:}\""
+  done
+  echo "sasl.enabled.mechanisms=PLAIN"
+  echo "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required${users};"
+}
+
+check_sasl_users() {
+  [[ -n "$KAFKA_SASL_PORT" ]] || return 0
+  [[ -n "$KAFKA_SASL_USERS" ]] || die "KAFKA_SASL_PORT needs KAFKA_SASL_USERS=name:password[,...]"
+  local pair pairs
+  IFS=',' read -ra pairs <<<"$KAFKA_SASL_USERS"
+  for pair in "${pairs[@]}"; do
+    [[ "$pair" == *:* && "${pair%%:*}" =~ ^[A-Za-z0-9_.-]+$ && "${pair#*:}" != *'"'* ]] \
+      || die "KAFKA_SASL_USERS: each entry is name:password (name of letters, digits, _ . -; no quote in the password)"
+  done
+}
+
 write_config() {
   mkdir -p "$KAFKA_DATA_DIR" "$LOG_DIRS" "$APP_LOG_DIR"
+  check_sasl_users
+  local sasl_listener="" sasl_map=""
+  if [[ -n "$KAFKA_SASL_PORT" ]]; then
+    sasl_listener=",SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT"
+    sasl_map=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+  fi
   # self-ignoring .data dir when it lives inside the repo
   if [[ "$KAFKA_DATA_DIR" == "$REPO_DIR/.data/"* && ! -e "$REPO_DIR/.data/.gitignore" ]]; then
     echo '*' > "$REPO_DIR/.data/.gitignore"
@@ -118,9 +151,9 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT$sasl_listener
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT$sasl_listener
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$sasl_map
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$LOG_DIRS
@@ -142,6 +175,7 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 log.retention.hours=168
 log.segment.bytes=1073741824
+$(sasl_config)
 EOF
 }
 
