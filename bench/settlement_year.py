@@ -83,8 +83,10 @@ class CountyYear:
         counts = {}
         now = datetime.now(UTC)
         with raw.cursor() as cur:
-            cur.execute("INSERT INTO settlement_policies VALUES (%s, 1, 'bench-policy', 3000, 4, 3, 3, %s, 'bench')",
-                        (self.county, now))
+            # columns named: a later migration's column (effective_from, 0007) must not shift the values
+            cur.execute("INSERT INTO settlement_policies (county_code, version, policy_id, compensation_bp, township_weight, "
+                        "park_weight, fund_weight, recorded_at, recorded_by) "
+                        "VALUES (%s, 1, 'bench-policy', 3000, 4, 3, 3, %s, 'bench')", (self.county, now))
             counts["agreements"] = self._copy(cur, "agreement_versions", self._agreements(now))
             counts["tax_receipts"] = self._copy(cur, "tax_receipts", self._receipts())
             counts["quota_allocations"], counts["allocation_lots"] = self._allocations(cur)
