@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from services.settlement.domain import AgreementBook, AgreementError, RevenueSharingAgreement
 from services.settlement.storage.inputs import InputsRepository, agreement_from_row
+from services.settlement.storage.locks import hold_county, hold_enterprise
 from services.settlement.storage.statements import StatementsRepository
 
 
@@ -31,6 +32,15 @@ def record_version(session: Session, terms: dict[str, Any], county: str, *, vers
     ``RevenueSharingAgreement`` without ``version``. Re-sending an identical version is not an error."""
     inputs = InputsRepository(session)
     agreement_id = terms["agreement_id"]
+    rows = inputs.agreement_rows(agreement_id)
+    # Both checks below read what other transactions commit, so they hold locks until this one ends (PostgreSQL
+    # reads committed data: without them, a finalization that read the agreements before this version commits
+    # would settle a period this version then re-terms — a later late receipt re-splitting that finalized month
+    # by the new terms — and two agreements of one enterprise recorded side by side, e.g. in two counties, would
+    # each pass the overlap check and both counties settle the same tax). The county lock is the one draft and
+    # finalize hold; the rows are read again under the locks.
+    hold_county(session, rows[0].county_code if amendment and rows else county)
+    hold_enterprise(session, terms["enterprise"])
     rows = inputs.agreement_rows(agreement_id)
     known = [agreement_from_row(r) for r in rows]
     if amendment:

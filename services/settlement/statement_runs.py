@@ -207,7 +207,7 @@ class StatementRuns:
         repo.write_summary(final, by, now, lines_written=written)
         repo.store_history(final)
         repo.add_postings(county, period.label, postings, now)
-        repo.drop_drafts_overlapping(county, period.end)
+        repo.drop_drafts_overlapping(county, period.end, final.finalized_at)  # and drafts computed before this cut-off
         self._announce(uow, final, postings)
         return RunResult(final, repo.header(county, period.label), True)
 

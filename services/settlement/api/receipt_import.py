@@ -67,7 +67,18 @@ def _mapped(header: list, values: list, row_no: int) -> tuple[int, dict[str, str
 
 
 def _check_header(header: list) -> None:
-    found = {_field(h) for h in header}
+    # Two columns read as one field (金额 and 实缴金额 are both ``amount``; 收据编号 and 票证号码 both
+    # ``receipt_id``): ``_mapped`` would keep the rightmost one, so the amount recorded and settled would depend on
+    # the order of the columns. Refused: the bureau says which column to send.
+    named: dict[str, list[str]] = {}
+    for h in header:
+        if (f := _field(h)) is not None:
+            named.setdefault(f, []).append(str(h).strip())
+    twice = {f: names for f, names in named.items() if len(names) > 1}
+    if twice:
+        raise ReceiptError("import_header_ambiguous", "several columns give the same field: " + "; ".join(
+            f"{f} ({', '.join(names)})" for f, names in twice.items()))
+    found = set(named)
     missing = [f for f in FIELDS if f != "corrects" and f not in found]
     if missing:
         raise ReceiptError("import_header_incomplete", f"the header row lacks: {', '.join(missing)}")

@@ -9,6 +9,9 @@ getting it. A finalization therefore waits for in-flight intakes, and intakes ar
 get a ``received_at`` after its cut-off.
 
 Runs of one county (draft or finalize) also hold a per-county lock, so two runs never write the same statement.
+Recording an agreement version holds that county lock too (its closed-period check must not race a finalization)
+and a per-enterprise lock (its overlap check must not race another agreement of the same enterprise, in any
+county): ``agreement_registry``.
 """
 from __future__ import annotations
 
@@ -49,6 +52,16 @@ def _begin_now(session: Session) -> None:
 def hold_county(session: Session, county: str) -> None:
     if _is_postgres(session):
         key = zlib.crc32(f"countypool-settlement-county-{county}".encode())
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    else:
+        _begin_now(session)
+
+
+def hold_enterprise(session: Session, credit_code: str) -> None:
+    """Agreement versions of one enterprise are recorded one at a time, whatever their county (see
+    ``agreement_registry``: two overlapping agreements checked side by side would each pass)."""
+    if _is_postgres(session):
+        key = zlib.crc32(f"countypool-settlement-enterprise-{credit_code}".encode())
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
     else:
         _begin_now(session)

@@ -176,11 +176,18 @@ class StatementsRepository:
         bulk_insert(self.s, t.statement_statistics, (
             (county, label, x.party, x.measure, x.gained, x.ceded) for x in st.statistics_totals))
 
-    def drop_drafts_overlapping(self, county: str, up_to: date) -> list[str]:
-        """Drafts of periods a finalization has just closed (e.g. a draft of 2026-02 once 2026-Q1 is final)."""
+    def drop_drafts_overlapping(self, county: str, up_to: date, cutoff: datetime | None = None) -> list[str]:
+        """Drafts of periods a finalization has just closed (e.g. a draft of 2026-02 once 2026-Q1 is final), and
+        drafts computed as of its ``cutoff`` or before: they were computed against the history before it. While a
+        county has closed nothing, any period may be drafted and takes every earlier month's facts; a draft of
+        February made before January is finalized counts January's facts again (its compensation, its shares)
+        beside the finalized January — in the enterprise's compensation, the parties' positions — until re-run."""
         st = t.statements
+        stale = st.c.period_start <= up_to
+        if cutoff is not None:
+            stale = or_(stale, st.c.as_of <= to_db(cutoff))
         labels = [r.period for r in self.s.execute(select(st.c.period).where(
-            st.c.county_code == county, st.c.status != FINALIZED, st.c.period_start <= up_to)).all()]
+            st.c.county_code == county, st.c.status != FINALIZED, stale)).all()]
         for label in labels:
             for table in (t.statement_lines, t.statement_totals, t.statement_statistics, t.statements):
                 self.s.execute(delete(table).where(table.c.county_code == county, table.c.period == label))

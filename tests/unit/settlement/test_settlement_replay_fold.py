@@ -157,6 +157,26 @@ def test_a_draft_survives_the_finalization_of_an_earlier_period_and_is_replaced_
         t.party: (t.receivable_fen, t.payable_fen) for t in mar2.totals}
 
 
+def test_a_finalization_drops_a_later_draft_computed_before_it_as_the_service_does():
+    """Nothing closed: February drafted on Feb 3 takes January's receipt as a late one; January finalized on
+    Feb 5 makes that draft stale (services/settlement/storage/statements.py drops it): the fold drops it too. A
+    draft computed after the cut-off stays."""
+    a, pol = agreement(), policy()
+    r1 = receipt("r1", "2026-01", 1_000_000, at(2026, 2, 2))
+    out = Announced()
+    out.draft(compute_statement(COUNTY, Period.parse("2026-02"), agreements=[a], policy=pol, as_of=at(2026, 2, 3),
+                                receipts=[r1]))
+    jan = out.finalize(compute_statement(COUNTY, Period.parse("2026-01"), agreements=[a], policy=pol,
+                                         as_of=at(2026, 2, 5), receipts=[r1]))
+    m = folded(out.events).rebuilt()
+    assert set(m["statements"]) == {(COUNTY, "2026-01")}
+    assert {k[1] for k in m["party_totals"]} == {"2026-01"}
+    feb = compute_statement(COUNTY, Period.parse("2026-02"), agreements=[a], policy=pol, as_of=at(2026, 2, 6),
+                            receipts=[r1], finalized_prior=SettlementHistory.empty().after(jan))
+    out.draft(feb)
+    assert folded(out.events).rebuilt()["statements"][(COUNTY, "2026-02")][:2] == ("draft", feb.content_hash)
+
+
 def test_what_the_events_do_not_carry_is_marked_not_guessed():
     events, jan, feb, mar = _history()
     old = SettlementDrafted(statement_id=f"{COUNTY}/2026-04", county_code=COUNTY, period="2026-04", content_hash="h",
