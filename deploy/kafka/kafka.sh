@@ -21,7 +21,7 @@
 #   KAFKA_PORT=9092  KAFKA_CONTROLLER_PORT=9093  KAFKA_HOST=127.0.0.1
 #   KAFKA_DATA_DIR=<repo>/.data/kafka
 #   COUNTYPOOL_CACHE=$HOME/.cache/countypool   (jars: $COUNTYPOOL_CACHE/kafka-<version>/libs)
-#   KAFKA_HEAP_OPTS="-Xmx512m -Xms256m"  KAFKA_EXTRA_JVM_OPTS=""
+#   KAFKA_HEAP_OPTS="-Xmx1g -Xms256m"  KAFKA_EXTRA_JVM_OPTS=""
 #   KAFKA_READY_TIMEOUT=90  KAFKA_STOP_TIMEOUT=60
 #   KAFKA_MVN_OPTS=""   extra maven args, e.g. -Dmaven.repo.local=/tmp/m2
 #   KAFKA_SASL_PORT=""  KAFKA_SASL_USERS=""   with a port, a second client listener that takes SASL/PLAIN
@@ -44,7 +44,8 @@ CACHE_ROOT="${COUNTYPOOL_CACHE:-$HOME/.cache/countypool}"
 INSTALL_DIR="$CACHE_ROOT/kafka-$KAFKA_VERSION"
 LIB_DIR="$INSTALL_DIR/libs"
 MARKER="$INSTALL_DIR/.installed"
-KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+# 1 GiB: at 512 MiB the broker died of OutOfMemoryError (heap) under several test suites and benches at once
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx1g -Xms256m}"
 KAFKA_EXTRA_JVM_OPTS="${KAFKA_EXTRA_JVM_OPTS:-}"
 KAFKA_READY_TIMEOUT="${KAFKA_READY_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
