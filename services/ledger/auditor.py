@@ -23,7 +23,7 @@ from prometheus_client import Gauge
 from services.ledger.domain import verify
 from services.ledger.domain.view import GENESIS_HASH
 from shared.periodic import Periodic
-from services.ledger.storage.repository import LedgerRepository, journal_entry_from_row, row_disagrees_with_payload
+from services.ledger.storage.repository import LedgerRepository, journal_entry_from_row, row_problem
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class JournalAuditor(Periodic):
 
                 def entries():
                     for r in repo.journal_rows(seq + 1):
-                        if row_disagrees_with_payload(r):
+                        if row_problem(r):  # unreadable payloads included: a break, not an exception
                             bad_columns.append(r.seq)
                             return
                         yield journal_entry_from_row(r)

@@ -95,6 +95,12 @@ def to_request(spec: TransferSpec, assets: dict[str, Asset], index: int = 0) -> 
         amount = amount_units(spec.amount, asset.scale, allow_zero=second_phase)
     except AmountError as exc:
         raise BadTransfer(index, exc.reason, f"transfers[{index}].amount: {exc}") from None
+    # PostgreSQL text cannot hold NUL: such an account or pending id failed the lookup with a 500 (SQLite: a
+    # stored not_found), such a code the insert. Refused here, on both databases and both paths, with its index.
+    if ("\x00" in spec.debit_account or "\x00" in spec.credit_account or "\x00" in spec.code
+            or "\x00" in spec.post_pending_id or "\x00" in spec.void_pending_id):
+        raise BadTransfer(index, "invalid_value", f"transfers[{index}]: an account id, pending id or code contains "
+                                                  "a NUL character")
     return TransferRequest(
         id=spec.transfer_id, debit_account_id=spec.debit_account, credit_account_id=spec.credit_account,
         amount=amount, code=spec.code, pending=spec.pending, timeout_seconds=spec.timeout_seconds,

@@ -31,7 +31,7 @@ from services.ledger.api.schemas import (
 from services.ledger.domain import Account, Transfer, TransferResult, TransferStatus, verify
 from services.ledger.group_commit import GROUP_MAX
 from services.ledger.handlers import BadTransfer, LedgerApp, to_new_account, to_request
-from services.ledger.storage.repository import LedgerRepository, _utc, journal_entry_from_row, row_disagrees_with_payload
+from services.ledger.storage.repository import LedgerRepository, _utc, journal_entry_from_row, row_problem
 from shared.auth import Principal, principal, require
 from shared.errors import ApiError, NotFound, Unprocessable
 from shared.runtime import ServiceRuntime
@@ -179,6 +179,8 @@ router.add_api_route(
 # ":path": transfer ids have slashes (quota/reserve/R1/COD); one percent-encoded (%2F) arrives decoded the same
 @router.get("/transfers/{transfer_id:path}", response_model=TransferOut, responses={404: {"description": "unknown transfer"}})
 def get_transfer(transfer_id: str, request: Request, _: Principal = Depends(READ)):
+    if "\x00" in transfer_id:  # no transfer id holds one; PostgreSQL refused the lookup itself (a 500)
+        raise NotFound("transfer_not_found", f"no transfer {transfer_id!r}")
     with _rt(request).db.sessions() as s:
         repo = LedgerRepository(s)
         found = repo.transfers_by_id([transfer_id])
@@ -283,7 +285,8 @@ def pending(account_id: str, request: Request, response: Response, after: str | 
     with _rt(request).db.sessions() as s:
         repo = LedgerRepository(s)
         _account_or_404(repo, account_id)
-        if after is not None and not repo.transfers_by_id([after]):
+        # a NUL: no such transfer (PostgreSQL refused the lookup itself, a 500)
+        if after is not None and ("\x00" in after or not repo.transfers_by_id([after])):
             raise NotFound("transfer_not_found", f"no transfer {after!r} (after)")
         found = repo.pending_of(account_id, limit + 1, after)
     page = found[:limit]
@@ -312,19 +315,20 @@ def verify_chain(repo: LedgerRepository, from_seq: int = 1) -> VerifyOut:
     start_hash = "0" * 64 if from_seq == 1 else repo.hash_at(from_seq - 1)
     if start_hash is None:
         raise NotFound("checkpoint_not_found", f"no journal entry {from_seq - 1}")
-    broken_columns: list[int] = []
+    broken_row: list[tuple[int, str]] = []  # (seq, why) of a row that cannot stand as its entry
 
     def entries():
         for r in repo.journal_rows(from_seq):
-            if row_disagrees_with_payload(r):
-                broken_columns.append(r.seq)
+            problem = row_problem(r)
+            if problem:
+                broken_row.append((r.seq, problem))
                 return
             yield journal_entry_from_row(r)
 
     res = verify(entries(), start_prev_hash=start_hash, start_seq=from_seq)
-    if broken_columns and (res.ok or res.first_broken_seq >= broken_columns[0]):
+    if broken_row and (res.ok or res.first_broken_seq >= broken_row[0][0]):
         return VerifyOut(ok=False, checked=res.checked, from_seq=from_seq, head_seq=head.seq,
-                         first_broken_seq=broken_columns[0], reason="columns_disagree_with_payload")
+                         first_broken_seq=broken_row[0][0], reason=broken_row[0][1])
     if res.ok and res.checked and res.last_hash != head.hash:
         return VerifyOut(ok=False, checked=res.checked, from_seq=from_seq, head_seq=head.seq,
                          first_broken_seq=head.seq, reason="head_mismatch")

@@ -82,8 +82,9 @@ def _payload(fields: dict, refs, metadata) -> dict:
     return fields
 
 
-def _differs(req: TransferRequest, t: Transfer) -> R:
-    """exists, or the first field in which a resubmission differs from what was stored."""
+def _differs(req: TransferRequest, t: Transfer, lookup=None) -> R:
+    """exists, or the first field in which a resubmission differs from what was stored. ``lookup`` finds the
+    pending transfer a stored post resolved (a retried post of amount 0 means its full amount)."""
     second = bool(req.post_pending_id or req.void_pending_id)
     if (
         bool(req.pending) != t.pending
@@ -104,6 +105,13 @@ def _differs(req: TransferRequest, t: Transfer) -> R:
         return R.exists_with_different_asset
     if (req.amount or not second) and req.amount != t.amount:
         return R.exists_with_different_amount
+    if not req.amount and t.post_pending_id and lookup is not None:
+        # a post of amount 0 asks for the pending's full amount: a retry with 0 of a partial post asked for more
+        # than was posted, and 'exists' would tell the caller the whole reservation went through (TigerBeetle
+        # compares such a retry with the pending transfer's amount)
+        p = lookup(t.post_pending_id)
+        if type(p) is Transfer and p.amount != t.amount:
+            return R.exists_with_different_amount
     if req.timeout_seconds != t.timeout_seconds:
         return R.exists_with_different_timeout
     if (req.code or not second) and req.code != t.code:
@@ -180,7 +188,7 @@ class _Batch:
         if stored is not None:
             if type(stored) is FailedTransfer:
                 return stored.result
-            return _differs(req, stored)
+            return _differs(req, stored, self.lookup)
         post_id = req.post_pending_id
         void_id = req.void_pending_id
         pending = req.pending

@@ -156,6 +156,18 @@ def row_disagrees_with_payload(r) -> bool:
         "d_credits_pending", "d_credits_posted", "transfer_id", "kind"))
 
 
+def row_problem(r) -> str | None:
+    """Why a journal row cannot be verified as the entry it claims to be, or None. A payload rewritten into
+    something that is not the object of its kind (not JSON, a list, a key missing, a transfer entry relabelled
+    account_created) is a break at that row: reading it raised, which failed GET /v1/journal/verify with a 500
+    and left the auditor's gauge at its last verdict (1) forever."""
+    try:
+        disagrees = row_disagrees_with_payload(r)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "payload_not_canonical"
+    return "columns_disagree_with_payload" if disagrees else None
+
+
 class LoadedView:
     """A LedgerView over rows loaded (and locked) for one batch."""
 

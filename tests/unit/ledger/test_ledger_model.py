@@ -207,8 +207,7 @@ class Model:
         )
         return "ok"
 
-    @staticmethod
-    def compare(r: TransferRequest, t: dict) -> str:
+    def compare(self, r: TransferRequest, t: dict) -> str:
         second = bool(r.post_pending_id or r.void_pending_id)
         if (r.pending, r.linked, bool(r.post_pending_id), bool(r.void_pending_id)) != t["flags"]:
             return "exists_with_different_flags"
@@ -222,6 +221,8 @@ class Model:
             return "exists_with_different_asset"
         if not (second and r.amount == 0) and r.amount != t["amount"]:
             return "exists_with_different_amount"
+        if r.post_pending_id and r.amount == 0 and t["amount"] != self.transfers[t["pid"]]["amount"]:
+            return "exists_with_different_amount"  # 0 is the pending's full amount: not what a partial post posted
         if r.timeout_seconds != t["timeout"]:
             return "exists_with_different_timeout"
         if not (second and r.code == "") and r.code != t["code"]:

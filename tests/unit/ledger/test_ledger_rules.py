@@ -112,6 +112,12 @@ ROWS: dict[str, Row] = {
     "exists_with_different_asset_second_phase": Row([T("post2", post_pending_id="p2", asset="CNY")],
                                                     [R.exists_with_different_asset]),
     "exists_with_different_amount": Row([retry_t0(amount=999)], [R.exists_with_different_amount]),
+    # '0' posts the full amount: a retry with 0 of a post that posted 40 of p1's 100 did not happen ('exists' would
+    # tell the caller all 100 went through); with its own 40 it did
+    "exists_with_different_amount_full_after_partial_post": Row(
+        [T("part1", post_pending_id="p1", amount=0), T("part1", post_pending_id="p1", amount=40)],
+        [R.exists_with_different_amount, R.exists], setup=[[T("part1", post_pending_id="p1", amount=40)]],
+        statuses={"p1": (S.posted_pending, 40)}),
     "exists_with_different_timeout": Row(
         [T("p1", "pool", "ent", 100, code="reserve", pending=True, timeout_seconds=61)],
         [R.exists_with_different_timeout]),
