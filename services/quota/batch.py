@@ -13,7 +13,7 @@ from shared.contracts.quota import QuotaReleaseSubmitted
 from shared.envelope import EnvelopeText, new_event_ids
 from shared.logs import correlation_id
 from services.quota.application.intake_batch import ReleaseItem, submit_releases
-from services.quota.application.ledger_answers import PLAIN_ANSWERS, on_plain_answers
+from services.quota.application.ledger_answers import PLAIN_ANSWERS, foreign_void_of_ours, on_plain_answers
 from services.quota.application.tx import BatchTx, utcnow
 from services.quota.handlers import bus, refusal
 from services.quota.intake_scopes import department_of
@@ -37,7 +37,7 @@ def handle_many(session: Session, contexts: list[MessageContext]) -> dict[str, R
         name = ctx.envelope.event_name
         if name == QuotaReleaseSubmitted.name:
             releases.append(ctx)
-        elif name in PLAIN_ANSWERS:
+        elif name in PLAIN_ANSWERS and not foreign_void_of_ours(ctx.event):  # that one moves a request: alone
             answers.append(ctx)
         else:
             flush()

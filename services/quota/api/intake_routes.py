@@ -46,6 +46,9 @@ def put_policy(county_code: str, body: s.PolicyIn, request: Request, who: Princi
             policy = policy_from_doc(county_code, doc)
         except ValueError as exc:
             raise QuotaDomainError([Problem("policy_invalid", None, str(exc))]) from None
+        # timeouts the ledger or a date cannot carry: refused here, not by every round (500) or request (422) after
+        if limits := policy.limit_problems():
+            raise QuotaDomainError([Problem("policy_invalid", None, "; ".join(limits))])
         return policy_out(save_policy(tx.session, policy, who.id, tx.now))
 
     return transact(request, change)

@@ -16,7 +16,9 @@ from shared.contracts.ledger import (
 from shared.envelope import Event
 from services.quota.application.saga import carry_out, unless_withdrawn
 from services.quota.application.tx import Tx
-from services.quota.domain.requests import on_ledger_expired, on_ledger_refused, on_ledger_reserved
+from services.quota.domain.requests import (
+    on_ledger_expired, on_ledger_refused, on_ledger_reserved, on_ledger_voided,
+)
 from services.quota.metrics import LEDGER_REFUSALS
 from services.quota.storage import intake_store, request_store, transfer_store
 from services.quota.storage.counties import lock_county
@@ -29,7 +31,7 @@ def on_ledger_outcome(tx: Tx, event: Event) -> str:
     """Returns what it did, for logs and tests."""
     row = transfer_store.transfer_row(tx.session, event.transfer_id)
     if row is None:
-        return "not_ours"
+        return _foreign(tx, event)
     if isinstance(event, TransferPending):
         transfer_store.set_answer(tx.session, row.transfer_id, "pending", tx.now)
         return _saga(tx, row, lambda req: on_ledger_reserved(req, row.transfer_id, tx.now))
@@ -51,6 +53,27 @@ def on_ledger_outcome(tx: Tx, event: Event) -> str:
     if isinstance(event, TransferRejected):
         return _refused(tx, row, event.reason)
     return "ignored"
+
+
+def foreign_void_of_ours(event: Event) -> bool:
+    """A TransferVoided of someone else's void (not one of our ``quota/`` ids) naming one of our reservations as its
+    pending transfer. A string test, so the batch path can send these few to ``on_ledger_outcome`` (a saga step)
+    without a lookup for the many plain answers."""
+    return (isinstance(event, TransferVoided) and event.pending_id.startswith("quota/reserve/")
+            and not event.transfer_id.startswith("quota/"))
+
+
+def _foreign(tx: Tx, event: Event) -> str:
+    """A transfer we did not ask for. Its void of our reservation still releases what the request held: before, the
+    answer was ignored and the request stayed reserved while the ledger had returned the quota to the pool."""
+    if not foreign_void_of_ours(event):
+        return "not_ours"
+    row = transfer_store.transfer_row(tx.session, event.pending_id)
+    if row is None or row.purpose != "reserve":
+        return "not_ours"
+    log.warning("the ledger voided our reservation %s by %s, not at our asking", row.transfer_id, event.transfer_id)
+    transfer_store.set_answer(tx.session, row.transfer_id, "voided", tx.now)
+    return _saga(tx, row, lambda req: on_ledger_voided(req, row.transfer_id, tx.now))
 
 
 def _refused(tx: Tx, row, reason: str) -> str:

@@ -66,6 +66,20 @@ class PriorityPolicy:
         object.__setattr__(self, "strategic_industries", frozenset(self.strategic_industries))
 
 
+# The ledger holds a pending transfer this much longer than our deadline (domain/requests.py, begin_reserving): an
+# approval taken just before the deadline sends its post then, and the post must still find the reservation when it
+# reaches the ledger (a relay, Kafka or the ledger's consumer lagging, or the ledger down for a while). Our own expiry
+# voids the reservation at the deadline, so the ledger's later expiry holds nothing longer unless we are down.
+LEDGER_EXPIRY_GRACE_SECONDS = 24 * 3600
+# The longest pending timeout the ledger takes (shared/contracts/ledger.py, TransferSpec.timeout_seconds).
+LEDGER_MAX_TIMEOUT_SECONDS = 10 * 365 * 86400
+# Limits of a policy's timeouts, checked where a policy is set (PUT /v1/counties/{c}/policy): a longer reservation
+# timeout made every reservation command invalid (each round granting anything failed), a longer wait a deadline past
+# what a date can hold (every request of the county refused). Ten years is far beyond any real approval.
+MAX_RESERVATION_TIMEOUT_SECONDS = LEDGER_MAX_TIMEOUT_SECONDS - LEDGER_EXPIRY_GRACE_SECONDS
+MAX_REQUEST_WAIT_SECONDS = LEDGER_MAX_TIMEOUT_SECONDS
+
+
 def _default_retire_share() -> dict[str, int]:
     return {code: (2000 if code in EMISSION_ASSETS else 0) for code in ASSETS}
 
@@ -106,6 +120,16 @@ class PoolPolicy:
         object.__setattr__(self, "consumption_order", ConsumptionOrder(self.consumption_order))
         object.__setattr__(self, "verification", VerificationMode(self.verification))
         object.__setattr__(self, "township_order", tuple(self.township_order))
+
+    def limit_problems(self) -> list[str]:
+        """What of this policy could not be carried out (see MAX_RESERVATION_TIMEOUT_SECONDS). Not checked on load:
+        a county whose stored policy broke a limit still takes releases; only setting such a policy is refused."""
+        out = []
+        if self.reservation_timeout_seconds > MAX_RESERVATION_TIMEOUT_SECONDS:
+            out.append(f"reservation_timeout_seconds is at most {MAX_RESERVATION_TIMEOUT_SECONDS}")
+        if self.request_wait_seconds > MAX_REQUEST_WAIT_SECONDS:
+            out.append(f"request_wait_seconds is at most {MAX_REQUEST_WAIT_SECONDS}")
+        return out
 
     def retire_bp(self, asset: str) -> int:
         return self.retire_share_bp.get(asset, 0)

@@ -11,8 +11,10 @@ Every transition is a pure function ``(request, event..., now) -> RequestTransit
 twice or out of order: a repeated event returns ``changed=False`` and no new effect; an approval that
 arrives before the ledger's answer is remembered and allocates as soon as the reservation stands.
 A request never waits forever: in ``requested`` it expires ``request_wait_seconds`` after arrival; once
-reservation is asked, ``reservation_timeout_seconds`` later (the same timeout is given to the ledger,
-which starts counting only when it receives the transfer, so the ledger never expires it before us).
+reservation is asked, ``reservation_timeout_seconds`` later. The ledger is given that timeout plus
+``LEDGER_EXPIRY_GRACE_SECONDS`` (it starts counting only when it receives the transfer): an allocation we make
+just before our deadline sends its post then, and the post must still find the reservation pending when it
+reaches the ledger, else the allocation would stand here while the ledger returned the quota to the pool.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from services.quota.domain.assets import ASSETS, ApprovalKind, asset_problem, co
 from services.quota.domain.ledger_moves import (
     LedgerTransfer, allocate_moves, reserve_moves, reserve_transfer_id, void_moves,
 )
-from services.quota.domain.policy import PoolPolicy
+from services.quota.domain.policy import LEDGER_EXPIRY_GRACE_SECONDS, LEDGER_MAX_TIMEOUT_SECONDS, PoolPolicy
 from services.quota.domain.problems import Problem, QuotaDomainError
 from services.quota.domain.projects import ProjectFacts, ProjectRegistry
 
@@ -237,7 +239,10 @@ def begin_reserving(request: QuotaRequest, now: datetime, policy: PoolPolicy) ->
     timeout = policy.reservation_timeout_seconds
     reserving = replace(request, state=RequestState.RESERVING, deadline=now + timedelta(seconds=timeout),
                         updated_at=now)
-    moves = reserve_moves(request.request_id, request.project_id, request.county_code, request.line_amounts, timeout)
+    # the ledger expires it a grace later than our deadline (see the module note): our own expiry voids it on time.
+    # (Capped at the ledger's longest: a policy stored before its timeout was limited may be that long.)
+    moves = reserve_moves(request.request_id, request.project_id, request.county_code, request.line_amounts,
+                          min(timeout + LEDGER_EXPIRY_GRACE_SECONDS, LEDGER_MAX_TIMEOUT_SECONDS))
     return RequestTransition(reserving, True, "reservation_asked", moves)
 
 
@@ -294,6 +299,20 @@ def on_ledger_expired(request: QuotaRequest, transfer_id: str, now: datetime) ->
     if request.state not in HOLDING_STATES:
         return _no_change(request, "not_holding")
     return _expire(request, now, "ledger_expired")
+
+
+LEDGER_VOIDED = "ledger_voided"
+
+
+def on_ledger_voided(request: QuotaRequest, transfer_id: str, now: datetime) -> RequestTransition:
+    """A pending transfer of ours was voided on the ledger by someone else (an operator through its API): the
+    reservation holds nothing there any more, so it must not hold quota here either (nor be allocated later, whose
+    post the ledger would refuse): cancelled, and the other lines voided too."""
+    if _line_asset(request, transfer_id) is None:
+        return _no_change(request, "unknown_transfer")
+    if request.state not in HOLDING_STATES:
+        return _no_change(request, "not_holding")
+    return _close(request, RequestState.CANCELLED, LEDGER_VOIDED, now, RequestEvent.CANCELLED)
 
 
 def on_approval(request: QuotaRequest, kind: ApprovalKind | str, now: datetime) -> RequestTransition:

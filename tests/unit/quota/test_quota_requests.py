@@ -4,10 +4,11 @@ import pytest
 
 from services.quota.domain.assets import ApprovalKind
 from services.quota.domain.ledger_moves import TransferCode
+from services.quota.domain.policy import LEDGER_EXPIRY_GRACE_SECONDS
 from services.quota.domain.problems import QuotaDomainError
 from services.quota.domain.requests import (
     RequestEvent, RequestState, begin_reserving, cancel, expire_if_due, on_approval, on_ledger_expired,
-    on_ledger_refused, on_ledger_reserved, open_request, reject, withdraw,
+    on_ledger_refused, on_ledger_reserved, on_ledger_voided, open_request, reject, withdraw,
 )
 
 EIA, ENERGY_REVIEW = ApprovalKind.ENVIRONMENTAL_IMPACT, ApprovalKind.ENERGY_REVIEW
@@ -38,7 +39,8 @@ def test_reserve_then_allocate(new_request, t0, policy):
     (pending,) = t.moves
     assert (pending.transfer_id, pending.debit_account, pending.credit_account, pending.amount) == (
         "quota/reserve/R1/COD", "county:320612/pool/COD", "project:P-A/COD", 15000)
-    assert pending.pending and pending.timeout_seconds == policy.reservation_timeout_seconds
+    # the ledger holds it a grace longer than our deadline, so a post sent just before the deadline still finds it
+    assert pending.pending and pending.timeout_seconds == policy.reservation_timeout_seconds + LEDGER_EXPIRY_GRACE_SECONDS
 
     t = on_ledger_reserved(t.request, "quota/reserve/R1/COD", t0 + 2 * H)
     assert t.request.state is RequestState.RESERVED and t.events == (RequestEvent.RESERVED,) and not t.moves
@@ -168,6 +170,28 @@ def test_the_ledger_expiring_a_reservation_expires_the_request(reserving, t0):
     t = on_ledger_expired(reserved, "quota/reserve/R1/COD", t0 + 2 * H)
     assert t.request.state is RequestState.EXPIRED and t.request.reason == "ledger_expired"
     assert not on_ledger_expired(t.request, "quota/reserve/R1/COD", t0 + 3 * H).changed
+
+
+def test_a_reservation_voided_on_the_ledger_by_someone_else_is_cancelled_and_holds_nothing(reserving, t0):
+    reserved = on_ledger_reserved(reserving, "quota/reserve/R1/COD", t0).request
+    t = on_ledger_voided(reserved, "quota/reserve/R1/COD", t0 + 2 * H)
+    assert (t.request.state, t.request.reason, t.events) == (
+        RequestState.CANCELLED, "ledger_voided", (RequestEvent.CANCELLED,))
+    assert t.request.held() == {} and [m.transfer_id for m in t.moves] == ["quota/void/R1/COD"]
+    assert not on_ledger_voided(t.request, "quota/reserve/R1/COD", t0 + 3 * H).changed
+    assert not on_ledger_voided(reserved, "quota/reserve/R9/COD", t0 + 3 * H).changed  # not this request's
+    # an approval after it allocates nothing
+    assert not on_approval(t.request, EIA, t0 + 3 * H).allocated_now
+
+
+def test_a_policy_beyond_what_the_ledger_or_a_date_can_carry_names_its_limits(county):
+    from services.quota.domain.policy import MAX_REQUEST_WAIT_SECONDS, MAX_RESERVATION_TIMEOUT_SECONDS, PoolPolicy
+
+    assert PoolPolicy(county).limit_problems() == []
+    assert PoolPolicy(county, reservation_timeout_seconds=MAX_RESERVATION_TIMEOUT_SECONDS,
+                      request_wait_seconds=MAX_REQUEST_WAIT_SECONDS).limit_problems() == []
+    assert len(PoolPolicy(county, reservation_timeout_seconds=MAX_RESERVATION_TIMEOUT_SECONDS + 1,
+                          request_wait_seconds=MAX_REQUEST_WAIT_SECONDS + 1).limit_problems()) == 2
 
 
 @pytest.mark.parametrize(
