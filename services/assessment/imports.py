@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,11 +34,12 @@ from services.assessment.domain.rows import (
     parse_indicator_row,
 )
 from services.assessment.events import Actor
-from services.assessment.register import check_register_limits, record_parts, register_enterprises
-from services.assessment.storage.rows import registered_codes
+from services.assessment.register import KEEPABLE, check_register_limits, record_parts, register_enterprises
+from services.assessment.storage.rows import is_unique_violation, registered_codes
 from shared.runtime import ServiceRuntime
 
 Kind = Literal["enterprises", "indicators"]
+_DEPARTMENT = re.compile(r"[^\s\x00-\x1f\x7f]+")  # shared.contracts.types.Identifier, as the intake takes it
 Progress = Callable[[str, int, int], None]
 REQUIRED_ENTERPRISE_COLUMNS = ("credit_code", "name", "township_code", "industry_code", "in_park")
 
@@ -169,14 +171,16 @@ def _parse(kind: Kind, fmt: str, headers: list[str], rows: Iterator[tuple[int, S
     good: list[tuple[int, Enterprise | YearlyIndicators]] = []
     # CSV rows are lists of strings: the fast path takes the plain ones, the careful path the rest
     fast = None
+    figure_columns: frozenset[int] = frozenset()  # where a CSV row's unquoted "1,234" would begin
     if fmt == "csv":
         fast = (EnterpriseCells.plan(headers, cmap) if kind == "enterprises" else
                 IndicatorCells.plan(headers, cmap, options.department or "", options.year))
+        figure_columns = frozenset(i for i, h in enumerate(headers) if h in cmap.columns and cmap.columns[h].unit)
     for line, cells in rows:
         value = fast.parse(cells) if fast is not None else None
         if value is None:
             row = dict(zip(headers, cells))
-            if _beyond_header(headers, cells):
+            if _beyond_header(headers, cells) or (len(cells) > len(headers) and _split_number(cells, figure_columns)):
                 _refuse_too_many_cells(line, headers, cells, row, cmap, report)
             elif is_blank_row(row):
                 continue  # spreadsheets end in empty rows; they are not data
@@ -198,6 +202,20 @@ def _beyond_header(headers: list[str], cells: Sequence) -> bool:
     """Cells past the last header that hold something: an unquoted "1,234" shifts the row, and reading its
     first cells would take a wrong figure (empty trailing cells, as spreadsheets write them, are fine)."""
     return len(cells) > len(headers) and any(str(c).strip() for c in cells[len(headers):] if c is not None)
+
+
+_THOUSANDS_HEAD = re.compile(r"[-+]?[0-9]{1,3}")
+_THOUSANDS_GROUP = re.compile(r"[0-9]{3}(\.[0-9]*)?")
+
+
+def _split_number(cells: Sequence, figure_columns: frozenset[int]) -> bool:
+    """A row wider than its header whose extra cells are empty may still be shifted: with the last column empty
+    (a remark), an unquoted "1,234" puts "234" in the next column and only an empty cell beyond the header, so
+    tax was taken as 1 元. Such a row is refused when a figure column holds 1-3 digits followed by a cell of
+    three digits (where the number may have been split); a wider row without that pair is read as it is."""
+    n = len(cells) - 1
+    return any(i < n and _THOUSANDS_HEAD.fullmatch(str(cells[i]).strip()) and _THOUSANDS_GROUP.fullmatch(str(cells[i + 1]).strip())
+               for i in figure_columns)
 
 
 def _refuse_too_many_cells(line: int, headers: list[str], cells: Sequence, row: dict, cmap: ColumnMap,
@@ -266,13 +284,14 @@ class _Abort(Exception):
     """Rolls back an all-or-nothing import."""
 
 
-def _write_chunk(uow, kind: Kind, chunk: list, actor: Actor) -> tuple[dict[str, int], list[BadRow]]:
+def _write_chunk(uow, kind: Kind, chunk: list, actor: Actor, keep: frozenset[str] = frozenset()) -> tuple[dict[str, int], list[BadRow]]:
     """Write one chunk; returns (outcome counts, rows the database state refused). Counts are merged by
-    the caller after the commit, so a retried transaction is not counted twice."""
+    the caller after the commit, so a retried transaction is not counted twice. ``keep``: register fields
+    the file has no column for (a registered enterprise keeps them)."""
     now = datetime.now(timezone.utc)
     values = [v for _, v in chunk]
     if kind == "enterprises":
-        outcomes = register_enterprises(uow.session, uow.outbox, values, actor, now)
+        outcomes = register_enterprises(uow.session, uow.outbox, values, actor, now, keep=keep)
         bad = []
     else:
         registered = registered_codes(uow.session, (v.credit_code for v in values))
@@ -299,6 +318,14 @@ def import_file(runtime: ServiceRuntime, data: bytes, options: ImportOptions, *,
         raise ImportRefused("bad_kind", "kind is enterprises or indicators")
     if options.kind == "indicators" and not options.department:
         raise ImportRefused("department_required", "an indicators file says which department's figures it holds")
+    # checked here as the HTTP and Kafka intake check them (1990-2200; shared.contracts.types.Identifier): a file
+    # year out of range failed every row's YearlyIndicators with a ValueError (a 500), and a department the
+    # intake could never name (spaces, over 200 characters) was stored as a part of its own, or failed the write
+    if options.kind == "indicators":
+        if options.year is not None and not (type(options.year) is int and 1990 <= options.year <= 2200):
+            raise ImportRefused("bad_year", f"the file's year {options.year!r} is not a year from 1990 to 2200")
+        if len(options.department) > 200 or not _DEPARTMENT.fullmatch(options.department):
+            raise ImportRefused("bad_department", "a department is a name of at most 200 characters without spaces")
     with collector_paused():
         return _import(runtime, data, options, principal, progress, chunk_size)
 
@@ -315,21 +342,34 @@ def _import(runtime, data, options, principal, progress, chunk_size) -> ImportRe
     if progress:
         progress("parse", report.rows, report.rows)
     actor = Actor(principal=principal, via="import")
+    keep = KEEPABLE - {c.field for c in cmap.columns.values()} if options.kind == "enterprises" else frozenset()
     if options.all_or_nothing:
-        _write_all_or_nothing(runtime, options.kind, good, actor, report, progress)
+        _write_all_or_nothing(runtime, options.kind, good, actor, report, progress, keep)
     else:
-        _write_in_chunks(runtime, options.kind, good, actor, report, progress, chunk_size)
+        _write_in_chunks(runtime, options.kind, good, actor, report, progress, chunk_size, keep)
     report.bad_rows.sort(key=lambda b: b.line)
     report.accepted = report.rows - report.rejected if report.written else 0
     report.timings["write_seconds"] = time.perf_counter() - parsed
     return report
 
 
-def _write_in_chunks(runtime, kind, good, actor, report, progress, chunk_size) -> None:
+def _transaction(runtime, fn, attempts: int = 3):
+    """runtime.transaction, again when another writer (the intake topic, another import) inserted a part or
+    register row between this chunk's read and its insert: read again, the row is an update. Without it the
+    import stopped with a 500, its earlier chunks written and no report."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return runtime.transaction(fn)
+        except Exception as exc:
+            if attempt == attempts or not is_unique_violation(exc):
+                raise
+
+
+def _write_in_chunks(runtime, kind, good, actor, report, progress, chunk_size, keep=frozenset()) -> None:
     done = 0
     for i in range(0, len(good), chunk_size):
         chunk = good[i : i + chunk_size]
-        counts, bad = runtime.transaction(lambda uow: _write_chunk(uow, kind, chunk, actor))
+        counts, bad = _transaction(runtime, lambda uow: _write_chunk(uow, kind, chunk, actor, keep))
         _count(report, counts)
         report.bad_rows.extend(bad)
         done += len(chunk)
@@ -338,18 +378,18 @@ def _write_in_chunks(runtime, kind, good, actor, report, progress, chunk_size) -
     report.written = True
 
 
-def _write_all_or_nothing(runtime, kind, good, actor, report, progress) -> None:
+def _write_all_or_nothing(runtime, kind, good, actor, report, progress, keep=frozenset()) -> None:
     # the rows are checked against the database even when the file already has bad rows, so the report
     # is complete; then everything is rolled back
 
     def tx(uow):
-        counts, bad = _write_chunk(uow, kind, good, actor)
+        counts, bad = _write_chunk(uow, kind, good, actor, keep)
         if bad or report.bad_rows:
             raise _Abort(bad)
         return counts
 
     try:
-        _count(report, runtime.transaction(tx))
+        _count(report, _transaction(runtime, tx))
         report.written = True
     except _Abort as abort:
         report.bad_rows.extend(abort.args[0])

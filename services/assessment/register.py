@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.assessment.domain.enterprise import FLAG_NAMES, Enterprise, IndicatorConflict, YearlyIndicators, merge_indicators
+from services.assessment.domain.enterprise import checked_enterprise
 from services.assessment.events import Actor, emit_plain
 from services.assessment.fields import format_figures
 from services.assessment.storage.bulk_rows import insert_dicts
@@ -51,6 +52,10 @@ def check_register_limits(e: Enterprise) -> None:
     fail in the database."""
     if len(e.name) > 200 or (e.park_id is not None and len(e.park_id) > 100) or len(e.industry_code) > 10:
         raise ValueError("name is at most 200 characters, park_id 100, industry_code 10")
+    # PostgreSQL stores no NUL in text: the register's COPY failed as a whole (a 500 from POST /v1/enterprises; an
+    # import stopped with its earlier chunks written) instead of this one entry being refused
+    if "\x00" in e.name or (e.park_id is not None and "\x00" in e.park_id):
+        raise ValueError("name and park_id must not contain a NUL character")
 
 
 def registered_event(e: Enterprise) -> EnterpriseRegistered:
@@ -64,16 +69,21 @@ def registered_payload(e: Enterprise) -> dict:
             "industry_code": e.industry_code, "flags": sorted(e.flags()), "scale": e.scale}
 
 
-def register_enterprises(s: Session, outbox: Outbox, items: list[Enterprise], actor: Actor, now: datetime) -> list[str]:
+def register_enterprises(s: Session, outbox: Outbox, items: list[Enterprise], actor: Actor, now: datetime, *,
+                         keep: Collection[str] = ()) -> list[str]:
     """Create or update register entries; returns created/updated/unchanged per item. A code given twice
-    in one batch takes its last state (the caller refuses duplicates it cares about)."""
+    in one batch takes its last state (the caller refuses duplicates it cares about). ``keep``: fields of
+    KEEPABLE that the caller was not told (an import file without their columns); a registered enterprise
+    keeps its values of them."""
     existing = enterprises_by_code(s, (e.credit_code for e in items))
     outcomes: list[str] = []
     new_rows: dict[str, dict] = {}
     events = []
     for e in items:
-        values = enterprise_values(e)
         row = existing.get(e.credit_code)
+        if keep and row is not None:
+            e = _keeping(e, row, keep)
+        values = enterprise_values(e)
         if row is None and e.credit_code not in new_rows:
             new_rows[e.credit_code] = dict(values, status="active", revision=1, registered_at=now, updated_at=now,
                                            updated_by=actor.principal)
@@ -93,6 +103,27 @@ def register_enterprises(s: Session, outbox: Outbox, items: list[Enterprise], ac
         insert_dicts(s, E, list(new_rows.values()))
     emit_plain(s, outbox, actor, EnterpriseRegistered, events, now)
     return outcomes
+
+
+# What a register file may leave out: a file without the 安全隐患 column says nothing about hazards. Taking its
+# absence as "no" cleared a hazard (or park, scale, county flag) another department had registered, silently,
+# and with it the closure recommendation and the applicant's listing in project admission.
+KEEPABLE = frozenset({"park_id", "scale", "extra_flags", *FLAG_NAMES})
+
+
+def _keeping(e: Enterprise, row, keep: Collection[str]) -> Enterprise:
+    """``e`` with the registered row's values of the fields in ``keep`` (values checked when they were written)."""
+    flags = _NO_FLAGS if row.flags == "[]" else frozenset(loads(row.flags))
+    named = tuple((n in flags) if n in keep else getattr(e, n) for n in FLAG_NAMES)
+    extra = (flags - _FLAG_SET) if "extra_flags" in keep else e.extra_flags
+    return checked_enterprise(e.credit_code, e.name, e.township_code, e.in_park, e.industry_code,
+                              # a file saying "not in a park" ends the park, whatever the register held
+                              row.park_id if "park_id" in keep and e.in_park else e.park_id, named, frozenset(extra),
+                              row.scale if "scale" in keep else e.scale)
+
+
+_NO_FLAGS: frozenset[str] = frozenset()
+_FLAG_SET = frozenset(FLAG_NAMES)
 
 
 @dataclass(frozen=True)

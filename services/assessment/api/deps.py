@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.assessment.domain.credit_code import credit_code_problem, normalize_credit_code
 from services.assessment.events import Actor
+from services.assessment.storage.rows import is_unique_violation
 from shared.auth import Principal, require
 from shared.errors import Conflict, Unprocessable
 from shared.runtime import ServiceRuntime
@@ -43,9 +44,12 @@ def write(request: Request, fn: Callable[[UnitOfWork], T], *, conflict: str = "c
     """One unit of work; a unique-key race with another writer is a 409, not a 500."""
     try:
         return runtime(request).transaction(fn)
-    except IntegrityError as exc:
+    except Exception as exc:
+        # rows inserted through shared.bulk fail with the driver's own error, not SQLAlchemy's IntegrityError
+        if not (isinstance(exc, IntegrityError) or is_unique_violation(exc)):
+            raise
         raise Conflict(conflict, "another request changed the same thing at the same time; read it and retry",
-                       {"error": type(exc.orig).__name__}) from None
+                       {"error": type(getattr(exc, "orig", exc)).__name__}) from None
 
 
 def read(request: Request, fn: Callable) -> T:

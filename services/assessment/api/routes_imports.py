@@ -63,7 +63,7 @@ def _options(values: dict[str, str]) -> ImportOptions:
     if kind not in ("enterprises", "indicators"):
         raise Unprocessable("invalid_request", "kind must be 'enterprises' or 'indicators'")
     year = values.get("year") or None
-    if year is not None and not year.isdigit():
+    if year is not None and not (year.isascii() and year.isdigit()):  # int() refuses some str.isdigit() digits ('²'): a 500
         raise Unprocessable("invalid_request", "year must be a number")
     flag = values.get("all_or_nothing", "false").lower()
     return ImportOptions(kind=kind, department=values.get("department") or None, year=int(year) if year else None,

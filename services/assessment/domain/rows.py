@@ -207,7 +207,14 @@ def is_blank_row(row: Mapping[str, Cell]) -> bool:
     return all(_text(v) == "" for v in row.values())
 
 
+# a Chinese input method's full-width mode: Decimal reads full-width digits but not the full-width point, comma
+# or sign, so '１２．５' was refused while '１２.５' was taken as 12.5 (careful path only: the fast one is ASCII)
+_FULL_WIDTH_NUMBER = str.maketrans("０１２３４５６７８９．，－＋", "0123456789.,-+")
+
+
 def _number(text: str, scale: int, negative_ok: bool) -> int:
+    if not text.isascii():
+        text = text.translate(_FULL_WIDTH_NUMBER)
     if _THOUSANDS.match(text):
         text = text.replace(",", "")
     return parse_amount(text, scale, allow_zero=True, allow_negative=negative_ok)

@@ -72,3 +72,30 @@ def test_a_township_code_in_full_width_digits_is_refused_not_filed_under_another
     good, report = _parse_file(data, ImportOptions(kind="enterprises"))
     assert good == [] and [r.line for r in report.bad_rows] == [2]
     assert report.bad_rows[0].problems[0].field == "township_code"
+
+
+def test_a_split_number_before_an_empty_last_column_is_a_bad_row_not_tax_of_one_yuan():
+    """With the remark column empty, an unquoted "1,234" leaves only an empty cell beyond the header: the row was
+    read as tax 1 元 (remark '234'). A wider row without a split-looking figure is still read as it is."""
+    from services.assessment.domain.credit_code import make_credit_code
+    from services.assessment.imports import ImportOptions
+
+    a, b, c = (make_credit_code(f"9132062300000000{n}") for n in (1, 2, 3))
+    data = (f"统一社会信用代码,年度,实缴税金(元),备注\n{a},2023,1,234,\n{b},2023,12,345,678,,\n"
+            f"{c},2023,567,ok,\n").encode("utf-8")
+    good, report = _parse_file(data, ImportOptions(kind="indicators", department="tax", year=2023))
+    assert [(line, v.credit_code, v.tax) for line, v in good] == [(4, c, 56700)]
+    assert [(r.line, r.credit_code, [p.reason for p in r.problems]) for r in report.bad_rows] == [
+        (2, a, ["too_many_cells"]), (3, b, ["too_many_cells"])]
+
+
+def test_a_figure_typed_in_full_width_is_read_as_typed():
+    """'１２．５' (a Chinese input method's full-width mode) is 12.5, as '１２.５' already was; not a refusal."""
+    from services.assessment.domain.credit_code import make_credit_code
+    from services.assessment.imports import ImportOptions
+
+    a = make_credit_code("91320623000000001")
+    data = f"统一社会信用代码,年度,用地面积(亩),实缴税金(万元)\n{a},２０２３,１２．５,\"１，２３４．５\"\n".encode("utf-8")
+    good, report = _parse_file(data, ImportOptions(kind="indicators", department="tax"))
+    assert report.bad_rows == []
+    assert [(v.year, v.land, v.tax) for _, v in good] == [(2023, 125_000, 1_234_500_000)]  # 1,234.5 万元 in fen
