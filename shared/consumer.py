@@ -110,6 +110,9 @@ def payload_digest(env: Envelope) -> str:
 # Above this a dead letter carries headers only (Kafka's default limit is 1 MiB per message, headers included):
 # the one limit of a message value our producers send (see shared.outbox.MAX_EVENT_BYTES).
 DLQ_VALUE_LIMIT = MAX_EVENT_BYTES
+# What a whole letter (key, value and headers) may be: kafka-python refuses a record above its max_request_size
+# (1 MiB) and the broker one above message.max.bytes (1 MiB + 12); 16 KiB is left for the record's framing.
+DLQ_LETTER_LIMIT = 1024 * 1024 - 16 * 1024
 
 
 def decode_message(raw: bytes | None) -> tuple[Envelope, Event]:
@@ -510,24 +513,36 @@ class IdempotentConsumer:
         futures = []
         for d in dead:
             rec = d.record
-            # the message's own headers travel with it (a redrive sends them on), our dlq-* ones after them
-            headers = [(k, v) for k, v in (rec.headers or ()) if not k.startswith("dlq-")] + [
-                ("dlq-reason", d.reason.encode()),
-                ("dlq-error", d.message[:2000].encode()),
+            # The letter is sent before the poll's commit, so one the producer refuses is refused on every retry
+            # and stops the whole consumer: everything in it must be what kafka-python sends and Kafka takes.
+            # The message's own headers travel with it (a redrive sends them on), our dlq-* ones after them; a
+            # header without a value (None, which kafka-python's producer refuses) goes with an empty one.
+            own = [(k, v or b"") for k, v in (rec.headers or ()) if not k.startswith("dlq-")]
+            headers = [
+                # "backslashreplace": a lone surrogate from the JSON ("\ud800") has no UTF-8 form
+                ("dlq-reason", d.reason.encode(errors="backslashreplace")),
+                ("dlq-error", d.message[:2000].encode(errors="backslashreplace")),
                 ("dlq-original-topic", rec.topic.encode()),
                 ("dlq-original-partition", str(rec.partition).encode()),
                 ("dlq-original-offset", str(rec.offset).encode()),
                 ("dlq-consumer-group", self.group_id.encode()),
             ]
-            value = rec.value or b""
-            if d.reason == "message_too_large" or len(value) > DLQ_VALUE_LIMIT:
-                # it would not fit on the dead-letter topic (a compressed message grows back): the headers say
-                # where the original stays, so the poll is not stuck on a send that can never succeed
+            value, key = rec.value or b"", rec.key
+            extra = len(key or b"") + sum(len(k.encode()) + len(v) for k, v in own + headers)
+            if (d.reason == "message_too_large" or len(value) > DLQ_VALUE_LIMIT
+                    or len(value) + extra > DLQ_LETTER_LIMIT):
+                # it would not fit on the dead-letter topic (a compressed message grows back, the dlq-* headers
+                # add to it): the headers say where the original stays, so the poll is not stuck on a send that
+                # can never succeed
                 headers.append(("dlq-value-omitted", str(len(value)).encode()))
                 value = b""
+                if extra > DLQ_LETTER_LIMIT:  # a key or headers that big on their own (an outsider's message)
+                    headers.append(("dlq-key-and-headers-omitted", str(extra).encode()))
+                    key, own = None, []
+            headers = own + headers
             log.warning("dead-lettered %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, d.reason,
                         extra={"topic": rec.topic, "reason": d.reason})
-            futures.append(self._dlq_producer.send(dlq(rec.topic), key=rec.key, value=value, headers=headers))
+            futures.append(self._dlq_producer.send(dlq(rec.topic), key=key, value=value, headers=headers))
         self._dlq_producer.flush(timeout=30)
         for f in futures:
             f.get(timeout=30)

@@ -422,31 +422,55 @@ class OutboxRelay:
     # -- one step ----------------------------------------------------------------------------------
     def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published."""
-        with self.db.sessions() as session, session.begin():
-            if self.db.is_postgres:
-                raw = session.connection().connection.driver_connection
-                with raw.cursor(binary=True) as cur:
-                    found = self._next_pg(cur)
-                    if found is None:
-                        return 0  # another replica's relay holds the lock
-                    rows, place = found
-            else:
-                rows, place = self._next(session)
-            if not rows:
-                if time.monotonic() - self._backlog_at >= 1.0:  # a count per idle poll would cost more than it says
-                    self._update_backlog(session)
-                return 0
-            # raises unless every message is acknowledged: then the place stays where it was
-            self._ensure_producer().send([(topic, key, value) for _, topic, key, value in rows])
-            self._save_place(session, *place, rows[-1][0])
-            by_topic: dict[str, int] = {}
-            for r in rows:
-                by_topic[r[1]] = by_topic.get(r[1], 0) + 1
+        rows = self._publish_pg() if self.db.is_postgres else self._publish_sqlite()
+        by_topic: dict[str, int] = {}
+        for r in rows:
+            by_topic[r[1]] = by_topic.get(r[1], 0) + 1
         for topic, n in by_topic.items():
             EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
             if self.report is not None:
                 self.report("published", (topic, n))
         return len(rows)
+
+    def _publish_pg(self) -> list[tuple[int, str, bytes, bytes]]:
+        with self.db.sessions() as session, session.begin():
+            raw = session.connection().connection.driver_connection
+            with raw.cursor(binary=True) as cur:
+                found = self._next_pg(cur)
+            if found is None:
+                return []  # another replica's relay holds the lock
+            rows, place = found
+            if not rows:
+                self._idle(session)
+                return []
+            # raises unless every message is acknowledged: then the place stays where it was
+            self._ensure_producer().send([(topic, key, value) for _, topic, key, value in rows])
+            self._save_place(session, *place, rows[-1][0])
+        return rows
+
+    def _publish_sqlite(self) -> list[tuple[int, str, bytes, bytes]]:
+        # SQLite has one write lock for the whole file, which every writing transaction takes at its start (BEGIN
+        # IMMEDIATE, shared.db): held through the send, as the PostgreSQL path holds its transaction, it stopped
+        # every commit of the service while Kafka was slow or down, and failed them after SQLite's busy timeout.
+        # So the rows are read in a read snapshot, sent, and only then is the place written, in a short
+        # transaction of its own. Writers commit in position order, so a row committed meanwhile comes after
+        # these; the place only moves forward (a second relay on the file publishes again, never skips).
+        with self.db.read_snapshot() as session:
+            rows, _ = self._next(session)
+            if not rows:
+                self._idle(session)
+                return []
+        # raises unless every message is acknowledged: then the place stays where it was
+        self._ensure_producer().send([(topic, key, value) for _, topic, key, value in rows])
+        with self.db.sessions() as session, session.begin():
+            place = session.execute(text(f"SELECT position FROM {self.state_table} WHERE id = 1")).scalar()
+            if place is None or place < rows[-1][0]:
+                self._save_place(session, Snapshot(0), Snapshot(0), rows[-1][0])
+        return rows
+
+    def _idle(self, session: Session) -> None:
+        if time.monotonic() - self._backlog_at >= 1.0:  # a count per idle poll would cost more than it says
+            self._update_backlog(session)
 
     def _next_pg(self, cur) -> tuple[list[tuple[int, str, bytes, bytes]], tuple[Snapshot, Snapshot]] | None:
         """The next rows as (position, topic, key, envelope) and their epoch, or None without the relay's lock.
