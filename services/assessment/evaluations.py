@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -31,6 +31,7 @@ from services.assessment.storage.rows import (
     indicators_from_row,
     loads,
 )
+from services.assessment.storage.tables import decisions as D
 from services.assessment.storage.tables import enterprise_results as R
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import evaluation_runs as RUNS
@@ -47,8 +48,18 @@ class CountyInputs:
     without_data: int
 
 
+def in_register_for(county: str, year: int):
+    """The county's enterprises that operated through ``year``: the active ones, and those closed with effect after
+    the year ended. A closure decided on a year's run takes effect in a later year: without those, a re-run of
+    that year (corrected figures, a new policy version) would leave the closed enterprises out and move every
+    other enterprise's rank and class, though nothing about them changed."""
+    closed_after = select(D.c.credit_code).where(D.c.county_code == county, D.c.status == "executed",
+                                                  D.c.decided == "close", D.c.effective_on > date(year, 12, 31))
+    return (E.c.county_code == county) & ((E.c.status == "active") | E.c.credit_code.in_(closed_after))
+
+
 def load_county(s: Session, county: str, year: int) -> CountyInputs:
-    active = (E.c.county_code == county) & (E.c.status == "active")
+    active = in_register_for(county, year)
     ents = [enterprise_from_row(r) for r in s.execute(select(*ENTERPRISE_COLUMNS).where(active)
                                                        .order_by(E.c.credit_code)).all()]
     figures = [indicators_from_row(r) for r in s.execute(

@@ -240,3 +240,28 @@ def test_an_override_racing_the_execution_of_the_decision_it_overrides(pg_url, k
         assert history["standing"]["status"] == "executed"
         assert _outbox(runtime, "EnterpriseExited", code) == 1
         assert _outbox(runtime, "DispositionDecided", code) == 1
+
+
+def test_a_re_run_of_the_year_still_counts_an_enterprise_closed_after_it(api, county):
+    """A closure decided on 2023's run takes effect in 2024: re-running 2023 (here: over the same figures) must
+    evaluate the same enterprises, or every other one's rank and class move though nothing about them changed."""
+    runtime, c = api
+    _setup(c, county)
+    first = c.post("/v1/evaluations", headers=ADMIN, json={"county_code": county.code_, "year": 2023}).json()
+    assert _decide(c, county, 6).json()["decided"] == "close"
+    assert _execute(c, county, 6, effective_on="2024-03-01").status_code == 201
+    assert c.get(f"/v1/enterprises/{county.code(6)}", headers=ADMIN).json()["status"] == "exited"
+
+    again = c.post("/v1/evaluations", headers=ADMIN, json={"county_code": county.code_, "year": 2023})
+    assert again.status_code in (200, 201), again.text
+    assert (again.json()["created"], again.json()["run"]["content_hash"]) == (False, first["run"]["content_hash"])
+    assert again.json()["run"]["enterprise_count"] == len(FIGURES)
+
+    # 2024's run is another matter: the enterprise was gone for most of it
+    for n, fields in FIGURES.items():
+        c.post("/v1/indicators", headers=ADMIN, json={"credit_code": county.code(n), "year": 2024, "department": "tax",
+                                                      "fields": fields})
+    run_2024 = c.post("/v1/evaluations", headers=ADMIN, json={"county_code": county.code_, "year": 2024}).json()["run"]
+    assert run_2024["enterprise_count"] == len(FIGURES) - 1
+    listed = c.get(f"/v1/evaluations/{run_2024['run_id']}/enterprises", headers=ADMIN, params={"limit": 100}).json()
+    assert county.code(6) not in {r["credit_code"] for r in listed["items"]}
