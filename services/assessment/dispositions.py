@@ -51,9 +51,10 @@ def history(s: Session, credit_code: str, year: int) -> list:
 
 
 def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Disposition | None, decided_by: str,
-           reason: str, actor: Actor, now: datetime, task_deadline: date | None = None):
+           reason: str, actor: Actor, now: datetime, task_deadline: date | None = None) -> tuple[object, bool]:
     """``decided`` None confirms the recommendation; anything else different from it overrides it (and
-    needs a reason). Returns the new decision row."""
+    needs a reason). Returns (decision row, created): the same decision again, on the same run, is the standing
+    one (a client's retry supersedes nothing and publishes nothing)."""
     ent = _enterprise(s, credit_code, lock=True)
     run = current_run(s, ent.county_code, year)
     if run is None:
@@ -72,6 +73,8 @@ def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Dis
             d = CountyDecision.override(credit_code, year, recommendation, decided, decided_by, now, reason)
     except ValueError as exc:
         raise Unprocessable("invalid_decision", str(exc)) from None
+    if standing is not None and _same_decision(s, standing, run.run_id, d, task_deadline):
+        return standing, False
     if standing is not None:
         s.execute(update(D).where(D.c.id == standing.id).values(status="superseded"))
     new_id = s.execute(D.insert().values(
@@ -88,7 +91,19 @@ def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Dis
         credit_code, None)])
     if task_deadline is not None and d.decided != Disposition.NONE:
         open_task(s, None, credit_code, ent.county_code, year, new_id, d.decided, task_deadline, reason, actor, now)
-    return s.execute(select(D).where(D.c.id == new_id)).one()
+    return s.execute(select(D).where(D.c.id == new_id)).one(), True
+
+
+def _same_decision(s: Session, standing, run_id: str, d: CountyDecision, task_deadline: date | None) -> bool:
+    """The standing decision says what ``d`` says, on the same run, with the same rectification task (or none):
+    a retried POST (a timeout, a double click) would otherwise supersede it with a copy, cancel its task for a
+    new one and publish DispositionDecided again."""
+    if (standing.status, standing.run_id, standing.decided, standing.decided_by, standing.reason) != (
+            "decided", run_id, d.decided.value, d.decided_by, d.reason):
+        return False
+    deadlines = {r.deadline for r in s.execute(select(T.c.deadline).where(T.c.decision_id == standing.id,
+                                                                           T.c.status == "open")).all()}
+    return deadlines == ({task_deadline} if task_deadline is not None and d.decided != Disposition.NONE else set())
 
 
 def execute(s: Session, outbox: Outbox, credit_code: str, year: int, effective_on: date, to_park_id: str | None,

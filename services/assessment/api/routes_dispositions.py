@@ -42,12 +42,16 @@ def task_out(r, today: date | None = None) -> TaskOut:
 @router.post("/dispositions", response_model=DecisionOut, status_code=201,
              responses={409: {"description": "not_assessed, decision_already_executed, enterprise_not_active"},
                         422: {"description": "invalid_decision (an override needs a reason)"}},
-             summary="Confirm or override the recommendation (DispositionDecided); optionally open a rectification task")
-def post_decision(body: DecisionIn, request: Request, p: Principal = Depends(WRITE)):
+             summary="Confirm or override the recommendation (DispositionDecided); optionally open a rectification task. "
+                     "The same decision again (same run, decision, decider, reason and task) answers the standing "
+                     "one with 200 and publishes nothing")
+def post_decision(body: DecisionIn, request: Request, response: Response, p: Principal = Depends(WRITE)):
     code = checked_code(body.credit_code)
     decided = Disposition(body.decided) if body.decided else None
-    row = write(request, lambda uow: decide(uow.session, uow.outbox, code, body.year, decided, body.decided_by,
-                                            body.reason, actor(p), now(), body.rectification_deadline))
+    row, created = write(request, lambda uow: decide(uow.session, uow.outbox, code, body.year, decided, body.decided_by,
+                                                     body.reason, actor(p), now(), body.rectification_deadline))
+    if not created:
+        response.status_code = 200
     return decision_out(row)
 
 

@@ -265,3 +265,25 @@ def test_a_re_run_of_the_year_still_counts_an_enterprise_closed_after_it(api, co
     assert run_2024["enterprise_count"] == len(FIGURES) - 1
     listed = c.get(f"/v1/evaluations/{run_2024['run_id']}/enterprises", headers=ADMIN, params={"limit": 100}).json()
     assert county.code(6) not in {r["credit_code"] for r in listed["items"]}
+
+
+def test_the_same_decision_again_is_the_standing_one(api, county):
+    """A retried POST /v1/dispositions (a timeout, a double click) supersedes nothing, cancels no task and publishes
+    nothing; a decision that differs in anything is a new one."""
+    runtime, c = api
+    _setup(c, county)
+    code = county.code(6)
+    first = _decide(c, county, 6, rectification_deadline="2024-06-30")
+    assert first.status_code == 201, first.text
+    again = _decide(c, county, 6, rectification_deadline="2024-06-30")
+    assert (again.status_code, again.json()["id"], again.json()["status"]) == (200, first.json()["id"], "decided")
+    assert _outbox(runtime, "DispositionDecided", code) == 1
+    with runtime.db.sessions() as s:
+        tasks = s.execute(text("SELECT status, deadline FROM rectification_tasks WHERE credit_code = :c"), {"c": code}).all()
+    assert [t.status for t in tasks] == ["open"]
+
+    later = _decide(c, county, 6, rectification_deadline="2024-07-31")  # another deadline: another decision
+    assert later.status_code == 201 and later.json()["id"] != first.json()["id"]
+    history = c.get(f"/v1/dispositions/{code}/2023", headers=ADMIN).json()["history"]
+    assert [d["status"] for d in history] == ["superseded", "decided"]
+    assert _outbox(runtime, "DispositionDecided", code) == 2
