@@ -11,7 +11,11 @@ A bearer token is either an API key listed in a tokens file (JSON: ``{"<token>":
   ``publish:QuotaReleaseSubmitted:COD`` (only COD releases) or ``publish:TaxReceiptReported``.
 
 Events on intake topics are checked the same way: the envelope's ``source`` must belong to a principal
-whose scopes allow the event type.
+whose scopes allow the event type. A source is only declared, so with ``COUNTYPOOL_INTAKE_SIGNATURES=require`` a
+message must also carry the header ``countypool-signature: sha256=<hex HMAC-SHA256 of the message value, keyed
+with an API key of the source's principal>`` (``signature_of``): one department cannot then publish as another,
+whatever the topic's ACLs let it write. ``verify`` checks the header where there is one; ``off`` (the default)
+ignores it.
 
 A JWT must carry ``exp`` (checked to the second) and a non-empty string ``sub``; ``scopes`` and ``sources``, when
 present, are lists of strings — a token whose claims are malformed is not valid (401), never half-read. ``nbf`` and
@@ -49,6 +53,8 @@ CLOCK_SKEW_SECONDS = 30
 MIN_JWT_SECRET_BYTES = 32
 # How often the tokens file is looked at (one stat) for a change
 TOKENS_RECHECK_SECONDS = 5.0
+SIGNATURE_HEADER = "countypool-signature"
+SIGNATURE_MODES = ("off", "verify", "require")
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +87,11 @@ class Principal:
 
 class Authenticator:
     def __init__(self, tokens: dict[str, Principal] | None = None, jwt_secret: str | None = None, *,
-                 audience: str | None = None, issuer: str | None = None):
-        self._by_digest, self._by_source = self._index(tokens or {})
+                 audience: str | None = None, issuer: str | None = None, intake_signatures: str = "off"):
+        if intake_signatures not in SIGNATURE_MODES:
+            raise AuthConfigError(f"COUNTYPOOL_INTAKE_SIGNATURES={intake_signatures!r}: one of {', '.join(SIGNATURE_MODES)}")
+        self.intake_signatures = intake_signatures
+        self._by_digest, self._by_source, self._keys_by_source = self._index(tokens or {})
         self._jwt_secret = jwt_secret
         self._audience, self._issuer = audience or None, issuer or None
         self._tokens_file: Path | None = None  # set by from_settings: the file to read again when it changes
@@ -91,7 +100,8 @@ class Authenticator:
         self._reload_lock = threading.Lock()
 
     @classmethod
-    def _index(cls, tokens: dict[str, Principal]) -> tuple[dict[bytes, Principal], dict[str, Principal]]:
+    def _index(cls, tokens: dict[str, Principal]) -> tuple[dict[bytes, Principal], dict[str, Principal],
+                                                          dict[str, tuple[bytes, ...]]]:
         for t in tokens:
             if not isinstance(t, str) or not t.strip() or t != t.strip():
                 # "" would match an empty credential; surrounding blanks can never be presented (they are stripped)
@@ -103,8 +113,10 @@ class Authenticator:
                     # the intake check would silently hand the source to whichever came last
                     raise AuthConfigError(f"source {s!r} is claimed by both {other.id!r} and {p.id!r}")
                 by_source[s] = p
+        # the keys that may sign a source's messages: every API key of its principal (old and new while rotating)
+        keys_by_source = {s: tuple(t.encode() for t, q in tokens.items() if q == p) for s, p in by_source.items()}
         # Keys are compared by digest so a timing leak tells nothing about the token.
-        return {cls._digest(t): p for t, p in tokens.items()}, by_source
+        return {cls._digest(t): p for t, p in tokens.items()}, by_source, keys_by_source
 
     @staticmethod
     def _digest(token: str) -> bytes:
@@ -112,14 +124,15 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, tokens_file: Path | None, jwt_secret: str | None, *, audience: str | None = None,
-                      issuer: str | None = None) -> "Authenticator":
+                      issuer: str | None = None, intake_signatures: str = "off") -> "Authenticator":
         if jwt_secret is not None and jwt_secret != "" and len(jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
             raise AuthConfigError(f"COUNTYPOOL_AUTH_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes "
                                   "(e.g. openssl rand -hex 32); unset it to accept no JWTs")
         if not tokens_file:
-            return cls({}, jwt_secret, audience=audience, issuer=issuer)
+            return cls({}, jwt_secret, audience=audience, issuer=issuer, intake_signatures=intake_signatures)
         stamp = _stamp(Path(tokens_file))
-        auth = cls(_read_tokens(Path(tokens_file)), jwt_secret, audience=audience, issuer=issuer)
+        auth = cls(_read_tokens(Path(tokens_file)), jwt_secret, audience=audience, issuer=issuer,
+                   intake_signatures=intake_signatures)
         auth._tokens_file, auth._stamp, auth._checked_at = Path(tokens_file), stamp, time.monotonic()
         return auth
 
@@ -140,7 +153,7 @@ class Authenticator:
                 # a half-written or broken file must not lock every caller out: the keys in force stay
                 log.error("tokens file %s not taken (the keys read before stay in force): %s", self._tokens_file, exc)
                 return
-            self._by_digest, self._by_source = indexed  # one assignment each: readers see old or new
+            self._by_digest, self._by_source, self._keys_by_source = indexed  # one assignment each: old or new
             self._stamp = stamp
             log.warning("tokens file %s read again: %d keys", self._tokens_file, len(indexed[0]))
 
@@ -174,6 +187,23 @@ class Authenticator:
         self._refresh()
         return self._by_source.get(source)
 
+    def check_signature(self, source: str, value: bytes, headers) -> None:
+        """An intake message's signature (see the module's doc), per ``intake_signatures``; ``headers`` as Kafka
+        gives them, (name, bytes) pairs. Raises EnvelopeError ``signature_missing`` / ``signature_invalid``."""
+        if self.intake_signatures == "off":
+            return
+        given = [v for k, v in headers or () if k == SIGNATURE_HEADER]
+        if not given:
+            if self.intake_signatures == "require":
+                raise EnvelopeError("signature_missing", f"intake messages must carry a {SIGNATURE_HEADER} header")
+            return
+        self._refresh()
+        keys = self._keys_by_source.get(source, ())
+        presented = given[-1].decode("ascii", "replace") if isinstance(given[-1], bytes) else str(given[-1])
+        if len(given) > 1 or not any(hmac.compare_digest(signature_of(k, value), presented) for k in keys):
+            raise EnvelopeError("signature_invalid", f"the {SIGNATURE_HEADER} header is not the signature of source "
+                                                     f"{source!r} for this message")
+
     def authorize_event(self, env: Envelope, scope: str) -> Principal:
         """For intake topics: the declared source must belong to a principal allowed ``scope``."""
         principal = self.principal_for_source(env.source)
@@ -182,6 +212,11 @@ class Authenticator:
         if not principal.allows(scope):
             raise EnvelopeError("source_not_allowed", f"{principal.id} may not publish {scope}")
         return principal
+
+
+def signature_of(key: str | bytes, value: bytes) -> str:
+    """The ``countypool-signature`` header of an intake message: HMAC-SHA256 of its value with an API key."""
+    return "sha256=" + hmac.new(key.encode() if isinstance(key, str) else key, value, hashlib.sha256).hexdigest()
 
 
 def _stamp(path: Path) -> tuple:

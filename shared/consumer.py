@@ -153,6 +153,8 @@ class IdempotentConsumer:
         max_message_bytes: int = 256 * 1024,
         commit_interval_seconds: float = 1.0,
         wants: Callable[[Envelope, Event], bool] | None = None,
+        signed_topics: set[str] | None = None,
+        check_signature: Callable[[str, bytes, list], None] | None = None,
     ):
         self.db = db
         self.inbox = tables["inbox"]
@@ -163,6 +165,10 @@ class IdempotentConsumer:
         self.topics = topics
         self.handler = handler
         self.authorize = authorize
+        # On these (the intake topics) a message must carry its source's signature (shared.auth.check_signature:
+        # (source, value, headers), raising EnvelopeError), which the declared source alone does not prove
+        self.signed_topics = signed_topics or set()
+        self.check_signature = check_signature
         self.max_records = max_records
         self.max_attempts = max_attempts
         # Events of types a service does not care about, or (``wants``) of a handled type but not its concern,
@@ -359,6 +365,8 @@ class IdempotentConsumer:
                     if (rec.topic in self.strict_topics and self.handled_types is not None
                             and env.event_name not in self.handled_types):
                         raise EnvelopeError("unexpected_type", f"{env.type} is not taken on {rec.topic}")
+                    if self.check_signature is not None and rec.topic in self.signed_topics:
+                        self.check_signature(env.source, rec.value, rec.headers)
                     if self.authorize:
                         self.authorize(env, rec.topic)
                     decoded.append((rec, env, ev, payload_digest(env)))

@@ -30,8 +30,9 @@ from shared.unit_of_work import T, UnitOfWork, transactional
 
 log = logging.getLogger(__name__)
 # Topics where only the consuming service's own event types belong (see IdempotentConsumer.strict_topics).
-STRICT_TOPICS = {topic_names.INTAKE_ASSESSMENT, topic_names.INTAKE_QUOTA, topic_names.INTAKE_SETTLEMENT,
-                 topic_names.LEDGER_COMMANDS}
+# Where departments publish: their messages are signed (COUNTYPOOL_INTAKE_SIGNATURES, shared.auth).
+INTAKE_TOPICS = {topic_names.INTAKE_ASSESSMENT, topic_names.INTAKE_QUOTA, topic_names.INTAKE_SETTLEMENT}
+STRICT_TOPICS = INTAKE_TOPICS | {topic_names.LEDGER_COMMANDS}
 
 
 class ServiceRuntime:
@@ -56,7 +57,8 @@ class ServiceRuntime:
         self.outbox = Outbox(self.tables["outbox"], self.name)
         self.authenticator = Authenticator.from_settings(settings.auth_tokens_file, settings.auth_jwt_secret,
                                                         audience=settings.auth_jwt_audience,
-                                                        issuer=settings.auth_jwt_issuer)
+                                                        issuer=settings.auth_jwt_issuer,
+                                                        intake_signatures=settings.intake_signatures)
         kafka_security()  # unusable TLS/SASL settings stop the service here, not silently in its readiness probe
         self.kafka = KafkaProbe(settings.kafka_bootstrap_servers)
         self.relay = OutboxRelay(
@@ -74,6 +76,8 @@ class ServiceRuntime:
                 max_records=settings.consumer_max_records, max_attempts=settings.consumer_max_attempts,
                 handled_types=handled_types, batch_handler=batch_handler, wants=getattr(handler, "wants", None),
                 strict_topics=(set(topics) & STRICT_TOPICS) | set(intake_topics), max_message_bytes=settings.consumer_max_message_bytes,
+                signed_topics=(set(topics) & INTAKE_TOPICS) | set(intake_topics),
+                check_signature=None if self.authenticator.intake_signatures == "off" else self.authenticator.check_signature,
             )
         # Extra periodic work of a service (e.g. the ledger expiring pending transfers): objects with
         # start() and stop(), run alongside the relay and the consumer.

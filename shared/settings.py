@@ -51,6 +51,8 @@ class ServiceSettings(BaseSettings):
     # secret for another system of the county is then refused here.
     auth_jwt_audience: str | None = Field(default_factory=lambda: os.environ.get("COUNTYPOOL_AUTH_JWT_AUDIENCE") or None)
     auth_jwt_issuer: str | None = Field(default_factory=lambda: os.environ.get("COUNTYPOOL_AUTH_JWT_ISSUER") or None)
+    # Intake messages signed by their source's API key (shared/auth.py): off | verify | require
+    intake_signatures: str = Field(default_factory=lambda: os.environ.get("COUNTYPOOL_INTAKE_SIGNATURES") or "off")
 
     # The consumer group (COUNTYPOOL_<SERVICE>_GROUP_ID); default countypool-<service>. A demo, a benchmark
     # or a second instance for another county uses its own.

@@ -305,3 +305,48 @@ def test_tokens_file_is_not_read_again_within_the_recheck_period(tmp_path, monke
     auth = Authenticator.from_settings(f, None)
     f.write_text(json.dumps({"new-key": spec}), encoding="utf-8")
     assert auth.authenticate("old-key").id == "ecology"  # one stat per period, not one per request
+
+
+def _signing_auth(mode: str) -> Authenticator:
+    eco = Principal("ecology", frozenset({"publish:QuotaReleaseSubmitted"}), frozenset({"/departments/ecology"}))
+    nr = Principal("natural-resources", frozenset({"publish:QuotaReleaseSubmitted"}),
+                   frozenset({"/departments/natural-resources"}))
+    return Authenticator({"eco-old": eco, "eco-new": eco, "nr-key": nr}, intake_signatures=mode)
+
+
+def test_intake_signatures_bind_a_message_to_its_declared_source():
+    from shared.auth import SIGNATURE_HEADER, signature_of
+    from shared.envelope import EnvelopeError
+
+    auth = _signing_auth("require")
+    value = b'{"type":"countypool.QuotaReleaseSubmitted.v1","source":"/departments/ecology"}'
+    for key in ("eco-old", "eco-new"):  # either key of the principal while it rotates them
+        auth.check_signature("/departments/ecology", value, [(SIGNATURE_HEADER, signature_of(key, value).encode())])
+    refusals = {
+        "signature_missing": [],
+        "signature_invalid": [(SIGNATURE_HEADER, signature_of("nr-key", value).encode())],  # another department
+    }
+    for reason, headers in refusals.items():
+        with pytest.raises(EnvelopeError) as caught:
+            auth.check_signature("/departments/ecology", value, headers)
+        assert caught.value.reason == reason
+    tampered = value.replace(b"ecology", b"ecologx")
+    with pytest.raises(EnvelopeError, match="not the signature"):
+        auth.check_signature("/departments/ecology", tampered, [(SIGNATURE_HEADER, signature_of("eco-old", value).encode())])
+    with pytest.raises(EnvelopeError, match="not the signature"):  # an unknown source has no key
+        auth.check_signature("/departments/nobody", value, [(SIGNATURE_HEADER, signature_of("eco-old", value).encode())])
+
+
+def test_intake_signature_modes():
+    from shared.auth import SIGNATURE_HEADER, signature_of
+    from shared.envelope import EnvelopeError
+
+    value, wrong = b"{}", [(SIGNATURE_HEADER, b"sha256=00")]
+    _signing_auth("off").check_signature("/departments/ecology", value, wrong)  # ignored
+    _signing_auth("verify").check_signature("/departments/ecology", value, [])  # unsigned passes
+    with pytest.raises(EnvelopeError):
+        _signing_auth("verify").check_signature("/departments/ecology", value, wrong)  # but a wrong one does not
+    _signing_auth("verify").check_signature("/departments/ecology", value,
+                                            [(SIGNATURE_HEADER, signature_of("eco-new", value).encode())])
+    with pytest.raises(AuthConfigError, match="COUNTYPOOL_INTAKE_SIGNATURES"):
+        _signing_auth("sometimes")
