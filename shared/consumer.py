@@ -28,12 +28,11 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from pydantic import ValidationError
 from sqlalchemy import Table, select
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from shared.bulk import bulk_insert, copy_binary, id_in, is_pg
 from shared.contracts.topics import dlq
-from shared.db import Database, over_a_limit, retry_reason
+from shared.db import DB_ERRORS, Database, database_unavailable, driver_error, retry_reason
 from shared.envelope import Envelope, EnvelopeError, Event, decode
 from shared.kafka_security import kafka_python_options
 from shared.logs import correlation_id
@@ -309,7 +308,7 @@ class IdempotentConsumer:
             try:
                 self._apply(records)
                 break
-            except DBAPIError as exc:
+            except DB_ERRORS as exc:
                 reason = retry_reason(exc) or "db_error"
                 DB_RETRIES.labels(self.service, reason).inc()
                 if self._stop.is_set():
@@ -422,7 +421,7 @@ class IdempotentConsumer:
             refused = self.batch_handler(session, [MessageContext(session, env, ev, self.outbox, rec.topic, rec.partition,
                                                                   rec.offset) for rec, env, ev in wanted]) or {}
             savepoint.commit()
-        except DBAPIError as exc:
+        except DB_ERRORS as exc:
             savepoint.rollback()
             if retry_reason(exc):
                 raise
@@ -462,13 +461,14 @@ class IdempotentConsumer:
                     savepoint.rollback()
                     dead.append(_DeadLetter(rec, "event_too_large", str(exc)))
                     return None
-                except DBAPIError as exc:
+                except DB_ERRORS as exc:  # SQLAlchemy's or, from the raw COPY/pipeline paths, psycopg's own
                     savepoint.rollback()
-                    if retry_reason(exc) or (isinstance(exc, OperationalError) and not over_a_limit(exc)):
+                    if retry_reason(exc) or database_unavailable(exc):
                         raise  # deadlock or a lost database: the whole batch is retried by the caller
                     if attempt == self.max_attempts:
                         # bad data the database refuses (too long, constraint): this message, not the batch
-                        dead.append(_DeadLetter(rec, "handler_db_error", f"{type(exc.orig).__name__}: {exc.orig}"))
+                        raw = driver_error(exc)
+                        dead.append(_DeadLetter(rec, "handler_db_error", f"{type(raw).__name__}: {raw}"))
                         return None
                 except Exception as exc:  # noqa: BLE001 - a bug or bad data must not stop the loop
                     savepoint.rollback()

@@ -98,11 +98,24 @@ def is_postgres(engine: Engine) -> bool:
 
 _RETRYABLE_PG = {"40001": "serialization_failure", "40P01": "deadlock_detected"}
 
+try:  # the hot paths write through the transaction's psycopg connection (shared.bulk, the ledger's batches): its
+    # errors arrive as psycopg's own, not wrapped by SQLAlchemy, and are database errors all the same
+    from psycopg import Error as _RawError
+    from psycopg import OperationalError as _RawOperationalError
+except ImportError:  # pragma: no cover - psycopg is a declared dependency
+    class _RawError(Exception):
+        pass
+
+    class _RawOperationalError(_RawError):
+        pass
+
+DB_ERRORS = (DBAPIError, _RawError)
+
 
 def retry_reason(exc: BaseException) -> str | None:
-    """Name the transient failure worth retrying, or None."""
-    if isinstance(exc, DBAPIError):
-        code = getattr(exc.orig, "sqlstate", None)
+    """Name the transient failure worth retrying, or None (a SQLAlchemy error or a raw psycopg one)."""
+    if isinstance(exc, DB_ERRORS):
+        code = getattr(exc.orig if isinstance(exc, DBAPIError) else exc, "sqlstate", None)
         if code in _RETRYABLE_PG:
             return _RETRYABLE_PG[code]
         if isinstance(exc, OperationalError) and "database is locked" in str(exc):
@@ -110,10 +123,21 @@ def retry_reason(exc: BaseException) -> str | None:
     return None
 
 
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception: what SQLAlchemy wrapped, or the raw one."""
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
 def over_a_limit(exc: BaseException) -> bool:
     """PostgreSQL's "program limit exceeded" (class 54: an index row or a value too large): psycopg calls it an
     operational error, but it is this statement's data, not a lost database, and trying again cannot help."""
-    return (getattr(getattr(exc, "orig", None), "sqlstate", None) or "").startswith("54")
+    return (getattr(driver_error(exc), "sqlstate", None) or "").startswith("54")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """A lost or refused connection, not this statement's data: worth the whole transaction again."""
+    operational = isinstance(exc, OperationalError) or isinstance(driver_error(exc), _RawOperationalError)
+    return operational and not over_a_limit(exc)
 
 
 def run_with_retry(service: str, fn: Callable[[], T], *, attempts: int = 8) -> T:
@@ -121,7 +145,7 @@ def run_with_retry(service: str, fn: Callable[[], T], *, attempts: int = 8) -> T
     for attempt in range(1, attempts + 1):
         try:
             return fn()
-        except DBAPIError as exc:
+        except DB_ERRORS as exc:
             reason = retry_reason(exc)
             if reason is None or attempt == attempts:
                 raise

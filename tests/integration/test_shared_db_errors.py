@@ -1,0 +1,94 @@
+"""Errors from the raw psycopg paths (COPY, pipelines: shared.bulk, the ledger's batch writes) are database errors
+like SQLAlchemy's: a connection lost under a handler retries the whole batch (never a dead letter of a message the
+database could not see), and a deadlock is retried by the unit of work."""
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from kafka import KafkaProducer
+from sqlalchemy import text
+
+from shared.consumer import IdempotentConsumer
+from shared.db import retry_reason, run_with_retry
+from shared.envelope import new_envelope
+from tests.support.machinery import WidgetAdded, count_widget, make_db, messaging, widget_counts
+
+
+def test_a_connection_lost_under_a_raw_statement_retries_the_batch(pg_url, kafka_bootstrap, unique_topic):
+    db, outbox = make_db(pg_url)
+    calls = {"n": 0}
+
+    def handler(ctx):
+        calls["n"] += 1
+        raw = ctx.session.connection().connection.driver_connection
+        if calls["n"] == 1:  # the database drops this connection (a restart, a failover) under the raw path
+            with db.engine.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": raw.info.backend_pid})
+                other.commit()
+        raw.execute("SELECT 1")
+        count_widget(ctx)
+
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    p.send(unique_topic, key=b"w1", value=new_envelope(WidgetAdded(widget_id="w1", seq=1), subject="w1",
+                                                       source="/test").to_json())
+    p.flush()
+    p.close()
+    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap, group_id=f"g-{unique_topic}",
+                           topics=[unique_topic], handler=handler, max_attempts=2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and c.stats.applied + c.stats.dead_lettered < 1:
+        try:
+            c.poll_once(timeout_ms=300)
+        except Exception:  # noqa: BLE001 - a poll that fails is polled again, as the consumer's loop does
+            pass
+    c.stop()
+    assert (c.stats.applied, c.stats.dead_lettered) == (1, 0)
+    assert widget_counts(db) == {"w1": 1}
+
+
+@pytest.mark.parametrize("error, reason", [(psycopg.errors.DeadlockDetected, "deadlock_detected"),
+                                           (psycopg.errors.SerializationFailure, "serialization_failure")])
+def test_raw_transient_errors_are_retried(error, reason):
+    assert retry_reason(error("raw")) == reason
+    attempts = []
+
+    def once():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise error("raw")
+        return "done"
+
+    assert run_with_retry("test", once) == "done" and len(attempts) == 3
+
+
+def test_a_raw_data_error_dead_letters_the_message_as_a_database_refusal(db_url, kafka_bootstrap, unique_topic):
+    """What the database refuses about this message's data (a value too long for COPY) is the message's fault:
+    dead-lettered as handler_db_error with the driver's error, the rest of the batch applied."""
+    from tests.support.machinery import read_all
+
+    db, outbox = make_db(db_url)
+
+    def handler(ctx):
+        if ctx.event.widget_id == "bad":
+            raise psycopg.errors.StringDataRightTruncation("value too long for type character varying(200)")
+        count_widget(ctx)
+
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for w in ("ok", "bad"):
+        p.send(unique_topic, key=w.encode(), value=new_envelope(WidgetAdded(widget_id=w, seq=1), subject=w,
+                                                                 source="/test").to_json())
+    p.flush()
+    p.close()
+    c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap, group_id=f"g-{unique_topic}",
+                           topics=[unique_topic], handler=handler, max_attempts=2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and c.stats.applied + c.stats.dead_lettered < 2:
+        c.poll_once(timeout_ms=300)
+    c.stop()
+    assert widget_counts(db) == {"ok": 1}
+    letters = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
+    headers = dict(letters[0].headers)
+    assert headers["dlq-reason"] == b"handler_db_error"
+    assert b"StringDataRightTruncation" in headers["dlq-error"]
