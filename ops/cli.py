@@ -43,9 +43,23 @@ def _fail(resp: httpx.Response) -> None:
     if resp.status_code >= 400:
         try:
             body = resp.json()
-            print(f"error {resp.status_code}: {body.get('reason')}: {body.get('message')}", file=sys.stderr)
         except ValueError:
-            print(f"error {resp.status_code}: {resp.text[:500]}", file=sys.stderr)
+            body = None
+        if isinstance(body, dict) and ("reason" in body or "message" in body):
+            print(f"error {resp.status_code}: {body.get('reason')}: {body.get('message')}", file=sys.stderr)
+        else:  # not one of our services' answers (a proxy, another server at that URL): say what came back
+            text = " ".join(resp.text.split())[:500]
+            print(f"error {resp.status_code} from {resp.request.url}: {text}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _json(resp: httpx.Response):
+    """The answer's JSON; a body that is not (another server at that URL) is one line and status 2."""
+    try:
+        return resp.json()
+    except ValueError:
+        text = " ".join(resp.text.split())[:200]
+        print(f"error: {resp.request.url} answered {resp.status_code} without JSON: {text}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -98,7 +112,7 @@ def cmd_verify(args) -> int:
     with _client("ledger", args.token) as c:
         r = c.get("/v1/journal/verify", params={"from_seq": args.from_seq})
         _fail(r)
-        v = r.json()
+        v = _json(r)
     if v["ok"]:
         print(f"journal verifies: {v['checked']} entries from seq {v['from_seq']} (head {v['head_seq']})")
         return 0
@@ -120,18 +134,27 @@ def cmd_replay(args) -> int:
         try:
             report = rebuild(runtime.db, repair=args.write, progress=bar.update, total=total)
         except NotImplementedError as exc:  # the service refuses to rewrite rows from its events
-            print(f"not rewritten: {exc}", file=sys.stderr)
-            return 1
+            refused = exc
+            report = getattr(exc, "report", None)
+        else:
+            refused = None
         finally:
             runtime.db.dispose()
-    rows = ", ".join(f"{m} {n}" for m, n in sorted(report.rows.items()))
-    print(f"{report.events_read} events folded in {report.fold_seconds:.2f} s "
-          f"({report.events_per_second:,.0f}/s) into {rows}")
-    if report.equal:
-        print("rebuilt read models equal the live ones")
-        return 0
-    for d in report.differences[:50]:
-        print(f"  {d}")
+    if report is not None:
+        rows = ", ".join(f"{m} {n}" for m, n in sorted(report.rows.items()))
+        print(f"{report.events_read} events folded in {report.fold_seconds:.2f} s "
+              f"({report.events_per_second:,.0f}/s) into {rows}")
+        if report.equal:
+            print("rebuilt read models equal the live ones")
+            return 0
+        for d in report.differences[:50]:
+            print(f"  {d}")
+    if refused is not None:
+        # the rows that differ were printed above (they used to be lost: only this line was said)
+        if report is not None:
+            print(f"{len(report.differences)} rows differ; none rewritten")
+        print(f"not rewritten: {refused}", file=sys.stderr)
+        return 1
     if not args.write:
         print(f"{len(report.differences)} rows differ")
         return 1
@@ -230,7 +253,7 @@ def cmd_settlement(args) -> int:
         if args.action in ("run", "finalize"):
             r = c.post(f"{base}/{'draft' if args.action == 'run' else 'finalize'}")
             _fail(r)
-            print(json.dumps(r.json(), indent=2, ensure_ascii=False))
+            print(json.dumps(_json(r), indent=2, ensure_ascii=False))
             return 0
         fmt = args.format
         r = c.get(f"{base}/statement/export", params={"format": fmt, "headers": args.headers})
@@ -296,7 +319,8 @@ def _run(args) -> int:
     """A command's exit status; what keeps it from running (Kafka, a service or a database away, a topic
     missing) is one line on stderr and status 2, not a traceback."""
     from kafka.errors import KafkaError
-    from sqlalchemy.exc import DBAPIError
+    from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, DBAPIError
 
     from ops.kafka_ops import KafkaUnavailable, NoSuchTopic
     from shared.kafka_security import KafkaSecurityError
@@ -319,6 +343,14 @@ def _run(args) -> int:
         cause = exc.orig if exc.orig is not None else exc
         reason = (str(cause).strip().splitlines() or [""])[0]
         print(f"error: database: {type(cause).__name__}: {reason}", file=sys.stderr)
+    except ArgumentError as exc:  # a database URL SQLAlchemy cannot parse, or a dialect it does not know
+        print(f"error: database URL: {(str(exc).strip().splitlines() or [''])[0]} "
+              f"(set COUNTYPOOL_<SERVICE>_DATABASE_URL or DATABASE_URL?)", file=sys.stderr)
+    except ValidationError as exc:  # a COUNTYPOOL_* setting the service cannot take
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ())) or exc.title
+        print(f"error: setting {where}: {first.get('msg', exc)}", file=sys.stderr)
+    # (these used to end in a traceback and exit status 1, which `replay` uses for "rows differ")
     return 2
 
 

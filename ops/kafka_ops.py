@@ -57,10 +57,13 @@ class Lag:
     committed: int
     end: int
     missing: bool = False  # the topic does not exist
+    behind: int | None = None  # the sum of each partition's lag (consumer_lag sets it)
 
     @property
     def lag(self) -> int:
-        return max(0, self.end - self.committed)
+        # per partition, as the services' own gauge (shared/consumer_lag.py) counts it: a position past a
+        # partition's end (offsets reset by hand, a log truncated) must not cancel another partition's backlog
+        return self.behind if self.behind is not None else max(0, self.end - self.committed)
 
 
 def service_groups() -> dict[str, list[str]]:
@@ -102,11 +105,13 @@ def consumer_lag(bootstrap: str, groups: dict[str, list[str]] | None = None) -> 
                     continue
                 tps = [TopicPartition(topic, p) for p in sorted(parts)]
                 first, ends = probe.beginning_offsets(tps), probe.end_offsets(tps)
-                position = 0
+                position = behind = 0
                 for tp in tps:
                     meta = committed.get(tp)
-                    position += meta.offset if meta is not None and meta.offset >= 0 else first[tp]
-                out.append(Lag(group, topic, position, sum(ends[tp] for tp in tps)))
+                    at = meta.offset if meta is not None and meta.offset >= 0 else first[tp]
+                    position += at
+                    behind += max(0, ends[tp] - at)
+                out.append(Lag(group, topic, position, sum(ends[tp] for tp in tps), behind=behind))
     finally:
         probe.close()
         admin.close()

@@ -59,6 +59,19 @@ class Projection:
         raise NotImplementedError(f"{self.name}: repair from events is not supported; fix the cause and replay")
 
 
+class RepairRefused(NotImplementedError):
+    """The projection does not rewrite rows from events; ``report`` holds the differences it was asked to repair
+    (an operator who ran ``--write`` is still told which rows differ)."""
+
+    def __init__(self, message: str, report: "ReplayReport"):
+        super().__init__(message)
+        self.report = report
+
+
+def repairs(projection: Projection) -> bool:
+    return type(projection).repair is not Projection.repair
+
+
 @dataclass(frozen=True)
 class Difference:
     model: str
@@ -172,7 +185,7 @@ def replay(db: Database, projection: Projection, *, compare_live: bool = True, r
         conn = db.engine.connect()
         if db.is_postgres:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        elif not repair:
+        elif not (repair and repairs(projection)):  # a projection that refuses to repair writes nothing either
             conn = conn.execution_options(sqlite_read_snapshot=True)  # WAL snapshot without the write lock
         trans = conn.begin()
         try:
@@ -190,7 +203,10 @@ def replay(db: Database, projection: Projection, *, compare_live: bool = True, r
                 report.differences = compare(projection.live(session), rebuilt)
                 report.compare_seconds = time.perf_counter() - t1
             if repair and report.differences:
-                report.repaired = projection.repair(session, report.differences, rebuilt)
+                try:
+                    report.repaired = projection.repair(session, report.differences, rebuilt)
+                except NotImplementedError as exc:
+                    raise RepairRefused(str(exc), report) from None
                 session.flush()
                 report.remaining = compare(projection.live(session), rebuilt)
                 trans.commit()

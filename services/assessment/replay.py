@@ -73,7 +73,8 @@ MODELS = ("enterprises", "indicator_parts", "indicators", "policies", "evaluatio
 
 def utc_iso(value: str | datetime) -> str:
     """One spelling for an instant: the event's JSON text ('...Z') and the database's datetime agree."""
-    d = datetime.fromisoformat(value) if isinstance(value, str) else utc(value)
+    # utc() for the text too: a time written without an offset is UTC, not the local time of the host that replays
+    d = utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
     return d.astimezone(timezone.utc).isoformat()
 
 

@@ -81,9 +81,11 @@ def fen(s: str) -> int:
 def iso(d: datetime | str | None) -> str | None:
     if d is None:
         return None
-    if isinstance(d, str):
+    if isinstance(d, str):  # an event's text, or a SQLite timestamp read by the raw SQL of ``live`` (no offset)
         d = datetime.fromisoformat(d)
-    elif d.tzinfo is None:  # SQLite keeps UTC without an offset (storage.rows.to_db)
+    # naive (SQLite keeps UTC without an offset, storage.rows.to_db) is UTC: astimezone() would take it for the
+    # host's local time, and on a host set to China time every statement differed by 8 hours
+    if d.tzinfo is None:
         d = d.replace(tzinfo=UTC)
     return d.astimezone(UTC).isoformat()
 
