@@ -18,6 +18,7 @@ import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from ops.demo_platform import DemoPlatform
+from shared.auth import SIGNATURE_HEADER, signature_of
 from shared.kafka_security import kafka_python_options
 
 TOKENS = {
@@ -119,6 +120,15 @@ class Dataset:
         return (self.root / "files" / f"{path}.csv").read_bytes()
 
 
+def _signing_keys(path: Path) -> dict[str, str]:
+    """source -> the dev API key of the principal that owns it (deploy/dev-tokens.json)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return {source: token for token, spec in doc.items() for source in spec.get("sources", [])}
+
+
+_DEV_TOKENS = Path(__file__).resolve().parents[1] / "deploy" / "dev-tokens.json"
+
+
 class Feeder:
     """Publishing to Kafka like a department does (key = subject) and calling the services' HTTP APIs."""
 
@@ -131,6 +141,7 @@ class Feeder:
         self.clients = {s: httpx.Client(base_url=platform.url(s), timeout=600) for s in platform.services}
         self.published: dict[str, int] = {}
         self.http_calls = 0
+        self.signing_keys = _signing_keys(_DEV_TOKENS)
 
     def close(self) -> None:
         try:
@@ -145,8 +156,11 @@ class Feeder:
         n = 0
         for env in envelopes:
             env = self.re.envelope(env)
-            self.producer.send(topic, key=env["subject"].encode(),
-                               value=json.dumps(env, ensure_ascii=False, separators=(",", ":")).encode())
+            value = json.dumps(env, ensure_ascii=False, separators=(",", ":")).encode()
+            # signed as a department signs (COUNTYPOOL_INTAKE_SIGNATURES): the demo runs whatever that setting says
+            key = self.signing_keys.get(env.get("source", ""))
+            headers = [(SIGNATURE_HEADER, signature_of(key, value).encode())] if key else []
+            self.producer.send(topic, key=env["subject"].encode(), value=value, headers=headers)
             n += 1
         self.producer.flush(timeout=120)
         self.published[topic] = self.published.get(topic, 0) + n

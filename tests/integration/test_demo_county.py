@@ -161,7 +161,8 @@ def check_statements(api, county: str, periods: dict) -> None:
 
 
 def test_tiny_county_through_all_four_services(pg_server_url, kafka_bootstrap, tmp_path):
-    env = {"DATABASE_URL": pg_server_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+    # every department message signed and checked (the demo signs as the departments would): all are still taken in
+    env = {"DATABASE_URL": pg_server_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "COUNTYPOOL_INTAKE_SIGNATURES": "require",
            **{f"COUNTYPOOL_{s.upper()}_PORT": str(_free_port()) for s in SERVICES}}
     seen: dict = {}
 
