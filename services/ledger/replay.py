@@ -1,8 +1,12 @@
 """Rebuild the ledger's balance projection from its journal (the ledger's event store) and compare it with
 the live ``accounts`` rows. Each journal row carries the balance deltas of its entry, so the fold is a sum
-per account, done by the database. The report has the shape every service's replay gives."""
+per account, done by the database. The accounts' terms (asset, address, flags) are compared with their
+``account_created`` entries too: the hash chain covers the journal, not the ``accounts`` table, so a flag turned
+off there (an account allowed to overdraw) would otherwise go unseen. The report has the shape every service's
+replay gives."""
 from __future__ import annotations
 
+import json
 import time
 from typing import Callable
 
@@ -16,6 +20,8 @@ from shared.db import Database
 from shared.replay import Difference, ReadModels, ReplayReport, compare
 
 MODEL = "account_balances"  # (debits_pending, debits_posted, credits_pending, credits_posted)
+TERMS = "account_terms"  # (asset, address, debits_must_not_exceed_credits, credits_must_not_exceed_debits, closed)
+_FLAGS = ("flags.debits_must_not_exceed_credits", "flags.credits_must_not_exceed_debits", "flags.closed")
 
 
 def _from_journal(s: Session) -> ReadModels:
@@ -29,16 +35,22 @@ def _from_journal(s: Session) -> ReadModels:
             .where(J.c.credit_account_id.is_not(None)).group_by(J.c.credit_account_id)):
         d = rows.get(acc, (0, 0, 0, 0))
         rows[acc] = (d[0], d[1], int(cp), int(cpo))
+    terms: dict = {}
     # an account created in the journal but never moved has zero balances, not no row
-    for (acc,) in s.execute(select(J.c.account_id).where(J.c.kind == "account_created")):
+    for acc, payload in s.execute(select(J.c.account_id, J.c.payload).where(J.c.kind == "account_created")):
         rows.setdefault(acc, (0, 0, 0, 0))
-    return {MODEL: rows}
+        p = json.loads(payload)
+        terms[acc] = (p["asset"], p["address"], *(bool(p[f]) for f in _FLAGS))
+    return {MODEL: rows, TERMS: terms}
 
 
 def _live(s: Session) -> ReadModels:
-    return {MODEL: {a.id: (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
-                    for a in s.execute(select(A.c.id, A.c.debits_pending, A.c.debits_posted,
-                                              A.c.credits_pending, A.c.credits_posted))}}
+    balances, terms = {}, {}
+    for a in s.execute(select(A)):
+        balances[a.id] = (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+        terms[a.id] = (a.asset, a.address, bool(a.debits_must_not_exceed_credits),
+                       bool(a.credits_must_not_exceed_debits), bool(a.closed))
+    return {MODEL: balances, TERMS: terms}
 
 
 def _repair(s: Session, diffs: list[Difference]) -> int:
@@ -46,9 +58,14 @@ def _repair(s: Session, diffs: list[Difference]) -> int:
     for d in diffs:
         if d.live is None or d.rebuilt is None:
             continue  # an account row missing on one side is not a balance to rewrite: reported only
-        s.execute(text("UPDATE accounts SET debits_pending=:a, debits_posted=:b, credits_pending=:c, "
-                       "credits_posted=:d WHERE id=:id"),
-                  dict(a=d.rebuilt[0], b=d.rebuilt[1], c=d.rebuilt[2], d=d.rebuilt[3], id=d.key))
+        if d.model == TERMS:  # the terms the journal recorded when the account was opened
+            s.execute(text("UPDATE accounts SET asset=:a, address=:b, debits_must_not_exceed_credits=:c, "
+                           "credits_must_not_exceed_debits=:d, closed=:e WHERE id=:id"),
+                      dict(a=d.rebuilt[0], b=d.rebuilt[1], c=d.rebuilt[2], d=d.rebuilt[3], e=d.rebuilt[4], id=d.key))
+        else:
+            s.execute(text("UPDATE accounts SET debits_pending=:a, debits_posted=:b, credits_pending=:c, "
+                           "credits_posted=:d WHERE id=:id"),
+                      dict(a=d.rebuilt[0], b=d.rebuilt[1], c=d.rebuilt[2], d=d.rebuilt[3], id=d.key))
         n += 1
     return n
 
