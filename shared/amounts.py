@@ -45,16 +45,22 @@ def parse_amount(text: str | int, scale: int, *, allow_zero: bool = False, allow
     # integers from the digits: Decimal arithmetic would round past its context's 28 digits
     sign, digits, exponent = d.as_tuple()
     assert isinstance(exponent, int)
-    coefficient = int("".join(map(str, digits)))
+    # int() of more than 4,300 digits raises a plain ValueError (CPython's limit on int/str conversion): a figure of
+    # 5,000 digits in an import row was a 500, not a refused amount. Trailing zeros are dropped first ('1.000…0' is
+    # 1 however many zeros it has); what is left beyond the scale is a refusal, and more digits than MAX_UNITS has
+    # is one without converting them.
+    text_digits = "".join(map(str, digits))
+    kept = text_digits.rstrip("0")
+    exponent += len(text_digits) - len(kept)
     shift = exponent + scale
-    if shift < 0:
-        coefficient, dropped = divmod(coefficient, 10**-shift)
-        if dropped:
-            raise AmountError(
-                "amount_exceeds_scale", f"amount {text!r} has more than {scale} decimal places"
-            )
-        shift = 0
-    units = (-1 if sign else 1) * coefficient * 10**shift
+    if kept and shift < 0:
+        raise AmountError(
+            "amount_exceeds_scale", f"amount {_shown(text)} has more than {scale} decimal places"
+        )
+    if kept and len(kept) + shift > len(str(MAX_UNITS)):
+        raise AmountError("amount_too_large", f"amount {_shown(text)} is more than the books can hold "
+                                              f"({format_amount(MAX_UNITS, scale)})")
+    units = (-1 if sign else 1) * int(kept or "0") * 10**max(shift, 0)
     if abs(units) > MAX_UNITS:
         raise AmountError("amount_too_large", f"amount {text!r} is more than the books can hold "
                                               f"({format_amount(MAX_UNITS, scale)})")
@@ -63,6 +69,11 @@ def parse_amount(text: str | int, scale: int, *, allow_zero: bool = False, allow
     if units == 0 and not allow_zero:
         raise AmountError("amount_must_not_be_zero", f"amount {text!r} is zero")
     return units
+
+
+def _shown(text: str) -> str:
+    """The amount as an error message quotes it: a figure of thousands of digits is cut, not echoed whole."""
+    return repr(text) if len(text) <= 60 else repr(text[:40]) + f"... ({len(text)} characters)"
 
 
 def format_amount(units: int, scale: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from shared.contracts.quota import ApprovalKind, ApprovalGranted, QuotaReleaseSubmitted
 from shared.contracts.types import DecimalStr, Identifier, SourceIdentifier
@@ -30,24 +30,33 @@ class Problem(BaseModel):
 
 # -- policy ------------------------------------------------------------------------------------------
 class PriorityIn(_In):
-    keys: list[Literal["project_class", "strategic_industry", "tax_per_mu", "arrival"]] | None = None
-    class_order: list[str] | None = None
-    strategic_industries: list[str] | None = None
+    # bounded lists: pydantic builds one error per bad item before any handler runs (500,000 items, ~600 MB)
+    keys: list[Literal["project_class", "strategic_industry", "tax_per_mu", "arrival"]] | None = Field(default=None, max_length=8)
+    class_order: list[str] | None = Field(default=None, max_length=100)
+    strategic_industries: list[str] | None = Field(default=None, max_length=2000)
 
 
 class PolicyIn(_In):
     """A county's pool policy; every field left out takes the default (Nantong/Jiangsu)."""
 
-    retire_share_bp: dict[str, int] | None = Field(default=None, examples=[{"COD": 2000}],
+    retire_share_bp: dict[str, int] | None = Field(default=None, examples=[{"COD": 2000}], max_length=100,
                                                    description="share retired per asset, basis points")
-    prices: dict[str, DecimalStr] | None = Field(default=None, examples=[{"COD": "12000.00"}],
+    prices: dict[str, DecimalStr] | None = Field(default=None, examples=[{"COD": "12000.00"}], max_length=100,
                                                  description="county price list, CNY per asset unit (有偿使用)")
     reservation_timeout_seconds: int | None = Field(default=None, gt=0)
     request_wait_seconds: int | None = Field(default=None, gt=0)
     consumption_order: Literal["fifo", "township_order"] | None = None
-    township_order: list[str] | None = None
+    township_order: list[str] | None = Field(default=None, max_length=2000)
     verification: Literal["hold", "accept", "reject"] | None = None
     priority: PriorityIn | None = None
+
+    @field_validator("retire_share_bp", "prices", mode="before")
+    @classmethod
+    def _few_entries(cls, value):
+        # a map's max_length is checked after its items: 50,000 bad entries were 50,000 errors first
+        if isinstance(value, dict) and len(value) > 100:
+            raise ValueError("at most 100 entries")
+        return value
 
 
 class PolicyOut(BaseModel):
