@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -100,6 +101,74 @@ def _check_pollutant_names(policy: AssessmentPolicy) -> None:
         raise Unprocessable(problems[0]["reason"], "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems)
 
 
+# enterprise_results.class_label is String(20) and PostgreSQL text holds no NUL: a band or exclusion label the
+# results cannot hold was stored, and every later evaluation of the county-year failed with a 500 on PostgreSQL
+CLASS_LABEL_MAX = 20
+
+
+def _check_class_labels(policy: AssessmentPolicy) -> None:
+    problems = []
+    for where, labels in (("class_rule.bands", [b.label for b in policy.class_rule.bands]),
+                          ("exclusions", [e.label for e in policy.exclusions])):
+        for i, label in enumerate(labels):
+            if not label.strip() or len(label) > CLASS_LABEL_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in label):
+                problems.append({"field": f"{where}.{i}.label", "reason": "class_label_invalid",
+                                 "message": f"a class label is 1 to {CLASS_LABEL_MAX} characters without control "
+                                            f"characters, not {label!r}"})
+    if problems:
+        raise Unprocessable("class_label_invalid", "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems)
+
+
+# A policy number is a weight, benchmark, factor, share, score or surcharge: at most 12 decimals, below 10^16. Any
+# Decimal was taken: one beyond the decimal context's exponents ('1E+5000000') made the content hash raise
+# decimal.Overflow (a 500), a huge one ('1E+999999') made every run compute with million-digit integers, and
+# digits beyond 28 made the weights' Decimal sum round (a weight sum of 100.00..001 passed as 100)
+NUMBER_MAX_DECIMALS = 12
+NUMBER_MAX_ADJUSTED = 15
+
+
+def _decimals(value, path: str):
+    if isinstance(value, Decimal):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _decimals(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _decimals(v, f"{path}.{i}")
+
+
+def _check_numbers(policy: AssessmentPolicy) -> None:
+    problems = []
+    for path, d in _decimals(policy.model_dump(mode="python"), ""):
+        if d == 0:
+            continue
+        sign, digits, exponent = d.as_tuple()
+        trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        if d.adjusted() > NUMBER_MAX_ADJUSTED or exponent + trailing < -NUMBER_MAX_DECIMALS:
+            problems.append({"field": path, "reason": "policy_number_out_of_range",
+                             "message": f"at most {NUMBER_MAX_DECIMALS} decimals and below 10^{NUMBER_MAX_ADJUSTED + 1}"})
+    if problems:
+        raise Unprocessable("policy_number_out_of_range", "; ".join(f"{p['field']}: {p['message']}" for p in problems[:20]),
+                            problems[:100])
+
+
+def _ordered(policy: AssessmentPolicy, version: int) -> AssessmentPolicy:
+    """The policy with the lists whose order means nothing sorted (indicators are looked up by code, groups by
+    name, disposition classes and refused prefixes by membership): the same policy written in another order is
+    the same content, not a new version (and not a new policy hash naming a new run of identical results)."""
+    d = policy.disposition
+    return policy.model_copy(update={
+        "version": version,
+        "indicators": tuple(sorted(policy.indicators, key=lambda i: i.code)),
+        "groups": tuple(sorted(policy.groups, key=lambda g: g.name)),
+        "disposition": d.model_copy(update={k: tuple(sorted(set(getattr(d, k)))) for k in (
+            "close_with_hazard_classes", "relocate_classes", "upgrade_classes")}),
+        "admission": policy.admission.model_copy(update={
+            "refused_industry_prefixes": tuple(sorted(set(policy.admission.refused_industry_prefixes)))}),
+    })
+
+
 def put_policy(s: Session, outbox: Outbox, county: str, year: int, policy: AssessmentPolicy, actor: Actor,
                now: datetime, note: str = "") -> tuple[StoredPolicy, bool]:
     """Store ``policy`` as the next version. Its ``version`` must be the current one + 1 (so two editors
@@ -107,9 +176,12 @@ def put_policy(s: Session, outbox: Outbox, county: str, year: int, policy: Asses
     if (policy.county, policy.year) != (county, year):
         raise Unprocessable("policy_path_mismatch", f"the body is for {policy.county}/{policy.year}, the path for {county}/{year}")
     _check_pollutant_names(policy)
+    _check_class_labels(policy)
+    _check_numbers(policy)
     current = ensure_policy(s, outbox, county, year, actor, now)
     same = policy.model_copy(update={"version": current.policy.version})
-    if same.content_hash() == current.policy_hash:
+    if same.content_hash() == current.policy_hash or (
+            _ordered(policy, 0).content_hash() == _ordered(current.policy, 0).content_hash()):
         return current, False
     expected = current.policy.version + 1
     if policy.version != expected:

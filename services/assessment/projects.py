@@ -36,9 +36,19 @@ def get_project(s: Session, project_id: str):
     return r
 
 
+def request_digest(application: dict, county: str, year: int) -> str:
+    return hashlib.sha256(dumps({"county": county, "year": year, "application": application}).encode()).hexdigest()
+
+
+def stored_answer(s: Session, application: dict, county: str, year: int):
+    """The stored row of this very request (same id and digest), or None."""
+    r = s.execute(select(P).where(P.c.project_id == application["id"])).first()
+    return r if r is not None and r.request_digest == request_digest(application, county, year) else None
+
+
 def admit(s: Session, outbox: Outbox, application: dict, county: str, year: int, actor: Actor, now: datetime):
     """``application``: the ProjectApplication fields in integer units. Returns (row, created)."""
-    digest = hashlib.sha256(dumps({"county": county, "year": year, "application": application}).encode()).hexdigest()
+    digest = request_digest(application, county, year)
     pid = application["id"]
     existing = s.execute(select(P).where(P.c.project_id == pid)).first()
     if existing is not None:

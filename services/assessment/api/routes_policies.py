@@ -43,8 +43,12 @@ def get_version(request: Request, county_code: str = County, year: int = Year, v
 @router.put("/{county_code}/{year}", response_model=PolicyPutOut,
             responses={409: {"description": "policy_version_conflict: version is not the current + 1"},
                        422: {"description": "policy_path_mismatch; pollutant_name_case, pollutant_name_variant: an "
-                             "emission weight for a known pollutant spelled otherwise ('nox' for 'NOx')"}},
-            summary="Store a new policy version (same content as the current one: nothing changes)")
+                             "emission weight for a known pollutant spelled otherwise ('nox' for 'NOx'); "
+                             "class_label_invalid: a band or exclusion label of more than 20 characters, blank or with "
+                             "control characters; policy_number_out_of_range: a number with more than 12 decimals or "
+                             "of 10^16 or more"}},
+            summary="Store a new policy version (same content as the current one, in any order of its indicators and "
+                    "groups: nothing changes)")
 def put(body: PolicyPut, request: Request, county_code: str = County, year: int = Year, p: Principal = Depends(WRITE)):
     stored, changed = write(request, lambda uow: put_policy(uow.session, uow.outbox, county_code, year, body.policy,
                                                             actor(p), now(), body.note),

@@ -7,12 +7,12 @@ from services.assessment.api.deps import READ, WRITE, actor, checked_code, now, 
 from services.assessment.api.schemas import ProjectIn, ProjectOut
 from services.assessment.domain.units import ENERGY_SCALE, LAND_SCALE, MONEY_SCALE
 from services.assessment.domain.enterprise import EMISSIONS_SCALE
-from services.assessment.projects import admit, get_project
+from services.assessment.projects import admit, get_project, stored_answer
 from services.assessment.storage.rows import loads, utc
 from shared.amounts import AmountError, format_amount, parse_amount
 from shared.auth import Principal
 from shared.china_time import cst_date
-from shared.errors import Unprocessable
+from shared.errors import Conflict, Unprocessable
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 SCALES = {"land": LAND_SCALE, "investment": MONEY_SCALE, "expected_yearly_tax": MONEY_SCALE, "energy_need": ENERGY_SCALE}
@@ -59,8 +59,17 @@ def post_project(body: ProjectIn, request: Request, response: Response, p: Princ
         _units(body), id=body.project_id, applicant_credit_code=code, park_id=body.park_id,
         in_park_or_cluster=body.in_park_or_cluster if body.in_park_or_cluster is not None else body.park_id is not None,
         industry_code=body.industry_code.upper(), two_high=body.two_high, on_safety_or_env_list=body.on_safety_or_env_list)
-    row, created = write(request, lambda uow: admit(uow.session, uow.outbox, application, body.county_code, year,
-                                                    actor(p), at), conflict="project_id_reused")
+    try:
+        row, created = write(request, lambda uow: admit(uow.session, uow.outbox, application, body.county_code, year,
+                                                        actor(p), at), conflict="project_id_reused")
+    except Conflict:
+        # the same request sent twice at once (a client's retry while the first was in flight): the one that lost
+        # the unique-key race answered 409 project_id_reused ("another request; use a new id") instead of the
+        # answer the first stored; a request that differs stays a 409
+        row = read(request, lambda s: stored_answer(s, application, body.county_code, year))
+        if row is None:
+            raise
+        created = False
     if not created:
         response.status_code = 200
     return project_out(row)

@@ -32,6 +32,7 @@ from .scoring import (
     MISSING_GROUP_EMPTY,
     MISSING_ZERO,
     ZERO_DENOMINATOR_FULL,
+    ZERO_DENOMINATOR_NEGATIVE,
     AdjustmentLine,
     ScoreResult,
     TermLine,
@@ -219,6 +220,8 @@ class GroupScorer:
                     out.append((FROM_VALUE, round_half_up(a * t.vn, b * t.vd), raw4, raw4, (rn, rd)))
             elif a is not None and b is not None and a > 0 and t.full_term_rule:
                 out.append((ZERO_DENOMINATOR_FULL, None, t.full4, t.full4, t.full))
+            elif a is not None and b is not None and a < 0 and t.full_term_rule:
+                out.append((ZERO_DENOMINATOR_NEGATIVE, None, 0, 0, (0, 1)))  # a measured loss: floored (scoring.py)
             elif not t.group_average:
                 out.append((MISSING_ZERO, None, 0, 0, (0, 1)))
             else:
@@ -241,7 +244,8 @@ def _term_json_parts(p: TermPlan) -> tuple[str, str, dict[str, str], str]:
             ',"weight":' + _dumps(decimal_text(p.weight)) + "}")
 
 
-_STATUSES = (FROM_VALUE, ZERO_DENOMINATOR_FULL, MISSING_ZERO, MISSING_GROUP_AVERAGE, MISSING_GROUP_EMPTY)
+_STATUSES = (FROM_VALUE, ZERO_DENOMINATOR_FULL, ZERO_DENOMINATOR_NEGATIVE, MISSING_ZERO, MISSING_GROUP_AVERAGE,
+             MISSING_GROUP_EMPTY)
 
 
 def _static_plain(p: TermPlan) -> dict:
@@ -395,12 +399,15 @@ def score_county(policy: AssessmentPolicy, benchmarks: Benchmarks, members: Iter
     return out, {name: _indicator_averages(policy, reader, v) for name, v in values.items()}
 
 
+_MEASURED = (FROM_VALUE, ZERO_DENOMINATOR_FULL, ZERO_DENOMINATOR_NEGATIVE)  # scoring.MEASURED
+
+
 def _group_averages(scorer: GroupScorer, scored: list) -> dict[int, GroupAverage | None]:
     """term index -> the group's average, for the terms some member lacks (None: nobody measured it)."""
     wanted = {i for _, packed in scored for i, t in enumerate(packed) if t[0] == MISSING_GROUP_EMPTY}
     out: dict[int, GroupAverage | None] = {}
     for i in sorted(wanted):
-        measured = [packed[i][4] for _, packed in scored if packed[i][0] in (FROM_VALUE, ZERO_DENOMINATOR_FULL)]
+        measured = [packed[i][4] for _, packed in scored if packed[i][0] in _MEASURED]
         out[i] = GroupAverage.of(measured) if measured else None
     return out
 

@@ -31,7 +31,8 @@ class IndicatorDefinition(FrozenModel):
     denominator: RatioField
     multiplier: PositiveDecimal = Decimal(1)  # 100 quotes a ratio in percent
     # denominator 0 (e.g. no emissions at all): 'missing' applies the term's missing rule;
-    # 'full_term' gives the term its maximum (the cap, or the weight when uncapped) if the numerator > 0
+    # 'full_term' gives the term its maximum (the cap, or the weight when uncapped) if the numerator > 0, and 0 if
+    # it is negative (a loss: floored like any negative value, never the missing rule's group average)
     on_zero_denominator: Literal["missing", "full_term"] = "missing"
 
     @property

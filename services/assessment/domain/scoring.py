@@ -21,7 +21,12 @@ ZERO_DENOMINATOR_FULL = "zero_denominator_full_term"
 MISSING_ZERO = "missing_zero"
 MISSING_GROUP_AVERAGE = "missing_group_average"
 MISSING_GROUP_EMPTY = "missing_group_has_no_values"  # group_average asked, but nobody had the value
-MEASURED = (FROM_VALUE, ZERO_DENOMINATOR_FULL)  # terms that count toward a group average
+# a negative numerator over a zero denominator under 'full_term' (a loss-making year without emissions): the
+# value is measured and below zero, so the term is floored at 0 like any negative value. It used to fall through
+# to the missing rule and, under 'group_average', gave the loss-maker the group's average term, more than an
+# identical loss-maker with some emissions got (0)
+ZERO_DENOMINATOR_NEGATIVE = "zero_denominator_negative"
+MEASURED = (FROM_VALUE, ZERO_DENOMINATOR_FULL, ZERO_DENOMINATOR_NEGATIVE)  # terms that count toward a group average
 
 Inputs = Mapping[str, tuple[Fraction | None, Fraction | None]]  # indicator -> (numerator, denominator)
 
@@ -119,7 +124,7 @@ def enterprise_inputs(ind: YearlyIndicators | None, policy: AssessmentPolicy) ->
 
 
 def indicator_value(defn: IndicatorDefinition, num: Fraction | None, den: Fraction | None) -> Fraction | str | None:
-    """The exact value; 'zero_denominator' when den is 0 and num > 0; None when missing or 0/0."""
+    """The exact value; 'zero_denominator' when den is 0 and num > 0; None when missing, 0/0 or negative/0."""
     if num is None or den is None:
         return None
     if den == 0:
@@ -231,6 +236,9 @@ def score_inputs(
         if num is not None and den is not None and num > 0 and defn.on_zero_denominator == "full_term":
             full = p.cap if p.cap is not None else p.weight_exact
             lines.append(_line(defn, p.weight, p.benchmark, None, full, full, ZERO_DENOMINATOR_FULL))
+            continue
+        if num is not None and den is not None and num < 0 and defn.on_zero_denominator == "full_term":
+            lines.append(_line(defn, p.weight, p.benchmark, None, Fraction(0), Fraction(0), ZERO_DENOMINATOR_NEGATIVE))
             continue
         if p.missing == "zero":
             lines.append(_line(defn, p.weight, p.benchmark, None, Fraction(0), Fraction(0), MISSING_ZERO))

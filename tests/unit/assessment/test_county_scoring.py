@@ -111,6 +111,27 @@ def test_a_group_average_is_taken_and_published_like_the_reference():
     assert_same_run(fast, run_evaluation(COUNTY, YEAR, enterprises, indicators, policy, reference=True))
 
 
+def test_a_loss_without_emissions_is_floored_in_both_paths_and_counts_toward_the_average():
+    """Two loss-making 规上 enterprises, one with 1 t of COD and one with none: both score 0 on value added per
+    emission (the second used to take the group average, 6, under the default 'full_term' and 'group_average'
+    rules); a third without emission figures takes the average of the three measured terms, (12 + 0 + 0) / 3."""
+    policy = default_policy(COUNTY, YEAR)
+    big = dict(land=50 * 10**4, tax=600 * 10**6, revenue=30000 * 10**6, value_added=6000 * 10**6, energy=2000 * 10**3,
+               employees=250, rnd=900 * 10**6)
+    enterprises = [enterprise(i) for i in range(1, 5)]
+    indicators = [figures(1, emissions={"COD": 10 * 10**4}, **big),
+                  figures(2, emissions={"COD": 0}, **(big | {"value_added": -100 * 10**6})),
+                  figures(3, emissions={"COD": 10**4}, **(big | {"value_added": -100 * 10**6})),
+                  figures(4, **big)]
+    fast = run_evaluation(COUNTY, YEAR, enterprises, indicators, policy)
+    assert_same_run(fast, run_evaluation(COUNTY, YEAR, enterprises, indicators, policy, reference=True))
+    terms = {n: fast.result(code(n)).score.term("value_added_per_emission") for n in range(1, 5)}
+    assert (terms[2].status, terms[2].capped_term) == ("zero_denominator_negative", 0)
+    assert terms[2].capped_term == terms[3].capped_term == 0
+    assert fast.result(code(2)).score.total == fast.result(code(3)).score.total == Decimal(46)
+    assert (terms[4].status, terms[4].capped_term) == ("missing_group_average", Decimal(4))
+
+
 def test_a_group_average_too_close_to_a_boundary_is_undecided():
     # 0.00005 - 10^-40: the fixed scale of 10^-30 cannot tell whether it rounds to 0 or 0.0001
     with pytest.raises(Undecided):

@@ -115,6 +115,16 @@ def test_zero_emissions_earn_the_full_term():
     assert (t.status, t.value, t.capped_term) == (ZERO_DENOMINATOR_FULL, None, Decimal(12))
 
 
+def test_a_loss_without_emissions_scores_zero_not_the_group_average():
+    # value added -600 万元 over zero emissions under 'full_term': a measured loss, floored at 0 like the same loss
+    # with emissions (test above), not the missing rule's group average (it used to get the 7 offered here)
+    f = big_figures(7, emissions={"COD": 0}, value_added=-600 * WAN)
+    r = score(enterprise(7), f, POLICY, BENCH, group_average_terms={"value_added_per_emission": Fraction(7)})
+    t = r.term("value_added_per_emission")
+    assert (t.status, t.value, t.raw_term, t.capped_term) == ("zero_denominator_negative", None, 0, 0)
+    assert r.total == Decimal(46)  # as test_negative_value_added_scores_zero_not_below
+
+
 def test_zero_over_zero_is_missing():
     f = big_figures(7, emissions={"COD": 0}, value_added=0)
     r = score(enterprise(7), f, POLICY, BENCH, group_average_terms={})
