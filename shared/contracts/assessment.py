@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contracts import topics
-from shared.contracts.types import DecimalStr, Identifier
+from shared.contracts.types import DecimalStr, Identifier, at_most
 from shared.envelope import Event, register
 
 CreditCode = str  # 18 characters, GB 32100; validated by the assessment domain
@@ -47,7 +47,8 @@ class IndicatorsReported(_Intake):
     credit_code: CreditCode = Field(min_length=18, max_length=18)
     year: int = Field(ge=2000, le=2100)
     department: Identifier
-    fields: dict[str, DecimalStr] = Field(min_length=1, examples=[{"land": "12.5000", "tax": "1830000.00"}])
+    fields: Annotated[dict[str, DecimalStr], at_most(200)] = Field(min_length=1, max_length=200,
+                                                                   examples=[{"land": "12.5000", "tax": "1830000.00"}])
 
 
 class _Out(Event):
@@ -65,7 +66,7 @@ class EnterpriseRegistered(_Out):
     in_park: bool
     park_id: str | None = None
     industry_code: str = ""
-    flags: list[str] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list, max_length=50)
     scale: Literal["规上", "规下"] | None = Field(
         default=None, description="as the statistics bureau says; null: by policy rule (or an event older than the field)")
 

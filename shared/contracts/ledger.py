@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contracts import topics
-from shared.contracts.types import DecimalStr, Identifier
+from shared.contracts.types import DecimalStr, Identifier, at_most
 from shared.envelope import Event, register
 
 AccountFlag = Literal["debits_must_not_exceed_credits", "credits_must_not_exceed_debits", "closed"]
@@ -26,7 +26,7 @@ class AccountSpec(BaseModel):
     account_id: Identifier = Field(examples=["county:320612/pool/COD"])
     asset: Identifier = Field(examples=["COD"])
     address: str = Field(min_length=3, max_length=200, examples=["county:320612/pool"])
-    flags: list[AccountFlag] | None = None
+    flags: list[AccountFlag] | None = Field(default=None, max_length=10)
 
 
 class TransferSpec(BaseModel):
@@ -46,7 +46,8 @@ class TransferSpec(BaseModel):
     void_pending_id: str = Field(default="", max_length=200)
     linked: bool = False
     refs: list[Annotated[str, StringConstraints(max_length=200)]] = Field(default_factory=list, max_length=20)
-    metadata: dict[Annotated[str, StringConstraints(max_length=100)], Annotated[str, StringConstraints(max_length=1000)]] = \
+    metadata: Annotated[dict[Annotated[str, StringConstraints(max_length=100)],
+                             Annotated[str, StringConstraints(max_length=1000)]], at_most(50)] = \
         Field(default_factory=dict, max_length=50)
 
 

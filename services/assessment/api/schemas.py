@@ -7,14 +7,14 @@ scores with 4 decimals. Credit codes are checked (GB 32100 check character) by t
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.assessment.domain.enterprise import POLLUTANTS
 from services.assessment.domain.policy import AssessmentPolicy
 from shared.contracts.assessment import AdmissionFailure
-from shared.contracts.types import DecimalStr, Identifier
+from shared.contracts.types import DecimalStr, Identifier, at_most
 
 DispositionName = Literal["close", "relocate", "upgrade", "none"]
 CountyCode = Field(pattern=r"^\d{6}$", examples=["320623"])
@@ -34,7 +34,8 @@ class EnterpriseIn(Strict):
     in_park: bool = False
     park_id: str | None = Field(default=None, min_length=1, max_length=100)
     industry_code: str = Field(min_length=1, max_length=10, examples=["C3311"])
-    flags: list[str] = Field(default_factory=list, description="ecological_control_zone, safety_hazard, environmental_hazard, "
+    flags: list[str] = Field(default_factory=list, max_length=50,
+                             description="ecological_control_zone, safety_hazard, environmental_hazard, "
                              "under_two_years, utility, backward_equipment, or a county flag such as high_tech")
     scale: Literal["规上", "规下"] | None = None
 
@@ -70,10 +71,10 @@ class IndicatorsIn(Strict):
     credit_code: str = Field(min_length=1, max_length=40)
     year: int = Year
     department: Identifier
-    fields: dict[str, DecimalStr] = Field(min_length=1, examples=[{"land": "12.5000", "tax": "1830000.00", "emissions.COD": "1.2"}],
-                                          description="land (亩), tax, revenue, value_added, rnd (元), energy (tce), "
-                                          "electricity (kWh), employees, emissions.<pollutant> (t); a known pollutant "
-                                          f"as spelled: {', '.join(POLLUTANTS)}")
+    fields: Annotated[dict[str, DecimalStr], at_most(200)] = Field(
+        min_length=1, max_length=200, examples=[{"land": "12.5000", "tax": "1830000.00", "emissions.COD": "1.2"}],
+        description="land (亩), tax, revenue, value_added, rnd (元), energy (tce), electricity (kWh), employees, "
+                    f"emissions.<pollutant> (t); a known pollutant as spelled: {', '.join(POLLUTANTS)}")
 
 
 class PartOut(Strict):
@@ -333,7 +334,8 @@ class ProjectIn(Strict):
     investment: DecimalStr = Field(description="fixed-asset investment, 元")
     expected_yearly_tax: DecimalStr = Field(description="元 per year")
     energy_need: DecimalStr = Field(default="0", description="tce per year")
-    emission_needs: dict[str, DecimalStr] = Field(default_factory=dict, description="pollutant -> t per year")
+    emission_needs: Annotated[dict[str, DecimalStr], at_most(50)] = Field(default_factory=dict, max_length=50,
+                                                                          description="pollutant -> t per year")
     industry_code: str = Field(min_length=1, max_length=10)
     two_high: bool = Field(default=False, description="两高: high energy use and high emissions")
     on_safety_or_env_list: bool = False
