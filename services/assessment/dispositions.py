@@ -133,9 +133,11 @@ def execute(s: Session, outbox: Outbox, credit_code: str, year: int, effective_o
     if ent.status != "active":
         raise Conflict("enterprise_not_active", f"{credit_code} is {ent.status}")
     park = to_park_id if decided == Disposition.RELOCATE else None
+    # a relocation keeps where the enterprise stood: a re-run of a year before it evaluates it there
+    prior = dict(prior_in_park=ent.in_park, prior_park_id=ent.park_id) if decided == Disposition.RELOCATE else {}
     s.execute(update(D).where(D.c.id == standing.id).values(
         status="executed", executed_at=now, executed_by=actor.principal, effective_on=effective_on, to_park_id=park,
-        execution_note=note))
+        execution_note=note, **prior))
     events = []
     if decided == Disposition.CLOSE:
         s.execute(update(E).where(E.c.credit_code == credit_code).values(

@@ -8,7 +8,7 @@ no figures for the year are not evaluated (counted as ``without_data``): missing
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -58,10 +58,24 @@ def in_register_for(county: str, year: int):
     return (E.c.county_code == county) & ((E.c.status == "active") | E.c.credit_code.in_(closed_after))
 
 
+def located_for(s: Session, county: str, year: int) -> dict[str, tuple[bool, str | None]]:
+    """credit code -> (in_park, park_id) where an enterprise stood through ``year``, for those relocated with effect
+    after it (the register holds where they are now): the place before the first such relocation."""
+    rows = s.execute(select(D.c.credit_code, D.c.prior_in_park, D.c.prior_park_id).where(
+        D.c.county_code == county, D.c.status == "executed", D.c.decided == "relocate",
+        D.c.effective_on > date(year, 12, 31), D.c.prior_in_park.is_not(None))
+        .order_by(D.c.effective_on.desc(), D.c.id.desc())).all()
+    return {code: (in_park, park) for code, in_park, park in rows}  # the earliest, written last, stays
+
+
 def load_county(s: Session, county: str, year: int) -> CountyInputs:
     active = in_register_for(county, year)
     ents = [enterprise_from_row(r) for r in s.execute(select(*ENTERPRISE_COLUMNS).where(active)
                                                        .order_by(E.c.credit_code)).all()]
+    moved = located_for(s, county, year)
+    if moved:  # a relocation decided on this year's run takes effect later: the year is judged where it was
+        ents = [replace(e, in_park=moved[e.credit_code][0], park_id=moved[e.credit_code][1])
+                if e.credit_code in moved else e for e in ents]
     figures = [indicators_from_row(r) for r in s.execute(
         select(I.c.credit_code, I.c.year, I.c.figures, I.c.sources).join(E, E.c.credit_code == I.c.credit_code)
         .where(active, I.c.year == year)).all()]

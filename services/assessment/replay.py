@@ -26,7 +26,8 @@ Read models, and the live tables/columns they cover:
   run_id, recommended, decided, overridden, decided_by, decided_at, reason, superseded (status). Not covered:
   id (a sequence; gaps after rollbacks), recorded_by.
 - ``executions`` (credit_code, year) <- decisions carried out as a closure or relocation: decided,
-  effective_on, to_park_id, the exit's reason (execution_note or reason). Not covered: executed_at,
+  effective_on, to_park_id, the exit's reason (execution_note or reason). Not covered: executed_at, where a
+  relocated enterprise stood before (prior_in_park, prior_park_id: kept since migration 0006, NULL on older rows),
   executed_by, a relocation's note, and carrying out an upgrade (it emits no event).
 - ``projects`` (project_id) <- projects: county_code, year, applicant_credit_code, park_id, admitted,
   failures, land, investment_per_mu, tax_per_mu, industry_code, project_class, policy_version, policy_hash.

@@ -140,6 +140,9 @@ decisions = Table(
     Column("effective_on", Date, nullable=True),
     Column("to_park_id", String(100), nullable=True),
     Column("execution_note", Text, nullable=True),
+    # a relocation: where the enterprise stood before it (migration 0006; NULL for those carried out earlier)
+    Column("prior_in_park", Boolean, nullable=True),
+    Column("prior_park_id", String(100), nullable=True),
     Index("ix_decisions_enterprise", "credit_code", "year", "id"),
 )
 

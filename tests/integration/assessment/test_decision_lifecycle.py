@@ -287,3 +287,18 @@ def test_the_same_decision_again_is_the_standing_one(api, county):
     history = c.get(f"/v1/dispositions/{code}/2023", headers=ADMIN).json()["history"]
     assert [d["status"] for d in history] == ["superseded", "decided"]
     assert _outbox(runtime, "DispositionDecided", code) == 2
+
+
+def test_a_re_run_of_the_year_judges_a_relocated_enterprise_where_it_stood(api, county):
+    """7 was outside a park in 2023 (relocate); it moves into P-GREEN in 2024. Re-running 2023 must judge it where
+    it stood then: the same run, not one where it sits in the park and needs nothing."""
+    runtime, c = api
+    _setup(c, county)
+    first = c.post("/v1/evaluations", headers=ADMIN, json={"county_code": county.code_, "year": 2023}).json()
+    assert _decide(c, county, 7).json()["decided"] == "relocate"
+    assert _execute(c, county, 7, effective_on="2024-03-01", to_park_id="P-GREEN").status_code == 201
+    assert c.get(f"/v1/enterprises/{county.code(7)}", headers=ADMIN).json()["park_id"] == "P-GREEN"
+
+    again = c.post("/v1/evaluations", headers=ADMIN, json={"county_code": county.code_, "year": 2023}).json()
+    assert (again["created"], again["run"]["content_hash"]) == (False, first["run"]["content_hash"])
+    assert _recommendation(c, again["run"]["run_id"], county.code(7)) == "relocate"
