@@ -1,7 +1,9 @@
 """The ledger's application layer on a real database, with a clock the test controls."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Iterator
 
 from services.ledger.domain import NewAccount, TransferRequest
 from services.ledger.handlers import LedgerApp
@@ -71,3 +73,30 @@ def pausing(verify, paused, release):
         return verify(slowly(), **kw)
 
     return pausing_verify
+
+
+# -- the ledger service in-process with COD accounts opened (the HTTP tests) -----------------------------------
+POOL = "county:320612/pool/COD"
+REG = "external:rights-register/COD"
+ENT = "enterprise:91320612MA1W2B3C4D/COD"
+
+
+@contextmanager
+def served_ledger(db_url: str, bootstrap: str, accounts: list[tuple[str, str]]) -> Iterator[tuple]:
+    """(runtime, client) of a ledger service whose COD accounts (id, address) are open."""
+    from tests.support.services import ADMIN, running_service
+
+    with running_service("ledger", db_url, bootstrap, background=False) as (rt, client):
+        r = client.post("/v1/accounts", headers=ADMIN, json={"accounts": [
+            {"account_id": account, "asset": "COD", "address": address} for account, address in accounts]})
+        assert r.json()["ok"], r.json()
+        yield rt, client
+
+
+def cod_transfer(tid: str, dr: str, cr: str, amount, **kw) -> dict:
+    return {"transfer_id": tid, "debit_account": dr, "credit_account": cr, "asset": "COD", "amount": amount,
+            "code": "test", **kw}
+
+
+STANDARD_ACCOUNTS = [(REG, "external:rights-register"), (POOL, "county:320612/pool"),
+                     (ENT, "enterprise:91320612MA1W2B3C4D")]

@@ -10,11 +10,9 @@ import pytest
 from sqlalchemy import event, text
 
 from services.ledger.storage.repository import LedgerRepository
-from tests.integration.ledger.harness import pausing
-from tests.support.services import ADMIN, running_service
+from tests.integration.ledger.harness import POOL, REG, cod_transfer, pausing, served_ledger
+from tests.support.services import ADMIN
 
-POOL = "county:320612/pool/COD"
-REG = "external:rights-register/COD"
 PRJ = "project:P1/COD"
 ODD = "park:P_1%/COD"  # an address with LIKE's wildcards in it
 PX = "park:PX1/COD"  # what "park:P_1" would match were '_' a wildcard
@@ -22,21 +20,12 @@ PX = "park:PX1/COD"  # what "park:P_1" would match were '_' a wildcard
 
 @pytest.fixture
 def ledger(db_url, kafka_bootstrap):
-    with running_service("ledger", db_url, kafka_bootstrap, background=False) as (rt, client):
-        r = client.post("/v1/accounts", headers=ADMIN, json={"accounts": [
-            {"account_id": REG, "asset": "COD", "address": "external:rights-register"},
-            {"account_id": POOL, "asset": "COD", "address": "county:320612/pool"},
-            {"account_id": PRJ, "asset": "COD", "address": "project:P1"},
-            {"account_id": ODD, "asset": "COD", "address": "park:P_1%"},
-            {"account_id": PX, "asset": "COD", "address": "park:PX1"},
-        ]})
-        assert r.json()["ok"], r.json()
-        yield rt, client
+    with served_ledger(db_url, kafka_bootstrap, [(REG, "external:rights-register"), (POOL, "county:320612/pool"),
+                                                 (PRJ, "project:P1"), (ODD, "park:P_1%"), (PX, "park:PX1")]) as served:
+        yield served
 
 
-def _t(tid, dr, cr, amount, **kw):
-    return {"transfer_id": tid, "debit_account": dr, "credit_account": cr, "asset": "COD", "amount": amount,
-            "code": "test", **kw}
+_t = cod_transfer
 
 
 def post(client, *transfers):

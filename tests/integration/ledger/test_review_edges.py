@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from services.ledger.auditor import JournalAuditor
 from services.ledger.domain import NewAccount, TransferRequest
-from tests.integration.ledger.harness import SqlLedger
-from tests.support.services import ADMIN, running_service
+from tests.integration.ledger.harness import ENT, POOL, REG, STANDARD_ACCOUNTS, SqlLedger, cod_transfer, served_ledger
+from tests.support.services import ADMIN
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
@@ -58,26 +58,13 @@ def test_a_payload_that_cannot_be_read_is_a_break_at_its_row(db_url, tamper):
         led.close()
 
 
-POOL = "county:320612/pool/COD"
-REG = "external:rights-register/COD"
-ENT = "enterprise:91320612MA1W2B3C4D/COD"
-
-
 @pytest.fixture
 def ledger(db_url, kafka_bootstrap):
-    with running_service("ledger", db_url, kafka_bootstrap, background=False) as (rt, client):
-        r = client.post("/v1/accounts", headers=ADMIN, json={"accounts": [
-            {"account_id": REG, "asset": "COD", "address": "external:rights-register"},
-            {"account_id": POOL, "asset": "COD", "address": "county:320612/pool"},
-            {"account_id": ENT, "asset": "COD", "address": "enterprise:91320612MA1W2B3C4D"},
-        ]})
-        assert r.json()["ok"], r.json()
-        yield rt, client
+    with served_ledger(db_url, kafka_bootstrap, STANDARD_ACCOUNTS) as served:
+        yield served
 
 
-def _t(tid, dr, cr, amount, **kw):
-    return {"transfer_id": tid, "debit_account": dr, "credit_account": cr, "asset": "COD", "amount": amount,
-            "code": "test", **kw}
+_t = cod_transfer
 
 
 def post(client, *transfers):
