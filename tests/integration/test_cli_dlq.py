@@ -14,19 +14,11 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.partitioner.default import murmur2
 
-from ops.cli import main
+from tests.support.cli import run_cli
 from shared.consumer import IdempotentConsumer, Rejected
 from shared.envelope import new_envelope
 from shared.kafka_admin import ensure_topics
 from tests.support.machinery import WidgetAdded, count_widget, make_db, messaging, read_all, widget_counts
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(list(argv))
-    out = capsys.readouterr()
-    return exited.value.code, out.out, out.err
 
 
 def listed(capsys, topic: str, *extra: str) -> int:

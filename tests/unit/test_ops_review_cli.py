@@ -9,15 +9,7 @@ from datetime import date, datetime, timezone
 import pytest
 from sqlalchemy import insert
 
-from ops.cli import main
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(list(argv))
-    out = capsys.readouterr()
-    return exited.value.code, out.out, out.err
+from tests.support.cli import run_cli
 
 
 @pytest.mark.parametrize("url", ["garbage", "nosuchdialect://x@127.0.0.1/y"])

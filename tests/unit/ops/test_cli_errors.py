@@ -7,21 +7,13 @@ import time
 
 import pytest
 
-from ops.cli import main
+from tests.support.cli import run_cli
 
 
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(list(argv))
-    out = capsys.readouterr()
-    return exited.value.code, out.out, out.err
 
 
 @pytest.fixture
