@@ -8,7 +8,7 @@ from kafka import KafkaProducer
 
 from shared.consumer import IdempotentConsumer, Rejected
 from shared.envelope import new_envelope
-from tests.support.machinery import WidgetAdded, count_widget, make_db, messaging, read_all, widget_counts
+from tests.support.machinery import WidgetAdded, count_widget, drain, make_db, messaging, read_all, widget_counts
 
 
 def _consumer(db, outbox, bootstrap, topic, handler=count_widget, group="g", max_attempts=3):
@@ -28,21 +28,12 @@ def _env(widget, seq, event_id=None):
     return new_envelope(WidgetAdded(widget_id=widget, seq=seq), subject=widget, source="/test", event_id=event_id).to_json()
 
 
-def _drain(consumer, until, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        consumer.poll_once(timeout_ms=300)
-        if until():
-            return
-    raise AssertionError(f"condition not reached; stats={consumer.stats}")
-
-
 def test_duplicate_delivery_has_one_effect(db_url, kafka_bootstrap, unique_topic):
     db, outbox = make_db(db_url)
     same = _env("w1", 1, event_id="evt-dup-1")
     _produce(kafka_bootstrap, unique_topic, [("w1", same), ("w1", same), ("w1", _env("w1", 2))])
     c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
-    _drain(c, lambda: c.stats.applied + c.stats.duplicates >= 3)
+    drain(c, lambda: c.stats.applied + c.stats.duplicates >= 3)
     c.stop()
     assert widget_counts(db) == {"w1": 2}
     assert c.stats.duplicates == 1
@@ -55,14 +46,14 @@ def test_crash_between_effect_and_kafka_commit_does_not_double(db_url, kafka_boo
     # The effect commits in the database, then the process "dies" before Kafka hears of it.
     consumer = first._ensure_consumer()
     consumer.commit = consumer.commit_async = lambda *a, **k: None
-    _drain(first, lambda: first.stats.applied >= 12)
+    drain(first, lambda: first.stats.applied >= 12)
     consumer.close(autocommit=False)  # the process is gone: it leaves the group, no offsets reached Kafka
     first._consumer = None
     assert sum(widget_counts(db).values()) == 12
 
     second = _consumer(db, outbox, kafka_bootstrap, unique_topic)
     _produce(kafka_bootstrap, unique_topic, [("w9", _env("w9", 99))])
-    _drain(second, lambda: second.stats.applied >= 1)
+    drain(second, lambda: second.stats.applied >= 1)
     second.stop()
     counts = widget_counts(db)
     assert counts.pop("w9") == 1
@@ -80,13 +71,13 @@ def test_kafka_hears_the_position_without_the_loop_waiting_for_it(db_url, kafka_
     kafka = c._ensure_consumer()
     sync_commits: list = []
     kafka.commit = lambda *a, **k: sync_commits.append(a)
-    _drain(c, lambda: c.stats.applied >= 30)
+    drain(c, lambda: c.stats.applied >= 30)
     assert sync_commits == [], "the loop never waits for a commit"
 
     def committed_all() -> bool:
         return sum(kafka.committed(tp) or 0 for tp in kafka.assignment()) == 30
 
-    _drain(c, committed_all, timeout=15)
+    drain(c, committed_all, timeout=15)
     assert c.stored_positions() == {(unique_topic, tp.partition): kafka.committed(tp)
                                     for tp in kafka.assignment() if kafka.committed(tp)}
     c.stop()
@@ -109,7 +100,7 @@ def test_every_connection_plans_lookups_for_their_actual_keys(db_url, kafka_boot
 
     _produce(kafka_bootstrap, unique_topic, [("w", _env("w", 1))])
     c = _consumer(db, outbox, kafka_bootstrap, unique_topic, handler=handler)
-    _drain(c, lambda: c.stats.applied >= 1)
+    drain(c, lambda: c.stats.applied >= 1)
     c.stop()
     assert seen == [("force_custom_plan", "1.1")]
     with db.sessions() as s:  # a connection of the pool's, outside any poll
@@ -125,7 +116,7 @@ def test_a_message_without_a_value_is_dead_lettered(db_url, kafka_bootstrap, uni
     p.flush()
     p.close()
     c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
-    _drain(c, lambda: c.stats.applied >= 1 and c.stats.dead_lettered >= 1)
+    drain(c, lambda: c.stats.applied >= 1 and c.stats.dead_lettered >= 1)
     c.stop()
     assert widget_counts(db) == {"ok": 1}
     dead = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
@@ -155,7 +146,7 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_the_rest_goes_on(db
         ("ok", _env("ok", 1)),
     ])
     c = _consumer(db, outbox, kafka_bootstrap, unique_topic, handler=handler)
-    _drain(c, lambda: c.stats.applied >= 1 and c.stats.dead_lettered >= 5)
+    drain(c, lambda: c.stats.applied >= 1 and c.stats.dead_lettered >= 5)
     c.stop()
     assert widget_counts(db) == {"ok": 1}
     dead = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=5)
@@ -170,7 +161,7 @@ def test_same_event_id_with_another_body_is_dead_lettered(db_url, kafka_bootstra
     db, outbox = make_db(db_url)
     _produce(kafka_bootstrap, unique_topic, [("w", _env("w", 1, event_id="e-1")), ("w", _env("w", 2, event_id="e-1"))])
     c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
-    _drain(c, lambda: c.stats.applied + c.stats.dead_lettered >= 2)
+    drain(c, lambda: c.stats.applied + c.stats.dead_lettered >= 2)
     c.stop()
     assert widget_counts(db) == {"w": 1}
     dead = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
@@ -186,7 +177,7 @@ def test_handler_events_go_out_through_the_outbox_with_causation(db_url, kafka_b
 
     _produce(kafka_bootstrap, unique_topic, [("w", _env("w", 1, event_id="cause-1"))])
     c = _consumer(db, outbox, kafka_bootstrap, unique_topic, handler=handler)
-    _drain(c, lambda: c.stats.applied >= 1)
+    drain(c, lambda: c.stats.applied >= 1)
     c.stop()
     with db.sessions() as s:
         rows = list(outbox.read_events(s))
@@ -240,7 +231,7 @@ def test_a_topic_left_out_of_the_assignment_for_want_of_metadata_is_assigned_lat
     try:
         _produce(kafka_bootstrap, first, [("a", _env("a", 1))])
         _produce(kafka_bootstrap, second, [("b", _env("b", 1))])
-        _drain(c, lambda: widget_counts(db) == {"a": 1, "b": 1}, timeout=60)
+        drain(c, lambda: widget_counts(db) == {"a": 1, "b": 1}, timeout=60)
         assert blind["left"] == 0, "the first assignment was made without the second topic"
         assert {tp.topic for tp in c._consumer.assignment()} == {first, second}
     finally:
@@ -260,7 +251,7 @@ def test_every_replica_reports_the_groups_lag_even_without_partitions(db_url, ka
     gauge = CONSUMER_LAG.labels(db.service, unique_topic)
     try:
         assert c.lag.report() == {unique_topic: 5} and gauge._value.get() == 5
-        _drain(c, lambda: c.stats.applied >= 5)
+        drain(c, lambda: c.stats.applied >= 5)
         assert c.lag.report() == {unique_topic: 0} and gauge._value.get() == 0
     finally:
         c.stop()
@@ -300,7 +291,7 @@ def test_events_of_a_handled_type_that_are_not_the_services_concern_are_ignored_
     try:
         _produce(kafka_bootstrap, unique_topic, [("mine-1", _env("mine-1", 1)), ("theirs-1", _env("theirs-1", 1)),
                                                  ("mine-2", _env("mine-2", 1))])
-        _drain(c, lambda: c.stats.applied >= 2 and widget_counts(db) == {"mine-1": 1, "mine-2": 1})
+        drain(c, lambda: c.stats.applied >= 2 and widget_counts(db) == {"mine-1": 1, "mine-2": 1})
         inbox = messaging["inbox"]
         with db.sessions() as s:
             outcomes = sorted(s.execute(select(inbox.c.outcome)).scalars())

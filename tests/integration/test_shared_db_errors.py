@@ -13,7 +13,7 @@ from sqlalchemy import text
 from shared.consumer import IdempotentConsumer
 from shared.db import retry_reason, run_with_retry
 from shared.envelope import new_envelope
-from tests.support.machinery import WidgetAdded, count_widget, make_db, messaging, widget_counts
+from tests.support.machinery import WidgetAdded, count_widget, drain, make_db, messaging, widget_counts
 
 
 def test_a_connection_lost_under_a_raw_statement_retries_the_batch(pg_url, kafka_bootstrap, unique_topic):
@@ -83,10 +83,10 @@ def test_a_raw_data_error_dead_letters_the_message_as_a_database_refusal(db_url,
     p.close()
     c = IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=kafka_bootstrap, group_id=f"g-{unique_topic}",
                            topics=[unique_topic], handler=handler, max_attempts=2)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and c.stats.applied + c.stats.dead_lettered < 2:
-        c.poll_once(timeout_ms=300)
-    c.stop()
+    try:
+        drain(c, lambda: c.stats.applied + c.stats.dead_lettered >= 2)
+    finally:
+        c.stop()
     assert widget_counts(db) == {"ok": 1}
     letters = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
     headers = dict(letters[0].headers)

@@ -5,13 +5,12 @@ partition of the poll with it (the records of all partitions are applied in one 
 from __future__ import annotations
 
 import json
-import time
 
 from confluent_kafka import Producer
 
 from shared.consumer import DLQ_VALUE_LIMIT, IdempotentConsumer, Rejected
 from shared.envelope import new_envelope
-from tests.support.machinery import WidgetAdded, count_widget, make_db, messaging, read_all, widget_counts
+from tests.support.machinery import WidgetAdded, count_widget, drain, make_db, messaging, read_all, widget_counts
 
 
 def _env(widget, seq, **data):
@@ -29,15 +28,6 @@ def _produce(bootstrap, topic, messages):
     assert p.flush(30) == 0
 
 
-def _drain(c, until, timeout=40):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        c.poll_once(timeout_ms=300)  # raises what the loop would retry for ever
-        if until():
-            return
-    raise AssertionError(f"condition not reached; stats={c.stats}")
-
-
 def _consumer(db, outbox, bootstrap, topic, handler=count_widget):
     return IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=bootstrap, group_id=f"g-{topic}",
                               topics=[topic], handler=handler, max_attempts=1)
@@ -51,7 +41,7 @@ def test_a_poison_message_with_a_header_without_value_is_dead_lettered(db_url, k
                                              (b"k", _env("k", 1), [("trace", None)])])
     c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
     try:
-        _drain(c, lambda: widget_counts(db) == {"k": 1} and c.stats.dead_lettered == 1)
+        drain(c, lambda: widget_counts(db) == {"k": 1} and c.stats.dead_lettered == 1)
     finally:
         c.stop()
     [dead] = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
@@ -74,7 +64,7 @@ def test_a_refusal_whose_text_is_not_valid_unicode_is_dead_lettered(db_url, kafk
                                              (b"k", _env("ok", 1), None)])
     c = _consumer(db, outbox, kafka_bootstrap, unique_topic, handler=handler)
     try:
-        _drain(c, lambda: widget_counts(db) == {"ok": 1} and c.stats.dead_lettered == 1)
+        drain(c, lambda: widget_counts(db) == {"ok": 1} and c.stats.dead_lettered == 1)
     finally:
         c.stop()
     [dead] = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
@@ -99,7 +89,7 @@ def test_a_letter_too_big_with_its_headers_goes_without_its_value(db_url, kafka_
     _produce(kafka_bootstrap, unique_topic, [(b"k", value, [("trace", big_header)]), (b"k", _env("ok", 1), None)])
     c = _consumer(db, outbox, kafka_bootstrap, unique_topic, handler=handler)
     try:
-        _drain(c, lambda: widget_counts(db) == {"ok": 1} and c.stats.dead_lettered == 1)
+        drain(c, lambda: widget_counts(db) == {"ok": 1} and c.stats.dead_lettered == 1)
     finally:
         c.stop()
     [dead] = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)

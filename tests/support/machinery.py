@@ -80,3 +80,15 @@ def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30, until
 
 def envelope_of(record) -> dict:
     return json.loads(record.value)
+
+
+def drain(consumer, until, timeout: float = 40) -> None:
+    """Poll ``consumer`` until ``until()`` holds; a poll that raises raises here (the loop would retry it for ever)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        consumer.poll_once(timeout_ms=300)
+        if until():
+            return
+    raise AssertionError(f"condition not reached; stats={consumer.stats}")
