@@ -440,3 +440,135 @@ def test_k8s_prometheus_rule_is_alerts_yml():
     rule = yaml.safe_load((K8S_DIR / "monitoring" / "prometheusrule.yaml").read_text())
     alerts = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())
     assert rule["spec"] == alerts, "deploy/k8s/monitoring/prometheusrule.yaml is stale: regenerate it (see its header)"
+
+
+# ------------------------------------------------------------------------------------------ alerts that can fire
+def _selectors(expr: str, metric: str) -> list[str]:
+    """The label matchers of every selection of ``metric`` in ``expr`` ('' where it has none)."""
+    return [m.group(1) or "" for m in re.finditer(rf"\b{re.escape(metric)}(?:\{{([^}}]*)\}})?", expr)]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_a_service_without_any_scrape_target_is_alerted(alert_rules, name):
+    """``up == 0`` needs a target: a service whose pods are all Pending or gone has no ``up`` series at all."""
+    assert any(re.search(rf'absent\(\s*up\{{job="{name}"\}}\s*\)', r["expr"]) for r in alert_rules), \
+        f"no alert fires when Prometheus has no {name} target (absent(up{{job=\"{name}\"}}))"
+
+
+OPERATIONAL_ROUTES = ("/metrics", "/healthz", "/readyz")
+
+
+def test_http_alerts_leave_out_probes_and_scrapes(alert_rules):
+    """Probes and scrapes are a dozen requests a minute per pod: counted in, they hid a quiet API whose every call
+    failed, and /readyz's 503 while a dependency is away paged as an API error."""
+    checked = 0
+    for rule in alert_rules:
+        for metric in ("countypool_http_requests_total", "countypool_http_request_duration_seconds_bucket"):
+            for matchers in _selectors(rule["expr"], metric):
+                checked += 1
+                m = re.search(r'route\s*!~\s*"([^"]*)"', matchers)
+                assert m, f"{rule['alert']}: {metric}{{{matchers}}} counts the probes' and scrapes' requests"
+                assert all(re.fullmatch(m.group(1), r) for r in OPERATIONAL_ROUTES), \
+                    f"{rule['alert']}: route!~{m.group(1)!r} leaves some of {OPERATIONAL_ROUTES} in"
+    assert checked, "no alert watches HTTP requests"
+
+
+def test_reconciliation_alert_cannot_be_silenced_by_a_reconciliation_that_never_runs(alert_rules):
+    """countypool_quota_reconciliation_difference exists only after a reconciliation read the ledger (a wrong ledger
+    token: never); the counties whose reading never settles keep an old figure."""
+    exprs = [" ".join(r["expr"].split()) for r in alert_rules]
+    assert any(re.search(r'up\{job="quota"\}.*unless on \(job, instance\) countypool_quota_reconciliation_difference', e)
+               or "absent(countypool_quota_reconciliation_difference" in e for e in exprs), \
+        "no alert fires while quota runs without one reconciliation"
+    assert any("countypool_quota_reconciliation_unsettled_counties" in e for e in exprs), \
+        "no alert watches the counties whose reconciliation never settles"
+
+
+def test_a_journal_never_verified_is_alerted(alert_rules):
+    """countypool_ledger_journal_verified is NaN until the auditor's first verdict: `== 0` never fires for an auditor
+    that fails every time."""
+    from services.ledger import auditor
+
+    assert auditor.VERIFIED._value.get() != auditor.VERIFIED._value.get(), "the gauge no longer starts at NaN"
+    exprs = [" ".join(r["expr"].split()) for r in alert_rules]
+    assert any(re.search(r"countypool_ledger_journal_verified != 1\b", e) for e in exprs), \
+        "no alert fires while the ledger's journal has no verdict (NaN)"
+
+
+# ------------------------------------------------------------------------------------------ what a pod is given
+def _k8s_file_docs(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((K8S_DIR / name).read_text()) if d]
+
+
+def _pod_environment(dep: dict, configmaps: dict[str, dict], secrets: dict[str, dict]) -> dict[str, str]:
+    """The variables a Deployment's container gets from its ConfigMaps, its values and the Secrets that exist
+    (an optional secretKeyRef to a Secret that does not exist sets nothing)."""
+    c = _container(dep)
+    env: dict[str, str] = {}
+    for src in c.get("envFrom", []):
+        if "configMapRef" in src:
+            env.update({k: str(v) for k, v in configmaps[src["configMapRef"]["name"]].items()})
+    for e in c.get("env", []):
+        if "value" in e:
+            env[e["name"]] = str(e["value"])
+            continue
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            data = secrets.get(ref["name"])
+            if data is None or ref["key"] not in data:
+                assert ref.get("optional"), f"{dep['metadata']['name']}: {e['name']} needs {ref}"
+                continue
+            env[e["name"]] = str(data[ref["key"]])
+    return env
+
+
+def _secrets_of(*files: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: {**d.get("stringData", {}), **d.get("data", {})}
+            for f in files for d in _k8s_file_docs(f) if d["kind"] == "Secret"}
+
+
+def test_k8s_pods_start_with_the_secrets_example_applied(k8s):
+    """secrets.example.yaml says: fill it in and apply it once. Its Secrets with config.yaml must make a Kafka setting
+    every service accepts: a Kafka login under PLAINTEXT stops every service at start (shared/kafka_security.py)."""
+    from shared.kafka_security import KafkaSecurityError, from_environment
+
+    configmaps = {n: d["data"] for n, d in _of_kind(k8s, "ConfigMap").items()}
+    secrets = _secrets_of("secrets.example.yaml")
+    for name, dep in _of_kind(k8s, "Deployment").items():
+        env = _pod_environment(dep, configmaps, secrets)
+        try:
+            from_environment(env)
+        except KafkaSecurityError as exc:
+            pytest.fail(f"{name} would refuse to start with secrets.example.yaml applied: {exc}")
+
+
+def test_k8s_kafka_logins_work_with_a_sasl_protocol(k8s):
+    """kafka-logins.example.yaml with KAFKA_SECURITY_PROTOCOL=SASL_SSL: every service has its own user and password."""
+    from shared.kafka_security import from_environment
+
+    configmaps = {n: dict(d["data"], KAFKA_SECURITY_PROTOCOL="SASL_SSL") for n, d in _of_kind(k8s, "ConfigMap").items()}
+    secrets = _secrets_of("secrets.example.yaml", "kafka-logins.example.yaml")
+    users = set()
+    for name, dep in _of_kind(k8s, "Deployment").items():
+        security = from_environment(_pod_environment(dep, configmaps, secrets))
+        assert security.protocol == "SASL_SSL" and security.password, name
+        users.add(security.username)
+    assert len(users) == len(SERVICES), f"services share Kafka users: {users}"
+
+
+def _mebibytes(quantity: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "K": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(quantity))
+    return float(m.group(1)) * units.get(m.group(2), 1 / 2**20)
+
+
+def test_k8s_settlement_memory_fits_its_statement_runs(k8s):
+    """A county-year statement run's peak (bench/results/settlement_year.json) on top of an idle process (the soak's
+    RSS): the request holds one run, the limit two (runs of different counties go in parallel)."""
+    year = json.loads((ROOT / "bench" / "results" / "settlement_year.json").read_text())
+    peak = max(v["compute_peak_mib"] for v in year.values() if isinstance(v, dict) and "compute_peak_mib" in v)
+    soak = json.loads((ROOT / "bench" / "results" / "soak.json").read_text())
+    idle = max(s["rss_kb"]["settlement"] for s in soak["samples"]) / 1024
+    resources = _container(_of_kind(k8s, "Deployment")["settlement"])["resources"]
+    assert _mebibytes(resources["requests"]["memory"]) >= idle + peak, resources
+    assert _mebibytes(resources["limits"]["memory"]) >= idle + 2 * peak, resources
