@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -27,7 +30,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         _sqlite_transactions(engine)
         return engine
     ensure_postgres_database(url)
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # libpq waits for a connection as long as TCP does (minutes when packets are dropped): every /readyz probe and
+    # request would hold a worker that long. A URL's own ?connect_timeout= wins.
+    connect_args = {} if "connect_timeout" in u.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                           connect_args=connect_args)
     _postgres_planning(engine)
     return engine
 
