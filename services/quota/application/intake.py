@@ -6,7 +6,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from shared.amounts import AmountError, parse_amount
 from shared.contracts.quota import BuybackOwed, LotCreated, QuotaReleased, QuotaRetired
@@ -25,7 +28,7 @@ from services.quota.domain.reclamation import (
     LAND_SCALE, ReclamationProject, accept_reclamation, register_reclamation,
 )
 from services.quota.domain.releases import (
-    QuotaRelease, ReleaseDecision, ReleaseStatus, parse_release, releases_verified_by, verify_release,
+    EXIT_REASONS, QuotaRelease, ReleaseDecision, ReleaseStatus, parse_release, releases_verified_by, verify_release,
 )
 from services.quota.storage import intake_store
 from services.quota.storage.counties import drop_unused, lock_counties, lock_county
@@ -54,6 +57,21 @@ def _county(data: Mapping[str, Any]) -> str:
     if (p := county_code_problem(county)) is not None:
         raise QuotaDomainError([p])
     return county  # type: ignore[return-value]
+
+
+def lock_enterprises(session: Session, credit_codes: Iterable[str]) -> None:
+    """Hold each enterprise's lock until the transaction ends (PostgreSQL advisory locks, in key order; SQLite runs
+    one writer at a time). A release that waits for an exit (its ``has_departed`` read) and an exit (its read of the
+    held releases) take it, after their county locks: without it they serialize only when both name the same county,
+    and an exit naming the enterprise's county, racing a release of it in another county, read before either
+    committed: the exit found nothing held, the release no departure, and it stayed pending_verification for good."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({int.from_bytes(hashlib.blake2b(f"countypool-quota-enterprise:{c}".encode(), digest_size=8).digest(),
+                                  "big", signed=True) for c in credit_codes})
+    if keys:  # one statement for a poll's releases; unnest yields the sorted array in order
+        session.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS u(k)"),
+                        {"keys": keys})
 
 
 # -- lots ----------------------------------------------------------------------------------------
@@ -135,6 +153,8 @@ def submit_release(tx: Tx, data: Mapping[str, Any], *, department: str | None, s
         return ReleaseOutcome(existing.release_id, existing.status, existing.status_reason, lot_id, False)
     department = department or _entitled_department(cp.policy, data.get("asset"))
     rel = parse_release({**data, "department": department}, cp.policy)
+    if rel.reason in EXIT_REASONS:  # only these wait for an exit (see lock_enterprises)
+        lock_enterprises(tx.session, [rel.enterprise_credit_code])
     departed = {rel.enterprise_credit_code} if intake_store.has_departed(tx.session, rel.enterprise_credit_code) else set()
     decision = verify_release(rel, departed, cp.policy.verification)
     intake_store.insert_release(tx.session, rel, status=decision.status, status_reason=decision.reason, digest=digest,
@@ -153,6 +173,8 @@ def enterprise_departed(tx: Tx, credit_code: str, county_code: str, how: str, ef
     if county_code_problem(county_code) is None:
         counties.add(county_code)
     locked, created = lock_counties(tx.session, counties, tx.now)  # code order, as every multi-county transaction
+    # then the enterprise's: a release of it being held in a county not locked here is waited for (lock_enterprises)
+    lock_enterprises(tx.session, [credit_code])
     intake_store.record_departure(tx.session, credit_code, county_code, how, effective_on, tx.now)
     held = intake_store.held_releases_of(tx.session, credit_code)  # read again under the locks
     let_in = []

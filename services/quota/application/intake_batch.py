@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from services.quota.application.intake import (
-    IdReused, ReleaseOutcome, _entitled_department, _released_event, body_digest, lot_events,
+    IdReused, ReleaseOutcome, _entitled_department, _released_event, body_digest, lock_enterprises, lot_events,
 )
 from services.quota.application.ledger_commands import MoveSet, send_many
 from services.quota.application.tx import BatchTx
@@ -19,7 +19,7 @@ from services.quota.domain.identifiers import county_code_problem
 from services.quota.domain.ledger_moves import intake_moves
 from services.quota.domain.lots import Lot, accept_release, lot_id_for_release
 from services.quota.domain.problems import QuotaDomainError
-from services.quota.domain.releases import QuotaRelease, ReleaseStatus, parse_release, verify_release
+from services.quota.domain.releases import EXIT_REASONS, QuotaRelease, ReleaseStatus, parse_release, verify_release
 from services.quota.storage import intake_store
 from services.quota.storage.counties import drop_unused, lock_counties
 
@@ -67,6 +67,8 @@ def submit_releases(btx: BatchTx, items: Sequence[ReleaseItem]) -> list[Result]:
             continue
         known[rid] = (digest, i)
         fresh.append((i, rel, digest))
+    # as submit_release: the enterprises' locks (after the counties') before their departures are read
+    lock_enterprises(btx.session, [r.enterprise_credit_code for _, r, _ in fresh if r.reason in EXIT_REASONS])
     departed = intake_store.departed_among(btx.session, sorted({r.enterprise_credit_code for _, r, _ in fresh}))
     existing_lots = intake_store.lot_ids_among(btx.session, [lot_id_for_release(r.release_id) for _, r, _ in fresh])
     rows: list[dict] = []
