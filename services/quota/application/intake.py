@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from shared.china_time import cst_date
 from shared.amounts import AmountError, parse_amount
 from shared.contracts.quota import BuybackOwed, LotCreated, QuotaReleased, QuotaRetired
 from shared.envelope import Event
@@ -202,7 +203,7 @@ def register_reclamation_project(tx: Tx, data: Mapping[str, Any], by: str) -> tu
         if existing.digest != digest:
             raise IdReused("reclamation", existing.project_id)
         return existing, False
-    registered_on = data.get("registered_on") or tx.now.date()
+    registered_on = data.get("registered_on") or cst_date(tx.now)
     if isinstance(registered_on, str):
         registered_on = date.fromisoformat(registered_on)
     project = register_reclamation(str(data.get("project_id") or ""), county, str(data.get("township_code") or ""),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
+from shared.china_time import cst_date
 from services.quota.application.allocations import LotForecast
 from services.quota.application.pool import county_pool
 from services.quota.application.saga import carry_out
@@ -72,7 +73,7 @@ def run_round(tx: Tx, county_code: str, by: str) -> RoundRun:
                                        lambda req: withdraw(req, tx.now))
     waiting = request_store.waiting_requests(tx.session, county_code)
     available = available_by_asset(county_pool(tx.session, county_code).figures)
-    forecast = LotForecast(tx.session, county_code, cp.policy, tx.now.date())
+    forecast = LotForecast(tx.session, county_code, cp.policy, cst_date(tx.now))
     result = run_allocation_round(available, waiting, cp.policy.priority, forecast.place)
     inputs = _inputs(available, waiting, cp.policy.priority)
     unfit = {d.request_id: [[s.asset, s.requested, s.available] for s in d.shortfalls]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from shared.china_time import cst_date
 from services.quota.application.allocations import (
     ALLOCATED_EVENT_BYTES, PlannedAllocation, event_bytes, plan_allocation,
 )
@@ -59,7 +60,8 @@ def unless_withdrawn(tx: Tx, before: QuotaRequest, tr: RequestTransition) -> Req
 def _plan(tx: Tx, policy: PoolPolicy, req: QuotaRequest) -> PlannedAllocation:
     lots = intake_store.grantable_lots(tx.session, req.county_code, sorted(dict(req.line_amounts)))
     row = request_store.request_row(tx.session, req.request_id)
-    return plan_allocation(req, lots, policy, row.park_id if row is not None else None, tx.now.date())
+    return plan_allocation(req, lots, policy, row.park_id if row is not None else None,
+                           cst_date(tx.now))  # the county's day, as settlement's periods
 
 
 def _allocate(tx: Tx, req: QuotaRequest, planned: PlannedAllocation) -> None:

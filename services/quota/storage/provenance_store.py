@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared.china_time import cst_date
 from services.quota.domain.provenance import AllocationProvenance
 from services.quota.storage.tables import allocations, consumptions
 
@@ -20,7 +21,7 @@ def record_allocation(session: Session, prov: AllocationProvenance, county_code:
     session.execute(allocations.insert(), [
         dict(request_id=prov.request_id, asset=asset, project_id=prov.project_id, county_code=county_code,
              amount=amount, price_fen_per_unit=prices[asset], amount_due_fen=prov.due_fen_by_asset[asset],
-             allocated_on=now.date(), allocated_at=now)
+             allocated_on=cst_date(now), allocated_at=now)
         for asset, amount in lines.items()])
 
 
