@@ -349,6 +349,9 @@ def mark_all_published(session: Session, table: str = "outbox") -> None:
                     {"b": snap.below, "r": snap.running_text(), "pos": last, "now": datetime.now(timezone.utc)})
 
 
+BUSY_BACKLOG_SECONDS = 5.0  # how often the backlog is counted while the relay publishes or fails
+
+
 class OutboxRelay:
     """Publishes outbox rows and records how far it got.
 
@@ -410,8 +413,11 @@ class OutboxRelay:
                 backoff = 0.1
                 if sent == 0:
                     self._stop.wait(self.idle_seconds)
+                else:
+                    self._recount_if_due()
             except Exception as exc:  # noqa: BLE001 - the relay must survive Kafka or DB outages
                 RELAY_ERRORS.labels(self.service).inc()
+                self._recount_if_due()
                 if self.report is not None:
                     self.report("error", str(exc)[:500])
                 log.warning("outbox relay failed, retrying in %.1fs: %s", backoff, exc)
@@ -438,7 +444,8 @@ class OutboxRelay:
             with raw.cursor(binary=True) as cur:
                 found = self._next_pg(cur)
             if found is None:
-                return []  # another replica's relay holds the lock
+                self._idle(session)  # another replica's relay holds the lock: the backlog is still ours to show
+                return []
             rows, place = found
             if not rows:
                 self._idle(session)
@@ -541,6 +548,16 @@ class OutboxRelay:
     def backlog(self) -> int:
         with self.db.sessions() as session:
             return self._update_backlog(session)
+
+    def _recount_if_due(self) -> None:
+        """The backlog gauge while busy or failing: counted only when idle, it kept its last (low) figure through a
+        long backlog or a Kafka outage, and the backlog alerts never fired."""
+        if time.monotonic() - self._backlog_at < BUSY_BACKLOG_SECONDS:
+            return
+        try:
+            self.backlog()
+        except Exception as exc:  # noqa: BLE001 - the database may be what is failing; the next round counts
+            log.debug("backlog not counted: %s", exc)
 
     def _update_backlog(self, session: Session) -> int:
         n = unpublished_count(session, self.table.name)

@@ -52,3 +52,32 @@ def test_writers_are_not_held_up_while_the_relay_waits_for_kafka(db_url, kafka_b
     relay.stop()
     seqs = [r.value for r in read_all(kafka_bootstrap, unique_topic, expect=2)]
     assert [b'"seq":0' in v for v in seqs] == [True, False] and len(seqs) == 2
+
+
+def test_the_backlog_gauge_follows_while_kafka_is_away(db_url, unique_topic, monkeypatch):
+    """Counted only when the relay was idle, the gauge kept its last (low) figure through a Kafka outage, and the
+    backlog alerts never fired."""
+    import uuid
+
+    from prometheus_client import REGISTRY
+
+    import shared.outbox as outbox_module
+
+    monkeypatch.setattr(outbox_module, "BUSY_BACKLOG_SECONDS", 0.0)
+    service = f"relay-gauge-{uuid.uuid4().hex[:8]}"
+    db, outbox = make_db(db_url, service)
+    relay = OutboxRelay(db, messaging["outbox"], NOWHERE)
+    relay.service = service
+    relay._producer = RelaySender(NOWHERE, timeout=1, log_level=0)
+    relay._drop_producer = lambda: None  # keep the short-timeout producer (the loop would make a default one)
+    for seq in range(3):
+        _write(db, outbox, unique_topic, "w", seq)
+    relay.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and REGISTRY.get_sample_value(
+                "countypool_outbox_backlog", {"service": service}) != 3:
+            time.sleep(0.2)
+    finally:
+        relay.stop()
+    assert REGISTRY.get_sample_value("countypool_outbox_backlog", {"service": service}) == 3
