@@ -55,9 +55,10 @@ def _unauthenticated(request: Request) -> JSONResponse | None:
 # it). A JSON body above JSON_BODY_LIMIT is refused 413 ``body_too_large`` as soon as Content-Length says so or the
 # bytes read pass it. The largest JSON the APIs take is a ledger batch of 10,000 transfers (~3 MB), so 16 MiB
 # leaves room. A route that declares a file body (text/csv, XLSX, multipart in its OpenAPI requestBody: the
-# imports) may take up to FILE_BODY_LIMIT, above the 200 MB per file the assessment import states itself.
+# imports) may take up to FILE_BODY_LIMIT: an import is parsed in memory (a multipart body of 100 MiB peaked at
+# ~1 GiB), and a county of 100,000 enterprises is ~8 MB of CSV per file, so larger files are split.
 JSON_BODY_LIMIT = 16 * 1024 * 1024
-FILE_BODY_LIMIT = 210 * 1024 * 1024
+FILE_BODY_LIMIT = 50 * 1024 * 1024
 # A JSON string may spell a lone UTF-16 surrogate (\ud800). Python takes it, but neither PostgreSQL nor SQLite
 # (nor orjson, nor Kafka's UTF-8 consumers) can store or encode it: the request failed with a 500 where the text
 # met the database (ledger POST /v1/balances:query), or an event carrying it could not be written. Refused at the

@@ -16,11 +16,12 @@ from starlette.concurrency import run_in_threadpool
 from services.assessment.api.deps import runtime
 from services.assessment.api.schemas import BadRowOut, ImportReportOut, RowProblemOut
 from services.assessment.imports import ImportOptions, ImportRefused, ImportReport, import_file
+from shared.api import FILE_BODY_LIMIT
 from shared.auth import Principal, principal
 from shared.errors import ApiError, Unprocessable
 
 router = APIRouter(prefix="/v1", tags=["imports"])
-MAX_BYTES = 200 * 1024 * 1024
+MAX_BYTES = FILE_BODY_LIMIT  # what the HTTP layer takes of a file body (shared.api)
 
 _FORM_SCHEMA = {
     "type": "object",
