@@ -14,6 +14,11 @@ RECONCILIATION_UNSETTLED = Gauge(
     "Counties the latest reconciliation run could not read with nothing in flight (their difference figures are "
     "those of an earlier run)",
 )
+RECONCILIATION_LAST_RUN = Gauge(
+    "countypool_quota_reconciliation_last_run_timestamp_seconds",
+    "When the last reconciliation run that read the ledger finished (unix time): one that stops after it once ran "
+    "leaves the difference figures as they were",
+)
 SAGA_TRANSITIONS = Counter("countypool_quota_request_transitions_total", "Request state changes by new state",
                            ["state"])
 LEDGER_REFUSALS = Counter("countypool_quota_ledger_refusals_total", "Transfers of ours the ledger refused",

@@ -31,7 +31,7 @@ from services.quota.application.tx import utcnow
 from services.quota.domain.assets import ASSETS
 from services.quota.domain.ledger_moves import pool_account
 from services.quota.domain.reconciliation import Difference, LedgerFigures, ledger_figures_from_balances, reconcile
-from services.quota.metrics import RECONCILIATION_DIFFERENCE, RECONCILIATION_UNSETTLED
+from services.quota.metrics import RECONCILIATION_DIFFERENCE, RECONCILIATION_LAST_RUN, RECONCILIATION_UNSETTLED
 from services.quota.storage import request_store, transfer_store
 
 # what a difference can be about: the figures compared, and lots taken in that the ledger refused to book
@@ -180,3 +180,4 @@ def publish_metric(reports: list[Reconciliation]) -> None:
         for (asset, figure), value in total.items():
             RECONCILIATION_DIFFERENCE.labels(asset, figure).set(value)
         RECONCILIATION_UNSETTLED.set(sum(1 for r in reports if not r.settled))
+        RECONCILIATION_LAST_RUN.set_to_current_time()

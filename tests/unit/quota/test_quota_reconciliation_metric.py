@@ -74,3 +74,13 @@ def test_the_periodic_reconciliation_reads_the_ledger_outside_any_session_of_our
     monkeypatch.setattr(background, "reconcile_counties", reconcile)
     background.PeriodicReconciliation(Runtime, lambda: "ledger", interval=1).step()
     assert seen == [(True, "ledger", ["320612", "320613"], 0)]
+
+
+def test_each_run_says_when_it_read_the_ledger():
+    """A reconciliation that stops after it once ran leaves its figures as they were: the run's time tells."""
+    import time
+
+    before = time.time()
+    publish_metric([_report("320612")])
+    at = REGISTRY.get_sample_value("countypool_quota_reconciliation_last_run_timestamp_seconds")
+    assert at is not None and before - 1 <= at <= time.time() + 1
