@@ -320,7 +320,9 @@ def _run(args) -> int:
     missing) is one line on stderr and status 2, not a traceback."""
     from kafka.errors import KafkaError
     from pydantic import ValidationError
-    from sqlalchemy.exc import ArgumentError, DBAPIError
+    from sqlalchemy.exc import ArgumentError
+
+    from shared.db import DB_ERRORS, driver_error
 
     from ops.kafka_ops import KafkaUnavailable, NoSuchTopic
     from shared.kafka_security import KafkaSecurityError
@@ -339,8 +341,8 @@ def _run(args) -> int:
         except RuntimeError:  # no request attached
             url = "the service"
         print(f"error: cannot reach {url}: {exc} (set COUNTYPOOL_<SERVICE>_URL?)", file=sys.stderr)
-    except DBAPIError as exc:
-        cause = exc.orig if exc.orig is not None else exc
+    except DB_ERRORS as exc:  # SQLAlchemy's, or psycopg's own from the raw COPY paths
+        cause = driver_error(exc)
         reason = (str(cause).strip().splitlines() or [""])[0]
         print(f"error: database: {type(cause).__name__}: {reason}", file=sys.stderr)
     except ArgumentError as exc:  # a database URL SQLAlchemy cannot parse, or a dialect it does not know
