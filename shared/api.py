@@ -3,6 +3,7 @@ correlation ids. Services add their routers."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -20,11 +21,14 @@ from sqlalchemy.exc import DataError
 from shared.amounts import AmountError
 from shared.auth import Authenticator
 from shared.auth import principal as auth_principal
+from shared.db import DB_ERRORS, database_unavailable, driver_error, over_a_limit
 from shared.envelope import EnvelopeError, acceptable_correlation_id
 from shared.errors import ApiError, Unauthenticated
 from shared.logs import correlation_id
 from shared.outbox import EventTooLarge
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, render
+
+log = logging.getLogger(__name__)
 
 
 def _needs_principal(dependant) -> bool:
@@ -291,6 +295,22 @@ def create_app(
     async def _data_error(_: Request, exc: DataError):
         # a value the database refuses (out of range, NUL in text): the caller's input, not our fault
         return JSONResponse({"reason": "invalid_value", "message": str(exc.orig).split("\n")[0]}, status_code=422)
+
+    async def _database(_: Request, exc: Exception):
+        # The raw COPY/pipeline paths raise psycopg's own errors, which the DataError handler above does not see;
+        # and a database that is away is the caller's to retry (503), not a bug of ours (a bare 500)
+        raw = driver_error(exc)
+        if over_a_limit(exc) or (getattr(raw, "sqlstate", None) or "").startswith("22"):  # a data exception
+            return JSONResponse({"reason": "invalid_value", "message": str(raw).split("\n")[0]}, status_code=422)
+        if database_unavailable(exc):
+            log.warning("database unavailable: %s", raw)
+            return JSONResponse({"reason": "database_unavailable", "message": "the database does not answer; retry"},
+                                status_code=503, headers={"Retry-After": "5"})
+        log.error("database error", exc_info=exc)
+        return JSONResponse({"reason": "database_error", "message": type(raw).__name__}, status_code=500)
+
+    for kind in DB_ERRORS:
+        app.add_exception_handler(kind, _database)
 
     @app.exception_handler(OverflowError)
     async def _overflow(_: Request, exc: OverflowError):
