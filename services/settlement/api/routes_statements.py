@@ -1,9 +1,14 @@
 """Finance API, statements: run a draft, finalize, list periods, read a statement (lines paginated and filterable,
 party totals, hash; ETag on finalized ones), export it, a party's position across periods, an enterprise's
-compensation. Reads need ``finance:read``; running and finalizing need ``settlement:admin``."""
+compensation. Reads need ``finance:read``; running and finalizing need ``settlement:admin``.
+
+Every read runs in one snapshot (``Database.read_snapshot``): a draft is replaced by each re-run, and a read in
+read-committed statements could pair the header (hash, line count, totals) of one draft with the lines of the next,
+which is what finance systems reconcile. An export keeps its snapshot until the last line is streamed."""
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from typing import Iterator
 
 import hashlib
 import json
@@ -158,7 +163,7 @@ def run_finalize(request: Request, county: str = COUNTY, period: str = PERIOD,
                  body: FinalizeIn | None = Body(default=None), who: Principal = Depends(ADMIN)):
     with counted("finalize"):
         result = _runs(request).finalize(county, period, who.id, body.expected_content_hash if body else None)
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:
         return _summary(StatementsRepository(s), result.header)
 
 
@@ -166,7 +171,7 @@ def run_finalize(request: Request, county: str = COUNTY, period: str = PERIOD,
 
 @router.get("/counties/{county}/periods", response_model=PeriodsOut, summary="Periods and statements of a county")
 def list_periods(request: Request, county: str = COUNTY, _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # the headers and their postings of one moment
         repo = StatementsRepository(s)
         headers = repo.headers(county)
         out = [_summary(repo, h) for h in headers]
@@ -184,7 +189,9 @@ def get_statement(request: Request, county: str = COUNTY, period: str = PERIOD,
                   agreement: str | None = None, kind: str | None = Query(default=None, pattern=f"^({KINDS})$"),
                   after_line: int = Query(default=0, ge=0), limit: int = Query(default=100, ge=1, le=1000),
                   _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    # header, totals, count and lines of one draft, though it is re-run meanwhile (module docstring). Pages are
+    # read in snapshots of their own: a client compares each page's content_hash with the first's (next_after_line)
+    with _rt(request).db.read_snapshot() as s:
         repo = StatementsRepository(s)
         h = _header_or_404(repo, county, period)
         etag = _etag(h, request)
@@ -212,41 +219,58 @@ def export_statement(request: Request, county: str = COUNTY, period: str = PERIO
                      headers: str = Query(default="en", pattern="^(en|zh|key)$"),
                      part: str = Query(default="lines", pattern="^(lines|totals)$", description="CSV only"),
                      _: Principal = Depends(READ)):
-    rt = _rt(request)
-    with rt.db.sessions() as s:
+    # The summary, totals and every line from one snapshot, held until the body is sent: the lines are streamed,
+    # read after this function returned (a session of their own would see a draft re-run meanwhile).
+    snapshot = ExitStack()
+    s = snapshot.enter_context(_rt(request).db.read_snapshot())
+    try:
         repo = StatementsRepository(s)
         h = _header_or_404(repo, county, period)
         etag = _etag(h, request)
         if (not_modified := _not_modified(request, etag)) is not None:
+            snapshot.close()
             return not_modified
         summary = _summary(repo, h).model_dump(mode="json")
         totals = repo.totals(county, period)
         stats = repo.statistics_totals(county, period)
-    name = f"statement-{county}-{period}"
-    cache = _cache_headers(etag, h)
+        lines = repo.stream_lines(county, period)  # lazy: read while the body is sent
+        name = f"statement-{county}-{period}"
+        cache = _cache_headers(etag, h)
+        if format == "xlsx":
+            with snapshot:
+                data = exports.xlsx(summary, lines, totals, headers)
+            return Response(data, media_type=exports.XLSX_TYPE, headers={
+                **cache, "Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+        if format == "csv":
+            body = exports.csv_lines(lines, headers) if part == "lines" else exports.csv_totals(totals, headers)
+            return StreamingResponse(_in_snapshot(snapshot, body), media_type=exports.CSV_TYPE, headers={
+                **cache, "Content-Disposition": f'attachment; filename="{name}-{part}.csv"'})
+        body = exports.json_document(summary, lines, [_total_out(t).model_dump() for t in totals],
+                                     [_stat_out(t).model_dump() for t in stats], lambda ln: line_out(ln).model_dump())
+        return StreamingResponse(_in_snapshot(snapshot, body), media_type="application/json", headers=cache)
+    except BaseException:
+        snapshot.close()
+        raise
 
-    def streamed_lines():
-        with rt.db.sessions() as s2:  # its own session: the response body outlives this function
-            yield from StatementsRepository(s2).stream_lines(county, period)
 
-    if format == "csv":
-        body = exports.csv_lines(streamed_lines(), headers) if part == "lines" else exports.csv_totals(totals, headers)
-        return StreamingResponse(body, media_type=exports.CSV_TYPE, headers={
-            **cache, "Content-Disposition": f'attachment; filename="{name}-{part}.csv"'})
-    if format == "xlsx":
-        data = exports.xlsx(summary, streamed_lines(), totals, headers)
-        return Response(data, media_type=exports.XLSX_TYPE, headers={
-            **cache, "Content-Disposition": f'attachment; filename="{name}.xlsx"'})
-    body = exports.json_document(summary, streamed_lines(), [_total_out(t).model_dump() for t in totals],
-                                 [_stat_out(t).model_dump() for t in stats], lambda ln: line_out(ln).model_dump())
-    return StreamingResponse(body, media_type="application/json", headers=cache)
+def _in_snapshot(snapshot: ExitStack, body: Iterator[bytes]) -> Iterator[bytes]:
+    """``body``, then ``snapshot`` closed. Started here, inside its ``with``: a started generator dropped unfinished
+    (a client gone) is closed, and the snapshot with it; one never started would keep the snapshot open."""
+    def held() -> Iterator[bytes]:
+        with snapshot:
+            yield b""
+            yield from body
+
+    stream = held()
+    next(stream)
+    return stream
 
 
 @router.get("/counties/{county}/parties/{party:path}/position", response_model=PartyPosition,
             summary="A party's receivable, payable and net in every statement of the county, with the running "
                     "finalized net")
 def party_position(request: Request, party: str, county: str = COUNTY, _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:
         rows = StatementsRepository(s).party_totals_by_period(county, party)
     periods, cum, rec, pay = [], 0, 0, 0
     for r in rows:
@@ -265,7 +289,7 @@ def enterprise_compensation(request: Request, credit_code: str = Path(pattern=CR
                             county: str | None = Query(default=None, pattern=COUNTY_PATTERN),
                             _: Principal = Depends(READ)):
     kinds = (LineKind.COMPENSATION.value, LineKind.BUYBACK.value)
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:
         rows = StatementsRepository(s).lines_to_payee(f"enterprise:{credit_code}", kinds, county)
     lines = [CompensationLine(county_code=r.county_code, period=r.period, status=r.status, line_no=r.line_no, kind=r.kind,
                               payer=r.payer, amount=yuan(r.amount_fen), allocation_id=r.allocation_id, month=r.month,

@@ -302,7 +302,10 @@ class StatementPage(StatementSummary):
     statistics_totals: list[StatisticsTotalOut]
     lines: list[LineOut]
     matching_lines: int = Field(description="lines matching the filters, over all pages")
-    next_after_line: int | None = Field(description="pass as after_line for the next page; null at the end")
+    next_after_line: int | None = Field(description=(
+        "pass as after_line for the next page; null at the end. Each page is one moment of the statement (header, "
+        "totals and lines agree); a draft re-run between two pages may change it: when a page's content_hash differs "
+        "from the first page's, start again from the first page (or read the export, one moment throughout)"))
 
 
 class PeriodsOut(Strict):
