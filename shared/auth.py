@@ -6,6 +6,8 @@ A bearer token is either an API key listed in a tokens file (JSON: ``{"<token>":
 
 - ``admin`` — everything;
 - ``<service>:read`` / ``<service>:write`` — e.g. ``ledger:write``;
+- ``quota:admin`` / ``assessment:admin`` — what the county itself decides: its pool policy; its evaluation policy
+  and its decisions on dispositions;
 - ``finance:read`` — read settlement statements and positions; ``settlement:admin`` — run and finalize;
 - ``publish:<EventName>[:<qualifier>]`` — a department's right to publish one kind of event, e.g.
   ``publish:QuotaReleaseSubmitted:COD`` (only COD releases) or ``publish:TaxReceiptReported``.

@@ -15,8 +15,12 @@ from shared.errors import Conflict, Unprocessable
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 
-READ = require("assessment:read", "assessment:write", "finance:read")
+# finance:read is the settlement API's (shared/auth.py): the register and every department's figures need assessment:read
+READ = require("assessment:read", "assessment:write")
 WRITE = require("assessment:write")
+# What the county itself decides, not a department holding assessment:write: its evaluation policy and its decision
+# on a recommendation (admin holds it; grant it to the county government's principal)
+COUNTY = require("assessment:admin")
 T = TypeVar("T")
 
 

@@ -5,7 +5,7 @@ from datetime import date
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from services.assessment.api.deps import READ, WRITE, actor, checked_code, now, read, write
+from services.assessment.api.deps import COUNTY, READ, WRITE, actor, checked_code, now, read, write
 from services.assessment.api.schemas import (
     DecisionIn,
     DecisionOut,
@@ -45,7 +45,7 @@ def task_out(r, today: date | None = None) -> TaskOut:
              summary="Confirm or override the recommendation (DispositionDecided); optionally open a rectification task. "
                      "The same decision again (same run, decision, decider, reason and task) answers the standing "
                      "one with 200 and publishes nothing")
-def post_decision(body: DecisionIn, request: Request, response: Response, p: Principal = Depends(WRITE)):
+def post_decision(body: DecisionIn, request: Request, response: Response, p: Principal = Depends(COUNTY)):
     code = checked_code(body.credit_code)
     decided = Disposition(body.decided) if body.decided else None
     row, created = write(request, lambda uow: decide(uow.session, uow.outbox, code, body.year, decided, body.decided_by,

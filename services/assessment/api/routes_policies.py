@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from services.assessment.api.deps import READ, WRITE, actor, now, read, write
+from services.assessment.api.deps import COUNTY, READ, actor, now, read, write
 from services.assessment.api.schemas import PolicyOut, PolicyPut, PolicyPutOut
 from services.assessment.policies import StoredPolicy, current_policy, default_for, list_versions, policy_version, put_policy
 from shared.auth import Principal
@@ -49,7 +49,7 @@ def get_version(request: Request, county_code: str = County, year: int = Year, v
                              "of 10^16 or more"}},
             summary="Store a new policy version (same content as the current one, in any order of its indicators and "
                     "groups: nothing changes)")
-def put(body: PolicyPut, request: Request, county_code: str = County, year: int = Year, p: Principal = Depends(WRITE)):
+def put(body: PolicyPut, request: Request, county_code: str = County, year: int = Year, p: Principal = Depends(COUNTY)):
     stored, changed = write(request, lambda uow: put_policy(uow.session, uow.outbox, county_code, year, body.policy,
                                                             actor(p), now(), body.note),
                             conflict="policy_version_conflict")

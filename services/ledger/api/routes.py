@@ -37,7 +37,7 @@ from shared.errors import ApiError, NotFound, Unprocessable
 from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
-READ = require("ledger:read", "ledger:write", "finance:read")
+READ = require("ledger:read", "ledger:write")  # finance:read is the settlement API's (shared/auth.py)
 WRITE = require("ledger:write")
 
 

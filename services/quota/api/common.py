@@ -18,7 +18,7 @@ from services.quota.storage.counties import county_known
 
 T = TypeVar("T")
 
-READ = require("quota:read", "quota:write", "finance:read")
+READ = require("quota:read", "quota:write")  # finance:read is the settlement API's (shared/auth.py)
 WRITE = require("quota:write")
 POLICY_ADMIN = require("quota:admin")
 
