@@ -61,13 +61,24 @@ def collect(demo) -> dict:
 
 
 def statement(api, county: str, period: str) -> dict:
-    lines, after, page = [], 0, None
-    while True:
-        page = api.get("settlement", f"/v1/counties/{county}/periods/{period}/statement", after_line=after, limit=1000)
-        lines.extend(page["lines"])
-        if page["next_after_line"] is None:
+    """Every line of one statement: a draft re-run between two pages (another content hash) starts the read again,
+    so the lines never mix two drafts."""
+    for _ in range(10):
+        lines, after, page, first = [], 0, None, None
+        while True:
+            page = api.get("settlement", f"/v1/counties/{county}/periods/{period}/statement", after_line=after, limit=1000)
+            if first is None:
+                first = page["content_hash"]
+            elif page["content_hash"] != first:
+                break  # re-drafted meanwhile
+            lines.extend(page["lines"])
+            if page["next_after_line"] is None:
+                break
+            after = page["next_after_line"]
+        if page["content_hash"] == first:
             break
-        after = page["next_after_line"]
+    else:
+        raise RuntimeError(f"statement {county}/{period} kept changing while it was read")
     summary = {k: v for k, v in page.items() if k not in ("lines", "totals", "statistics_totals")}
     return {"summary": summary, "totals": page["totals"], "lines": lines}
 

@@ -25,7 +25,7 @@ class _StatementCollector:
         rt = self.runtime
         if rt is not None:
             try:
-                with rt.db.sessions() as s:
+                with rt.db.read_snapshot() as s:  # both figures of one moment; no write lock on SQLite
                     for county, status, n in s.execute(select(S.c.county_code, S.c.status, func.count())
                                                        .group_by(S.c.county_code, S.c.status)).all():
                         periods.add_metric([county, status], n)

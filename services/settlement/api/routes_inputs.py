@@ -86,7 +86,7 @@ def amend_agreement(agreement_id: str, body: AmendmentIn, request: Request, resp
 
 @router.get("/agreements/{agreement_id}", response_model=AgreementOut, responses={404: {"description": "unknown"}})
 def get_agreement(agreement_id: str, request: Request, _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # one moment, and no write lock on SQLite
         rows = InputsRepository(s).agreement_rows(agreement_id)
         if not rows:
             raise NotFound("agreement_not_found", f"no agreement {agreement_id!r}")
@@ -97,7 +97,7 @@ def get_agreement(agreement_id: str, request: Request, _: Principal = Depends(RE
 def list_agreements(request: Request, county: str | None = Query(default=None, pattern=COUNTY_PATTERN),
                     enterprise: str | None = None, after: str = "", limit: int = Query(default=50, ge=1, le=500),
                     _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # one moment, and no write lock on SQLite
         repo = InputsRepository(s)
         ids = repo.agreement_ids(county=county, enterprise=enterprise, after=after, limit=limit + 1)
         out = [agreement_out(repo.agreement_rows(i)) for i in ids[:limit]]
@@ -132,7 +132,7 @@ def put_policy(body: PolicyIn, request: Request, county: str = COUNTY, who: Prin
 @router.get("/counties/{county}/settlement-policy", response_model=PolicyOut, responses={404: {"description": "none yet"}},
             summary="The county's settlement policy as last recorded (it may take effect in a later month: see versions)")
 def get_policy(request: Request, county: str = COUNTY, _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # one moment, and no write lock on SQLite
         row = InputsRepository(s).latest_policy_row(county)
     if row is None:
         raise NotFound("policy_not_found", f"county {county} has no settlement policy")
@@ -143,7 +143,7 @@ def get_policy(request: Request, county: str = COUNTY, _: Principal = Depends(RE
             responses={404: {"description": "none yet"}},
             summary="Every version of the county's settlement policy, each with the month it takes effect from")
 def get_policy_versions(request: Request, county: str = COUNTY, _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # one moment, and no write lock on SQLite
         rows = InputsRepository(s).policy_rows(county)
     if not rows:
         raise NotFound("policy_not_found", f"county {county} has no settlement policy")
@@ -222,7 +222,7 @@ async def import_receipts(request: Request, format: str | None = Query(default=N
 def list_receipts(request: Request, enterprise: str | None = None,
                   month: str | None = Query(default=None, pattern=r"^\d{4}-\d{2}$"), after: str = "",
                   limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # one moment, and no write lock on SQLite
         rows = InputsRepository(s).receipts(enterprise=enterprise, month=month, after=after, limit=limit + 1)
     out = [receipt_out(r) for r in rows[:limit]]
     return TaxReceiptList(receipts=out, next_after=out[-1].receipt_id if len(rows) > limit else None)
@@ -230,7 +230,7 @@ def list_receipts(request: Request, enterprise: str | None = None,
 
 @router.get("/tax-receipts/{receipt_id}", response_model=TaxReceiptOut)
 def get_receipt(receipt_id: str, request: Request, _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # one moment, and no write lock on SQLite
         row = InputsRepository(s).receipt_row(receipt_id)
     if row is None:
         raise NotFound("receipt_not_found", f"no receipt {receipt_id!r}")
