@@ -181,7 +181,7 @@ router.add_api_route(
 def get_transfer(transfer_id: str, request: Request, _: Principal = Depends(READ)):
     if "\x00" in transfer_id:  # no transfer id holds one; PostgreSQL refused the lookup itself (a 500)
         raise NotFound("transfer_not_found", f"no transfer {transfer_id!r}")
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # one moment; no write lock on SQLite
         repo = LedgerRepository(s)
         found = repo.transfers_by_id([transfer_id])
         if found:
@@ -259,7 +259,7 @@ def balances_by_address(request: Request, address_prefix: str = Query(min_length
 def entries(account_id: str, request: Request, after_seq: int = Query(default=0, ge=0),
             limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
     app = _app(request)
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # one moment; no write lock on SQLite
         repo = LedgerRepository(s)
         a = _account_or_404(repo, account_id)
         rows = repo.entries(account_id, after_seq, limit + 1, repo.account_created_seq(account_id))
@@ -282,7 +282,7 @@ def entries(account_id: str, request: Request, after_seq: int = Query(default=0,
                         "(its `after` is the last transfer of this one); the last page has none.")
 def pending(account_id: str, request: Request, response: Response, after: str | None = None,
             limit: int = Query(default=1000, ge=1, le=10000), _: Principal = Depends(READ)):
-    with _rt(request).db.sessions() as s:
+    with _rt(request).db.read_snapshot() as s:  # one moment; no write lock on SQLite
         repo = LedgerRepository(s)
         _account_or_404(repo, account_id)
         # a NUL: no such transfer (PostgreSQL refused the lookup itself, a 500)
