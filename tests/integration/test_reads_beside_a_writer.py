@@ -1,6 +1,7 @@
-"""On SQLite (the default deployment) the read routes of the ledger and the assessment service do not wait for a
-writer: sessions take the write lock at their start (BEGIN IMMEDIATE), so a read waited for a 100,000-enterprise
-evaluation or a ledger batch, and failed after the 30 s busy timeout; they read a snapshot now."""
+"""On SQLite (the default deployment) the read routes of the ledger, the assessment and the settlement service do not
+wait for a writer: sessions take the write lock at their start (BEGIN IMMEDIATE), so a read waited for a
+100,000-enterprise evaluation, a ledger batch or a statement draft, and failed after the 30 s busy timeout; they
+read a snapshot now."""
 from __future__ import annotations
 
 import sqlite3
@@ -15,6 +16,8 @@ READS = {
                "/v1/accounts/county:320612/pool/COD/pending"],
     "assessment": ["/v1/enterprises/91320612MA1W2B3C4D", "/v1/evaluations?county_code=320612&year=2024",
                    "/v1/policies/320612/2024", "/v1/projects/p-1", "/v1/tasks?county_code=320612"],
+    "settlement": ["/v1/agreements?county=320612", "/v1/agreements/a-1", "/v1/tax-receipts", "/v1/tax-receipts/r-1",
+                   "/v1/counties/320612/settlement-policy", "/v1/counties/320612/settlement-policy/versions"],
 }
 
 
