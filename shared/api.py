@@ -21,7 +21,7 @@ from sqlalchemy.exc import DataError
 from shared.amounts import AmountError
 from shared.auth import Authenticator
 from shared.auth import principal as auth_principal
-from shared.db import DB_ERRORS, database_unavailable, driver_error, over_a_limit
+from shared.db import DB_ERRORS, database_unavailable, driver_error, over_a_limit, unique_violation
 from shared.envelope import EnvelopeError, acceptable_correlation_id
 from shared.errors import ApiError, Unauthenticated
 from shared.logs import correlation_id
@@ -302,6 +302,9 @@ def create_app(
         raw = driver_error(exc)
         if over_a_limit(exc) or (getattr(raw, "sqlstate", None) or "").startswith("22"):  # a data exception
             return JSONResponse({"reason": "invalid_value", "message": str(raw).split("\n")[0]}, status_code=422)
+        if unique_violation(exc):  # two requests took the same new key at once: the loser's retry gets the answer
+            return JSONResponse({"reason": "concurrent_change", "message": "another request changed the same thing at "
+                                 "the same time; read it and retry"}, status_code=409)
         if database_unavailable(exc):
             log.warning("database unavailable: %s", raw)
             return JSONResponse({"reason": "database_unavailable", "message": "the database does not answer; retry"},

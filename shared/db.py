@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
@@ -116,7 +117,8 @@ except ImportError:  # pragma: no cover - psycopg is a declared dependency
     class _RawOperationalError(_RawError):
         pass
 
-DB_ERRORS = (DBAPIError, _RawError)
+# SQLite's raw executemany path (shared.bulk.insert_tuples) raises sqlite3's own errors the same way
+DB_ERRORS = (DBAPIError, _RawError, sqlite3.Error)
 
 
 def retry_reason(exc: BaseException) -> str | None:
@@ -143,8 +145,15 @@ def over_a_limit(exc: BaseException) -> bool:
 
 def database_unavailable(exc: BaseException) -> bool:
     """A lost or refused connection, not this statement's data: worth the whole transaction again."""
-    operational = isinstance(exc, OperationalError) or isinstance(driver_error(exc), _RawOperationalError)
+    raw = driver_error(exc)
+    operational = isinstance(exc, OperationalError) or isinstance(raw, (_RawOperationalError, sqlite3.OperationalError))
     return operational and not over_a_limit(exc)
+
+
+def unique_violation(exc: BaseException) -> bool:
+    """Another writer took the same key between our read and our insert (SQLAlchemy's error or the raw drivers')."""
+    raw = driver_error(exc)
+    return isinstance(raw, sqlite3.IntegrityError) and "UNIQUE" in str(raw) or getattr(raw, "sqlstate", None) == "23505"
 
 
 def run_with_retry(service: str, fn: Callable[[], T], *, attempts: int = 8) -> T:

@@ -35,7 +35,8 @@ from services.assessment.domain.rows import (
 )
 from services.assessment.events import Actor
 from services.assessment.register import KEEPABLE, check_register_limits, record_parts, register_enterprises
-from services.assessment.storage.rows import is_unique_violation, registered_codes
+from services.assessment.storage.rows import registered_codes
+from shared.db import unique_violation
 from shared.runtime import ServiceRuntime
 
 Kind = Literal["enterprises", "indicators"]
@@ -361,7 +362,7 @@ def _transaction(runtime, fn, attempts: int = 3):
         try:
             return runtime.transaction(fn)
         except Exception as exc:
-            if attempt == attempts or not is_unique_violation(exc):
+            if attempt == attempts or not unique_violation(exc):
                 raise
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.assessment.domain.credit_code import credit_code_problem, normalize_credit_code
 from services.assessment.events import Actor
-from services.assessment.storage.rows import is_unique_violation
+from shared.db import unique_violation
 from shared.auth import Principal, require
 from shared.errors import Conflict, Unprocessable
 from shared.runtime import ServiceRuntime
@@ -50,7 +50,7 @@ def write(request: Request, fn: Callable[[UnitOfWork], T], *, conflict: str = "c
         return runtime(request).transaction(fn)
     except Exception as exc:
         # rows inserted through shared.bulk fail with the driver's own error, not SQLAlchemy's IntegrityError
-        if not (isinstance(exc, IntegrityError) or is_unique_violation(exc)):
+        if not (isinstance(exc, IntegrityError) or unique_violation(exc)):
             raise
         raise Conflict(conflict, "another request changed the same thing at the same time; read it and retry",
                        {"error": type(getattr(exc, "orig", exc)).__name__}) from None

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
 import orjson
 from sqlalchemy import String, bindparam, func, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from services.assessment.domain.canonical import PLAIN_OPTIONS, canonical_json
@@ -63,14 +61,6 @@ def loads(text: str):
 
 
 _LONG_DIGITS = re.compile(r"\d{19}")
-
-
-def is_unique_violation(exc: BaseException) -> bool:
-    """Another writer took the same key between our read and our insert. shared.bulk writes through the raw
-    psycopg / sqlite3 connection, whose errors SQLAlchemy does not wrap: catching its IntegrityError alone let
-    such a race through as a 500 (an import's later chunks not written, its report lost)."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    return isinstance(orig, sqlite3.IntegrityError) or getattr(orig, "sqlstate", None) == "23505"
 
 
 def utc(d: datetime | None) -> datetime | None:

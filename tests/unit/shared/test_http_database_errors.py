@@ -3,6 +3,8 @@ paths) psycopg raised it: the caller's value is a 422, a database that does not 
 Retry-After), anything else a 500 with a reason; never a bare text 500."""
 from __future__ import annotations
 
+import sqlite3
+
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +20,9 @@ RAISED = {
     "wrapped_gone": OperationalError("SELECT 1", {}, psycopg.OperationalError("connection refused")),
     "raw_too_big": psycopg.errors.ProgramLimitExceeded("index row size exceeds maximum"),
     "raw_other": psycopg.errors.InsufficientPrivilege("permission denied for table x"),
+    "raw_unique": psycopg.errors.UniqueViolation("duplicate key value violates unique constraint"),
+    "sqlite_unique": sqlite3.IntegrityError("UNIQUE constraint failed: releases.release_id"),
+    "sqlite_locked": sqlite3.OperationalError("database is locked"),
 }
 
 
@@ -36,6 +41,9 @@ def client():
     ("raw_truncation", 422, "invalid_value"), ("raw_nul", 422, "invalid_value"), ("raw_too_big", 422, "invalid_value"),
     ("raw_gone", 503, "database_unavailable"), ("wrapped_gone", 503, "database_unavailable"),
     ("raw_other", 500, "database_error"),
+    # two requests took the same new key at once (raw COPY paths, SQLite's raw executemany): the loser retries
+    ("raw_unique", 409, "concurrent_change"), ("sqlite_unique", 409, "concurrent_change"),
+    ("sqlite_locked", 503, "database_unavailable"),
 ])
 def test_database_errors_answer_with_a_reason(client, kind, status, reason):
     r = client.get(f"/raise/{kind}")
