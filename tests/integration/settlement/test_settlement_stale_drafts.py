@@ -8,7 +8,7 @@ compensation and tax share in January (finalized) and again in February's draft.
 finalization (``StatementsRepository.drop_drafts_overlapping``); on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 
 from services.settlement.domain import (
     VAT,
@@ -25,12 +25,7 @@ from services.settlement.statement_runs import StatementRuns
 from services.settlement.storage.inputs import InputsRepository
 from services.settlement.storage.statements import StatementsRepository
 from tests.integration.settlement.support import credit_code, new_county
-
-CST = timezone(timedelta(hours=8))
-
-
-def at(y: int, m: int, d: int, hour: int = 12) -> datetime:
-    return datetime(y, m, d, hour, tzinfo=CST)
+from tests.unit.settlement.settlement_factories import at
 
 
 def test_a_draft_computed_before_a_finalization_does_not_count_its_facts_again(runtime):
