@@ -400,9 +400,11 @@ class IdempotentConsumer:
                 bulk_insert(session, self.inbox, rows)
             for row in rows:
                 counts[(row["topic"], row["outcome"])] = counts.get((row["topic"], row["outcome"]), 0) + 1
-            self._save_positions(session, records)
+            jumps = self._save_positions(session, records)
             if dead:
                 self._send_dead_letters(dead)  # flushed before the commit: a crash re-sends, never loses
+        for topic, partition, position, offset in jumps:
+            self.lag.note_jump(topic, partition, position, offset)
         for (topic, outcome), n in counts.items():
             EVENTS_CONSUMED.labels(self.service, topic, outcome).inc(n)
             if outcome == "applied":
@@ -489,18 +491,24 @@ class IdempotentConsumer:
                                .where(id_in(self.inbox.c.event_id, ids, session))).all()
         return {r.event_id: r.digest for r in rows}
 
-    def _save_positions(self, session: Session, records: list) -> None:
+    def _save_positions(self, session: Session, records: list) -> list[tuple[str, int, int, int]]:
+        """Store each partition's next offset; returns (topic, partition, position, first offset read) of the
+        partitions read past the position the database held (see shared.consumer_lag)."""
         nxt: dict[tuple[str, int], int] = {}
+        first: dict[tuple[str, int], int] = {}
         for r in records:
             key = (r.topic, r.partition)
             nxt[key] = max(nxt.get(key, 0), r.offset + 1)
+            first[key] = min(first.get(key, r.offset), r.offset)
         p = self.positions
         existing = {
-            (row.topic, row.partition)
+            (row.topic, row.partition): row.next_offset
             for row in session.execute(
-                select(p.c.topic, p.c.partition).where(p.c.group_id == self.group_id)
+                select(p.c.topic, p.c.partition, p.c.next_offset).where(p.c.group_id == self.group_id)
             ).all()
         }
+        jumps = [(t, part, existing[(t, part)], off) for (t, part), off in first.items()
+                 if (t, part) in existing and off > existing[(t, part)]]
         for (topic, part), off in nxt.items():
             if (topic, part) in existing:
                 session.execute(p.update().where(
@@ -508,6 +516,7 @@ class IdempotentConsumer:
                 ).values(next_offset=off))
             else:
                 session.execute(p.insert().values(group_id=self.group_id, topic=topic, partition=part, next_offset=off))
+        return jumps
 
     def stored_positions(self) -> dict[tuple[str, int], int]:
         p = self.positions

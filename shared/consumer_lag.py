@@ -5,7 +5,15 @@ table for all of a service's replicas; a partition never consumed counts from it
 replica reports the whole group's lag, and partitions nobody owns (a group stuck rebalancing, a replica
 without partitions) count instead of reading 0; dashboards and alerts take the max over replicas. The
 broker is asked with short timeouts from this thread, never from the poll loop: a broker away delays the
-gauge, not the consumer."""
+gauge, not the consumer.
+
+The same watermarks show messages that were deleted by a topic's retention before the group read them: a
+database position below a partition's first offset (a service down longer than the retention, a database
+restored from an old backup), or a poll that resumed past the position the database held (the consumer,
+finding its offset gone, starts again at the first one left: kafka-python's reset). Those messages' effects
+are missing for good unless their senders publish them again: logged as an error and counted in
+countypool_consumer_offsets_skipped_total, once per gap. A jump with the partition's first offset still at or
+below the position is not a loss (transaction markers take offsets too) and is let go."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +21,7 @@ import threading
 from typing import Callable
 
 from shared.kafka_security import librdkafka_options
-from shared.metrics import CONSUMER_LAG
+from shared.metrics import CONSUMER_LAG, CONSUMER_OFFSETS_SKIPPED
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,17 @@ class GroupLag:
         self._client = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._jumps_lock = threading.Lock()
+        self._jumps: dict[tuple[str, int], tuple[int, int]] = {}  # (topic, partition) -> (position, offset read)
+        self._reported: set[tuple[str, int, int]] = set()  # (topic, partition, position) of gaps already told
+        self._beyond_end: set[tuple[str, int, int]] = set()
+        self.skipped: dict[str, int] = {}  # offsets found deleted unread, per topic, since this process started
+
+    def note_jump(self, topic: str, partition: int, position: int, offset: int) -> None:
+        """The consumer applied ``offset`` of a partition whose database position was ``position`` (< offset):
+        checked against the partition's first offset by the next measure."""
+        with self._jumps_lock:
+            self._jumps.setdefault((topic, partition), (position, offset))
 
     def start(self) -> None:
         self._stop.clear()
@@ -63,6 +82,8 @@ class GroupLag:
         from confluent_kafka import TopicPartition
 
         client = self._ensure_client()
+        with self._jumps_lock:
+            jumps, self._jumps = self._jumps, {}
         stored = self.stored_positions()
         lag: dict[str, int] = {}
         for topic in self.topics:
@@ -73,9 +94,39 @@ class GroupLag:
             for partition in md.partitions:
                 first, end = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=self.timeout,
                                                           cached=False)
-                total += max(0, end - stored.get((topic, partition), first))
+                position = stored.get((topic, partition))
+                jump = jumps.pop((topic, partition), None)
+                if jump is not None and first > jump[0]:
+                    self._deleted_unread(topic, partition, jump[0], min(jump[1], first))
+                if position is not None and position < first:
+                    self._deleted_unread(topic, partition, position, first)
+                elif position is not None and position > end:
+                    self._past_the_end(topic, partition, position, end)
+                # what can still be read: deleted messages are not lag
+                total += max(0, end - max(first, position if position is not None else first))
             lag[topic] = total
         return lag
+
+    def _deleted_unread(self, topic: str, partition: int, position: int, first: int) -> None:
+        key = (topic, partition, position)
+        if key in self._reported or first <= position:
+            return
+        self._reported.add(key)
+        n = first - position
+        self.skipped[topic] = self.skipped.get(topic, 0) + n
+        CONSUMER_OFFSETS_SKIPPED.labels(self.service, topic).inc(n)
+        log.error("%s: offsets %d..%d of %s[%d] were deleted by the topic's retention before group %s read them: "
+                  "their effects are missing; have their senders publish them again", self.service, position,
+                  first - 1, topic, partition, self.group_id)
+
+    def _past_the_end(self, topic: str, partition: int, position: int, end: int) -> None:
+        key = (topic, partition, position)
+        if key in self._beyond_end:
+            return
+        self._beyond_end.add(key)
+        log.warning("%s: the database position %d of %s[%d] is past the partition's end (%d): the topic was recreated "
+                    "or the cluster replaced; it is read from its first offset (events already taken are recognised "
+                    "by their ids)", self.service, position, topic, partition, end)
 
     def _ensure_client(self):
         if self._client is None:

@@ -22,6 +22,11 @@ CONSUMER_LATENCY = Histogram(
 )
 OUTBOX_BACKLOG = Gauge("countypool_outbox_backlog", "Outbox rows not yet published", ["service"])
 CONSUMER_LAG = Gauge("countypool_consumer_lag", "Messages behind the end of the topic", ["service", "topic"])
+CONSUMER_OFFSETS_SKIPPED = Counter(
+    "countypool_consumer_offsets_skipped_total",
+    "Offsets deleted by a topic's retention before the group read them (their effects are missing)",
+    ["service", "topic"],
+)
 RELAY_ERRORS = Counter("countypool_relay_errors_total", "Failed attempts to publish the outbox", ["service"])
 DB_RETRIES = Counter("countypool_db_retries_total", "Transactions retried after deadlock or serialization failure", ["service", "reason"])
 

@@ -1,0 +1,110 @@
+"""Messages a topic's retention deleted before the group read them are reported, not skipped in silence.
+
+kafka-python, finding its position gone, starts again at the partition's first offset (auto_offset_reset):
+without these checks a service down longer than the retention, or one whose database was restored from an old
+backup, would carry on as if nothing were missing."""
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import TopicPartition as ConfluentPartition
+from confluent_kafka.admin import AdminClient
+
+from shared.consumer import IdempotentConsumer
+from shared.kafka_admin import ensure_topics
+from shared.metrics import CONSUMER_OFFSETS_SKIPPED
+from tests.integration.test_consumer import _env, _produce
+from tests.support.machinery import count_widget, drain, make_db, messaging, widget_counts
+
+
+def _one_partition_topic(bootstrap: str) -> str:
+    name = f"test.retention.{uuid.uuid4().hex[:12]}"
+    ensure_topics(bootstrap, [name, f"{name}.dlq"], partitions=1)
+    return name
+
+
+def _consumer(db, outbox, bootstrap, topic):
+    return IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=bootstrap, group_id=f"g-{topic}",
+                              topics=[topic], handler=count_widget)
+
+
+def _delete_before(bootstrap: str, topic: str, offset: int) -> None:
+    """What retention does when it drops a partition's oldest segments: the first offset moves up."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.delete_records([ConfluentPartition(topic, 0, offset)]).values():
+        assert fut.result(timeout=30).low_watermark == offset
+
+
+def _widgets(start: int, n: int) -> list[tuple[str, bytes]]:
+    return [(f"w{i}", _env(f"w{i}", 1)) for i in range(start, start + n)]
+
+
+def test_a_position_older_than_the_log_is_reported_before_anything_is_read(db_url, kafka_bootstrap):
+    """The service was away (or its database restored) while retention deleted what it had not read: the first
+    measure says how many offsets are gone, once; the lag counts only what can still be read."""
+    topic = _one_partition_topic(kafka_bootstrap)
+    db, outbox = make_db(db_url)
+    skipped = CONSUMER_OFFSETS_SKIPPED.labels(db.service, topic)
+    _produce(kafka_bootstrap, topic, _widgets(0, 10))
+    first = _consumer(db, outbox, kafka_bootstrap, topic)
+    try:
+        drain(first, lambda: first.stats.applied >= 10)
+        assert first.lag.report() == {topic: 0}
+        assert first.lag.skipped == {} and skipped._value.get() == 0, "nothing was deleted unread"
+    finally:
+        first.stop()
+
+    _produce(kafka_bootstrap, topic, _widgets(10, 10))  # offsets 10..19, never read
+    _delete_before(kafka_bootstrap, topic, 15)
+
+    second = _consumer(db, outbox, kafka_bootstrap, topic)
+    try:
+        assert second.lag.report() == {topic: 5}, "offsets 15..19 can be read; 10..14 are no lag, they are gone"
+        assert second.lag.skipped == {topic: 5}
+        assert skipped._value.get() == 5
+        drain(second, lambda: second.stats.applied >= 5)
+        assert set(widget_counts(db)) == {f"w{i}" for i in list(range(10)) + list(range(15, 20))}
+        assert second.lag.report() == {topic: 0}
+        assert skipped._value.get() == 5, "the same gap is told once"
+    finally:
+        second.stop()
+
+
+def test_a_running_consumer_that_reads_past_its_position_reports_the_gap(db_url, kafka_bootstrap):
+    """The gap is found by the poll that jumped, even when the group has caught up before the next measure (the
+    position then no longer shows it)."""
+    topic = _one_partition_topic(kafka_bootstrap)
+    db, outbox = make_db(db_url)
+    skipped = CONSUMER_OFFSETS_SKIPPED.labels(db.service, topic)
+    _produce(kafka_bootstrap, topic, _widgets(0, 10))
+    c = _consumer(db, outbox, kafka_bootstrap, topic)
+    try:
+        drain(c, lambda: c.stats.applied >= 10)
+        time.sleep(1.5)  # the fetch the last poll sent has come back empty: nothing of what follows is buffered
+        _produce(kafka_bootstrap, topic, _widgets(10, 10))
+        _delete_before(kafka_bootstrap, topic, 15)
+        drain(c, lambda: c.stats.applied >= 15)
+        assert c.stored_positions() == {(topic, 0): 20}, "caught up: the position alone no longer shows the gap"
+        assert skipped._value.get() == 0, "not measured yet"
+        assert c.lag.report() == {topic: 0}
+        assert c.lag.skipped == {topic: 5} and skipped._value.get() == 5
+        assert c.lag.report() == {topic: 0} and skipped._value.get() == 5, "told once"
+    finally:
+        c.stop()
+
+
+def test_offsets_a_consumer_passes_over_that_are_still_in_the_log_are_no_loss(db_url, kafka_bootstrap):
+    """A jump whose offsets the log still holds (transaction markers take offsets; here the database position is
+    set back by hand) is not reported as deleted."""
+    topic = _one_partition_topic(kafka_bootstrap)
+    db, outbox = make_db(db_url)
+    _produce(kafka_bootstrap, topic, _widgets(0, 5))
+    c = _consumer(db, outbox, kafka_bootstrap, topic)
+    try:
+        drain(c, lambda: c.stats.applied >= 5)
+        c.lag.note_jump(topic, 0, 2, 4)  # as if offsets 2..3 had been passed over
+        assert c.lag.report() == {topic: 0}
+        assert c.lag.skipped == {}
+    finally:
+        c.stop()
