@@ -509,20 +509,34 @@ class IdempotentConsumer:
         }
         jumps = [(t, part, existing[(t, part)], off) for (t, part), off in first.items()
                  if (t, part) in existing and off > existing[(t, part)]]
+        ids = {topic: self._topic_id(topic) for topic, _ in nxt}
         for (topic, part), off in nxt.items():
+            values = {"next_offset": off, **({"topic_id": ids[topic]} if ids[topic] else {})}
             if (topic, part) in existing:
                 session.execute(p.update().where(
                     (p.c.group_id == self.group_id) & (p.c.topic == topic) & (p.c.partition == part)
-                ).values(next_offset=off))
+                ).values(**values))
             else:
-                session.execute(p.insert().values(group_id=self.group_id, topic=topic, partition=part, next_offset=off))
+                session.execute(p.insert().values(group_id=self.group_id, topic=topic, partition=part, **values))
         return jumps
 
     def stored_positions(self) -> dict[tuple[str, int], int]:
+        return {tp: offset for tp, (offset, _) in self.stored_positions_and_topics().items()}
+
+    def stored_positions_and_topics(self) -> dict[tuple[str, int], tuple[int, str | None]]:
+        """(topic, partition) -> (next offset, id of the topic it was written for, if known)."""
         p = self.positions
         with self.db.sessions() as s:
-            rows = s.execute(select(p.c.topic, p.c.partition, p.c.next_offset).where(p.c.group_id == self.group_id)).all()
-        return {(r.topic, r.partition): r.next_offset for r in rows}
+            rows = s.execute(select(p.c.topic, p.c.partition, p.c.next_offset, p.c.topic_id)
+                             .where(p.c.group_id == self.group_id)).all()
+        return {(r.topic, r.partition): (r.next_offset, r.topic_id) for r in rows}
+
+    def _topic_id(self, topic: str) -> str | None:
+        """The topic's id in the consumer's cached metadata (never fetched here: no waiting), or None when unknown
+        (no metadata yet, a broker before Kafka 2.8)."""
+        c = self._consumer
+        tid = c._cluster.topic_id(topic) if c is not None else None  # noqa: SLF001 - kafka-python keeps ids there
+        return str(tid) if tid is not None and tid.int != 0 else None
 
     def _send_dead_letters(self, dead: list[_DeadLetter]) -> None:
         if self._dlq_producer is None:
@@ -579,7 +593,8 @@ def _range_assignor_noting_gaps(owner: IdempotentConsumer) -> type[RangePartitio
 
 
 class _ResumeFromDatabase(ConsumerRebalanceListener):
-    """On assignment, continue from the offsets the database recorded with the effects."""
+    """On assignment, continue from the offsets the database recorded with the effects (a partition it has none
+    for, or whose topic was created again since, from its first offset)."""
 
     def __init__(self, owner: IdempotentConsumer):
         self.owner = owner
@@ -588,9 +603,25 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):
         pass
 
     def on_partitions_assigned(self, assigned):
-        stored = self.owner.stored_positions()
+        stored = self.owner.stored_positions_and_topics()
         consumer = self.owner._consumer
+        if consumer is None:
+            return
         for tp in assigned:
-            off = stored.get((tp.topic, tp.partition))
-            if off is not None and consumer is not None:
+            found = stored.get((tp.topic, tp.partition))
+            if found is None:
+                # Nothing applied from it, as far as the database knows: from its start, whatever offset Kafka has
+                # for the group (a database restored from a backup older than the partition's first use must not
+                # resume where the lost one had committed).
+                consumer.seek_to_beginning(TopicPartition(tp.topic, tp.partition))
+                continue
+            off, written_for = found
+            now = self.owner._topic_id(tp.topic)
+            if written_for and now and written_for != now:
+                # Offsets of a topic created again start over: the stored one would skip as many of its messages.
+                log.warning("%s: %s was created again (id %s, the position %d was of %s): reading %s[%d] from its "
+                            "first offset; events already taken are recognised by their ids", self.owner.service,
+                            tp.topic, now, off, written_for, tp.topic, tp.partition)
+                consumer.seek_to_beginning(TopicPartition(tp.topic, tp.partition))
+            else:
                 consumer.seek(TopicPartition(tp.topic, tp.partition), off)

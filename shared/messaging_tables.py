@@ -59,5 +59,8 @@ def add_messaging_tables(metadata: MetaData) -> dict[str, Table]:
         Column("topic", String(200), primary_key=True),
         Column("partition", Integer, primary_key=True),
         Column("next_offset", BigInteger, nullable=False),
+        # the topic's id (Kafka >= 2.8) when the position was written: a topic deleted and created again under
+        # the same name has another, and its offsets start over
+        Column("topic_id", String(36), nullable=True),
     )
     return {"outbox": outbox, "outbox_relay": relay, "inbox": inbox, "consumer_positions": positions}

@@ -15,6 +15,7 @@ from alembic.config import Config
 from sqlalchemy import text
 
 from shared.db import Database
+from shared.outbox import rebase_after_restore
 
 
 def upgrade(db: Database, script_location: str | Path, revision: str = "head") -> None:
@@ -26,6 +27,9 @@ def upgrade(db: Database, script_location: str | Path, revision: str = "head") -
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"migrate-{db.service}".encode())})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+        if db.is_postgres:
+            # a logical restore into another server leaves the relay's place ahead of its transaction ids
+            rebase_after_restore(conn)
 
 
 def run_env() -> None:
@@ -117,3 +121,11 @@ def relay_remembers_running(op) -> None:
     with op.batch_alter_table("outbox_relay") as batch:
         batch.add_column(sa.Column("published_running", sa.Text, nullable=True))
         batch.add_column(sa.Column("epoch_running", sa.Text, nullable=True))
+
+
+def positions_know_their_topic(op) -> None:
+    """Revision of every service: a consumer position records the id of the topic it is an offset of, so that a
+    topic created again under the same name (a rebuilt cluster) is read from its start, not from an offset of
+    the one before. Positions written before have none and are trusted as they were."""
+    with op.batch_alter_table("consumer_positions") as batch:
+        batch.add_column(sa.Column("topic_id", sa.String(36), nullable=True))

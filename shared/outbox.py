@@ -323,6 +323,40 @@ def _place_of(bind, table: str) -> tuple[Snapshot, Snapshot, int]:
     return _place_from(bind.execute(text(_PLACE.format(table=table))).first())
 
 
+def _unpublished_where(done: Snapshot, epoch: Snapshot, pos: int) -> tuple[str, dict]:
+    """The rows the relay has not published, by its place (PostgreSQL)."""
+    return ("(tx_id >= :db OR tx_id = ANY(CAST(:dr AS bigint[]))) "
+            "AND NOT (tx_id < :eb AND tx_id <> ALL(CAST(:er AS bigint[])) AND position <= :pos)",
+            {"db": done.below, "dr": list(done.running), "eb": epoch.below, "er": list(epoch.running), "pos": pos})
+
+
+def rebase_after_restore(conn: Connection, table: str = "outbox") -> int | None:
+    """PostgreSQL, at start-up, before the service writes: if the relay's place lies ahead of this server's
+    transaction ids, the database was restored logically (pg_dump / pg_restore) into another server, whose ids
+    started again from a few hundred. Read by the place as it stands, every row written from now on would count
+    as published and never be sent. So each row's transaction id is rewritten once, as the place said: 0 for the
+    published ones, this transaction's id for the others, and the place set to this transaction (its rows are the
+    next epoch). Returns how many rows are left to publish, or None when the place and the server agree (the
+    same server, or a physical or point-in-time restore, which keeps the ids)."""
+    if conn.execute(text("SELECT to_regclass(:t)"), {"t": f"{table}_relay"}).scalar() is None:
+        return None
+    done, epoch, pos = _place_of(conn, table)
+    next_id = conn.execute(text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")).scalar_one()
+    if max(done.below, epoch.below) <= next_id:
+        return None
+    me = conn.execute(text("SELECT pg_current_xact_id()::text::bigint")).scalar_one()
+    where, args = _unpublished_where(done, epoch, pos)
+    left = conn.execute(text(f'SELECT count(*) FROM "{table}" WHERE {where}'), args).scalar_one()
+    conn.execute(text(f'UPDATE "{table}" SET tx_id = CASE WHEN {where} THEN :me ELSE 0 END WHERE tx_id <> 0'),
+                 {**args, "me": me})
+    conn.execute(text(f"UPDATE {table}_relay SET published_below = :me, published_running = NULL, epoch_below = :me, "
+                      "epoch_running = NULL, position = 0, updated_at = now() WHERE id = 1"), {"me": me})
+    log.warning("the outbox relay's place (transaction %d) lay ahead of this server's transaction ids (next %d): "
+                "the database was restored into another server; place rebased, %d rows to publish",
+                max(done.below, epoch.below), next_id, left)
+    return left
+
+
 def unpublished_count(bind: Session | Connection, table: str = "outbox") -> int:
     """How many rows the relay has not published yet (see the outbox_relay table's comment). Two statements:
     the place is read first so that the count is planned for its values (index ranges over the newest
@@ -331,11 +365,8 @@ def unpublished_count(bind: Session | Connection, table: str = "outbox") -> int:
     dialect = bind.dialect.name if isinstance(bind, Connection) else bind.get_bind().dialect.name
     if dialect != "postgresql":
         return bind.execute(text(f'SELECT count(*) FROM "{table}" WHERE position > :pos'), {"pos": pos}).scalar_one()
-    return bind.execute(text(
-        f'SELECT count(*) FROM "{table}" WHERE (tx_id >= :db OR tx_id = ANY(CAST(:dr AS bigint[]))) '
-        f"AND NOT (tx_id < :eb AND tx_id <> ALL(CAST(:er AS bigint[])) AND position <= :pos)"),
-        {"db": done.below, "dr": list(done.running), "eb": epoch.below, "er": list(epoch.running), "pos": pos},
-    ).scalar_one()
+    where, args = _unpublished_where(done, epoch, pos)
+    return bind.execute(text(f'SELECT count(*) FROM "{table}" WHERE {where}'), args).scalar_one()
 
 
 def mark_all_published(session: Session, table: str = "outbox") -> None:
