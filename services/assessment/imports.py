@@ -38,6 +38,7 @@ from services.assessment.register import KEEPABLE, check_register_limits, record
 from services.assessment.storage.rows import registered_codes
 from shared.db import unique_violation
 from shared.runtime import ServiceRuntime
+from shared.text_files import NotText, beyond_header, decode_text, split_number
 
 Kind = Literal["enterprises", "indicators"]
 _DEPARTMENT = re.compile(r"[^\s\x00-\x1f\x7f]+")  # shared.contracts.types.Identifier, as the intake takes it
@@ -103,14 +104,10 @@ def _read_cells(data: bytes) -> tuple[Literal["csv", "xlsx"], list[str], Iterato
 
 
 def _read_csv(data: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    for encoding in ("utf-8-sig", "gb18030"):  # Excel in China saves CSV as GBK unless told otherwise
-        try:
-            text = data.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise ImportRefused("unreadable_file", "the file is neither UTF-8 nor GB18030 text")
+    try:
+        text = decode_text(data)  # UTF-8, else GB18030: Excel in China saves CSV as GBK unless told otherwise
+    except NotText:
+        raise ImportRefused("unreadable_file", "the file is neither UTF-8 nor GB18030 text") from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         headers = [h.strip() for h in next(reader)]
@@ -181,7 +178,7 @@ def _parse(kind: Kind, fmt: str, headers: list[str], rows: Iterator[tuple[int, S
         value = fast.parse(cells) if fast is not None else None
         if value is None:
             row = dict(zip(headers, cells))
-            if _beyond_header(headers, cells) or (len(cells) > len(headers) and _split_number(cells, figure_columns)):
+            if beyond_header(headers, cells) or (len(cells) > len(headers) and split_number(cells, figure_columns)):
                 _refuse_too_many_cells(line, headers, cells, row, cmap, report)
             elif is_blank_row(row):
                 continue  # spreadsheets end in empty rows; they are not data
@@ -197,26 +194,6 @@ def _parse(kind: Kind, fmt: str, headers: list[str], rows: Iterator[tuple[int, S
         if progress and report.rows % 1000 == 0:
             progress("parse", report.rows, 0)
     return _drop_duplicates(good, report)
-
-
-def _beyond_header(headers: list[str], cells: Sequence) -> bool:
-    """Cells past the last header that hold something: an unquoted "1,234" shifts the row, and reading its
-    first cells would take a wrong figure (empty trailing cells, as spreadsheets write them, are fine)."""
-    return len(cells) > len(headers) and any(str(c).strip() for c in cells[len(headers):] if c is not None)
-
-
-_THOUSANDS_HEAD = re.compile(r"[-+]?[0-9]{1,3}")
-_THOUSANDS_GROUP = re.compile(r"[0-9]{3}(\.[0-9]*)?")
-
-
-def _split_number(cells: Sequence, figure_columns: frozenset[int]) -> bool:
-    """A row wider than its header whose extra cells are empty may still be shifted: with the last column empty
-    (a remark), an unquoted "1,234" puts "234" in the next column and only an empty cell beyond the header, so
-    tax was taken as 1 元. Such a row is refused when a figure column holds 1-3 digits followed by a cell of
-    three digits (where the number may have been split); a wider row without that pair is read as it is."""
-    n = len(cells) - 1
-    return any(i < n and _THOUSANDS_HEAD.fullmatch(str(cells[i]).strip()) and _THOUSANDS_GROUP.fullmatch(str(cells[i + 1]).strip())
-               for i in figure_columns)
 
 
 def _refuse_too_many_cells(line: int, headers: list[str], cells: Sequence, row: dict, cmap: ColumnMap,

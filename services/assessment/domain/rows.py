@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from shared.amounts import AmountError, parse_amount
+from shared.text_files import normalize_header, number_text
 
 from .credit_code import credit_code_problem, normalize_credit_code
 from .enterprise import FLAG_NAMES, GROUP_ABOVE, GROUP_BELOW, MAY_BE_NEGATIVE, Enterprise, YearlyIndicators
@@ -89,19 +90,6 @@ ENTERPRISE_COLUMNS: dict[str, tuple[str, ...]] = {
     "backward_equipment": ("工艺装备落后", "落后装备", "backward_equipment"),
     "extra_flags": ("其他标记", "extra_flags"),
 }
-
-
-def normalize_header(header: str) -> str:
-    """Full-width to half-width, no spaces, lower case: '实缴税金（万元）' -> '实缴税金(万元)'."""
-    out = []
-    for ch in str(header):
-        o = ord(ch)
-        if 0xFF01 <= o <= 0xFF5E:
-            ch = chr(o - 0xFEE0)
-        elif ch == "\u3000":
-            ch = " "
-        out.append(ch)
-    return re.sub(r"\s+", "", "".join(out)).lower()
 
 
 def _split_unit(h: str) -> tuple[str, str | None]:
@@ -184,7 +172,6 @@ def map_enterprise_columns(headers: Iterable[str]) -> ColumnMap:
 
 # -- cells ------------------------------------------------------------------------------------------
 
-_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 _AMOUNT_REASONS = {
     "amount_not_a_number": "not_a_number",
     "amount_not_a_decimal_string": "not_a_number",
@@ -207,17 +194,9 @@ def is_blank_row(row: Mapping[str, Cell]) -> bool:
     return all(_text(v) == "" for v in row.values())
 
 
-# a Chinese input method's full-width mode: Decimal reads full-width digits but not the full-width point, comma
-# or sign, so '１２．５' was refused while '１２.５' was taken as 12.5 (careful path only: the fast one is ASCII)
-_FULL_WIDTH_NUMBER = str.maketrans("０１２３４５６７８９．，－＋", "0123456789.,-+")
-
-
 def _number(text: str, scale: int, negative_ok: bool) -> int:
-    if not text.isascii():
-        text = text.translate(_FULL_WIDTH_NUMBER)
-    if _THOUSANDS.match(text):
-        text = text.replace(",", "")
-    return parse_amount(text, scale, allow_zero=True, allow_negative=negative_ok)
+    # full-width figures and grouped thousands (shared.text_files; careful path only: the fast one is ASCII)
+    return parse_amount(number_text(text), scale, allow_zero=True, allow_negative=negative_ok)
 
 
 _TRUE = {"是", "y", "yes", "true", "1", "√", "t"}

@@ -1,28 +1,70 @@
 """Reading tax receipts from a CSV or XLSX file the tax bureau exported. Column headers may be the API field
-names or their Chinese equivalents. Numeric XLSX cells are read by their shortest decimal representation (Excel
-keeps numbers as binary floats; '1234.56' typed in a cell comes back as 1234.56 and is read as '1234.56')."""
+names or their Chinese equivalents, typed in full width or with spaces ('金额（元）'). Numeric XLSX cells are read by
+their shortest decimal representation (Excel keeps numbers as binary floats; '1234.56' typed in a cell comes back as
+1234.56 and is read as '1234.56').
+
+The text is read as the assessment import reads it (``shared.text_files``): a CSV is UTF-8 (with or without BOM) or
+GB18030, as Excel on Chinese Windows saves it; anything else is refused whole (422 ``import_not_text``). Amounts
+typed in full width ('１２３４．５６') or with thousands grouped in threes ('1,234.56', quoted in a CSV) are read as
+plain decimals; any other comma is left for the amount check to refuse. They stay text here: the intake makes them
+exact fen, and more decimals than fen is that row's refusal, never rounded. A CSV row with more cells than the
+header (an unquoted '1,234' splits the amount and shifts the row) is refused as ``too_many_cells`` rather than read
+with a wrong amount. Credit codes are trimmed and made half-width upper case, months half-width; receipt ids and
+tax kinds are taken as written."""
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Iterator
 
 from services.settlement.domain import ReceiptError
+from shared.text_files import (
+    NotText,
+    beyond_header,
+    decode_text,
+    half_width,
+    normalize_header,
+    number_text,
+    split_number,
+)
 
 FIELDS = ("receipt_id", "enterprise_credit_code", "month", "tax_kind", "amount", "corrects")
 ALIASES = {
     "收据编号": "receipt_id", "票证号码": "receipt_id", "完税凭证号": "receipt_id",
     "统一社会信用代码": "enterprise_credit_code", "纳税人识别号": "enterprise_credit_code",
     "所属期": "month", "税款所属期": "month", "税种": "tax_kind", "金额": "amount", "金额(元)": "amount",
-    "实缴金额": "amount", "更正收据": "corrects", "更正": "corrects",
+    "实缴金额": "amount", "实缴金额(元)": "amount", "更正收据": "corrects", "更正": "corrects",
 }
 XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",)
+_ZIP = b"PK\x03\x04"  # an XLSX workbook is a zip file
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row the reader itself refuses (read_rows yields it in place of the row's fields)."""
+    receipt_id: str | None
+    reason: str
+    message: str
 
 
 def _field(header: object) -> str | None:
-    name = str(header or "").strip()
+    # as the assessment import matches its headers: full-width brackets and letters made half-width, no spaces,
+    # lower case ('金额（元）' -> '金额(元)', 'Amount' -> 'amount')
+    name = normalize_header("" if header is None else header)
     return name if name in FIELDS else ALIASES.get(name)
+
+
+def _text(value: str, field: str | None) -> str:
+    text = value.strip()
+    if field == "amount":
+        return number_text(text)
+    if field == "month":
+        return half_width(text)
+    if field == "enterprise_credit_code":  # as the assessment register takes it (GB 32100 codes are upper case)
+        return half_width(text).upper()
+    return text
 
 
 def _cell(value: object, field: str | None) -> str:
@@ -34,7 +76,7 @@ def _cell(value: object, field: str | None) -> str:
         return str(value)
     if isinstance(value, float):
         return repr(value) if not value.is_integer() else str(int(value))
-    return str(value).strip()
+    return _text(str(value), field)
 
 
 def detect_format(content_type: str | None, explicit: str | None) -> str:
@@ -48,8 +90,9 @@ def detect_format(content_type: str | None, explicit: str | None) -> str:
     raise ReceiptError("unsupported_import_format", f"content type {ctype!r}: send text/csv or an XLSX workbook")
 
 
-def read_rows(content: bytes, fmt: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """(row number, {field: text}) for every non-empty data row; the header is row 1."""
+def read_rows(content: bytes, fmt: str) -> Iterator[tuple[int, dict[str, str] | BadRow]]:
+    """(row number, {field: text}) for every non-empty data row, or (row number, BadRow) for one the reader
+    refuses; the header is row 1."""
     if fmt == "xlsx":
         yield from _xlsx_rows(content)
     elif fmt == "csv":
@@ -84,19 +127,42 @@ def _check_header(header: list) -> None:
         raise ReceiptError("import_header_incomplete", f"the header row lacks: {', '.join(missing)}")
 
 
-def _csv_rows(content: bytes) -> Iterator[tuple[int, dict[str, str]]]:
+def _decoded(content: bytes) -> str:
+    if content[:4] == _ZIP:
+        raise ReceiptError("import_not_csv", "the file is a zip archive (an XLSX workbook?), not CSV text: send it "
+                                             f"as {XLSX_TYPES[0]} or with ?format=xlsx")
     try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ReceiptError("import_not_utf8", "CSV files must be UTF-8 (Excel: 'CSV UTF-8')") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+        return decode_text(content)
+    except NotText:
+        raise ReceiptError("import_not_text", "the file is neither UTF-8 nor GB18030 text (Excel: save as "
+                                              "'CSV UTF-8' or 'CSV (逗号分隔)'; not 'Unicode text')") from None
+
+
+def _shifted(header: list, values: list, row_no: int) -> tuple[int, BadRow] | None:
+    """A row with more cells than the header whose extra cells hold something, or whose amount looks split by
+    an unquoted thousands separator (the rule of the assessment import, shared.text_files)."""
+    if len(values) <= len(header):
+        return None
+    amount_columns = frozenset(i for i, h in enumerate(header) if _field(h) == "amount")
+    if not (beyond_header(header, values) or split_number(values, amount_columns)):
+        return None
+    ids = [v for h, v in zip(header, values) if _field(h) == "receipt_id"]
+    return row_no, BadRow((ids[0].strip() or None) if ids else None, "too_many_cells",
+                          f"{len(values)} cells under {len(header)} headers: an amount with an unquoted thousands "
+                          "separator? (write 1234.56, or quote \"1,234.56\")")
+
+
+def _csv_rows(content: bytes) -> Iterator[tuple[int, dict[str, str] | BadRow]]:
+    reader = csv.reader(io.StringIO(_decoded(content), newline=""))
     try:
         header = next(reader, None)
         if header is None:
             raise ReceiptError("import_empty", "the file is empty")
         _check_header(header)
         for i, values in enumerate(reader, start=2):
-            if (m := _mapped(header, values, i)) is not None:
+            if (bad := _shifted(header, values, i)) is not None:
+                yield bad
+            elif (m := _mapped(header, values, i)) is not None:
                 yield m
     except csv.Error as exc:
         raise ReceiptError("import_not_csv", f"the CSV cannot be read near line {reader.line_num}: {exc}") from None

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from services.settlement import clock, intake
 from services.settlement.agreement_registry import record_version
 from services.settlement.api.agreement_terms import agreement_out, terms_of
-from services.settlement.api.receipt_import import detect_format, read_rows
+from services.settlement.api.receipt_import import BadRow, detect_format, read_rows
 from services.settlement.api.schemas import (
     COUNTY_PATTERN,
     AgreementIn,
@@ -178,7 +178,11 @@ def _import_row(session: Session, doc: dict[str, str]) -> bool:
 
 
 @router.post("/tax-receipts/import", response_model=ImportReport,
-             summary="Import receipts from CSV (UTF-8) or XLSX: good rows are recorded, bad rows reported with a reason",
+             summary="Import receipts from CSV (UTF-8 or GB18030) or XLSX: good rows are recorded, bad rows reported "
+                     "with a reason",
+             responses={422: {"description": "the file as a whole cannot be taken: import_not_text (neither UTF-8 "
+                                             "nor GB18030), import_not_csv, import_not_xlsx, import_empty, "
+                                             "import_header_incomplete, import_header_ambiguous"}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "text/csv": {"schema": {"type": "string"}, "example":
                               "receipt_id,enterprise_credit_code,month,tax_kind,amount,corrects\n"
@@ -194,6 +198,10 @@ async def import_receipts(request: Request, format: str | None = Query(default=N
     def work(uow):
         report = ImportReport(rows=len(rows), recorded=0, unchanged=0, rejected=[])
         for row_no, doc in rows:
+            if isinstance(doc, BadRow):  # refused by the reader (a row shifted by an unquoted "1,234")
+                report.rejected.append(RowProblem(row=row_no, receipt_id=doc.receipt_id, reason=doc.reason,
+                                                  message=doc.message))
+                continue
             savepoint = uow.session.begin_nested()  # a bad row undoes only itself
             try:
                 created = _import_row(uow.session, doc)

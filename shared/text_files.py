@@ -1,0 +1,89 @@
+"""Text of the files a county's offices produce, read the same way by every service's import.
+
+- Encoding: Excel on Chinese Windows saves "CSV (逗号分隔)" as GBK unless the user picks "CSV UTF-8", so a file is
+  read as UTF-8 (with or without BOM) and, failing that, as GB18030 (a superset of GBK and GB2312). A file that is
+  neither (UTF-16 "Unicode text", a binary file) is refused: :class:`NotText`.
+- Headers and figures typed in a Chinese input method's full-width mode: '实缴税金（万元）', '１２３４．５６'.
+- Thousands separators: a figure is read without its commas only when they group it in threes ('1,234,567.89');
+  any other comma ('12,5', '1,23') leaves it as it is, and the amount parser refuses it. In a CSV an unquoted
+  '1,234' is two cells: :func:`beyond_header` and :func:`split_number` find the rows it shifted.
+
+Nothing here parses an amount: figures stay text until ``shared.amounts.parse_amount`` makes them exact integers.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+ENCODINGS = ("utf-8-sig", "gb18030")  # Excel in China saves CSV as GBK unless told otherwise
+
+
+class NotText(ValueError):
+    """The bytes are neither UTF-8 nor GB18030 text."""
+
+
+def decode_text(data: bytes) -> str:
+    """The file's text: UTF-8 (a BOM dropped), else GB18030; :class:`NotText` when it is neither."""
+    for encoding in ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise NotText("the file is neither UTF-8 nor GB18030 text")
+
+
+def normalize_header(header: str) -> str:
+    """Full-width to half-width, no spaces, lower case: '实缴税金（万元）' -> '实缴税金(万元)'."""
+    out = []
+    for ch in str(header):
+        o = ord(ch)
+        if 0xFF01 <= o <= 0xFF5E:
+            ch = chr(o - 0xFEE0)
+        elif ch == "\u3000":
+            ch = " "
+        out.append(ch)
+    return re.sub(r"\s+", "", "".join(out)).lower()
+
+
+_HALF_WIDTH = {o: o - 0xFEE0 for o in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def half_width(text: str) -> str:
+    """Full-width ASCII forms and the ideographic space made ASCII: '２０２６－０３' -> '2026-03'."""
+    return text.translate(_HALF_WIDTH)
+
+
+# a Chinese input method's full-width mode: Decimal reads full-width digits but not the full-width point, comma
+# or sign, so '１２．５' was refused while '１２.５' was taken as 12.5
+FULL_WIDTH_NUMBER = str.maketrans("０１２３４５６７８９．，－＋", "0123456789.,-+")
+THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+
+def number_text(text: str) -> str:
+    """A figure as typed -> the plain decimal text to parse: full-width digits, point, comma and sign made ASCII,
+    and commas dropped when they group the figure in threes. Anything else is left for the parser to refuse."""
+    if not text.isascii():
+        text = text.translate(FULL_WIDTH_NUMBER)
+    if THOUSANDS.match(text):
+        text = text.replace(",", "")
+    return text
+
+
+def beyond_header(headers: Sequence, cells: Sequence) -> bool:
+    """Cells past the last header that hold something: an unquoted "1,234" shifts the row, and reading its
+    first cells would take a wrong figure (empty trailing cells, as spreadsheets write them, are fine)."""
+    return len(cells) > len(headers) and any(str(c).strip() for c in cells[len(headers):] if c is not None)
+
+
+_THOUSANDS_HEAD = re.compile(r"[-+]?[0-9]{1,3}")
+_THOUSANDS_GROUP = re.compile(r"[0-9]{3}(\.[0-9]*)?")
+
+
+def split_number(cells: Sequence, figure_columns: frozenset[int]) -> bool:
+    """A row wider than its header whose extra cells are empty may still be shifted: with the last column empty
+    (a remark), an unquoted "1,234" puts "234" in the next column and only an empty cell beyond the header, so
+    tax was taken as 1 元. Such a row is refused when a figure column holds 1-3 digits followed by a cell of
+    three digits (where the number may have been split); a wider row without that pair is read as it is."""
+    n = len(cells) - 1
+    return any(i < n and _THOUSANDS_HEAD.fullmatch(str(cells[i]).strip()) and _THOUSANDS_GROUP.fullmatch(str(cells[i + 1]).strip())
+               for i in figure_columns)
