@@ -20,6 +20,7 @@ from services.ledger.domain import (
     AccountResult,
     Asset,
     BatchOutcome,
+    FailedTransfer,
     NewAccount,
     Transfer,
     TransferRequest,
@@ -168,9 +169,11 @@ class LedgerApp:
         return outcome
 
     def submit(self, session: Session, requests: list[TransferRequest], *, ensure_accounts: Iterable[NewAccount] = (),
-               causation: str | None = None, correlations: list[tuple[int, str | None]] | None = None) -> SubmitResult:
+               causation: str | None = None, correlations: list[tuple[int, str | None]] | None = None,
+               answer_repeats: bool = False) -> SubmitResult:
         """Apply ``requests`` in order. ``correlations``: (first index, correlation id) of each request merged into
-        this batch by group commit; by default every event correlates with the caller's."""
+        this batch by group commit; by default every event correlates with the caller's. ``answer_repeats``: a
+        request repeating a standing id is answered again with its outcome event (see _transfer_events)."""
         if len(requests) > MAX_BATCH:
             raise BadTransfer(MAX_BATCH, "batch_too_large", f"at most {MAX_BATCH} transfers per batch")
         repo = LedgerRepository(session)
@@ -187,7 +190,7 @@ class LedgerApp:
         outcome = apply_batch(view, requests, self.clock())
         rows = self._rows(causation)
         if len(requests) <= SMALL or not repo.pg or not OVERLAP:
-            self._transfer_events(rows, view, requests, outcome, correlations)
+            self._transfer_events(rows, view, requests, outcome, correlations, answer_repeats)
             # small batches: every write of the transaction in one round trip (large ones COPY)
             with repo.pipeline(len(requests) <= SMALL):
                 repo.persist_batch(outcome)
@@ -195,7 +198,7 @@ class LedgerApp:
         else:
             # large batches: PostgreSQL takes the transfers and journal while this thread builds the events
             with in_background(repo.persist_batch, outcome):
-                self._transfer_events(rows, view, requests, outcome, correlations)
+                self._transfer_events(rows, view, requests, outcome, correlations, answer_repeats)
             self._write(session, rows)
         # counted once the transaction commits, so a retried transaction is not counted twice
         event.listen(session, "after_commit", lambda _s: count_results(requests, outcome), once=True)
@@ -301,12 +304,20 @@ class LedgerApp:
             rows.add(TransferExpired, self._outcome_data(t, t.id, rows.times(t.resolved_at or t.timestamp)), t.id, eid)
 
     def _transfer_events(self, rows: OutboxRows, view: LoadedView, requests: list[TransferRequest],
-                         outcome: BatchOutcome, correlations: list[tuple[int, str | None]] | None = None) -> None:
+                         outcome: BatchOutcome, correlations: list[tuple[int, str | None]] | None = None,
+                         answer_repeats: bool = False) -> None:
         """One outcome event per request that did something new (ok or a first failure), in request order.
         A rejection is said at most once per id, and never for an id that belongs to a stored transfer (a retry
         with a different field, an existing member of a failed chain) or to an earlier failure: consumers key
         on the id, and that transfer stands as it was. ``correlations``: (first index, correlation id) of each
-        request merged into this batch (group commit); by default the whole batch has the caller's."""
+        request merged into this batch (group commit); by default the whole batch has the caller's.
+
+        ``answer_repeats`` (commands over Kafka, whose senders learn outcomes only from these events): a request
+        repeating a standing id (``exists``, or the same failure again) is answered again, once per batch, with
+        its transfer's outcome event (or its rejection). The sender may have lost the first answer: quota, its
+        database restored from a backup, takes its releases in again and asks again; read before its lots were
+        there again, the first answers were not its. Consumers key on the transfer id, so a second answer
+        changes nothing. A retry with another field stays unanswered (that transfer stands as it was)."""
         new = {t.id: t for t in outcome.transfers}
         ids = new_event_ids(len(requests))
         at = rows.times
@@ -314,12 +325,16 @@ class LedgerApp:
         k = 0
         corr = bounds[0][1]
         rejected: set[str] = set()  # ids whose rejection this batch said: a retry later in it is silent
+        repeated: set[str] = set()  # standing ids answered again in this batch
         for i, (req, res) in enumerate(zip(requests, outcome.results)):
             while k + 1 < len(bounds) and bounds[k + 1][0] <= i:
                 k += 1
                 corr = bounds[k][1]
             r = res.result
             if r is _EXISTS:
+                if answer_repeats and req.id not in repeated:
+                    repeated.add(req.id)
+                    self._standing_outcome(rows, new.get(req.id) or view.transfer(req.id), ids[i], corr)
                 continue  # said once already, when it happened
             if r is _OK:
                 t = new[req.id]
@@ -333,17 +348,41 @@ class LedgerApp:
                     rows.add(cls, self._outcome_data(t, pid, at(t.resolved_at or t.timestamp)), pid or t.id, ids[i],
                              correlation=corr)
                 continue
-            if req.id in rejected or req.id in new or view.transfer(req.id) is not None:
-                continue  # the id stands as a transfer, or failed before: that was said when it happened
+            before = view.transfer(req.id)
+            if req.id in rejected or req.id in new or before is not None:
+                # the id stands as a transfer, or failed before: that was said when it happened (a repeat of the
+                # failure, over Kafka, is answered again)
+                if not (answer_repeats and type(before) is FailedTransfer and req.id not in rejected):
+                    continue
             rejected.add(req.id)
             asset = req.asset or self._asset_of(view, req)  # the stated one: its amount is in that unit
             amount = self.assets[asset].format(req.amount) if asset in self.assets else str(req.amount)
             # built from the caller's input: validated by its model
             ev = TransferRejected(transfer_id=req.id, debit_account=req.debit_account_id, credit_account=req.credit_account_id,
                                   asset=asset, amount=amount, code=req.code, pending_id=req.post_pending_id or req.void_pending_id,
-                                  refs=list(req.refs), metadata=dict(req.metadata), at=self.clock(), reason=r.value)
+                                  refs=list(req.refs), metadata=dict(req.metadata), at=self.clock(),
+                                  reason=(before.result if type(before) is FailedTransfer else r).value)
             rows.add(TransferRejected, ev.model_dump(mode="json", by_alias=True),
                      req.post_pending_id or req.void_pending_id or req.id or "unknown", ids[i], correlation=corr)
+
+    def _standing_outcome(self, rows: OutboxRows, t: Transfer, event_id: str, corr: str | None) -> None:
+        """The outcome event a standing transfer's creation published, again; a pending transfer that has expired
+        since is answered TransferExpired, one posted or voided since nothing (that was said under the id of the
+        transfer that resolved it)."""
+        at = rows.times
+        if t.pending:
+            if t.status is TransferStatus.expired:
+                rows.add(TransferExpired, self._outcome_data(t, t.id, at(t.resolved_at or t.timestamp)), t.id,
+                         event_id, correlation=corr)
+            elif t.status is TransferStatus.pending:
+                data = self._outcome_data(t, "", at(t.timestamp))
+                data["expires_at"] = at(t.expires_at)
+                rows.add(TransferPending, data, t.id, event_id, correlation=corr)
+            return
+        pid = t.post_pending_id or t.void_pending_id
+        cls = TransferVoided if t.status is _VOIDED else TransferPosted
+        rows.add(cls, self._outcome_data(t, pid, at(t.resolved_at or t.timestamp)), pid or t.id, event_id,
+                 correlation=corr)
 
     @staticmethod
     def _asset_of(view: LoadedView, req: TransferRequest) -> str:
@@ -397,7 +436,7 @@ def _apply_commands(app: LedgerApp, session: Session, contexts: list[MessageCont
 def _submit_run(app: LedgerApp, session: Session, requests: list[TransferRequest], ensure: list[NewAccount],
                 contexts: list[MessageContext]) -> None:
     causation = contexts[0].envelope.id if len(contexts) == 1 else None
-    result = app.submit(session, requests, ensure_accounts=ensure, causation=causation)
+    result = app.submit(session, requests, ensure_accounts=ensure, causation=causation, answer_repeats=True)
     if result.accounts is not None:
         bad = [r for r in result.accounts.results if r.result not in (AccountResult.ok, AccountResult.exists)]
         if bad:

@@ -99,3 +99,32 @@ def test_a_rejection_says_the_asset_and_amount_as_stated(db_url):
         assert [(d["asset"], d["amount"], d["reason"]) for d in data] == [("CNY", "1.00", "asset_differs_from_accounts")]
     finally:
         led.close()
+
+
+def test_a_repeat_over_kafka_is_answered_again_with_the_standing_outcome(db_url):
+    """answer_repeats (the Kafka command path): a posted id asked again gets TransferPosted again, a failed id its
+    rejection again, a pending one TransferPending, an expired one TransferExpired, each once per batch; a retry
+    with another field is still not answered (that transfer stands as it was). Balances move once."""
+    led = _ledger(db_url)
+    try:
+        assert led.submit([T("p", MINT, POOL, 100), T("res", POOL, ENT, 5, pending=True, timeout_seconds=60),
+                           T("gone", POOL, ENT, 5, pending=True, timeout_seconds=1)]).ok
+        assert led.submit([T("bad", POOL, ENT, 10_000)]).results[0].result is R.exceeds_credits
+        led.advance(5)
+        assert led.expire() == 1
+        before = led.balances()
+        again = led.submit([T("p", MINT, POOL, 100), T("p", MINT, POOL, 100), T("bad", POOL, ENT, 10_000),
+                            T("res", POOL, ENT, 5, pending=True, timeout_seconds=60),
+                            T("gone", POOL, ENT, 5, pending=True, timeout_seconds=1), T("p", MINT, POOL, 7)],
+                           answer_repeats=True)
+        assert [o.result for o in again.results] == [R.exists, R.exists, R.exceeds_credits, R.exists, R.exists,
+                                                     R.exists_with_different_amount]
+        assert led.balances() == before
+        assert _said(led, "p") == [("TransferPosted", None)] * 2
+        assert _said(led, "bad") == [("TransferRejected", "exceeds_credits")] * 2
+        assert _said(led, "res") == [("TransferPending", None)] * 2
+        assert _said(led, "gone") == [("TransferPending", None), ("TransferExpired", None), ("TransferExpired", None)]
+        led.submit([T("p", MINT, POOL, 100), T("bad", POOL, ENT, 10_000)])  # over HTTP: answered in the response
+        assert len(_said(led, "p")) == 2 and len(_said(led, "bad")) == 2
+    finally:
+        led.close()
