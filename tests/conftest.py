@@ -16,9 +16,41 @@ from tests.support.pg import fresh_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import shared.kafka_admin as kafka_admin
 from shared.kafka_admin import KafkaProbe
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# The test topics ("test.*") this session creates, deleted when it ends: a broker kept for development keeps a file
+# open per partition, and a test run makes ~1,500 of them, so runs after runs ran it out of files. Only this
+# session's: other sessions may be testing against the same broker meanwhile.
+_TEST_TOPICS: dict[str, set[str]] = {}
+_ensure_topics = kafka_admin.ensure_topics
+
+
+def _ensure_and_remember(bootstrap: str, names: list[str] | None = None, *args, **kwargs) -> None:
+    _ensure_topics(bootstrap, names, *args, **kwargs)
+    _TEST_TOPICS.setdefault(bootstrap, set()).update(n for n in names or () if n.startswith("test."))
+
+
+kafka_admin.ensure_topics = _ensure_and_remember  # before the test modules import it
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from confluent_kafka.admin import AdminClient
+
+    for bootstrap, names in _TEST_TOPICS.items():
+        if not names:
+            continue
+        try:
+            admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+            for fut in admin.delete_topics(sorted(names), operation_timeout=30, request_timeout=60).values():
+                try:
+                    fut.result(timeout=60)
+                except Exception:  # noqa: BLE001 - gone already, or a broker a test stopped: nothing to keep
+                    pass
+        except Exception:  # noqa: BLE001 - tidying up must not turn a passed run into a failed one
+            pass
 
 
 def require_or_skip(what: str) -> None:

@@ -279,6 +279,16 @@ wait_ready() {  # wait_ready PID T0
   return 1
 }
 
+raise_open_files() {  # a file stays open per log segment: the usual soft limit of 1,024 runs out under a test run
+  local hard
+  hard="$(ulimit -Hn)"
+  [[ "$hard" == unlimited ]] && hard=1048576
+  ulimit -Sn "$(( hard < 1048576 ? hard : 1048576 ))" 2>/dev/null || true
+  if (( $(ulimit -Sn) < 16384 )); then
+    log "warning: the broker may open only $(ulimit -Sn) files; raise the hard limit (ulimit -Hn, or LimitNOFILE=) to 100000"
+  fi
+}
+
 cmd_start() {
   local t0 pid
   need_lib_for_probe
@@ -296,6 +306,7 @@ cmd_start() {
   write_config
   format_storage
   broker_java_cmd
+  raise_open_files
   : > "$APP_LOG_DIR/kafka.out"
   # own session: survives the caller's process group / terminal going away
   setsid "${BROKER_CMD[@]}" </dev/null >>"$APP_LOG_DIR/kafka.out" 2>&1 &
@@ -311,6 +322,7 @@ cmd_foreground() {
   write_config
   format_storage
   broker_java_cmd
+  raise_open_files
   echo "$$" > "$PID_FILE"          # exec keeps the pid
   log "exec kafka $KAFKA_VERSION in the foreground on $BOOTSTRAP"
   exec "${BROKER_CMD[@]}"

@@ -47,7 +47,9 @@ from shared.outbox import Outbox, OutboxRelay, rebase_after_restore, unpublished
 from tests.conftest import require_or_skip
 from tests.support.pg import fresh_database
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Debian's layout, newest version first (what deploy/postgres/postgres.sh runs)
+PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit()
+                 else 0, reverse=True)
 SOURCE = "/countypool/quota"
 REG = "external:rights-register/COD"
 
@@ -55,9 +57,9 @@ REG = "external:rights-register/COD"
 # -- PostgreSQL tools ---------------------------------------------------------------------------------------------
 
 def _tool(name: str) -> str:
-    path = PG_BIN / name
-    if path.exists():
-        return str(path)
+    for d in PG_BINS:
+        if (d / name).exists():
+            return str(d / name)
     found = shutil.which(name)
     if not found:
         require_or_skip(f"PostgreSQL's {name}")
