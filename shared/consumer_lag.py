@@ -79,11 +79,19 @@ class GroupLag:
         return lag
 
     def measure(self) -> dict[str, int]:
+        with self._jumps_lock:
+            jumps, self._jumps = self._jumps, {}
+        try:
+            return self._measure(jumps)
+        finally:  # a measure that failed part-way leaves the jumps it had not checked to the next one
+            with self._jumps_lock:
+                for key, jump in jumps.items():
+                    self._jumps.setdefault(key, jump)
+
+    def _measure(self, jumps: dict[tuple[str, int], tuple[int, int]]) -> dict[str, int]:
         from confluent_kafka import TopicPartition
 
         client = self._ensure_client()
-        with self._jumps_lock:
-            jumps, self._jumps = self._jumps, {}
         stored = self.stored_positions()
         lag: dict[str, int] = {}
         for topic in self.topics:
