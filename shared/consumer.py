@@ -593,8 +593,8 @@ def _range_assignor_noting_gaps(owner: IdempotentConsumer) -> type[RangePartitio
 
 
 class _ResumeFromDatabase(ConsumerRebalanceListener):
-    """On assignment, continue from the offsets the database recorded with the effects (a partition it has none
-    for, or whose topic was created again since, from its first offset)."""
+    """On assignment, continue from the offsets the database recorded with the effects (once it has any: a partition
+    it has none for, or whose topic was created again since, from its first offset)."""
 
     def __init__(self, owner: IdempotentConsumer):
         self.owner = owner
@@ -605,7 +605,9 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned):
         stored = self.owner.stored_positions_and_topics()
         consumer = self.owner._consumer
-        if consumer is None:
+        if consumer is None or not stored:
+            # A group that has recorded nothing yet follows its offsets in Kafka (an operator may position a new
+            # group there: ops/demo_platform.py does), or starts at the beginning.
             return
         for tp in assigned:
             found = stored.get((tp.topic, tp.partition))

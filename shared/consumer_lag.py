@@ -12,12 +12,16 @@ database position below a partition's first offset (a service down longer than t
 restored from an old backup), or a poll that resumed past the position the database held (the consumer,
 finding its offset gone, starts again at the first one left: kafka-python's reset). Those messages' effects
 are missing for good unless their senders publish them again: logged as an error and counted in
-countypool_consumer_offsets_skipped_total, once per gap. A jump with the partition's first offset still at or
-below the position is not a loss (transaction markers take offsets too) and is let go."""
+countypool_consumer_offsets_skipped_total, once per gap. Not taken for a loss: a jump with the partition's first
+offset still at or below the position; a gap of a single offset (a transaction's commit marker, which takes an
+offset and is never delivered, so a position can stop on it; a deleted segment holds more than one message); and
+a position below the first offset that moves within ``confirm_seconds`` (the consumer held those records, fetched
+before retention deleted them, and has applied them since)."""
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from shared.kafka_security import librdkafka_options
@@ -29,7 +33,7 @@ log = logging.getLogger(__name__)
 class GroupLag:
     def __init__(self, *, service: str, bootstrap: str, group_id: str, topics: list[str],
                  stored_positions: Callable[[], dict[tuple[str, int], int]], interval: float = 5.0,
-                 timeout: float = 2.0):
+                 timeout: float = 2.0, confirm_seconds: float = 30.0):
         self.service = service
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -44,6 +48,8 @@ class GroupLag:
         self._jumps: dict[tuple[str, int], tuple[int, int]] = {}  # (topic, partition) -> (position, offset read)
         self._reported: set[tuple[str, int, int]] = set()  # (topic, partition, position) of gaps already told
         self._beyond_end: set[tuple[str, int, int]] = set()
+        self.confirm_seconds = confirm_seconds
+        self._below_first: dict[tuple[str, int], tuple[int, float]] = {}  # position below the first offset, since
         self.skipped: dict[str, int] = {}  # offsets found deleted unread, per topic, since this process started
 
     def note_jump(self, topic: str, partition: int, position: int, offset: int) -> None:
@@ -107,8 +113,14 @@ class GroupLag:
                 if jump is not None and first > jump[0]:
                     self._deleted_unread(topic, partition, jump[0], min(jump[1], first))
                 if position is not None and position < first:
-                    self._deleted_unread(topic, partition, position, first)
-                elif position is not None and position > end:
+                    seen = self._below_first.get((topic, partition))
+                    if seen is None or seen[0] != position:
+                        seen = self._below_first[(topic, partition)] = (position, time.monotonic())
+                    if time.monotonic() - seen[1] >= self.confirm_seconds:
+                        self._deleted_unread(topic, partition, position, first)
+                else:
+                    self._below_first.pop((topic, partition), None)
+                if position is not None and position > end:
                     self._past_the_end(topic, partition, position, end)
                 # what can still be read: deleted messages are not lag
                 total += max(0, end - max(first, position if position is not None else first))
@@ -117,7 +129,7 @@ class GroupLag:
 
     def _deleted_unread(self, topic: str, partition: int, position: int, first: int) -> None:
         key = (topic, partition, position)
-        if key in self._reported or first <= position:
+        if key in self._reported or first <= position + 1:  # one offset: a commit marker (see the module's doc)
             return
         self._reported.add(key)
         n = first - position

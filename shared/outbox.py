@@ -333,22 +333,26 @@ def _unpublished_where(done: Snapshot, epoch: Snapshot, pos: int) -> tuple[str, 
 def rebase_after_restore(conn: Connection, table: str = "outbox") -> int | None:
     """PostgreSQL, at start-up, before the service writes: if the relay's place lies ahead of this server's
     transaction ids, the database was restored logically (pg_dump / pg_restore) into another server, whose ids
-    started again from a few hundred. Read by the place as it stands, every row written from now on would count
-    as published and never be sent. So each row's transaction id is rewritten once, as the place said: 0 for the
-    published ones, this transaction's id for the others, and the place set to this transaction (its rows are the
-    next epoch). Returns how many rows are left to publish, or None when the place and the server agree (the
+    started again from a few hundred (or a row's transaction id lies ahead of the server's). Read by the place as
+    it stands, every row written from now on would count as published and never be sent. So the rows the new place
+    would misread are rewritten once, as the old place said: this transaction's id for the unpublished ones, 0
+    for published ones at or above it, and the place set to this transaction (its rows are the next epoch). Returns how many rows are left to publish, or None when the place and the server agree (the
     same server, or a physical or point-in-time restore, which keeps the ids)."""
     if conn.execute(text("SELECT to_regclass(:t)"), {"t": f"{table}_relay"}).scalar() is None:
         return None
     done, epoch, pos = _place_of(conn, table)
     next_id = conn.execute(text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")).scalar_one()
-    if max(done.below, epoch.below) <= next_id:
+    # a row of a transaction this server has not begun yet is as sure a sign (the relay was behind when the dump
+    # was taken, and the new server's ids lie between its place and those rows)
+    ahead = conn.execute(text(f'SELECT EXISTS (SELECT 1 FROM "{table}" WHERE tx_id >= :n)'), {"n": next_id}).scalar()
+    if max(done.below, epoch.below) <= next_id and not ahead:
         return None
     me = conn.execute(text("SELECT pg_current_xact_id()::text::bigint")).scalar_one()
     where, args = _unpublished_where(done, epoch, pos)
     left = conn.execute(text(f'SELECT count(*) FROM "{table}" WHERE {where}'), args).scalar_one()
-    conn.execute(text(f'UPDATE "{table}" SET tx_id = CASE WHEN {where} THEN :me ELSE 0 END WHERE tx_id <> 0'),
-                 {**args, "me": me})
+    # only the rows the new place would misread: the unpublished ones, and published ones at or above it
+    conn.execute(text(f'UPDATE "{table}" SET tx_id = CASE WHEN {where} THEN :me ELSE 0 END '
+                      f"WHERE ({where}) OR tx_id >= :me"), {**args, "me": me})
     conn.execute(text(f"UPDATE {table}_relay SET published_below = :me, published_running = NULL, epoch_below = :me, "
                       "epoch_running = NULL, position = 0, updated_at = now() WHERE id = 1"), {"me": me})
     log.warning("the outbox relay's place (transaction %d) lay ahead of this server's transaction ids (next %d): "

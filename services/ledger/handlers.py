@@ -319,6 +319,7 @@ class LedgerApp:
         there again, the first answers were not its. Consumers key on the transfer id, so a second answer
         changes nothing. A retry with another field stays unanswered (that transfer stands as it was)."""
         new = {t.id: t for t in outcome.transfers}
+        updated = {t.id: t for t in outcome.updated_transfers} if answer_repeats else {}
         ids = new_event_ids(len(requests))
         at = rows.times
         bounds = correlations or [(0, None)]
@@ -334,7 +335,9 @@ class LedgerApp:
             if r is _EXISTS:
                 if answer_repeats and req.id not in repeated:
                     repeated.add(req.id)
-                    self._standing_outcome(rows, new.get(req.id) or view.transfer(req.id), ids[i], corr)
+                    # as it stands after this batch (a post of it earlier in the batch has resolved it)
+                    t = updated.get(req.id) or new.get(req.id) or view.transfer(req.id)
+                    self._standing_outcome(rows, t, ids[i], corr)
                 continue  # said once already, when it happened
             if r is _OK:
                 t = new[req.id]
