@@ -9,8 +9,6 @@ import uuid
 from datetime import datetime, timezone
 
 from confluent_kafka import Producer
-from confluent_kafka import TopicPartition as ConfluentPartition
-from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import select, text
@@ -19,35 +17,18 @@ from services.ledger.domain import NewAccount, TransferRequest as T, TransferRes
 from services.ledger.storage.tables import messaging as ledger_messaging
 from shared import migrations
 from shared.consumer import IdempotentConsumer
-from shared.kafka_admin import ensure_topics
 from shared.outbox import OutboxRelay
 from tests.integration.ledger.harness import SqlLedger
 from tests.integration.test_consumer import _env, _produce
+from tests.integration.test_consumer_log_changes import _delete_before, _one_partition_topic, _widgets
 from tests.support.machinery import MIGRATIONS, count_widget, drain, make_db, messaging, widget_counts
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------------
 
-def _one_partition_topic(bootstrap: str) -> str:
-    name = f"test.review.{uuid.uuid4().hex[:12]}"
-    ensure_topics(bootstrap, [name, f"{name}.dlq"], partitions=1)
-    return name
-
-
 def _consumer(db, outbox, bootstrap, topic, handler=count_widget, group=None):
     return IdempotentConsumer(db=db, tables=messaging, outbox=outbox, bootstrap=bootstrap,
                               group_id=group or f"g-{topic}", topics=[topic], handler=handler)
-
-
-def _delete_before(bootstrap: str, topic: str, offset: int) -> None:
-    """What retention does when it drops a partition's oldest segments: the first offset moves up."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for fut in admin.delete_records([ConfluentPartition(topic, 0, offset)]).values():
-        assert fut.result(timeout=30).low_watermark == offset
-
-
-def _widgets(start: int, n: int) -> list[tuple[str, bytes]]:
-    return [(f"w{i}", _env(f"w{i}", 1)) for i in range(start, start + n)]
 
 
 # -- 1. seek_to_beginning ignores a group positioned in Kafka on purpose ------------------------------------------------
@@ -55,8 +36,8 @@ def _widgets(start: int, n: int) -> list[tuple[str, bytes]]:
 def test_a_group_positioned_at_the_end_by_ops_demo_platform_is_not_rewound(pg_url, kafka_bootstrap):
     """ops/demo_platform.py position_groups() commits each demo group's offsets at the end of its topics so that the
     services, "whose databases hold no positions yet, then resume there, and see only what this demo publishes".
-    _ResumeFromDatabase now seeks every partition without a database position to its beginning, so the demo's
-    services read the shared cluster's whole history (every earlier demo's and test's events) instead."""
+    Seeking every partition without a database position to its beginning made the demo's services read the
+    shared cluster's whole history (every earlier demo's and test's events) instead."""
     topic = _one_partition_topic(kafka_bootstrap)
     _produce(kafka_bootstrap, topic, _widgets(0, 5))  # history on the shared cluster, before the demo
     group = f"countypool-demo-{uuid.uuid4().hex[:8]}"
@@ -85,9 +66,9 @@ def test_a_group_positioned_at_the_end_by_ops_demo_platform_is_not_rewound(pg_ur
 
 def test_records_a_consumer_holds_when_retention_deletes_their_segment_are_not_reported_lost(pg_url, kafka_bootstrap):
     """The consumer (position 5 in its database) fetched offsets 5..9 and is applying them (its transaction not yet
-    committed, or the records waiting in kafka-python's fetch buffer) when retention drops their segment. The idle
-    check compares the database position (5) with the first offset (10) and reports 5 offsets deleted unread, with
-    an error log and the critical alert, although every one of them is applied a moment later."""
+    committed, or the records waiting in kafka-python's fetch buffer) when retention drops their segment. An idle
+    check comparing the database position (5) with the first offset (10) at once reported 5 offsets deleted unread,
+    with an error log and the critical alert, although every one of them is applied a moment later."""
     topic = _one_partition_topic(kafka_bootstrap)
     db, outbox = make_db(pg_url)
     _produce(kafka_bootstrap, topic, _widgets(0, 5))
@@ -122,7 +103,7 @@ def test_a_transaction_marker_left_at_the_end_of_an_expired_partition_is_not_rep
     """A producer with transactions (an outside department writing to an intake topic) leaves a commit marker after
     its records: the consumer's database position is the marker's offset (last record + 1). When the partition's
     records all expire, retention empties it and the first offset becomes the end, one past the marker: the idle
-    check reports the marker as a message deleted unread (and the alert fires) though nothing was missed."""
+    check reported the marker as a message deleted unread (and the alert fired) though nothing was missed."""
     topic = _one_partition_topic(kafka_bootstrap)
     db, outbox = make_db(pg_url)
     p = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
@@ -149,9 +130,10 @@ def test_a_transaction_marker_left_at_the_end_of_an_expired_partition_is_not_rep
 def test_restored_rows_ahead_of_the_new_servers_ids_are_published(pg_url, kafka_bootstrap):
     """A dump restored into another server whose next transaction id lies between the relay's place and the
     transaction ids of the rows the relay had not published yet (the relay was behind: Kafka was down for a while
-    before the dump). rebase_after_restore only compares the place with the server's next id, finds it behind and
-    does nothing; the restored rows carry ids this server has not reached, so no epoch takes them: they stay
-    unpublished (and hold the backlog up) until the server's ids pass theirs, and rows written meanwhile go first."""
+    before the dump). Comparing only the place with the server's next id, rebase_after_restore found it behind and
+    did nothing; the restored rows carry ids this server has not reached, so no epoch took them: they stayed
+    unpublished (and held the backlog up) until the server's ids passed theirs, and rows written meanwhile went
+    first."""
     topic = _one_partition_topic(kafka_bootstrap)
     db, outbox = make_db(pg_url)
     with db.engine.begin() as conn:
@@ -200,10 +182,9 @@ def _about(led: SqlLedger, tid: str) -> list[tuple[str, str, str]]:
 
 def test_a_repeat_after_the_post_in_the_same_batch_does_not_say_the_reservation_is_pending(pg_url):
     """Two commands merged into one run (the Kafka path, answer_repeats=True): the post of reservation "res", then a
-    chain sent again that repeats "res". The repeat is 'exists'; _standing_outcome is given view.transfer("res"),
-    the record as loaded before the batch (the post's update is in outcome.updated, not in `new`), and answers
-    TransferPending for a reservation that this very batch posted, after its TransferPosted. Quota's
-    on_ledger_outcome then sets the transfer's answer back from "posted" to "pending"."""
+    chain sent again that repeats "res". The repeat is 'exists'; answered from the record as loaded before the
+    batch, it said TransferPending for a reservation this very batch posted, after its TransferPosted, and quota's
+    on_ledger_outcome set the transfer's answer back from "posted" to "pending"."""
     led = SqlLedger(pg_url, T0)
     try:
         led.open(ACCOUNTS)
