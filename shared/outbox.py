@@ -336,8 +336,9 @@ def rebase_after_restore(conn: Connection, table: str = "outbox") -> int | None:
     started again from a few hundred (or a row's transaction id lies ahead of the server's). Read by the place as
     it stands, every row written from now on would count as published and never be sent. So the rows the new place
     would misread are rewritten once, as the old place said: this transaction's id for the unpublished ones, 0
-    for published ones at or above it, and the place set to this transaction (its rows are the next epoch). Returns how many rows are left to publish, or None when the place and the server agree (the
-    same server, or a physical or point-in-time restore, which keeps the ids)."""
+    for published ones at or above it, and the place set to this transaction (its rows are the next epoch).
+    Returns how many rows are left to publish, or None when the place and the server agree (the same server, or a
+    physical or point-in-time restore, which keeps the ids)."""
     if conn.execute(text("SELECT to_regclass(:t)"), {"t": f"{table}_relay"}).scalar() is None:
         return None
     done, epoch, pos = _place_of(conn, table)
@@ -355,8 +356,8 @@ def rebase_after_restore(conn: Connection, table: str = "outbox") -> int | None:
                       f"WHERE ({where}) OR tx_id >= :me"), {**args, "me": me})
     conn.execute(text(f"UPDATE {table}_relay SET published_below = :me, published_running = NULL, epoch_below = :me, "
                       "epoch_running = NULL, position = 0, updated_at = now() WHERE id = 1"), {"me": me})
-    log.warning("the outbox relay's place (transaction %d) lay ahead of this server's transaction ids (next %d): "
-                "the database was restored into another server; place rebased, %d rows to publish",
+    log.warning("the outbox relay's place (transaction %d) or its rows lay ahead of this server's transaction ids "
+                "(next %d): the database was restored into another server; place rebased, %d rows to publish",
                 max(done.below, epoch.below), next_id, left)
     return left
 
