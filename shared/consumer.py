@@ -277,6 +277,8 @@ class IdempotentConsumer:
                 group_id=self.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                # a department's producer may use transactions: what it aborted must not take effect here
+                isolation_level="read_committed",
                 max_poll_records=self.max_records,
                 client_id=f"countypool-{self.service}",
                 fetch_max_bytes=64 * 1024 * 1024,

@@ -299,3 +299,30 @@ def test_events_of_a_handled_type_that_are_not_the_services_concern_are_ignored_
         assert sorted(handled) == ["mine-1", "mine-2"]
     finally:
         c.stop()
+
+
+def test_what_a_transactional_producer_aborted_takes_no_effect(db_url, kafka_bootstrap, unique_topic):
+    """A department's producer with transactions: the records of a transaction it aborted are never applied, those
+    of the one it committed are (the consumer reads committed records only)."""
+    import uuid
+
+    from confluent_kafka import Producer
+
+    db, outbox = make_db(db_url)
+    p = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"dept-{uuid.uuid4().hex[:8]}"})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(unique_topic, key=b"retracted", value=_env("retracted", 1), partition=0)
+    p.flush(30)  # written to the log, then aborted (unflushed, the abort would only drop it in the producer)
+    p.abort_transaction(30)
+    p.begin_transaction()
+    p.produce(unique_topic, key=b"kept", value=_env("kept", 1), partition=0)
+    p.commit_transaction(30)
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
+    try:
+        drain(c, lambda: "kept" in widget_counts(db))
+        time.sleep(0.5)
+        c.poll_once(timeout_ms=300)
+        assert widget_counts(db) == {"kept": 1}
+    finally:
+        c.stop()
