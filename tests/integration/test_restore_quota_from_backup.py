@@ -193,7 +193,7 @@ class QuotaService:
             return set(s.execute(select(self.rt.tables["inbox"].c.event_id)).scalars())
 
 
-def settle(relays: list[OutboxRelay], consumers: list[IdempotentConsumer], timeout: float = 30) -> None:
+def settle(relays: list[OutboxRelay], consumers: list[IdempotentConsumer], timeout: float = 60) -> None:
     """Drive relays and consumers in turn until nothing is left to publish and every consumer's stored positions
     are at the end of every partition of its topics (twice in a row)."""
     deadline = time.monotonic() + timeout
