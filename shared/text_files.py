@@ -56,7 +56,8 @@ def half_width(text: str) -> str:
 # a Chinese input method's full-width mode: Decimal reads full-width digits but not the full-width point, comma
 # or sign, so '１２．５' was refused while '１２.５' was taken as 12.5
 FULL_WIDTH_NUMBER = str.maketrans("０１２３４５６７８９．，－＋", "0123456789.,-+")
-THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+# no group starts with 0: "0,500" is a decimal comma (0.5) in much of the world, never a way to write 500
+THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(,\d{3})+(\.\d+)?$")
 
 
 def number_text(text: str) -> str:
@@ -67,6 +68,15 @@ def number_text(text: str) -> str:
     if THOUSANDS.match(text):
         text = text.replace(",", "")
     return text
+
+
+def named_headers(headers: list) -> list:
+    """The header row without its trailing nameless cells: Excel writes ',' after the last name once a column past
+    it was ever used, and a cell under no name is not a column (an amount split into it would be dropped)."""
+    n = len(headers)
+    while n and not str(headers[n - 1] or "").strip():
+        n -= 1
+    return headers[:n]
 
 
 def beyond_header(headers: Sequence, cells: Sequence) -> bool:
@@ -85,5 +95,9 @@ def split_number(cells: Sequence, figure_columns: frozenset[int]) -> bool:
     tax was taken as 1 元. Such a row is refused when a figure column holds 1-3 digits followed by a cell of
     three digits (where the number may have been split); a wider row without that pair is read as it is."""
     n = len(cells) - 1
-    return any(i < n and _THOUSANDS_HEAD.fullmatch(str(cells[i]).strip()) and _THOUSANDS_GROUP.fullmatch(str(cells[i + 1]).strip())
+
+    def plain(i: int) -> str:  # as number_text reads it: full-width digits and point too
+        return str(cells[i]).strip().translate(FULL_WIDTH_NUMBER)
+
+    return any(i < n and _THOUSANDS_HEAD.fullmatch(plain(i)) and _THOUSANDS_GROUP.fullmatch(plain(i + 1))
                for i in figure_columns)

@@ -38,7 +38,7 @@ from services.assessment.register import KEEPABLE, check_register_limits, record
 from services.assessment.storage.rows import registered_codes
 from shared.db import unique_violation
 from shared.runtime import ServiceRuntime
-from shared.text_files import NotText, beyond_header, decode_text, split_number
+from shared.text_files import NotText, beyond_header, decode_text, named_headers, split_number
 
 Kind = Literal["enterprises", "indicators"]
 _DEPARTMENT = re.compile(r"[^\s\x00-\x1f\x7f]+")  # shared.contracts.types.Identifier, as the intake takes it
@@ -110,7 +110,7 @@ def _read_csv(data: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
         raise ImportRefused("unreadable_file", "the file is neither UTF-8 nor GB18030 text") from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        headers = [h.strip() for h in next(reader)]
+        headers = named_headers([h.strip() for h in next(reader)])
     except StopIteration:
         raise ImportRefused("empty_file", "the file has no header row") from None
 

@@ -25,6 +25,7 @@ from shared.text_files import (
     beyond_header,
     decode_text,
     half_width,
+    named_headers,
     normalize_header,
     number_text,
     split_number,
@@ -139,12 +140,12 @@ def _decoded(content: bytes) -> str:
 
 
 def _shifted(header: list, values: list, row_no: int) -> tuple[int, BadRow] | None:
-    """A row with more cells than the header whose extra cells hold something, or whose amount looks split by
-    an unquoted thousands separator (the rule of the assessment import, shared.text_files)."""
+    """A row with more cells than the header whose extra cells hold something, or with a figure in any column that
+    looks split by an unquoted thousands separator (the rule of the assessment import, shared.text_files)."""
     if len(values) <= len(header):
         return None
-    amount_columns = frozenset(i for i, h in enumerate(header) if _field(h) == "amount")
-    if not (beyond_header(header, values) or split_number(values, amount_columns)):
+    # a split figure in any column shifts the amount when it stands left of it (a tax base, say) or beside it
+    if not (beyond_header(header, values) or split_number(values, frozenset(range(len(header))))):
         return None
     ids = [v for h, v in zip(header, values) if _field(h) == "receipt_id"]
     return row_no, BadRow((ids[0].strip() or None) if ids else None, "too_many_cells",
@@ -158,6 +159,7 @@ def _csv_rows(content: bytes) -> Iterator[tuple[int, dict[str, str] | BadRow]]:
         header = next(reader, None)
         if header is None:
             raise ReceiptError("import_empty", "the file is empty")
+        header = named_headers(header)
         _check_header(header)
         for i, values in enumerate(reader, start=2):
             if (bad := _shifted(header, values, i)) is not None:
