@@ -1,5 +1,5 @@
-"""Review of 8c31af9, end to end: a receipt file whose tax base column (计税依据, left of 金额) holds an unquoted
-"12,345.00" is recorded with the tail of the tax base as the tax paid. The row has 8 cells under 7 headers; the
+"""End to end (found by a review of 8c31af9): a receipt file whose tax base column (计税依据, left of 金额) holds an
+unquoted "12,345.00" was recorded with the tail of the tax base as the tax paid. The row has 8 cells under 7 headers; the
 README says such a row is refused too_many_cells."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Review of 8c31af9 (receipt import reads the tax bureau's files): CSV rows where the figure the intake gets is not
-the figure the file says. Each test accepts either outcome the project allows: the row refused (a BadRow from the
+"""Receipt CSV rows whose figure the intake got was not the figure the file says (found by a review of 8c31af9,
+each failing before its fix). Each test accepts either outcome the project allows: the row refused (a BadRow from the
 reader, or an amount the intake refuses), or the amount read as the file writes it. Reading another number fails."""
 from __future__ import annotations
 
