@@ -141,16 +141,20 @@ def _decoded(content: bytes) -> str:
 
 def _shifted(header: list, values: list, row_no: int) -> tuple[int, BadRow] | None:
     """A row with more cells than the header whose extra cells hold something, or with a figure in any column that
-    looks split by an unquoted thousands separator (the rule of the assessment import, shared.text_files)."""
+    looks split by an unquoted thousands separator (the rule of the assessment import, shared.text_files); at the
+    header's width, an amount of 1-3 digits followed by a cell of three (`…,金额,备注` and `…,1,234.56`, the
+    remark's cell left out by the writer: read, it would be 1 yuan)."""
     if len(values) <= len(header):
-        return None
+        amounts = frozenset(i for i, h in enumerate(header) if _field(h) == "amount")
+        if not split_number(values, amounts):
+            return None
     # a split figure in any column shifts the amount when it stands left of it (a tax base, say) or beside it
-    if not (beyond_header(header, values) or split_number(values, frozenset(range(len(header))))):
+    elif not (beyond_header(header, values) or split_number(values, frozenset(range(len(header))))):
         return None
     ids = [v for h, v in zip(header, values) if _field(h) == "receipt_id"]
     return row_no, BadRow((ids[0].strip() or None) if ids else None, "too_many_cells",
-                          f"{len(values)} cells under {len(header)} headers: an amount with an unquoted thousands "
-                          "separator? (write 1234.56, or quote \"1,234.56\")")
+                          f"{len(values)} cells under {len(header)} headers, the amount perhaps split by an unquoted "
+                          "thousands separator (write 1234.56, or quote \"1,234.56\")")
 
 
 def _csv_rows(content: bytes) -> Iterator[tuple[int, dict[str, str] | BadRow]]:

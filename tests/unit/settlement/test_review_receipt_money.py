@@ -63,3 +63,19 @@ def test_a_leading_zero_group_is_not_a_thousands_separator(figure):
     body = ("收据编号,统一社会信用代码,所属期,税种,金额,备注\n"
             f"T1,{CODE},2026-03,VAT,\"{figure}\",\n")
     assert _fen_read(body) is None
+
+
+def test_a_split_amount_whose_remark_cell_the_writer_left_out_is_not_read_as_one_yuan():
+    """'…,金额,备注' and an unquoted '1,234.56' with the remark's empty cell left out: the row has the header's
+    width, '234.56' lands in 备注 and the amount would be 1 yuan. Refused: an amount of 1-3 digits followed by a
+    cell of three."""
+    body = ("收据编号,统一社会信用代码,所属期,税种,金额,备注\n"
+            f"T1,{CODE},2026-03,VAT,1,234.56\n")
+    assert _fen_read(body) is None
+
+
+def test_a_small_amount_beside_a_remark_is_read():
+    """The control: an amount of three digits or fewer beside a remark that is not three digits is read."""
+    body = ("收据编号,统一社会信用代码,所属期,税种,金额,备注\n"
+            f"T1,{CODE},2026-03,VAT,12,补缴\n")
+    assert _fen_read(body) == 1200
