@@ -26,6 +26,7 @@ from services.settlement.domain import (
     validate_receipt,
     validate_statistics_report,
 )
+from services.settlement.domain.agreements import tax_kind_code
 from services.settlement.domain.parties import park, township
 from services.settlement.domain.proceeds import validate_allocation, validate_buyback
 from services.settlement.storage.inputs import InputsRepository, receipt_from_row
@@ -57,6 +58,7 @@ def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str
     now = clock.now()  # after hold_intake: see storage.locks
     repo = InputsRepository(session)
     rid = ev.receipt_id
+    tax_kind = tax_kind_code(ev.tax_kind)
     amount = _fen(ev.amount, f"receipt {rid}: amount", allow_zero=True, allow_negative=True)
     try:
         month = period(ev.month)
@@ -65,13 +67,13 @@ def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str
     existing = repo.receipt_row(rid)
     if existing is not None:
         if (existing.enterprise, existing.month, existing.tax_kind, existing.amount_fen, existing.corrects) == (
-                ev.enterprise_credit_code, ev.month, ev.tax_kind, amount, ev.corrects):
+                ev.enterprise_credit_code, ev.month, tax_kind, amount, ev.corrects):
             return existing, False
         raise ReceiptError("receipt_id_conflict", f"receipt {rid} was already recorded with other content")
     if amount < 0:
         raise ReceiptError("negative_tax", f"receipt {rid}: tax amount {ev.amount} is negative")
     known = repo.enterprise_known(ev.enterprise_credit_code)
-    receipt = TaxReceipt(receipt_id=rid, enterprise=ev.enterprise_credit_code, month=month, tax_kind=ev.tax_kind,
+    receipt = TaxReceipt(receipt_id=rid, enterprise=ev.enterprise_credit_code, month=month, tax_kind=tax_kind,
                          amount_fen=amount, received_at=now, corrects=ev.corrects)
     if known and ev.corrects:
         original = repo.receipt_row(ev.corrects, for_update=True)

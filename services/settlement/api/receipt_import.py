@@ -40,6 +40,9 @@ ALIASES = {
 }
 XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",)
 _ZIP = b"PK\x03\x04"  # an XLSX workbook is a zip file
+# what a client sends when it does not say: the body decides between CSV and XLSX
+_GENERIC_TYPES = ("text/csv", "application/csv", "text/plain", "", "application/octet-stream",
+                  "application/x-www-form-urlencoded")
 
 
 @dataclass(frozen=True)
@@ -80,13 +83,16 @@ def _cell(value: object, field: str | None) -> str:
     return _text(str(value), field)
 
 
-def detect_format(content_type: str | None, explicit: str | None) -> str:
+def detect_format(content_type: str | None, explicit: str | None, content: bytes = b"") -> str:
+    """The format asked for, else an XLSX workbook by its zip signature (whatever the content type: curl's
+    ``--data-binary`` sends application/x-www-form-urlencoded, other clients application/octet-stream), else CSV
+    under a text or generic content type."""
     if explicit:
         return explicit
     ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype in XLSX_TYPES:
+    if ctype in XLSX_TYPES or (content[:4] == _ZIP and ctype in _GENERIC_TYPES):
         return "xlsx"
-    if ctype in ("text/csv", "application/csv", "text/plain", ""):
+    if ctype in _GENERIC_TYPES:
         return "csv"
     raise ReceiptError("unsupported_import_format", f"content type {ctype!r}: send text/csv or an XLSX workbook")
 

@@ -192,7 +192,7 @@ def _import_row(session: Session, doc: dict[str, str]) -> bool:
 async def import_receipts(request: Request, format: str | None = Query(default=None, pattern="^(csv|xlsx)$"),
                           _: Principal = Depends(RECEIPTS)):
     content = await request.body()
-    fmt = detect_format(request.headers.get("content-type"), format)
+    fmt = detect_format(request.headers.get("content-type"), format, content)
     rows = list(read_rows(content, fmt))
 
     def work(uow):

@@ -81,3 +81,48 @@ def test_receipt_files_as_the_tax_bureau_saves_them(db_url, kafka_bootstrap):
         assert (report["rows"], report["recorded"]) == (2, 1), report
         assert [(p["row"], p["reason"]) for p in report["rejected"]] == [(3, "amount_exceeds_scale")]
         assert amount("x1") == "2000.50"
+
+
+def test_a_workbook_sent_without_its_media_type_and_taxes_named_in_chinese(db_url, kafka_bootstrap):
+    """``curl --data-binary @receipts.xlsx`` says application/x-www-form-urlencoded, other clients
+    application/octet-stream or nothing: the zip signature says it is a workbook (it was refused
+    unsupported_import_format, or read as CSV and refused import_not_csv). The bureau's files name the taxes
+    (增值税, 企业所得税): they are recorded under the agreements' codes, and a file repeated is unchanged; a tax
+    the county's agreements have no code for is still refused."""
+    C = new_county()
+    E1 = credit_code(C, 1)
+    with running_service("settlement", db_url, kafka_bootstrap, background=False) as (_, api):
+        assert api.post("/v1/agreements", headers=OFFICE, json=agreement(C, E1)).status_code == 201
+
+        def workbook(prefix: str) -> bytes:
+            wb = openpyxl.Workbook()
+            wb.active.append(["收据编号", "统一社会信用代码", "所属期", "税种", "金额（元）"])
+            wb.active.append([f"{prefix}1-{C}", E1, "2025-04", "增值税", "100.00"])
+            wb.active.append([f"{prefix}2-{C}", E1, "2025-04", " 企业所得税 ", "200.00"])
+            wb.active.append([f"{prefix}3-{C}", E1, "2025-04", "消费税", "300.00"])
+            buf = io.BytesIO()
+            wb.save(buf)
+            return buf.getvalue()
+
+        for prefix, ctype in (("f", "application/x-www-form-urlencoded"), ("o", "application/octet-stream"),
+                              ("n", None)):
+            headers = {**TAX, **({"Content-Type": ctype} if ctype else {})}
+            body = workbook(prefix)
+            r = api.post("/v1/tax-receipts/import", content=body, headers=headers)
+            assert r.status_code == 200, (ctype, r.text)
+            report = r.json()
+            assert (report["rows"], report["recorded"]) == (3, 2), (ctype, report)
+            assert [(p["row"], p["reason"]) for p in report["rejected"]] == [(4, "invalid_tax_kind")]
+            kinds = [api.get(f"/v1/tax-receipts/{prefix}{i}-{C}", headers=FINANCE).json()["tax_kind"] for i in (1, 2)]
+            assert kinds == ["VAT", "CIT"], ctype
+            again = api.post("/v1/tax-receipts/import", content=body, headers=headers).json()
+            assert (again["recorded"], again["unchanged"]) == (0, 2), again
+
+        # one receipt posted as JSON takes the name too; a body that is neither CSV nor a workbook still says so
+        r = api.post("/v1/tax-receipts", headers=TAX, json={
+            "receipt_id": f"j1-{C}", "enterprise_credit_code": E1, "month": "2025-04", "tax_kind": "增值税",
+            "amount": "5.00"})
+        assert r.status_code == 201, r.text
+        assert r.json()["tax_kind"] == "VAT"
+        r = api.post("/v1/tax-receipts/import", content=b'{"a": 1}', headers={**TAX, "Content-Type": "application/json"})
+        assert reason(r, 415 if r.status_code == 415 else 422) == "unsupported_import_format"
