@@ -38,7 +38,7 @@ from services.assessment.register import KEEPABLE, check_register_limits, record
 from services.assessment.storage.rows import registered_codes
 from shared.db import unique_violation
 from shared.runtime import ServiceRuntime
-from shared.text_files import NotText, beyond_header, decode_text, named_headers, split_number
+from shared.text_files import DamagedUtf8, NotText, beyond_header, decode_text, named_headers, split_number
 
 Kind = Literal["enterprises", "indicators"]
 _DEPARTMENT = re.compile(r"[^\s\x00-\x1f\x7f]+")  # shared.contracts.types.Identifier, as the intake takes it
@@ -106,6 +106,8 @@ def _read_cells(data: bytes) -> tuple[Literal["csv", "xlsx"], list[str], Iterato
 def _read_csv(data: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     try:
         text = decode_text(data)  # UTF-8, else GB18030: Excel in China saves CSV as GBK unless told otherwise
+    except DamagedUtf8 as exc:
+        raise ImportRefused("unreadable_file", str(exc)) from None
     except NotText:
         raise ImportRefused("unreadable_file", "the file is neither UTF-8 nor GB18030 text") from None
     reader = csv.reader(io.StringIO(text, newline=""))

@@ -21,6 +21,7 @@ from typing import Iterator
 
 from services.settlement.domain import ReceiptError
 from shared.text_files import (
+    DamagedUtf8,
     NotText,
     beyond_header,
     decode_text,
@@ -140,6 +141,8 @@ def _decoded(content: bytes) -> str:
                                              f"as {XLSX_TYPES[0]} or with ?format=xlsx")
     try:
         return decode_text(content)
+    except DamagedUtf8 as exc:
+        raise ReceiptError("import_not_text", str(exc)) from None
     except NotText:
         raise ReceiptError("import_not_text", "the file is neither UTF-8 nor GB18030 text (Excel: save as "
                                               "'CSV UTF-8' or 'CSV (逗号分隔)'; not 'Unicode text')") from None
