@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from services.ledger.domain import (
@@ -49,7 +48,7 @@ from shared.envelope import Envelope, new_envelope, new_event_ids
 from shared.logs import correlation_id
 from shared.message_bus import MessageBus
 from shared.outbox import Outbox
-from services.ledger.metrics import EXPIRY_STUCK, count_results
+from services.ledger.metrics import EXPIRY_STUCK, count_when_committed
 from services.ledger.outcomes import OutboxRows
 
 log = logging.getLogger(__name__)
@@ -200,8 +199,7 @@ class LedgerApp:
             with in_background(repo.persist_batch, outcome):
                 self._transfer_events(rows, view, requests, outcome, correlations, answer_repeats)
             self._write(session, rows)
-        # counted once the transaction commits, so a retried transaction is not counted twice
-        event.listen(session, "after_commit", lambda _s: count_results(requests, outcome), once=True)
+        count_when_committed(session, requests, outcome)
         return SubmitResult(outcome, opened)
 
     def _load_opening(self, session: Session, repo: LedgerRepository, ids: list[str], accts: list[str],

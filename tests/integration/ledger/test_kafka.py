@@ -135,9 +135,19 @@ def test_merged_commands_give_what_one_after_the_other_gives(db_url, kafka_boots
             for i, c in enumerate(_merge_cmds(tag))]
     records = [SimpleNamespace(topic=topics.LEDGER_COMMANDS, partition=0, offset=i, key=f"k-{tag}".encode(),
                                value=v, headers=[]) for i, v in enumerate(envs)]
+    from services.ledger.metrics import TRANSFERS
+
+    def counted() -> dict[str, float]:  # countypool_ledger_transfers_total of this test's transfers (no code)
+        return {m.labels["result"]: m.value for metric in TRANSFERS.collect() for m in metric.samples
+                if m.name.endswith("_total") and m.labels["code"] == "none"}
+
     with running_service("ledger", db_url, kafka_bootstrap, background=False) as (rt, client):
+        before = counted()
         rt.consumer._apply(records)  # one poll's records: the batch handler's merged run first
         assert (rt.consumer.stats.applied, rt.consumer.stats.dead_lettered) == (2, 1)
+        after = counted()
+        # the metric counts what was applied (a1, c1), not the refused merged run nor the command refused alone
+        assert {r: after[r] - before.get(r, 0) for r in after if after[r] != before.get(r, 0)} == {"ok": 2}
         got = {t: client.get(f"/v1/transfers/{t}-{tag}", headers=ADMIN) for t in ("a1", "b1", "b2", "c1")}
         assert {t: r.status_code for t, r in got.items()} == {"a1": 200, "b1": 404, "b2": 404, "c1": 200}
         assert got["b2"].json()["reason"] == "transfer_not_found", "not reserved as failed either"
