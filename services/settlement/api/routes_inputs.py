@@ -13,6 +13,7 @@ from services.settlement.api.agreement_terms import agreement_out, terms_of
 from services.settlement.api.receipt_import import BadRow, detect_format, read_rows
 from services.settlement.api.schemas import (
     COUNTY_PATTERN,
+    MONTH_PATTERN,
     AgreementIn,
     AgreementList,
     AgreementOut,
@@ -228,7 +229,7 @@ async def import_receipts(request: Request, format: str | None = Query(default=N
 
 @router.get("/tax-receipts", response_model=TaxReceiptList, summary="Receipts by enterprise and month, by id")
 def list_receipts(request: Request, enterprise: str | None = None,
-                  month: str | None = Query(default=None, pattern=r"^\d{4}-\d{2}$"), after: str = "",
+                  month: str | None = Query(default=None, pattern=MONTH_PATTERN), after: str = "",
                   limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
     with _rt(request).db.read_snapshot() as s:  # one moment, and no write lock on SQLite
         rows = InputsRepository(s).receipts(enterprise=enterprise, month=month, after=after, limit=limit + 1)

@@ -37,6 +37,7 @@ from services.settlement.api.schemas import (
 )
 from services.settlement.domain import LineKind, Period, StatementLine
 from services.settlement.domain.export import yuan
+from services.settlement.domain.parties import party_kind
 from services.settlement.domain.statement import FINALIZED
 from services.settlement.statement_runs import StatementRuns, statement_id
 from services.settlement.storage.rows import from_db
@@ -103,11 +104,13 @@ def _stat_out(t) -> StatisticsTotalOut:
     return StatisticsTotalOut(party=t.party, measure=t.measure, gained=yuan(t.gained), ceded=yuan(t.ceded))
 
 
-def _etag(h, request: Request) -> str | None:
-    """Finalized statements never change: their ETag is their content hash, per representation (query)."""
+def _etag(h, request: Request, summary: StatementSummary) -> str | None:
+    """A finalized statement's lines never change, but the ledger's answers to its postings arrive after it (the
+    summary counts them): its ETag is its content hash with those counts, per representation (query)."""
     if h.status != FINALIZED:
         return None
-    variant = hashlib.sha256(str(sorted(request.query_params.multi_items())).encode()).hexdigest()[:12]
+    postings = summary.postings.model_dump_json() if summary.postings is not None else ""
+    variant = hashlib.sha256(f"{sorted(request.query_params.multi_items())}|{postings}".encode()).hexdigest()[:12]
     return f'"{h.content_hash}-{variant}"'
 
 
@@ -189,18 +192,21 @@ def get_statement(request: Request, county: str = COUNTY, period: str = PERIOD,
                   agreement: str | None = None, kind: str | None = Query(default=None, pattern=f"^({KINDS})$"),
                   after_line: int = Query(default=0, ge=0), limit: int = Query(default=100, ge=1, le=1000),
                   _: Principal = Depends(READ)):
+    if party is not None:
+        party_kind(party)  # a typo is 422 invalid_party, not a page without lines
     # header, totals, count and lines of one draft, though it is re-run meanwhile (module docstring). Pages are
     # read in snapshots of their own: a client compares each page's content_hash with the first's (next_after_line)
     with _rt(request).db.read_snapshot() as s:
         repo = StatementsRepository(s)
         h = _header_or_404(repo, county, period)
-        etag = _etag(h, request)
+        summary = _summary(repo, h)
+        etag = _etag(h, request, summary)
         if (not_modified := _not_modified(request, etag)) is not None:
             return not_modified
         filters = dict(party=party, agreement=agreement, kind=kind)
         lines = repo.lines_page(county, period, after_line=after_line, limit=limit + 1, **filters)
         page = StatementPage(
-            **_summary(repo, h).model_dump(),
+            **summary.model_dump(),
             totals=[_total_out(t) for t in repo.totals(county, period, party)],
             statistics_totals=[_stat_out(t) for t in repo.statistics_totals(county, period, party)],
             lines=[line_out(ln) for ln in lines[:limit]],
@@ -226,11 +232,12 @@ def export_statement(request: Request, county: str = COUNTY, period: str = PERIO
     try:
         repo = StatementsRepository(s)
         h = _header_or_404(repo, county, period)
-        etag = _etag(h, request)
+        summary_model = _summary(repo, h)
+        etag = _etag(h, request, summary_model)
         if (not_modified := _not_modified(request, etag)) is not None:
             snapshot.close()
             return not_modified
-        summary = _summary(repo, h).model_dump(mode="json")
+        summary = summary_model.model_dump(mode="json")
         totals = repo.totals(county, period)
         stats = repo.statistics_totals(county, period)
         lines = repo.stream_lines(county, period)  # lazy: read while the body is sent
@@ -270,6 +277,7 @@ def _in_snapshot(snapshot: ExitStack, body: Iterator[bytes]) -> Iterator[bytes]:
             summary="A party's receivable, payable and net in every statement of the county, with the running "
                     "finalized net")
 def party_position(request: Request, party: str, county: str = COUNTY, _: Principal = Depends(READ)):
+    party_kind(party)  # a typo is 422 invalid_party, not a position of zero
     with _rt(request).db.read_snapshot() as s:
         rows = StatementsRepository(s).party_totals_by_period(county, party)
     periods, cum, rec, pay = [], 0, 0, 0
@@ -295,6 +303,14 @@ def enterprise_compensation(request: Request, credit_code: str = Path(pattern=CR
                               payer=r.payer, amount=yuan(r.amount_fen), allocation_id=r.allocation_id, month=r.month,
                               sources=json.loads(r.sources)) for r in rows]
     final = sum(r.amount_fen for r in rows if r.status == FINALIZED)
-    draft = sum(r.amount_fen for r in rows if r.status != FINALIZED)
+    # Until a period closes, a month and its quarter may both be drafted, each with the same allocation or
+    # buy-back: each is owed once, as the latest draft holding it computes it.
+    latest: dict[tuple, tuple] = {}
+    for r in rows:
+        if r.status != FINALIZED:
+            key = (r.county_code, r.kind, r.allocation_id, r.sources)
+            if key not in latest or r.computed_at >= latest[key][0]:
+                latest[key] = (r.computed_at, r.amount_fen)
+    draft = sum(amount for _at, amount in latest.values())
     return CompensationOut(enterprise_credit_code=credit_code, lines=lines, finalized_total=yuan(final),
                            draft_total=yuan(draft))

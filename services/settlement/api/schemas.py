@@ -350,4 +350,5 @@ class CompensationOut(Strict):
     enterprise_credit_code: str
     lines: list[CompensationLine]
     finalized_total: str
-    draft_total: str
+    draft_total: str = Field(description="each allocation or buy-back once, as the latest draft holding it computes "
+                                         "it (a month and its quarter may both be drafted)")

@@ -78,7 +78,8 @@ def xlsx(summary: dict, lines: Iterable[StatementLine], totals: list, headers: s
     names = SHEETS[language]
     ws = wb.create_sheet(names[0])
     for key, label in SUMMARY_LABELS[language].items():
-        ws.append(_xlsx_row(ws, [label, str(summary.get(key) or "")]))
+        value = summary.get(key)
+        ws.append(_xlsx_row(ws, [label, "" if value is None else str(value)]))  # 0 lines is "0", not blank
     ws = wb.create_sheet(names[1])
     ws.append(column_titles(LINE_COLUMNS, headers))
     for ln in lines:

@@ -275,9 +275,11 @@ class StatementsRepository:
     def lines_to_payee(self, payee: str, kinds: tuple[str, ...], county: str | None = None) -> list:
         """Lines paying ``payee`` of the given kinds, with their statement's status, oldest period first."""
         sl, st = t.statement_lines, t.statements
-        q = (select(sl, st.c.status, st.c.period_start)
+        q = (select(sl, st.c.status, st.c.period_start, st.c.computed_at)
              .join(st, and_(st.c.county_code == sl.c.county_code, st.c.period == sl.c.period))
              .where(sl.c.payee == payee, sl.c.kind.in_(kinds)))
         if county:
             q = q.where(sl.c.county_code == county)
-        return self.s.execute(q.order_by(st.c.period_start, sl.c.county_code, sl.c.line_no)).all()
+        # a month and its quarter start on one day: the period's end, then its label, keep the order stable
+        return self.s.execute(q.order_by(st.c.period_start, st.c.period_end, sl.c.county_code, sl.c.period,
+                                         sl.c.line_no)).all()
