@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from shared.bulk import bulk_insert, copy_binary, id_in, is_pg
 from shared.contracts.topics import dlq
 from shared.db import DB_ERRORS, Database, database_unavailable, driver_error, retry_reason
-from shared.envelope import Envelope, EnvelopeError, Event, decode
+from shared.envelope import Envelope, EnvelopeError, Event, decode, parse_type
 from shared.kafka_security import kafka_python_options
 from shared.logs import correlation_id
 from shared.consumer_lag import GroupLag
@@ -98,10 +98,18 @@ class ConsumerStats:
     last_error: str | None = field(default=None)
 
 
+def _event_name(event_type: str) -> str:
+    """``countypool.QuotaReleased.v2`` -> ``QuotaReleased`` (as ``Envelope.event_name``); another text as it is."""
+    try:
+        return parse_type(event_type)[0]
+    except EnvelopeError:
+        return event_type
+
+
 def payload_digest(env: Envelope) -> str:
     """sha256 of the payload (``data``) in canonical JSON: the same event sent again with another envelope
     (a command re-sent under its derived id, a department re-publishing with a new ``time``) is a duplicate,
-    not a different body. Not a hash of the raw message for that reason, and because stored digests must keep
+    not a different body (the event's name is compared beside it, see ``_seen``). Not a hash of the raw message for that reason, and because stored digests must keep
     comparing equal across versions."""
     return hashlib.sha256(json.dumps(env.data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -379,13 +387,13 @@ class IdempotentConsumer:
             fresh: list[tuple[object, Envelope, Event, str]] = []
             for rec, env, ev, digest in decoded:
                 if env.id in seen:
-                    if seen[env.id] != digest:
+                    if seen[env.id] != (digest, env.event_name):
                         dead.append(_DeadLetter(rec, "duplicate_id_different_body",
                                                 f"event id {env.id} was already taken with another body"))
                     else:
                         counts[(rec.topic, "duplicate")] = counts.get((rec.topic, "duplicate"), 0) + 1
                     continue
-                seen[env.id] = digest
+                seen[env.id] = (digest, env.event_name)
                 fresh.append((rec, env, ev, digest))
             outcomes = self._handle_batch(session, fresh, dead) if self.batch_handler and fresh else None
             if outcomes is None:
@@ -486,12 +494,14 @@ class IdempotentConsumer:
         finally:
             correlation_id.reset(token)
 
-    def _seen(self, session: Session, ids: list[str]) -> dict[str, str]:
+    def _seen(self, session: Session, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """(payload digest, event name) of the ids already taken: the same id with the same data under another
+        event type (its version aside: an event re-sent as a later version is the same event) is another body."""
         if not ids:
             return {}
-        rows = session.execute(select(self.inbox.c.event_id, self.inbox.c.digest)
+        rows = session.execute(select(self.inbox.c.event_id, self.inbox.c.digest, self.inbox.c.event_type)
                                .where(id_in(self.inbox.c.event_id, ids, session))).all()
-        return {r.event_id: r.digest for r in rows}
+        return {r.event_id: (r.digest, _event_name(r.event_type)) for r in rows}
 
     def _save_positions(self, session: Session, records: list) -> list[tuple[str, int, int, int]]:
         """Store each partition's next offset; returns (topic, partition, position, first offset read) of the

@@ -7,7 +7,7 @@ import time
 from kafka import KafkaProducer
 
 from shared.consumer import IdempotentConsumer, Rejected
-from shared.envelope import new_envelope
+from shared.envelope import Event, new_envelope, register
 from tests.support.machinery import WidgetAdded, count_widget, drain, make_db, messaging, read_all, widget_counts
 
 
@@ -166,6 +166,34 @@ def test_same_event_id_with_another_body_is_dead_lettered(db_url, kafka_bootstra
     assert widget_counts(db) == {"w": 1}
     dead = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
     assert [dict(r.headers)["dlq-reason"] for r in dead] == [b"duplicate_id_different_body"]
+
+
+@register
+class WidgetCounted(Event):
+    """Another event with WidgetAdded's fields."""
+    name = "TestWidgetCounted"
+    topic = "test.widgets"
+    aggregate_type = "widget"
+
+    widget_id: str
+    seq: int
+
+
+def test_same_event_id_with_the_same_data_under_another_type_is_another_body(db_url, kafka_bootstrap, unique_topic):
+    """The digest is of the data alone (a re-sent event with a new envelope is the same event): an id taken by one
+    event type and reused by another whose data happen to be equal was dropped as a repeat, unseen."""
+    db, outbox = make_db(db_url)
+    counted = new_envelope(WidgetCounted(widget_id="w", seq=1), subject="w", source="/test", event_id="e-2").to_json()
+    _produce(kafka_bootstrap, unique_topic, [("w", _env("w", 1, event_id="e-2")), ("w", counted),
+                                             ("w", _env("w", 1, event_id="e-2"))])
+    c = _consumer(db, outbox, kafka_bootstrap, unique_topic)
+    drain(c, lambda: c.stats.applied + c.stats.dead_lettered + c.stats.duplicates >= 3)
+    c.stop()
+    assert widget_counts(db) == {"w": 1}
+    assert (c.stats.dead_lettered, c.stats.duplicates) == (1, 1), "the same event again is still a repeat"
+    dead = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
+    assert [dict(r.headers)["dlq-reason"] for r in dead] == [b"duplicate_id_different_body"]
+    assert json.loads(dead[0].value)["type"] == "countypool.TestWidgetCounted.v1"
 
 
 def test_handler_events_go_out_through_the_outbox_with_causation(db_url, kafka_bootstrap, unique_topic):
