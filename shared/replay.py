@@ -52,6 +52,11 @@ class Projection:
     def live(self, session: Session) -> ReadModels:
         raise NotImplementedError
 
+    # PostgreSQL: run first in a repairing transaction, to hold the service's writers off until the repair
+    # commits (e.g. LOCK TABLE on the rows every writer locks): its snapshot is taken after the lock, and a
+    # writer that read a row before the repair cannot write it back over the repair afterwards.
+    writers_lock: str | None = None
+
     def repair(self, session: Session, differences: list["Difference"], rebuilt: ReadModels) -> int:
         """Write the rebuilt rows over the live ones where they differ; returns how many rows were written
         (the framework compares again afterwards). Projections whose live rows carry facts the events do not
@@ -189,6 +194,8 @@ def replay(db: Database, projection: Projection, *, compare_live: bool = True, r
             conn = conn.execution_options(sqlite_read_snapshot=True)  # WAL snapshot without the write lock
         trans = conn.begin()
         try:
+            if repair and db.is_postgres and repairs(projection) and projection.writers_lock:
+                conn.execute(text(projection.writers_lock))  # before any read: the snapshot follows the lock
             session = Session(bind=conn)
             if total:
                 total(count_events(session, types))

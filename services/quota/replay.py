@@ -121,6 +121,11 @@ HOLDING = frozenset(s.value for s in HOLDING_STATES)  # requests whose lines are
 
 class QuotaProjection(Projection):
     name = "quota read models"
+    # every writer of the columns a repair rewrites first locks its county's row FOR UPDATE (storage/counties.py);
+    # EXCLUSIVE lets plain reads through and holds those writers until the repair commits. The ledger's plain
+    # answers (ledger_state, not repaired) do not wait: one touching a repaired row makes the repair fail with a
+    # serialization error, to be run again, never overwrite it.
+    writers_lock = "LOCK TABLE counties IN EXCLUSIVE MODE"
 
     def __init__(self) -> None:
         self.money = Units(MONEY_SCALE)

@@ -247,3 +247,39 @@ def test_repair_writes_only_what_the_events_determine(db_url):
         assert after["lots"] == live["lots"]
     finally:
         db.dispose()
+
+
+def test_a_repair_holds_the_services_writers_off_until_it_commits(plat, scenario, monkeypatch):
+    """A repair rewrites rows from the events it folded. On PostgreSQL it read a snapshot and let the service write
+    on: a writer that read a row before the repair committed wrote its own figures, computed from the unrepaired row,
+    back over the repair. Now the repair locks the counties table first (every writer of lots, requests and
+    releases locks its county's row), so a release submitted while it runs waits for it and then goes through."""
+    import threading
+
+    county = new_county()
+    plat.policy(county, prices={"COD": "12000.00"})
+    folded, go_on = threading.Event(), threading.Event()
+    rebuilt = QuotaProjection.rebuilt
+
+    def paused(self):
+        folded.set()
+        assert go_on.wait(60)
+        return rebuilt(self)
+
+    monkeypatch.setattr(QuotaProjection, "rebuilt", paused)
+    repair = threading.Thread(target=lambda: rebuild(plat.quota_rt.db, repair=True))
+    repair.start()
+    try:
+        assert folded.wait(60), "the repair did not fold"
+        answer: list = []
+        writer = threading.Thread(target=lambda: answer.append(plat.release(county, f"R{county}-1", "COD", "2")))
+        writer.start()
+        writer.join(2)
+        assert writer.is_alive() and not answer, "the release was written while the repair was between read and write"
+    finally:
+        go_on.set()
+        repair.join(60)
+    writer.join(60)
+    assert answer and answer[0].status_code == 201, answer[0].text if answer else "no answer"
+    monkeypatch.setattr(QuotaProjection, "rebuilt", rebuilt)
+    assert [d for d in rebuild(plat.quota_rt.db).differences if county in repr(d.key)] == []
