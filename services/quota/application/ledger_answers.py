@@ -14,8 +14,10 @@ from shared.contracts.ledger import (
     TransferExpired, TransferPending, TransferPosted, TransferRejected, TransferVoided,
 )
 from shared.envelope import Event
+from services.quota.application.ledger_commands import send_moves
 from services.quota.application.saga import carry_out, unless_withdrawn
 from services.quota.application.tx import Tx
+from services.quota.domain.ledger_moves import repost_moves
 from services.quota.domain.requests import (
     on_ledger_expired, on_ledger_refused, on_ledger_reserved, on_ledger_voided,
 )
@@ -88,10 +90,21 @@ def _refused(tx: Tx, row, reason: str) -> str:
             return "chain_member_refused"  # the culprit's own answer closes the request
         return _saga(tx, row, lambda req: on_ledger_refused(req, row.transfer_id, reason, tx.now))
     if row.purpose == "post":
-        # Allocated on our side but the ledger did not post (its pending expired first): a fault that
-        # reconciliation reports; the lot consumption stands until an operator corrects it.
+        if reason in LATE_POST and row.transfer_id.startswith("quota/post/") and row.request_id is not None:
+            # Allocated here, but the post reached the ledger after its hold expired (or beside a line that did):
+            # the allocation stands, so the ledger is made to agree.
+            log.warning("the ledger refused to post %s (%s): posting the allocation again as %s", row.transfer_id,
+                        reason, f"quota/repost/{row.request_id}/{row.asset}")
+            send_moves(tx, repost_moves(row.request_id, row.asset, row.debit_account, row.credit_account, row.amount),
+                       county_code=row.county_code, request_id=row.request_id)
+            return "reposted"
+        # a repost refused too, or another refusal: reconciliation reports the difference for an operator
         log.error("the ledger refused to post %s: %s", row.transfer_id, reason)
     return "refused"
+
+
+# a post refused because its reservation expired, or linked to one that was (a request's lines post as one chain)
+LATE_POST = frozenset({"pending_transfer_expired", "linked_event_failed"})
 
 
 def _saga(tx: Tx, row, step) -> str:

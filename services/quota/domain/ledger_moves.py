@@ -137,3 +137,16 @@ def void_moves(
                 void_pending_id=reserve_transfer_id(request_id, asset))
         for asset, amount in lines
     )
+
+
+def repost_moves(request_id: str, asset: str, pool: str, project: str, amount: int) -> tuple[LedgerTransfer, ...]:
+    """What makes an allocation the ledger refused to post (its reservation expired first, the ledger away longer
+    than the hold) true there as well: our reservation voided, if it still holds (else that void fails harmlessly),
+    then the units moved pool -> project at once. Not linked, in this order, under ids of their own (a failed id
+    stays failed). The units are in the pool: no other request was given them here."""
+    return (
+        LedgerTransfer(f"quota/repost-void/{request_id}/{asset}", pool, project, asset, amount,
+                       TransferCode.VOID_RESERVATION, void_pending_id=reserve_transfer_id(request_id, asset)),
+        LedgerTransfer(f"quota/repost/{request_id}/{asset}", pool, project, asset, amount, TransferCode.ALLOCATE),
+    )
+

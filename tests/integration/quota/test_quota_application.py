@@ -20,7 +20,7 @@ from services.quota.storage import tables as T
 from services.quota.storage.counties import save_policy
 from shared import migrations
 from shared.contracts.assessment import ProjectEvaluated
-from shared.contracts.ledger import TransferPending, TransferPosted, TransfersRequested
+from shared.contracts.ledger import TransferPending, TransferPosted, TransferRejected, TransfersRequested
 from shared.db import Database
 from tests.integration.quota.harness import credit_code
 
@@ -233,3 +233,41 @@ def test_every_ledger_command_moving_a_county_pool_is_keyed_by_that_pool(db):
     other = Pool(db, "320623")
     other.release("1", "REL-2")
     assert {key for _, key in other.commands()} == {"county:320623/pool"}
+
+
+def test_a_post_the_ledger_refused_after_its_hold_expired_is_posted_again(db):
+    """The ledger away longer than its hold (a day past our deadline): the allocation's post arrives after the
+    reservation expired and is refused. The allocation stood here, the units went back to the pool there, and only
+    reconciliation said so. Now the reservation is voided if it still holds and the units are posted pool ->
+    project under ids of their own, once; a repost refused too is left to reconciliation."""
+    pool = Pool(db)
+    pool.evaluate("P1")
+    pool.release("10")
+    pool.request("R1", "P1", "8")
+    pool.round()
+    pool.pending("R1", "P1", "8")
+    pool.approve("P1")
+    assert pool.state("R1")[0] == "allocated"
+    assert [ids for ids, _ in pool.commands()][-1] == ["quota/post/R1/COD"]
+
+    def refused(transfer_id: str, reason: str):
+        return TransferRejected(transfer_id=transfer_id, debit_account=f"county:{COUNTY}/pool/COD",
+                                credit_account="project:P1/COD", asset="COD", amount="8", code="quota_allocate",
+                                at=pool.now, reason=reason)
+
+    assert pool.answer(refused("quota/post/R1/COD", "pending_transfer_expired")) == "reposted"
+    sent = pool.commands()
+    assert sent[-1] == (["quota/repost-void/R1/COD", "quota/repost/R1/COD"], f"county:{COUNTY}/pool")
+    repost = [e for e, _ in pool.events if isinstance(e, TransfersRequested)][-1].transfers
+    assert [(t.debit_account, t.credit_account, t.amount, t.pending, t.post_pending_id, t.void_pending_id, t.linked)
+            for t in repost] == [
+        (f"county:{COUNTY}/pool/COD", "project:P1/COD", "8.0000", False, "", "quota/reserve/R1/COD", False),
+        (f"county:{COUNTY}/pool/COD", "project:P1/COD", "8.0000", False, "", "", False)]
+    assert pool.state("R1")[0] == "allocated", "the allocation stands"
+
+    # the same answer again (a redelivery, the ledger re-announcing): nothing sent twice
+    pool.answer(refused("quota/post/R1/COD", "pending_transfer_expired"))
+    assert len(pool.commands()) == len(sent)
+    # the repost refused too: no third attempt (reconciliation reports it); another refusal of a post is not reposted
+    assert pool.answer(refused("quota/repost/R1/COD", "exceeds_credits")) == "refused"
+    assert len(pool.commands()) == len(sent)
