@@ -271,3 +271,34 @@ def test_a_post_the_ledger_refused_after_its_hold_expired_is_posted_again(db):
     # the repost refused too: no third attempt (reconciliation reports it); another refusal of a post is not reposted
     assert pool.answer(refused("quota/repost/R1/COD", "exceeds_credits")) == "refused"
     assert len(pool.commands()) == len(sent)
+
+
+@pytest.mark.parametrize("expired", [True, False], ids=["hold-expired", "hold-still-pending"])
+def test_the_repost_moves_post_the_allocation_once_on_the_ledger(db_url, expired):
+    """What the real ledger makes of quota's repost: its void fails harmlessly when the hold expired (else it frees
+    the hold), and the units go pool -> project once either way."""
+    from services.ledger.domain import NewAccount, TransferRequest
+    from services.quota.domain.ledger_moves import repost_moves
+    from tests.integration.ledger.harness import SqlLedger
+
+    pool, project, ext = f"county:{COUNTY}/pool/COD", "project:P1/COD", "external:rights-register/COD"
+    led = SqlLedger(db_url, T0)
+    try:
+        led.open([NewAccount(ext, "COD", "external:rights-register"),
+                  NewAccount(pool, "COD", f"county:{COUNTY}/pool"), NewAccount(project, "COD", "project:P1")])
+        assert led.submit([TransferRequest("fund", ext, pool, 100_000, code="quota_release_intake"),
+                           TransferRequest("quota/reserve/R1/COD", pool, project, 80_000, code="quota_reserve",
+                                           pending=True, timeout_seconds=60)]).ok
+        if expired:
+            led.advance(120)
+            led.expire()
+        moves = repost_moves("R1", "COD", pool, project, 80_000)
+        out = led.submit([TransferRequest(m.transfer_id, m.debit_account, m.credit_account, m.amount, code=m.code.value,
+                                          void_pending_id=m.void_pending_id or "") for m in moves])
+        results = [r.result.value for r in out.results]
+        assert results == (["pending_transfer_expired", "ok"] if expired else ["ok", "ok"])
+        # (debits pending, debits posted, credits pending, credits posted)
+        assert led.balances()[pool] == (0, 80_000, 0, 100_000)
+        assert led.balances()[project] == (0, 0, 0, 80_000)
+    finally:
+        led.close()
