@@ -41,7 +41,7 @@ def transact(request: Request, fn: Callable[[Tx], T]) -> T:
     except QuotaDomainError as exc:
         raise problems_error(exc) from None
     except IdReused as exc:
-        raise Conflict(exc.reason, str(exc)) from None
+        raise Conflict(exc.reason, str(exc), [{"field": f} for f in exc.fields] or None) from None
     except NotKnown as exc:
         raise NotFound(exc.reason, str(exc)) from None
 

@@ -7,7 +7,7 @@ from shared.amounts import parse_amount
 from shared.auth import Principal, principal, require, require_each
 from shared.errors import NotFound
 from services.quota.api import schemas as s
-from services.quota.api.common import POLICY_ADMIN, READ, read, transact
+from services.quota.api.common import POLICY_ADMIN, READ, known_county, read, transact
 from services.quota.api.views import policy_out, reclamation_out, release_out
 from services.quota.application import intake, requests
 from services.quota.application.policy_codec import policy_from_doc, policy_to_doc
@@ -29,7 +29,11 @@ def _county_or_422(county_code: str) -> None:
 
 @router.get("/counties/{county_code}/policy", response_model=s.PolicyOut, summary="A county's pool policy")
 def get_policy(county_code: str, request: Request, _: Principal = Depends(READ)):
-    return read(request, lambda session: policy_out(read_policy(session, county_code)))
+    def policy(session):
+        known_county(session, county_code)  # a typo is 404/422, not a policy in force (the defaults, version 0)
+        return policy_out(read_policy(session, county_code))
+
+    return read(request, policy)
 
 
 @router.put("/counties/{county_code}/policy", response_model=s.PolicyOut,

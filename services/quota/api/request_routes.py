@@ -56,11 +56,16 @@ def list_requests(request: Request, county_code: str | None = None, project_id: 
         states = [x.value for x in OPEN_STATES] if state == "open" else ([RequestState(state).value] if state else None)
     except ValueError:
         raise Unprocessable("state_unknown", f"state is 'open' or one of {[x.value for x in RequestState]}") from None
-    found = read(request, lambda session: request_store.list_requests(session, county_code, project_id, states,
-                                                                      limit + 1, after))
-    page = found[:limit]
-    return s.RequestsPage(requests=[request_out(r) for r in page],
-                          next_after=page[-1].request_id if len(found) > limit else None)
+    def page_of(session):
+        if county_code is not None:
+            known_county(session, county_code)  # a typo is 404/422, not "nothing waiting in this county"
+        found = request_store.list_requests(session, county_code, project_id, states, limit + 1, after)
+        page = found[:limit]
+        transfers = transfer_store.transfers_of_requests(session, [r.request_id for r in page])
+        return s.RequestsPage(requests=[request_out(r, transfers.get(r.request_id, [])) for r in page],
+                              next_after=page[-1].request_id if len(found) > limit else None)
+
+    return read(request, page_of)
 
 
 @router.post("/requests/{request_id}/cancel", response_model=s.QuotaRequestOut,

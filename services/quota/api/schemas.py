@@ -134,7 +134,7 @@ class RequestLineOut(BaseModel):
     asset: str
     amount: str
     approval_kind: str
-    reserved: bool
+    reserved: bool = Field(description="the ledger holds this line for the request now (reserving or reserved)")
 
 
 class LedgerTransferOut(BaseModel):

@@ -7,7 +7,7 @@ from services.quota.application.pool import CountyPool
 from services.quota.application.policy_codec import policy_to_doc
 from services.quota.application.reconciliation import Reconciliation
 from services.quota.domain.assets import ASSETS
-from services.quota.domain.requests import QuotaRequest
+from services.quota.domain.requests import HOLDING_STATES, QuotaRequest
 from services.quota.storage.counties import CountyPolicy
 from services.quota.storage.sql import loads, utc
 
@@ -41,7 +41,9 @@ def request_out(req: QuotaRequest, transfers: list | None = None) -> s.QuotaRequ
         request_id=req.request_id, project_id=req.project_id, county_code=req.county_code, state=req.state.value,
         reason=req.reason,
         lines=[s.RequestLineOut(asset=l.asset, amount=qty(l.asset, l.amount), approval_kind=l.approval_kind.value,
-                                reserved=l.asset in req.reserved_assets) for l in req.lines],
+                                # what the ledger holds for it now: nothing once the request closed
+                                reserved=l.asset in req.reserved_assets and req.state in HOLDING_STATES)
+               for l in req.lines],
         approvals=sorted(a.value for a in req.approvals), requested_at=req.requested_at, deadline=req.deadline,
         updated_at=req.updated_at,
         ledger_transfers=[s.LedgerTransferOut(transfer_id=t.transfer_id, purpose=t.purpose, asset=t.asset,

@@ -19,6 +19,7 @@ from services.quota.application.formats import cny, cny_or_none, qty
 from services.quota.application.ledger_commands import send_moves
 from services.quota.application.allocations import SOURCE_KIND_OUT
 from services.quota.application.tx import Tx
+from services.quota.domain.assets import ASSETS, MONEY_SCALE
 from services.quota.domain.identifiers import county_code_problem
 from services.quota.domain.ledger_moves import intake_moves
 from services.quota.domain.lots import Lot, accept_release
@@ -38,8 +39,10 @@ from services.quota.storage.counties import drop_unused, lock_counties, lock_cou
 class IdReused(Exception):
     """The id was taken before with another body (an idempotency key reused): 409, never a second effect."""
 
-    def __init__(self, kind: str, ident: str):
-        super().__init__(f"{kind} {ident!r} was submitted before with a different body")
+    def __init__(self, kind: str, ident: str, fields: Iterable[str] = ()):
+        self.fields = sorted(fields)  # those known to differ (a release's, read from its row), else none
+        which = f" ({', '.join(self.fields)} differ)" if self.fields else ""
+        super().__init__(f"{kind} {ident!r} was submitted before with a different body{which}")
         self.reason = f"{kind}_id_reused"
 
 
@@ -50,7 +53,62 @@ class NotKnown(Exception):
 
 
 def body_digest(body: Mapping[str, Any]) -> str:
+    """The digest a body is stored under: of its values, not their texts ("2.5" and the "2.5000" the API answered
+    are one amount), so a department resending what it was answered gets the standing answer, not 409."""
+    return _digest(_values(body))
+
+
+def same_body(stored: str, body: Mapping[str, Any]) -> bool:
+    """Whether ``body`` is the one stored under ``stored`` (digests stored before they were of values count)."""
+    return stored == body_digest(body) or stored == _digest(body)
+
+
+# a release's fields as its row holds them (the scaled ones as units)
+_RELEASE_FIELDS = {"enterprise_credit_code": "enterprise_credit_code", "township_code": "township_code",
+                   "county_code": "county_code", "asset": "asset", "amount": "amount", "reason": "reason",
+                   "basis": "basis", "buyback_price_per_unit": "buyback_price_fen", "document_ref": "document_ref",
+                   "released_on": "released_on"}
+
+
+def release_differences(row, data: Mapping[str, Any]) -> list[str]:
+    """The fields of ``data`` whose value is not the stored release's (what a department is told on a 409)."""
+    values = _values(data)
+    out = []
+    for field, column in _RELEASE_FIELDS.items():
+        mine, theirs = values.get(field), getattr(row, column)
+        if isinstance(mine, list):  # ["units", n]
+            mine = mine[1]
+        if (None if mine in (None, "") else str(mine)) != (None if theirs is None else str(theirs)):
+            out.append(field)
+    return out
+
+
+def _digest(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+
+
+# amount fields and the scale they are read in: an asset's (named beside it), the reclaimed land's, money's
+_SCALED = {"amount": None, "area": ASSETS["LAND"].scale, "accepted_area": ASSETS["LAND"].scale,
+           "buyback_price_per_unit": MONEY_SCALE}
+
+
+def _values(doc: Any) -> Any:
+    if isinstance(doc, list):
+        return [_values(x) for x in doc]
+    if not isinstance(doc, Mapping):
+        return doc
+    out = {}
+    for k, v in doc.items():
+        scale = _SCALED.get(k, -1) if isinstance(v, str) else -1
+        if scale is None:  # an asset's amount
+            scale = ASSETS[doc["asset"]].scale if doc.get("asset") in ASSETS else -1
+        if scale != -1:
+            try:
+                v = ["units", parse_amount(v, scale, allow_zero=True, allow_negative=True)]
+            except AmountError:
+                pass  # refused later with its reason; as text here
+        out[k] = _values(v)
+    return out
 
 
 def _county(data: Mapping[str, Any]) -> str:
@@ -148,8 +206,8 @@ def submit_release(tx: Tx, data: Mapping[str, Any], *, department: str | None, s
     digest = body_digest(data)
     existing = intake_store.release_row(tx.session, str(data.get("release_id")))
     if existing is not None:
-        if existing.digest != digest:
-            raise IdReused("release", existing.release_id)
+        if not same_body(existing.digest, data):
+            raise IdReused("release", existing.release_id, release_differences(existing, data))
         lot_id = f"release:{existing.release_id}" if existing.status == ReleaseStatus.ACCEPTED.value else None
         return ReleaseOutcome(existing.release_id, existing.status, existing.status_reason, lot_id, False)
     department = department or _entitled_department(cp.policy, data.get("asset"))
@@ -200,7 +258,7 @@ def register_reclamation_project(tx: Tx, data: Mapping[str, Any], by: str) -> tu
     digest = body_digest(data)
     existing = intake_store.reclamation_row(tx.session, str(data.get("project_id")))
     if existing is not None:
-        if existing.digest != digest:
+        if not same_body(existing.digest, data):
             raise IdReused("reclamation", existing.project_id)
         return existing, False
     registered_on = data.get("registered_on") or cst_date(tx.now)

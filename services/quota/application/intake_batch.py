@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from services.quota.application.intake import (
     IdReused, ReleaseOutcome, _entitled_department, _released_event, body_digest, lock_enterprises, lot_events,
+    release_differences, same_body,
 )
 from services.quota.application.ledger_commands import MoveSet, send_many
 from services.quota.application.tx import BatchTx
@@ -56,7 +57,8 @@ def submit_releases(btx: BatchTx, items: Sequence[ReleaseItem]) -> list[Result]:
         digest = body_digest(it.data)
         if rid in known or rid in stored:
             prior = known[rid][0] if rid in known else stored[rid].digest
-            out[i] = IdReused("release", rid) if prior != digest else _again(stored.get(rid), known.get(rid))
+            out[i] = (IdReused("release", rid, release_differences(stored[rid], it.data) if rid in stored else ())
+                      if not same_body(prior, it.data) else _again(stored.get(rid), known.get(rid)))
             continue
         policy = policies[it.data["county_code"]].policy
         department = it.department or _entitled_department(policy, it.data.get("asset"))

@@ -5,7 +5,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any, Callable, Mapping
 
-from services.quota.application.intake import IdReused, NotKnown, body_digest
+from services.quota.application.intake import IdReused, NotKnown, body_digest, same_body
 from services.quota.application.request_events import requested
 from services.quota.application.saga import carry_out, unless_withdrawn
 from services.quota.application.tx import Tx
@@ -34,7 +34,7 @@ def open_quota_request(tx: Tx, body: Mapping[str, Any], by: str) -> tuple[QuotaR
     request_id = str(body.get("request_id") or "")
     existing = request_store.request_row(tx.session, request_id)
     if existing is not None:
-        if existing.digest != digest:
+        if not same_body(existing.digest, body):
             raise IdReused("request", request_id)
         return request_store.load_request(tx.session, request_id), False
     project_id = str(body.get("project_id") or "")

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, Callable, Mapping, Sequence
 
 from services.quota.domain.policy import PoolPolicy, PriorityKey, PriorityPolicy
+from shared.amounts import format_amount
 from services.quota.domain.requests import (
     TOO_MANY_LOTS, QuotaRequest, RequestState, RequestTransition, begin_reserving, reject,
 )
@@ -69,7 +70,9 @@ def _key_part(request: QuotaRequest, key: PriorityKey, policy: PriorityPolicy) -
         return (0 if member else 1,), "yes" if member else "no"
     if key is PriorityKey.TAX_PER_MU:
         known = p.tax_per_mu_fen is not None
-        return ((0, -p.tax_per_mu_fen) if known else (1, 0)), str(p.tax_per_mu_fen)  # type: ignore[operator]
+        # recorded in CNY, as every money figure the API shows (it was fen: 100 times the promise)
+        shown = format_amount(p.tax_per_mu_fen, 2) if known else "unknown"
+        return ((0, -p.tax_per_mu_fen) if known else (1, 0)), shown  # type: ignore[operator]
     if key is PriorityKey.ARRIVAL:
         return (request.requested_at,), request.requested_at.isoformat()
     raise ValueError(f"unknown priority key {key}")

@@ -67,6 +67,11 @@ def _enum(kind: type[StrEnum], data: Mapping[str, Any], name: str, reason: str, 
         return None
 
 
+# A lot's date orders it (first in, first out): a typo such as 0024-05-01 would put it before every other lot
+# and make it the provenance, and the compensation, of the next allocations. No pooled quota is that old.
+EARLIEST_DATE = date(2000, 1, 1)
+
+
 def parse_release(data: Mapping[str, Any], policy: PoolPolicy) -> QuotaRelease:
     """Validate a release as a department sends it (amounts and prices as decimal strings; the buyback
     price in CNY per display unit, e.g. "12000.00" per t). Raises QuotaDomainError with every problem."""
@@ -123,6 +128,9 @@ def parse_release(data: Mapping[str, Any], policy: PoolPolicy) -> QuotaRelease:
             released_on = None
     if not isinstance(released_on, date):
         problems.append(Problem("released_on_malformed", "released_on", "an ISO date, e.g. 2024-03-31"))
+    elif released_on < EARLIEST_DATE:
+        problems.append(Problem("date_implausible", "released_on", f"{released_on.isoformat()} is before "
+                                f"{EARLIEST_DATE.isoformat()} (a typo such as 0024 for 2024?)"))
 
     if problems:
         raise QuotaDomainError(problems)

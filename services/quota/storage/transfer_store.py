@@ -63,6 +63,17 @@ def transfers_of_request(session: Session, request_id: str) -> list:
                            .order_by(ledger_transfers.c.asked_at, ledger_transfers.c.transfer_id)).all()
 
 
+def transfers_of_requests(session: Session, request_ids: list[str]) -> dict[str, list]:
+    """``transfers_of_request`` of many requests, in one query."""
+    t = ledger_transfers
+    rows = session.execute(select(t).where(id_in(t.c.request_id, request_ids, session))
+                           .order_by(t.c.asked_at, t.c.transfer_id)).all() if request_ids else []
+    found: dict[str, list] = {}
+    for r in rows:
+        found.setdefault(r.request_id, []).append(r)
+    return found
+
+
 def acknowledged_project_accounts(session: Session, county_code: str) -> list[str]:
     """Project accounts the ledger has certainly opened: a reserve transfer of ours it answered other than
     'rejected' (a rejected command may still have opened them, but we need not ask)."""

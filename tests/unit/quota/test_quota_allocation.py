@@ -44,7 +44,7 @@ def test_competing_requests_follow_the_county_priority(competing):
     ]
     assert result.decisions[1].shortfalls == (Shortfall("COD", 20000, 15000),)
     assert result.decisions[0].ordered_by == (
-        ("project_class", "A"), ("strategic_industry", "yes"), ("tax_per_mu", "20000000"),
+        ("project_class", "A"), ("strategic_industry", "yes"), ("tax_per_mu", "200000.00"),
         ("arrival", "2024-03-01T09:03:00+00:00"),
     )
     assert result.available_after == {"COD": 0}
