@@ -97,3 +97,26 @@ def test_upgrade_savings_need_no_exit(release_payload, policy):
     r = parse_release(release_payload(reason="upgrade_savings"), policy)
     assert verify_release(r, set(), VerificationMode.REJECT).status is ReleaseStatus.ACCEPTED
     assert releases_verified_by(r.enterprise_credit_code, [r]) == ()
+
+
+def test_a_body_compares_by_value_and_digests_stored_before_still_match():
+    """Bodies stored before digests were of values keep matching the same text; new ones match any text of the same
+    values (amounts, areas, prices); another value never matches."""
+    import hashlib
+    import json
+
+    from services.quota.application.intake import body_digest, same_body
+
+    body = {"release_id": "H1", "asset": "COD", "amount": "2.5", "buyback_price_per_unit": "800",
+            "lines": [{"asset": "LAND", "amount": "3"}], "area": "1.5"}
+    legacy = hashlib.sha256(json.dumps(body, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+    assert same_body(legacy, body)
+    stored = body_digest(body)
+    same = {**body, "amount": "2.5000", "buyback_price_per_unit": "800.00", "lines": [{"asset": "LAND", "amount": "3.0"}],
+            "area": "1.50"}
+    assert same_body(stored, same)
+    for other in ({**body, "amount": "2.5001"}, {**body, "buyback_price_per_unit": "800.01"},
+                  {**body, "lines": [{"asset": "LAND", "amount": "3.0001"}]}, {**body, "area": "1.51"},
+                  {**body, "asset": "NOX"}):
+        assert not same_body(stored, other), other
+    assert not same_body(stored, {**body, "amount": "2,5"})  # unreadable: compared as text, refused later
