@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from services.assessment.domain.disposition import CountyDecision, Disposition, Recommendation
 from services.assessment.events import Actor, emit
-from services.assessment.evaluations import current_run, result_of
+from services.assessment.evaluations import current_run
 from services.assessment.storage.tables import decisions as D
 from services.assessment.storage.tables import enterprise_results as R
 from services.assessment.storage.tables import enterprises as E
@@ -46,6 +46,12 @@ def standing_decision(s: Session, credit_code: str, year: int):
                      .order_by(D.c.id.desc()).limit(1)).first()
 
 
+def decisions_of(s: Session, credit_code: str, year: int) -> tuple[object | None, list]:
+    """(the standing decision or None, every decision in order) on an enterprise of the register for a year."""
+    _enterprise(s, credit_code)
+    return standing_decision(s, credit_code, year), history(s, credit_code, year)
+
+
 def history(s: Session, credit_code: str, year: int) -> list:
     return s.execute(select(D).where(D.c.credit_code == credit_code, D.c.year == year).order_by(D.c.id)).all()
 
@@ -59,8 +65,11 @@ def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Dis
     run = current_run(s, ent.county_code, year)
     if run is None:
         raise Conflict("not_assessed", f"{ent.county_code} has no evaluation run for {year}")
-    result = result_of(s, run.run_id, credit_code)
-    recommendation = Recommendation(Disposition(result.recommendation), ())
+    recommended = s.execute(select(R.c.recommendation).where(R.c.run_id == run.run_id,
+                                                             R.c.credit_code == credit_code)).scalar()
+    if recommended is None:  # registered, but the run left it out (no figures for the year): nothing to decide on
+        raise Conflict("not_assessed", f"the current {year} run of {ent.county_code} has no result for {credit_code}")
+    recommendation = Recommendation(Disposition(recommended), ())
     standing = standing_decision(s, credit_code, year)
     if standing is not None and standing.status == "executed":
         raise Conflict("decision_already_executed", f"the {year} decision on {credit_code} was carried out on {standing.effective_on}")

@@ -217,9 +217,12 @@ def latest_result(s: Session, county: str, credit_code: str):
 
 
 def clusters_now(s: Session, county: str, year: int) -> tuple[ClusterRanking, int]:
-    """Rank the county's parks and clusters over today's figures and current policy (computed on read)."""
-    stored = current_policy(s, county, year)
+    """Rank the county's parks and clusters over today's figures and current policy (computed on read). A
+    county-year without figures is 422 nothing_to_evaluate, as its evaluation is: no data, not 'no parks'."""
     inputs = load_county(s, county, year)
+    if not inputs.enterprises:
+        raise Unprocessable("nothing_to_evaluate", f"no active enterprise of {county} has figures for {year}")
+    stored = current_policy(s, county, year)
     try:
         ranking = rank_clusters(county, year, inputs.enterprises, inputs.indicators, stored.policy,
                                 last_year_averages(s, county, year, stored.policy))

@@ -16,7 +16,7 @@ from services.assessment.api.schemas import (
     TaskOut,
     TasksPage,
 )
-from services.assessment.dispositions import decide, decision_view, execute, history, standing_decision
+from services.assessment.dispositions import decide, decision_view, decisions_of, execute
 from services.assessment.domain.disposition import Disposition
 from services.assessment.storage.rows import utc
 from services.assessment.tasks import close_task, get_task, is_overdue, list_tasks, open_task
@@ -56,14 +56,15 @@ def post_decision(body: DecisionIn, request: Request, response: Response, p: Pri
 
 
 @router.get("/dispositions/{credit_code}/{year}", response_model=DecisionsOut,
+            responses={404: {"description": "enterprise_not_found (not in the register)"}},
             summary="The standing decision on an enterprise for a year, and every earlier one")
 def get_decisions(credit_code: str, request: Request, year: int = Year, _: Principal = Depends(READ)):
     code = checked_code(credit_code)
 
     def q(s):
-        standing = standing_decision(s, code, year)
+        standing, earlier = decisions_of(s, code, year)
         return DecisionsOut(standing=decision_out(standing) if standing else None,
-                            history=[decision_out(r) for r in history(s, code, year)])
+                            history=[decision_out(r) for r in earlier])
 
     return read(request, q)
 

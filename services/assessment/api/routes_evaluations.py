@@ -95,6 +95,8 @@ def get_breakdown(run_id: str, credit_code: str, request: Request, _: Principal 
 
 
 @router.get("/clusters/{county_code}/{year}/ranking", response_model=ClusterRankingOut,
+            responses={422: {"description": "nothing_to_evaluate (no figures for the county-year), "
+                                           "benchmark_needs_last_year_average"}},
             summary="Parks and clusters ranked from their enterprises' aggregated figures (current data and policy)")
 def get_cluster_ranking(request: Request, county_code: str = Path(pattern=r"^\d{6}$"), year: int = Path(ge=1990, le=2200),
                         _: Principal = Depends(READ)):

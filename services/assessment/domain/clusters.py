@@ -4,7 +4,8 @@ A cluster's indicator is sum(numerators) / sum(denominators) over its members th
 (not a mean of ratios: a big enterprise weighs by its size). Members are enterprises with that park_id,
 excluded (T) ones left out. Then the policy's ``cluster_group`` weights and benchmarks, the same caps,
 missing-value rules (group average = average over clusters) and class rule apply; no bonus/penalty items,
-which are enterprise flags.
+which are enterprise flags. Scored by scoring.score_inputs like an enterprise: each term from its value as
+shown, the total the sum of the terms as shown.
 """
 from __future__ import annotations
 

@@ -3,12 +3,14 @@ Fraction reference), at a fraction of its cost, proven equal in tests/unit/asses
 
 Why it can be exact without Fractions: every ratio field is an integer over a divisor fixed per field and
 policy (land units over 10^4, fen over 10^6, emissions weighted with the policy's weights over a common
-denominator), so a term ``weight x (a / Da) / (b / Db) x multiplier / benchmark`` is ``a x K / (b x L)``
-with K and L resolved once per group and term, and every published figure is an integer of 0.0001 rounded
-half up from an integer ratio. The exact total is one integer ratio. A group average (a missing value
-taking the mean term of the group) is the one sum of many distinct denominators: it is kept at a fixed
-scale of 10^-30 with its error bound, and a published figure that bound cannot decide (never seen, but
-possible) raises Undecided, upon which the run is scored by the reference path instead.
+denominator), so a value ``(a / Da) / (b / Db) x multiplier`` is ``a x V / (b x W)`` with V and W resolved
+once per group and term, shown as an integer of 10^-8 rounded half up; its term ``shown value x weight /
+benchmark`` is that integer times K / L, and every published term is an integer of 0.0001 rounded half up
+from an integer ratio. The score is the sum of the published terms plus the points, in integers of 0.0001.
+A group average (a missing value taking the mean term of the group) is the one sum of many distinct
+denominators: it is kept at a fixed scale of 10^-30 with its error bound, and a published figure that bound
+cannot decide (never seen, but possible) raises Undecided, upon which the run is scored by the reference
+path instead.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import orjson
 
 from .canonical import by_identity, decimal_text, plain_json, to_plain
 from .enterprise import EMISSIONS_DIVISOR, SCALAR_FIELDS, Enterprise, YearlyIndicators
-from .exact import PLACES
+from .exact import PLACES, VALUE_PLACES
 from .policy import AssessmentPolicy, Benchmarks, GroupPolicy
 from .scoring import (
     FROM_VALUE,
@@ -41,6 +43,7 @@ from .scoring import (
 )
 
 UNIT = 10**PLACES
+VALUE_UNIT = 10**VALUE_PLACES
 _EXACT_DIGITS = 10**28
 GUARD = 30  # decimal places of a group average before its published rounding
 _GUARD_UNIT = 10**GUARD
@@ -50,9 +53,9 @@ class Undecided(Exception):
     """A group average lies too close to a rounding boundary for its fixed scale: use the exact path."""
 
 
-def round_half_up(n: int, d: int) -> int:
-    """n / d (d > 0) in units of 0.0001, halves away from zero (exact.quantize on integers)."""
-    q, r = divmod(abs(n) * UNIT, d)
+def round_half_up(n: int, d: int, unit: int = UNIT) -> int:
+    """n / d (d > 0) in units of 1 / unit (0.0001), halves away from zero (exact.quantize on integers)."""
+    q, r = divmod(abs(n) * unit, d)
     if 2 * r >= d:
         q += 1
     return -q if n < 0 else q
@@ -64,6 +67,15 @@ def text4(q: int) -> str:
         return decimal_text(_decimal4(q))
     whole, frac = divmod(-q if q < 0 else q, UNIT)
     text = f"{whole}.{frac:04d}".rstrip("0") if frac else str(whole)
+    return "-" + text if q < 0 else text
+
+
+def text8(q: int) -> str:
+    """decimal_text of q x 10^-8: an indicator value as a breakdown shows it, trailing zeros dropped."""
+    if not -_EXACT_DIGITS < q < _EXACT_DIGITS:
+        return decimal_text(Decimal(q).scaleb(-VALUE_PLACES))
+    whole, frac = divmod(-q if q < 0 else q, VALUE_UNIT)
+    text = f"{whole}.{frac:08d}".rstrip("0") if frac else str(whole)
     return "-" + text if q < 0 else text
 
 
@@ -142,8 +154,9 @@ def _reduced(n: int, d: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Term:
-    """One weighted term with every constant resolved: value = a x vn / (b x vd), term = a x kn / (b x kd)
-    for numerator field integer a and denominator field integer b."""
+    """One weighted term with every constant resolved: for numerator field integer a and denominator field
+    integer b, the value is a x vn / (b x vd), shown as v8 = that rounded to an integer of 10^-8, and the term
+    is v8 x kn / kd (the shown value x weight / benchmark)."""
 
     plan: TermPlan
     num: int  # index of the numerator field in FieldReader.fields
@@ -163,17 +176,17 @@ class Term:
     def of(cls, p: TermPlan, reader: FieldReader) -> "Term":
         ni, di = reader.index[p.defn.numerator], reader.index[p.defn.denominator]
         num, den = reader.fields[ni], reader.fields[di]
-        m, f = p.multiplier, p.factor
+        m, f = p.multiplier, p.rate
         vn, vd = _reduced(den.divisor * m.numerator, num.divisor * m.denominator)
-        kn, kd = _reduced(den.divisor * f.numerator, num.divisor * f.denominator)
+        kn, kd = _reduced(f.numerator, f.denominator * VALUE_UNIT)
         cap = None if p.cap is None else _ratio(p.cap)
         full = cap if cap is not None else _ratio(p.weight_exact)
         return cls(p, ni, di, vn, vd, kn, kd, cap, None if cap is None else round_half_up(*cap),
                    full, round_half_up(*full), p.defn.on_zero_denominator == "full_term", p.missing == "group_average")
 
 
-# A scored term, packed: (status, value4 or None, raw4, capped4, exact capped term as (n, d) or None while a
-# group average is pending). Published figures are integers of 0.0001.
+# A scored term, packed: (status, value8 or None, raw4, capped4, exact capped term as (n, d) or None while a
+# group average is pending). Published figures are integers of 0.0001, values integers of 10^-8.
 Packed = tuple
 
 
@@ -192,7 +205,7 @@ class GroupScorer:
         self.group_json = _dumps(group.name)
 
     def adjustments(self, flags: frozenset[str]) -> tuple[tuple[AdjustmentLine, ...], int, int]:
-        """(the bonus and penalty lines of these flags, their points as n / d)."""
+        """(the bonus and penalty lines of these flags, their points as n / d; at most 4 decimals each, policy.py)."""
         key = flags & self._bonus_flags
         found = self._adjustments.get(key)
         if found is None:
@@ -210,14 +223,15 @@ class GroupScorer:
             if a is not None and b is not None and b != 0:
                 if b < 0:
                     a, b = -a, -b
-                rn, rd = a * t.kn, b * t.kd
+                v8 = round_half_up(a * t.vn, b * t.vd, VALUE_UNIT)
+                rn, rd = v8 * t.kn, t.kd
                 raw4 = round_half_up(rn, rd)
                 if rn <= 0:
-                    out.append((FROM_VALUE, round_half_up(a * t.vn, b * t.vd), raw4, 0, (0, 1)))
+                    out.append((FROM_VALUE, v8, raw4, 0, (0, 1)))
                 elif t.cap is not None and rn * t.cap[1] > t.cap[0] * rd:
-                    out.append((FROM_VALUE, round_half_up(a * t.vn, b * t.vd), raw4, t.cap4, t.cap))
+                    out.append((FROM_VALUE, v8, raw4, t.cap4, t.cap))
                 else:
-                    out.append((FROM_VALUE, round_half_up(a * t.vn, b * t.vd), raw4, raw4, (rn, rd)))
+                    out.append((FROM_VALUE, v8, raw4, raw4, (rn, rd)))
             elif a is not None and b is not None and a > 0 and t.full_term_rule:
                 out.append((ZERO_DENOMINATOR_FULL, None, t.full4, t.full4, t.full))
             elif a is not None and b is not None and a < 0 and t.full_term_rule:
@@ -293,18 +307,16 @@ class PackedScore:
     """An enterprise's score as integers; reads like scoring.ScoreResult (terms, adjustments, total,
     exact_total, term(), to_plain()), the TermLine objects being made only when asked for."""
 
-    __slots__ = ("subject", "scorer", "packed", "adjustments", "total4", "_exact", "_averages", "_terms", "_total")
+    __slots__ = ("subject", "scorer", "packed", "adjustments", "total4", "_averages", "_terms", "_total")
 
     def __init__(self, subject: str, scorer: GroupScorer, packed: tuple[Packed, ...],
-                 adjustments: tuple[AdjustmentLine, ...], total4: int, exact: tuple[int, int],
-                 averages: Mapping[int, GroupAverage]):
+                 adjustments: tuple[AdjustmentLine, ...], total4: int, averages: Mapping[int, GroupAverage]):
         self.subject = subject
         self.scorer = scorer
         self.packed = packed
         self.adjustments = adjustments
-        self.total4 = total4
-        self._exact = exact  # the exact total but for group averages, which _averages hold by term index
-        self._averages = averages
+        self.total4 = total4  # the published terms plus the points
+        self._averages = averages  # the group averages used, by term index
         self._terms: tuple[TermLine, ...] | None = None
         self._total: Decimal | None = None
 
@@ -320,15 +332,18 @@ class PackedScore:
 
     @property
     def exact_total(self) -> Fraction:
-        return Fraction(*self._exact) + sum((a.exact for a in self._averages.values()), Fraction(0))
+        """The exact (unrounded) capped terms plus the points: not the score, which adds the published terms."""
+        terms = (self._averages[i].exact if i in self._averages else Fraction(*t[4]) for i, t in enumerate(self.packed))
+        return sum(terms, Fraction(0)) + sum((Fraction(a.points) for a in self.adjustments), Fraction(0))
 
     @property
     def terms(self) -> tuple[TermLine, ...]:
         if self._terms is None:
             lines = []
-            for i, ((status, value4, raw4, capped4, exact), p) in enumerate(zip(self.packed, self.scorer.plan)):
+            for i, ((status, value8, raw4, capped4, exact), p) in enumerate(zip(self.packed, self.scorer.plan)):
                 x = self._averages[i].exact if i in self._averages else Fraction(*exact)
-                lines.append(TermLine(p.defn.code, p.defn.name, p.unit, None if value4 is None else _decimal4(value4),
+                lines.append(TermLine(p.defn.code, p.defn.name, p.unit,
+                                      None if value8 is None else Decimal(value8).scaleb(-VALUE_PLACES),
                                       p.benchmark, p.weight, _decimal4(raw4), _decimal4(capped4), status, x))
             self._terms = tuple(lines)
         return self._terms
@@ -345,23 +360,23 @@ class PackedScore:
 
     def to_plain(self) -> dict:
         terms = []
-        for (status, value4, raw4, capped4, _), static in zip(self.packed, self.scorer._static):
-            terms.append({**static, "value": None if value4 is None else text4(value4), "raw_term": text4(raw4),
+        for (status, value8, raw4, capped4, _), static in zip(self.packed, self.scorer._static):
+            terms.append({**static, "value": None if value8 is None else text8(value8), "raw_term": text4(raw4),
                           "capped_term": text4(capped4), "status": status})
         return {"subject": self.subject, "group": self.group, "terms": terms,
-                "adjustments": _adjustments_plain(self.adjustments), "total": text4(self.total4)}
+                "adjustments": _adjustments_plain(self.adjustments), "total": plain4(self.total4)}
 
 
     def canonical_json(self) -> str:
         """canonical_json(self.to_plain()), written out: figures are digits, so only names need escaping."""
         terms = []
-        for (status, value4, raw4, capped4, _), (a, b, middle, e) in zip(self.packed, self.scorer._json):
+        for (status, value8, raw4, capped4, _), (a, b, middle, e) in zip(self.packed, self.scorer._json):
             capped = text4(capped4)
             raw = capped if raw4 == capped4 else text4(raw4)
-            value = "null" if value4 is None else f'"{text4(value4)}"'
+            value = "null" if value8 is None else f'"{text8(value8)}"'
             terms.append(f"{a}{capped}{b}{raw}{middle[status]}{value}{e}")
         return (f'{{"adjustments":{_adjustments_json(self.adjustments)},"group":{self.scorer.group_json},'
-                f'"subject":{_dumps(self.subject)},"terms":[{",".join(terms)}],"total":"{text4(self.total4)}"}}')
+                f'"subject":{_dumps(self.subject)},"terms":[{",".join(terms)}],"total":"{plain4(self.total4)}"}}')
 
 
 @by_identity  # GroupScorer.adjustments hands out one tuple per combination of flags
@@ -414,31 +429,23 @@ def _group_averages(scorer: GroupScorer, scored: list) -> dict[int, GroupAverage
 
 def _finish(scorer: GroupScorer, e: Enterprise, packed: tuple[Packed, ...],
             averages: Mapping[int, GroupAverage | None]) -> PackedScore:
+    """The score: the published (capped, 4-decimal) terms plus the points, exact in integers of 0.0001."""
     lines, pn, pd = scorer.adjustments(e.flags())
-    whole, n, d = 0, pn, pd  # integer terms summed apart: most caps and full terms are whole numbers
+    total4 = round_half_up(pn, pd)  # exact: points have at most 4 decimals
     used: dict[int, GroupAverage] = {}
-    terms = list(packed)
-    for i, (status, _, _, _, exact) in enumerate(packed):
-        if status == MISSING_GROUP_EMPTY:
+    terms = None
+    for i, t in enumerate(packed):
+        if t[0] == MISSING_GROUP_EMPTY:
             avg = averages.get(i)
             if avg is not None:
                 used[i] = avg
+                if terms is None:
+                    terms = list(packed)
                 terms[i] = (MISSING_GROUP_AVERAGE, None, avg.published, avg.published, None)
-            continue
-        tn, td = exact
-        if td == 1:
-            whole += tn
+                total4 += avg.published
         else:
-            n, d = n * td + tn * d, d * td
-    n += whole * d
-    if not used:
-        return PackedScore(e.credit_code, scorer, packed, lines, round_half_up(n, d), (n, d), used)
-    lo = n * _GUARD_UNIT + sum(a.lo for a in used.values()) * d
-    hi = n * _GUARD_UNIT + sum(a.hi for a in used.values()) * d
-    total4 = round_half_up(lo, d * _GUARD_UNIT)
-    if round_half_up(hi, d * _GUARD_UNIT) != total4:
-        raise Undecided("a total on a rounding boundary")
-    return PackedScore(e.credit_code, scorer, tuple(terms), lines, total4, (n, d), used)
+            total4 += t[3]
+    return PackedScore(e.credit_code, scorer, packed if terms is None else tuple(terms), lines, total4, used)
 
 
 def _indicator_averages(policy: AssessmentPolicy, reader: FieldReader, values: list[tuple]) -> dict[str, Decimal]:

@@ -16,7 +16,7 @@ from ._base import ExactDecimal, FrozenModel
 from .admission import AdmissionPolicy
 from .canonical import content_hash
 from .enterprise import GROUP_ABOVE, GROUP_BELOW, SCALAR_FIELDS
-from .exact import quantize, to_fraction
+from .exact import PLACES, quantize, to_fraction
 
 RatioField = Literal[
     "land", "tax", "revenue", "value_added", "energy", "electricity", "emissions", "rnd", "employees"
@@ -104,6 +104,8 @@ class BonusPenaltyItem(FrozenModel):
     def _nonzero(cls, v: Decimal) -> Decimal:
         if v == 0:
             raise ValueError("an item of 0 points says nothing")
+        if v != quantize(v):  # the score adds them to 4-decimal terms, exactly
+            raise ValueError(f"points have at most {PLACES} decimals")
         return v
 
 

@@ -1,7 +1,9 @@
 """Comprehensive score of one enterprise (or one cluster): score = sum of terms + bonus/penalty points.
 
 term = weight x value / benchmark, floored at 0 (a negative value never subtracts) and capped at
-cap_factor x weight. All exact (Fraction); published figures follow the rounding rule in exact.py.
+cap_factor x weight, computed from the value as the breakdown shows it (8 decimals); the score is the sum of
+the terms as published (4 decimals) plus the points, so a breakdown adds up to its score. Exact (Fraction)
+otherwise; the rounding rule is in exact.py.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Iterable, Mapping
 
 from .canonical import decimal_text, to_plain
 from .enterprise import EMISSIONS_DIVISOR, GROUP_ABOVE, GROUP_BELOW, SCALAR_FIELDS, Enterprise, YearlyIndicators
-from .exact import PLACES, quantize, to_fraction
+from .exact import PLACES, VALUE_PLACES, quantize, to_fraction
 from .policy import AssessmentPolicy, Benchmarks, GroupPolicy, IndicatorDefinition
 
 # how a term was obtained
@@ -36,13 +38,13 @@ class TermLine:
     indicator: str
     name: str
     unit: str
-    value: Decimal | None  # None when missing or undefined (denominator 0)
+    value: Decimal | None  # 8 decimals (the term is computed from it); None when missing or undefined (denominator 0)
     benchmark: Decimal
     weight: Decimal
     raw_term: Decimal  # before floor and cap (the substituted term when missing)
     capped_term: Decimal
     status: str  # FROM_VALUE, ZERO_DENOMINATOR_FULL, MISSING_*
-    exact_term: Fraction = field(repr=False, compare=False)  # capped, unrounded
+    exact_term: Fraction = field(repr=False, compare=False)  # capped, unrounded (what group averages take)
 
     def to_plain(self) -> dict:
         return {"indicator": self.indicator, "name": self.name, "unit": self.unit,
@@ -66,8 +68,8 @@ class ScoreResult:
     group: str
     terms: tuple[TermLine, ...]
     adjustments: tuple[AdjustmentLine, ...]
-    total: Decimal  # exact sum rounded once (exact.py)
-    exact_total: Fraction = field(repr=False, compare=False)
+    total: Decimal  # the published capped terms plus the points, 4 decimals (exact.py)
+    exact_total: Fraction = field(repr=False, compare=False)  # the exact capped terms plus the points
 
     def term(self, indicator: str) -> TermLine:
         for t in self.terms:
@@ -81,8 +83,13 @@ class ScoreResult:
             "group": self.group,
             "terms": [t.to_plain() for t in self.terms],
             "adjustments": to_plain(list(self.adjustments)),
-            "total": to_plain(self.total),
+            "total": total_text(self.total),
         }
+
+
+def total_text(total: Decimal) -> str:
+    """A total as the listing and EnterpriseAssessed write it: 4 fixed decimals ('77.0000')."""
+    return format(total, "f")
 
 
 def group_of(enterprise: Enterprise, indicators: YearlyIndicators | None, policy: AssessmentPolicy) -> str:
@@ -157,7 +164,7 @@ class TermPlan:
     missing: str
     weight_exact: Fraction
     cap: Fraction | None
-    factor: Fraction  # multiplier x weight / benchmark: term = numerator / denominator x factor
+    rate: Fraction  # weight / benchmark: term = value (as shown, 8 decimals) x rate
     multiplier: Fraction
     unit: str
     cap_published: Decimal | None
@@ -175,28 +182,34 @@ def plan_terms(group: GroupPolicy, policy: AssessmentPolicy, benchmarks: Benchma
             raise ValueError(f"benchmark of {t.indicator} in {group.name} must be positive")
         weight = to_fraction(t.weight)
         cap = None if group.cap_factor is None else weight * to_fraction(group.cap_factor)
-        factor = to_fraction(defn.multiplier) * weight / to_fraction(benchmark)
-        plans.append(TermPlan(defn, t.weight, benchmark, t.missing, weight, cap, factor, to_fraction(defn.multiplier),
+        rate = weight / to_fraction(benchmark)
+        plans.append(TermPlan(defn, t.weight, benchmark, t.missing, weight, cap, rate, to_fraction(defn.multiplier),
                               defn.unit, None if cap is None else quantize(cap)))
     return tuple(plans)
 
 
-def _quantize_ratio(n: int, d: int) -> Decimal:
-    """quantize(Fraction(n, d)) for d > 0 without building the Fraction (same half-up rule)."""
-    q, r = divmod(abs(n) * 10**PLACES, d)
+def _round_ratio(n: int, d: int, places: int = PLACES) -> int:
+    """n / d (d > 0) in units of 10^-places, halves away from zero (exact.quantize on integers)."""
+    q, r = divmod(abs(n) * 10**places, d)
     if 2 * r >= d:
         q += 1
-    return Decimal(-q if n < 0 else q).scaleb(-PLACES)
+    return -q if n < 0 else q
+
+
+def _quantize_ratio(n: int, d: int) -> Decimal:
+    """quantize(Fraction(n, d)) for d > 0 without building the Fraction (same half-up rule)."""
+    return Decimal(_round_ratio(n, d)).scaleb(-PLACES)
 
 
 def _measured_line(p: TermPlan, num: Fraction, den: Fraction) -> TermLine:
-    # value = num / den x multiplier and term = value x weight / benchmark, kept as integer ratios
-    # (exactly what the Fraction arithmetic gives, several times faster)
+    # value = num / den x multiplier, shown to 8 decimals; term = shown value x weight / benchmark; kept as
+    # integer ratios (exactly what the Fraction arithmetic gives, several times faster)
     a, b = num.numerator * den.denominator, num.denominator * den.numerator
     if b < 0:
         a, b = -a, -b
-    m, f = p.multiplier, p.factor
-    rn, rd = a * f.numerator, b * f.denominator
+    m, f = p.multiplier, p.rate
+    v = _round_ratio(a * m.numerator, b * m.denominator, VALUE_PLACES)
+    rn, rd = v * f.numerator, f.denominator * 10**VALUE_PLACES
     if rn <= 0:
         exact, capped = _ZERO, _ZERO_PUBLISHED
     elif p.cap is not None and rn * p.cap.denominator > p.cap.numerator * rd:
@@ -204,7 +217,7 @@ def _measured_line(p: TermPlan, num: Fraction, den: Fraction) -> TermLine:
     else:
         exact, capped = Fraction(rn, rd), _quantize_ratio(rn, rd)
     d = p.defn
-    return TermLine(d.code, d.name, p.unit, _quantize_ratio(a * m.numerator, b * m.denominator), p.benchmark,
+    return TermLine(d.code, d.name, p.unit, Decimal(v).scaleb(-VALUE_PLACES), p.benchmark,
                     p.weight, _quantize_ratio(rn, rd), capped, FROM_VALUE, exact)
 
 
@@ -257,18 +270,20 @@ def score_inputs(
         for b in policy.bonus_penalty
         if b.flag in flags
     )
+    points = [to_fraction(a.points) for a in adjustments]
+    # the score: the published terms plus the points (each at most 4 decimals, so the sum is exact)
+    total = sum((to_fraction(ln.capped_term) for ln in lines), Fraction(0)) + sum(points, Fraction(0))
     # summed over a common denominator and reduced once (Fraction + Fraction reduces every time)
     n, d = 0, 1
-    for x in [ln.exact_term for ln in lines] + [to_fraction(a.points) for a in adjustments]:
+    for x in [ln.exact_term for ln in lines] + points:
         n, d = n * x.denominator + x.numerator * d, d * x.denominator
-    exact_total = Fraction(n, d)
     return ScoreResult(
         subject=subject,
         group=group.name,
         terms=tuple(lines),
         adjustments=adjustments,
-        total=_quantize_ratio(n, d),
-        exact_total=exact_total,
+        total=quantize(total),
+        exact_total=Fraction(n, d),
     )
 
 

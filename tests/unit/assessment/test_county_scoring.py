@@ -177,3 +177,10 @@ def test_plain4_is_the_decimal_total_as_published(q):
     from services.assessment.domain.county_scoring import _decimal4, plain4
 
     assert plain4(q) == format(_decimal4(q), "f")  # evaluations.plain_decimal of PackedScore.total
+
+
+@given(st.integers(-10**40, 10**40))
+def test_text8_is_the_canonical_text_of_a_shown_value(q):
+    from services.assessment.domain.county_scoring import text8
+
+    assert text8(q) == decimal_text(Decimal(q).scaleb(-8))

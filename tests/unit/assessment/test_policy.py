@@ -136,3 +136,12 @@ def test_edge_units():
     with pytest.raises(AmountError):
         units.wan_yuan_to_fen("1.0000001")  # below a fen: never rounded
     assert units.yuan_to_fen("-3", allow_negative=True) == -300
+
+
+def test_points_have_at_most_four_decimals():
+    """The score is the 4-decimal terms plus the points, exactly: a point figure finer than that is refused."""
+    from services.assessment.domain.policy import BonusPenaltyItem
+
+    assert BonusPenaltyItem(code="x", flag="x", points=Decimal("-1.23450")).points == Decimal("-1.2345")
+    with pytest.raises(ValidationError, match="at most 4 decimals"):
+        BonusPenaltyItem(code="x", flag="x", points=Decimal("0.00005"))

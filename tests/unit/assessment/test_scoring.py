@@ -67,16 +67,17 @@ def test_worked_example_below_scale_with_thirds():
     assert r.exact_total == Fraction(125, 3)
 
 
-def test_total_is_rounded_once_not_summed_from_rounded_terms():
+def test_total_is_the_sum_of_the_published_terms_not_the_exact_sum_rounded():
     # tax/亩 = 1 万元 / 4 亩 = 0.25 -> 40 x 0.25 / 30 = 1/3 (published 0.3333)
     # labour = 2 万元 / 1 person = 2 -> 5 x 2 / 30 = 1/3 (published 0.3333)
     # VA/emission missing, no group value -> 0; others missing -> 0
-    # exact total 2/3 -> 0.6667, although 0.3333 + 0.3333 = 0.6666
+    # total 0.3333 + 0.3333 = 0.6666, what the breakdown adds up to (the exact sum 2/3 would round to 0.6667)
     f = figures(3, land=4 * MU, tax=1 * WAN, value_added=2 * WAN, employees=1)
     r = score(enterprise(3, scale="规上"), f, POLICY, BENCH, group_average_terms={})
     assert r.term("tax_per_mu").capped_term == Decimal("0.3333")
     assert r.term("labour_productivity").capped_term == Decimal("0.3333")
-    assert r.total == Decimal("0.6667")
+    assert r.total == Decimal("0.6666") == sum(t.capped_term for t in r.terms)
+    assert r.exact_total == Fraction(2, 3)
 
 
 def test_half_up_rounding_of_the_total():
@@ -207,3 +208,39 @@ def test_more_tax_per_mu_never_lowers_the_score(land, tax, extra, revenue, value
     assert higher.group == lower.group
     assert higher.exact_total >= lower.exact_total
     assert higher.total >= lower.total
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    land=_amount, tax=_amount, revenue=_amount,
+    value_added=st.one_of(st.none(), st.integers(min_value=-10**12, max_value=10**12)), energy=_amount,
+    electricity=_amount, employees=st.one_of(st.none(), st.integers(0, 10**5)), rnd=_amount, cod=_amount,
+    flags=st.sets(st.sampled_from(["safety_hazard", "high_tech"])),
+)
+def test_a_breakdown_recomputes_from_what_it_shows(land, tax, revenue, value_added, energy, electricity, employees,
+                                                   rnd, cod, flags):
+    """Each term from the value, weight and benchmark shown (value 8 decimals, term 4), and the score as the sum
+    of the terms shown plus the points, whichever path scored it."""
+    e = enterprise(21, safety_hazard="safety_hazard" in flags, extra_flags=flags - {"safety_hazard"})
+    f = figures(21, land=land, tax=tax, revenue=revenue, value_added=value_added, energy=energy,
+                electricity=electricity, employees=employees, rnd=rnd, emissions=None if cod is None else {"COD": cod})
+    r = score(e, f, POLICY, BENCH, group_average_terms={"value_added_per_emission": Fraction(5)})
+    for t in r.terms:
+        if t.value is not None:
+            assert t.value == quantize(t.value, 8)
+            assert t.raw_term == quantize(t.weight * t.value / t.benchmark)
+    assert r.total == sum((t.capped_term for t in r.terms), Decimal(0)) + sum((a.points for a in r.adjustments), Decimal(0))
+
+
+def test_a_value_is_shown_to_8_decimals_and_its_term_taken_from_it():
+    """2,000,007 元 of tax on 50 亩 is 4.000014 万元/亩, shown so: 40 x 4.000014 / 30 = 5.3333520 -> 5.3334.
+    1 万元 on 9 亩 is 0.11111111 (8 decimals) -> 60 x 0.11111111 / 10 = 0.66666666 -> 0.6667."""
+    r = score(enterprise(22), big_figures(22, tax=2_000_007 * 100), POLICY, BENCH, group_average_terms={})
+    t = r.term("tax_per_mu")
+    assert (t.value, t.raw_term, t.capped_term) == (Decimal("4.000014"), Decimal("5.3334"), Decimal("5.3334"))
+    f = figures(22, land=9 * MU, tax=1 * WAN, electricity=200 * WAN_KWH, revenue=50 * WAN)
+    r = score(enterprise(22, extra_flags={"high_tech"}), f, POLICY, BENCH)
+    t = r.term("tax_per_mu")
+    assert (t.value, t.raw_term, t.capped_term) == (Decimal("0.11111111"), Decimal("0.6667"), Decimal("0.6667"))
+    assert r.term("tax_per_electricity").capped_term == Decimal("0.6667")
+    assert r.total == Decimal("4.3334")  # 0.6667 + 0.6667 + 3 (high_tech); the exact sum would give 4.3333
