@@ -72,7 +72,10 @@ def _sqlite_transactions(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk before it returns. With WAL's NORMAL a power cut could lose a transaction
+        # whose outbox rows the relay had already published (an event on Kafka its service no longer has, and
+        # its position given to another). Measured here: 0.27 ms a commit, against 0.02.
+        cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 

@@ -44,38 +44,24 @@ from shared.db import Database
 from shared.envelope import new_envelope
 from shared.kafka_admin import ensure_topics
 from shared.outbox import Outbox, OutboxRelay, rebase_after_restore, unpublished_count
-from tests.conftest import require_or_skip
-from tests.support.pg import fresh_database
+from tests.support.pg import fresh_database, pg_tool
 
-# Debian's layout, newest version first (what deploy/postgres/postgres.sh runs)
-PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit()
-                 else 0, reverse=True)
 SOURCE = "/countypool/quota"
 REG = "external:rights-register/COD"
 
 
 # -- PostgreSQL tools ---------------------------------------------------------------------------------------------
 
-def _tool(name: str) -> str:
-    for d in PG_BINS:
-        if (d / name).exists():
-            return str(d / name)
-    found = shutil.which(name)
-    if not found:
-        require_or_skip(f"PostgreSQL's {name}")
-    return found
-
-
 def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def pg_dump(url: str, path: Path) -> None:
-    subprocess.run([_tool("pg_dump"), "-Fc", "-f", str(path), "-d", _libpq(url)], check=True, capture_output=True)
+    subprocess.run([pg_tool("pg_dump"), "-Fc", "-f", str(path), "-d", _libpq(url)], check=True, capture_output=True)
 
 
 def pg_restore(path: Path, url: str) -> None:
-    subprocess.run([_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "-d", _libpq(url),
+    subprocess.run([pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "-d", _libpq(url),
                     str(path)], check=True, capture_output=True)
 
 
@@ -341,7 +327,7 @@ def new_server():
     """A throw-away PostgreSQL cluster (initdb: its transaction ids start again), on a private port; stopped and
     removed afterwards. As root, the server runs as the postgres OS user (postgres refuses root)."""
     for tool in ("initdb", "pg_ctl"):
-        _tool(tool)
+        pg_tool(tool)
     root = os.geteuid() == 0
     home = Path(tempfile.mkdtemp(prefix="cp_restore_pg_", dir="/tmp"))
     data, port = home / "data", _free_port()
@@ -352,18 +338,18 @@ def new_server():
 
     if root:
         shutil.chown(home, "postgres", "postgres")
-    as_pg(_tool("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-    as_pg(_tool("pg_ctl"), "-D", str(data), "-w", "-l", str(home / "log"), "-o",
+    as_pg(pg_tool("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    as_pg(pg_tool("pg_ctl"), "-D", str(data), "-w", "-l", str(home / "log"), "-o",
           f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
-        as_pg(_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        as_pg(pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(home, ignore_errors=True)
 
 
 def _create_db(server: str, name: str) -> str:
-    subprocess.run([_tool("psql"), "-d", _libpq(server + "/postgres"), "-c", f'CREATE DATABASE "{name}"'], check=True,
+    subprocess.run([pg_tool("psql"), "-d", _libpq(server + "/postgres"), "-c", f'CREATE DATABASE "{name}"'], check=True,
                    capture_output=True)
     return f"{server}/{name}"
 
