@@ -39,6 +39,7 @@ from services.assessment.storage.rows import registered_codes
 from shared.db import unique_violation
 from shared.runtime import ServiceRuntime
 from shared.text_files import DamagedUtf8, NotText, beyond_header, decode_text, named_headers, split_number
+from shared.workbooks import FirstSheet, FormulaWithoutValue, formula_message
 
 Kind = Literal["enterprises", "indicators"]
 _DEPARTMENT = re.compile(r"[^\s\x00-\x1f\x7f]+")  # shared.contracts.types.Identifier, as the intake takes it
@@ -129,17 +130,15 @@ def _read_csv(data: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
 
 
 def _read_xlsx(data: bytes) -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    from openpyxl import load_workbook
-
     try:
-        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        wb = FirstSheet(data)
     except Exception as exc:  # noqa: BLE001 - any reason a workbook cannot be opened is the same to the caller
         raise ImportRefused("unreadable_file", f"not a readable XLSX workbook: {exc}") from None
-    sheet = wb.worksheets[0]
-    it = sheet.iter_rows(values_only=True)
+    it = wb.rows()
     try:
-        headers = [("" if h is None else str(h)).strip() for h in next(it)]
+        headers = [("" if h is None or isinstance(h, FormulaWithoutValue) else str(h)).strip() for h in next(it)]
     except StopIteration:
+        wb.close()
         raise ImportRefused("empty_file", "the first sheet has no header row") from None
 
     def rows():
@@ -182,6 +181,8 @@ def _parse(kind: Kind, fmt: str, headers: list[str], rows: Iterator[tuple[int, S
             row = dict(zip(headers, cells))
             if beyond_header(headers, cells) or (len(cells) > len(headers) and split_number(cells, figure_columns)):
                 _refuse_too_many_cells(line, headers, cells, row, cmap, report)
+            elif fmt == "xlsx" and any(isinstance(c, FormulaWithoutValue) for c in cells):
+                _refuse_formulas(line, row, cmap, report)
             elif is_blank_row(row):
                 continue  # spreadsheets end in empty rows; they are not data
             else:
@@ -203,6 +204,13 @@ def _refuse_too_many_cells(line: int, headers: list[str], cells: Sequence, row: 
     report.bad_rows.append(BadRow(line, _code_of(row, cmap), (FieldError(
         "row", None, "too_many_cells",
         f"{len(cells)} cells under {len(headers)} headers: a number with an unquoted thousands separator?"),)))
+
+
+def _refuse_formulas(line: int, row: dict, cmap: ColumnMap, report: ImportReport) -> None:
+    report.bad_rows.append(BadRow(line, _code_of(row, cmap), tuple(
+        FieldError(cmap.columns[h].field if h in cmap.columns else "row", h, "formula_without_value",
+                   formula_message(h, c))
+        for h, c in row.items() if isinstance(c, FormulaWithoutValue))))
 
 
 def _parse_row(kind: Kind, line: int, row: dict, cmap: ColumnMap, options: ImportOptions,
@@ -232,7 +240,7 @@ def _code_of(row: dict, cmap: ColumnMap) -> str | None:
     for header, col in cmap.columns.items():
         if col.field == "credit_code":
             value = row.get(header)
-            return str(value).strip() if value not in (None, "") else None
+            return str(value).strip() if value not in (None, "") and not isinstance(value, FormulaWithoutValue) else None
     return None
 
 

@@ -34,7 +34,7 @@ class FieldError:
 REASONS = (
     "missing_required", "not_a_number", "too_many_decimals", "negative", "bad_credit_code", "bad_year",
     "year_mismatch", "not_a_boolean", "bad_value", "duplicate_column", "unsupported_unit", "empty_row",
-    "too_many_cells",
+    "too_many_cells", "formula_without_value",
 )
 
 

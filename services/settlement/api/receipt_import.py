@@ -31,6 +31,7 @@ from shared.text_files import (
     number_text,
     split_number,
 )
+from shared.workbooks import FirstSheet, FormulaWithoutValue, formula_message
 
 FIELDS = ("receipt_id", "enterprise_credit_code", "month", "tax_kind", "amount", "corrects")
 ALIASES = {
@@ -183,21 +184,24 @@ def _csv_rows(content: bytes) -> Iterator[tuple[int, dict[str, str] | BadRow]]:
         raise ReceiptError("import_not_csv", f"the CSV cannot be read near line {reader.line_num}: {exc}") from None
 
 
-def _xlsx_rows(content: bytes) -> Iterator[tuple[int, dict[str, str]]]:
-    from openpyxl import load_workbook
-
+def _xlsx_rows(content: bytes) -> Iterator[tuple[int, dict[str, str] | BadRow]]:
     try:
-        wb = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+        wb = FirstSheet(content)
     except Exception as exc:  # noqa: BLE001 - any unreadable workbook is the same refusal
         raise ReceiptError("import_not_xlsx", f"not a readable XLSX workbook: {exc}") from None
     try:
-        rows = wb.worksheets[0].iter_rows(values_only=True)
-        header = list(next(rows, None) or [])
-        if not header:
+        rows = wb.rows()
+        header = [None if isinstance(h, FormulaWithoutValue) else h for h in next(rows, None) or []]
+        if not any(h is not None for h in header):
             raise ReceiptError("import_empty", "the first sheet is empty")
         _check_header(header)
         for i, values in enumerate(rows, start=2):
-            if (m := _mapped(header, list(values), i)) is not None:
+            formulas = [(h, v) for h, v in zip(header, values) if _field(h) and isinstance(v, FormulaWithoutValue)]
+            if formulas:  # an amount (or id, month...) the file does not hold: never read as empty
+                ids = [v for h, v in zip(header, values) if _field(h) == "receipt_id" and isinstance(v, str)]
+                yield i, BadRow((ids[0].strip() or None) if ids else None, "formula_without_value",
+                                "; ".join(formula_message(h, v) for h, v in formulas))
+            elif (m := _mapped(header, list(values), i)) is not None:
                 yield m
     finally:
         wb.close()

@@ -99,3 +99,22 @@ def test_a_figure_typed_in_full_width_is_read_as_typed():
     good, report = _parse_file(data, ImportOptions(kind="indicators", department="tax"))
     assert report.bad_rows == []
     assert [(v.year, v.land, v.tax) for _, v in good] == [(2023, 125_000, 1_234_500_000)]  # 1,234.5 万元 in fen
+
+
+def test_a_formula_without_a_stored_value_is_a_bad_row_not_a_missing_figure():
+    """A workbook written by a script holds =B2*10000 with no value: read as an empty cell, the tax was missing and
+    the enterprise scored by the policy's rule for missing values. Now the row is refused, naming the column; a
+    formula Excel computed is read as its value."""
+    from services.assessment.domain.credit_code import make_credit_code
+    from services.assessment.imports import ImportOptions
+    from tests.support.workbooks import workbook
+
+    a, b, c = (make_credit_code(f"9132062300000000{i}") for i in (1, 2, 3))
+    data = workbook([["统一社会信用代码", "年度", "实缴税金(万元)", "用地面积(亩)"],
+                     [a, 2023, "=3*2", 10], [b, 2023, "=4*2", 10], [c, 2023, 7, "=5*2"]], cached={"C3": 8})
+    good, report = _parse_file(data, ImportOptions(kind="indicators", department="tax", year=2023))
+    assert [(line, v.credit_code, v.tax) for line, v in good] == [(3, b, 8_000_000)]
+    assert [(r.line, r.credit_code, [(p.field, p.column, p.reason) for p in r.problems]) for r in report.bad_rows] == [
+        (2, a, [("tax", "实缴税金(万元)", "formula_without_value")]),
+        (4, c, [("land", "用地面积(亩)", "formula_without_value")])]
+    assert "=3*2" in report.bad_rows[0].problems[0].message

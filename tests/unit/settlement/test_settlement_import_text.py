@@ -102,3 +102,18 @@ def test_a_full_width_header_beside_its_half_width_twin_is_ambiguous():
     with pytest.raises(ReceiptError) as e:
         list(read_rows(body.encode("gb18030"), "csv"))
     assert e.value.reason == "import_header_ambiguous"
+
+
+def test_an_amount_held_as_a_formula_without_its_value_is_refused_not_read_as_zero():
+    """A receipts workbook written by a script holds =ROUND(...) with no value: read for values alone, the receipt
+    was refused as amount missing at best; an amount computed by Excel is read as its value."""
+    from tests.support.workbooks import workbook
+
+    data = workbook([["收据编号", "统一社会信用代码", "所属期", "税种", "金额（元）"],
+                     ["T1", "91320612MA1W2B3C4D", "2026-03", "VAT", "=1000*0.13"],
+                     ["T2", "91320612MA1W2B3C4D", "2026-03", "VAT", "=2000*0.13"],
+                     ["T3", "91320612MA1W2B3C4D", "2026-03", "VAT", 12.5]], cached={"E3": 260})
+    rows = list(read_rows(data, "xlsx"))
+    assert [(n, r.receipt_id, r.reason) for n, r in rows if not isinstance(r, dict)] == [(2, "T1", "formula_without_value")]
+    assert "=1000*0.13" in rows[0][1].message
+    assert [(n, r["receipt_id"], r["amount"]) for n, r in rows if isinstance(r, dict)] == [(3, "T2", "260"), (4, "T3", "12.5")]
