@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from services.assessment.domain.credit_code import credit_code_problem
+from services.assessment.domain.credit_code import credit_code_problem, normalize_credit_code
 from services.assessment.events import Actor
 from services.assessment.fields import BadFigures, parse_figures, part_from_figures
-from services.assessment.register import make_enterprise, record_parts, register_enterprises
+from services.assessment.register import make_enterprise, record_parts, register_enterprises, unsaid
 from shared.auth import Authenticator
 from shared.consumer import Authorizer, MessageContext, Rejected
 from shared.contracts import topics
@@ -41,6 +41,7 @@ def _actor(ctx: MessageContext) -> Actor:
 
 
 def _checked_code(code: str) -> str:
+    code = normalize_credit_code(code)  # as HTTP and the import take it: upper case, full width made half
     problem = credit_code_problem(code)
     if problem:
         raise Rejected("invalid_credit_code", f"credit_code: {problem.message} ({problem.reason})")
@@ -56,7 +57,8 @@ def on_enterprise_reported(ctx: MessageContext) -> None:
                             list(ev.flags), ev.scale)
     except ValueError as exc:
         raise Rejected("invalid_enterprise", str(exc)) from None
-    register_enterprises(ctx.session, ctx.outbox, [e], _actor(ctx), datetime.now(timezone.utc))
+    register_enterprises(ctx.session, ctx.outbox, [e], _actor(ctx), datetime.now(timezone.utc),
+                         keep=unsaid(ev.model_fields_set))
 
 
 @bus.on(IndicatorsReported)

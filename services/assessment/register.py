@@ -108,7 +108,17 @@ def register_enterprises(s: Session, outbox: Outbox, items: list[Enterprise], ac
 # What a register file may leave out: a file without the 安全隐患 column says nothing about hazards. Taking its
 # absence as "no" cleared a hazard (or park, scale, county flag) another department had registered, silently,
 # and with it the closure recommendation and the applicant's listing in project admission.
-KEEPABLE = frozenset({"park_id", "scale", "extra_flags", *FLAG_NAMES})
+KEEPABLE = frozenset({"park_id", "scale", "extra_flags", *FLAG_NAMES, "in_park", "industry_code"})
+
+
+def unsaid(fields_set: Collection[str]) -> frozenset[str]:
+    """KEEPABLE fields an HTTP body or EnterpriseReported left out (pydantic's ``model_fields_set``): a message
+    renaming an enterprise says nothing of its hazards, scale or park, and cleared them (and with a hazard the
+    closure recommendation). A key sent, even as [] or null, says so."""
+    out = {f for f in ("park_id", "scale", "in_park", "industry_code") if f not in fields_set}
+    if "flags" not in fields_set:
+        out.update(FLAG_NAMES, ("extra_flags",))
+    return frozenset(out)
 
 
 def _keeping(e: Enterprise, row, keep: Collection[str]) -> Enterprise:
@@ -116,9 +126,11 @@ def _keeping(e: Enterprise, row, keep: Collection[str]) -> Enterprise:
     flags = _NO_FLAGS if row.flags == "[]" else frozenset(loads(row.flags))
     named = tuple((n in flags) if n in keep else getattr(e, n) for n in FLAG_NAMES)
     extra = (flags - _FLAG_SET) if "extra_flags" in keep else e.extra_flags
-    return checked_enterprise(e.credit_code, e.name, e.township_code, e.in_park, e.industry_code,
+    in_park = row.in_park if "in_park" in keep else e.in_park
+    return checked_enterprise(e.credit_code, e.name, e.township_code, in_park,
+                              row.industry_code if "industry_code" in keep else e.industry_code,
                               # a file saying "not in a park" ends the park, whatever the register held
-                              row.park_id if "park_id" in keep and e.in_park else e.park_id, named, frozenset(extra),
+                              row.park_id if "park_id" in keep and in_park else e.park_id, named, frozenset(extra),
                               row.scale if "scale" in keep else e.scale)
 
 
@@ -143,6 +155,9 @@ def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], acto
     known = merged_indicators(s, ((p.credit_code, p.year) for p in parts if p.credit_code in registered))
     had_row = set(known)
     had_part = _existing_parts(s, parts)
+    departments: dict[tuple[str, int], set[str]] = {}  # who gave a part for an enterprise and year
+    for code, year, dept in had_part:
+        departments.setdefault((code, year), set()).add(dept)
     outcomes: list[PartOutcome] = []
     part_rows: dict[tuple, dict] = {}
     touched: set[tuple[str, int]] = set()
@@ -157,7 +172,10 @@ def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], acto
         key = (p.credit_code, p.year)
         base = known.get(key)
         try:
-            merged = merge_indicators(base, p)
+            others = None if base is None else {
+                d: loads(part_rows[(*key, d)]["figures"] if (*key, d) in part_rows else had_part[(*key, d)])
+                for d in departments.get(key, ()) if d != department}
+            merged = merge_indicators(base, p, others)
         except IndicatorConflict as exc:
             outcomes.append(PartOutcome("refused", exc.reason, str(exc)))
             continue
@@ -183,6 +201,7 @@ def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], acto
             merged_json[key] = figures_json
         else:
             merged_json.pop(key, None)
+        departments.setdefault(key, set()).add(department)
         part_rows[pkey] = {"credit_code": p.credit_code, "year": p.year, "department": department,
                            "figures": figures_json, "received_via": actor.via, "received_by": actor.principal,
                            "updated_at": now}
@@ -201,15 +220,19 @@ def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], acto
 
 
 def _existing_parts(s: Session, parts: list[YearlyIndicators]) -> dict[tuple, str]:
-    """(code, year, department) -> stored figures JSON, for the parts of this batch."""
-    wanted = {(p.credit_code, p.year, next(iter(p.sources.values()))) for p in parts}
+    """(code, year, department) -> stored figures JSON, every department's for the enterprises and years of this
+    batch (a correction is checked against the others')."""
+    wanted = {(p.credit_code, p.year) for p in parts}
     out: dict[tuple, str] = {}
     for chunk in chunks(sorted({k[0] for k in wanted})):
         rows = s.execute(select(P.c.credit_code, P.c.year, P.c.department, P.c.figures)
                          .where(code_in(P.c.credit_code, chunk, s))).all()
         out.update(((r.credit_code, r.year, r.department), r.figures) for r in rows
-                   if (r.credit_code, r.year, r.department) in wanted)
+                   if (r.credit_code, r.year) in wanted)
     return out
+
+
+
 
 
 def _save_parts(s: Session, rows: dict[tuple, dict], existing: dict[tuple, str]) -> None:

@@ -45,7 +45,7 @@ class IndicatorsReported(_Intake):
 
     name = "IndicatorsReported"
     credit_code: CreditCode = Field(min_length=18, max_length=18)
-    year: int = Field(ge=2000, le=2100)
+    year: int = Field(ge=1990, le=2200)  # the years HTTP and the import take (services/assessment/domain)
     department: Identifier
     fields: Annotated[dict[str, DecimalStr], at_most(200)] = Field(min_length=1, max_length=200,
                                                                    examples=[{"land": "12.5000", "tax": "1830000.00"}])

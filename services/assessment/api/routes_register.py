@@ -16,7 +16,7 @@ from services.assessment.api.schemas import (
     RegisterOut,
 )
 from services.assessment.fields import BadFigures, format_figures, parse_figures, part_from_figures
-from services.assessment.register import CREATED, make_enterprise, record_parts, register_enterprises
+from services.assessment.register import CREATED, make_enterprise, record_parts, register_enterprises, unsaid
 from services.assessment.storage.rows import loads, utc
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import indicator_parts as P
@@ -53,7 +53,7 @@ def register(body: EnterpriseIn, request: Request, response: Response, p: Princi
         raise Unprocessable("invalid_enterprise", str(exc)) from None
 
     def tx(uow):
-        [result] = register_enterprises(uow.session, uow.outbox, [e], actor(p), now())
+        [result] = register_enterprises(uow.session, uow.outbox, [e], actor(p), now(), keep=unsaid(body.model_fields_set))
         return result, _enterprise_row(uow.session, code)
 
     result, row = write(request, tx)

@@ -256,11 +256,14 @@ def checked_enterprise(credit_code: str, name: str, township_code: str, in_park:
     return obj
 
 
-def merge_indicators(base: YearlyIndicators | None, part: YearlyIndicators) -> YearlyIndicators:
+def merge_indicators(base: YearlyIndicators | None, part: YearlyIndicators,
+                     others: Mapping[str, Mapping[str, object]] | None = None) -> YearlyIndicators:
     """Apply a department's part on top of what is known.
 
-    A field from the same department as before is overridden (a correction); the same value from another
+    A field from the same department as before is overridden (a correction), unless another department's part
+    (``others``: department -> the figures it gave) holds another value for it; the same value from another
     department keeps the first source; a different value from another department is an IndicatorConflict.
+    Whoever reported first, a figure two departments disagree on is refused.
     """
     given = part.set_fields()
     missing = [k for k in given if k not in part.sources]
@@ -282,6 +285,10 @@ def merge_indicators(base: YearlyIndicators | None, part: YearlyIndicators) -> Y
                 if known[key] != value:
                     raise IndicatorConflict(base.credit_code, base.year, key, kept_by, dept)
                 continue  # same figure, first source stays
+            if known[key] != value:  # a correction: no other department may stand by the old figure
+                for other, figures in (others or {}).items():
+                    if other != dept and key in figures and figures[key] != value:
+                        raise IndicatorConflict(base.credit_code, base.year, key, other, dept)
         sources[key] = dept
         if key.startswith("emissions."):
             emissions = emissions or {}
