@@ -63,6 +63,12 @@ def record_version(session: Session, terms: dict[str, Any], county: str, *, vers
                              f"agreement {agreement.ref} already exists with other terms")
     if known and version != known[-1].version + 1:
         raise AgreementError("version_conflict", f"the next version of {agreement_id} is {known[-1].version + 1}, not {version}")
+    if known and agreement.start != known[-1].start and any(k.guaranteed_minimum_fen is not None for k in known):
+        # The start counts the agreement's years, and what is settled of a year's guaranteed minimum is kept by
+        # that count: restarted, the new year 1 would be topped up less what the old year 1 was.
+        raise AgreementError("agreement_start_changed",
+                             f"agreement {agreement_id} started on {known[-1].start} with a guaranteed minimum by its "
+                             "years: an amendment keeps the start (end this agreement and record a new one instead)")
 
     closed = StatementsRepository(session).finalized_headers(county)
     if closed:

@@ -7,7 +7,7 @@ same content is a no-op (``created`` False); the same id with other content is r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from services.settlement.domain.parties import park, township
 from services.settlement.domain.proceeds import validate_allocation, validate_buyback
 from services.settlement.storage.inputs import InputsRepository, receipt_from_row
 from services.settlement.storage.locks import hold_intake
+from services.settlement.storage.statements import StatementsRepository
 from services.settlement.storage.rows import period, to_db
 from shared.amounts import AmountError, parse_amount
 from shared.contracts.assessment import EnterpriseRegistered
@@ -41,6 +42,17 @@ CNY_SCALE = 2
 # Allocated quantities only weigh lots against each other (compensation pro rata), so one scale fine enough for
 # every asset (亩 0.0001, tce 0.001, t 0.0001) is used for all of them.
 ALLOCATION_UNIT_SCALE = 6
+
+
+def received_now(session: Session) -> datetime:
+    """When a fact is received: the clock read under the intake lock (storage.locks), and never at or before a
+    cut-off already taken. The finalizing instance's clock may run ahead of this one's, or this one be stepped
+    back: a fact committed after a finalization but stamped at or before its cut-off was neither in that
+    statement nor, being older than its cut-off, in the next one — no statement ever took it."""
+    hold_intake(session)
+    now = clock.now()
+    last = StatementsRepository(session).latest_cutoff()
+    return last + timedelta(microseconds=1) if last is not None and now <= last else now
 
 
 def _fen(text: str, what: str, error=ReceiptError, **kw) -> int:
@@ -54,8 +66,7 @@ def _fen(text: str, what: str, error=ReceiptError, **kw) -> int:
 
 def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str, event_id: str | None = None):
     """Returns (stored row, created)."""
-    hold_intake(session)
-    now = clock.now()  # after hold_intake: see storage.locks
+    now = received_now(session)
     repo = InputsRepository(session)
     rid = ev.receipt_id
     tax_kind = tax_kind_code(ev.tax_kind)
@@ -88,8 +99,7 @@ def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str
 # -- statistics -----------------------------------------------------------------------------------------------
 
 def record_statistics(session: Session, ev: StatisticsReported, *, channel: str):
-    hold_intake(session)
-    now = clock.now()  # after hold_intake: see storage.locks
+    now = received_now(session)
     repo = InputsRepository(session)
     amount = _fen(ev.amount, f"statistics report {ev.report_id}: amount", allow_zero=True, allow_negative=True)
     existing = repo.statistics_row(ev.report_id)
@@ -113,8 +123,7 @@ def allocation_id_of(ev: QuotaAllocated) -> str:
 
 
 def record_allocation(session: Session, ev: QuotaAllocated, *, event_id: str) -> bool:
-    hold_intake(session)
-    now = clock.now()  # after hold_intake: see storage.locks
+    now = received_now(session)
     repo = InputsRepository(session)
     aid = allocation_id_of(ev)
     due = _fen(ev.amount_due, f"allocation {aid}: amount_due", ProceedsError, allow_zero=True)
@@ -188,8 +197,7 @@ def record_quota_facts(session: Session, facts: list[QuotaFact]) -> dict[str, Pr
     statements whatever their number; the enterprises they name are remembered, the first mention first. A
     buy-back with a bad amount, or with other figures than one recorded before, is refused (returned by event
     id) and leaves nothing."""
-    hold_intake(session)
-    now = clock.now()  # after hold_intake: see storage.locks
+    now = received_now(session)
     repo = InputsRepository(session)
     buyback_ids = [f"buyback:{f.event.lot_id}" for f in facts if type(f.event) is BuybackOwed]
     recorded = {r.buyback_id: (r.amount_fen, r.enterprise) for r in repo.buyback_rows(buyback_ids)}

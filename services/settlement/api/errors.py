@@ -11,7 +11,7 @@ CONFLICTS = frozenset({
     "overlapping_agreements", "agreement_exists", "version_conflict", "version_order", "effective_in_closed_period",
     "receipt_id_conflict", "report_id_conflict", "already_corrected", "correction_before_original",
     "period_not_ended", "previous_period_not_closed", "period_already_closed", "already_finalized",
-    "content_changed", "policy_missing", "as_of_before_last_cutoff",
+    "content_changed", "policy_missing", "as_of_before_last_cutoff", "agreement_start_changed",
 })
 NOT_FOUND = frozenset({"agreement_not_found"})
 

@@ -206,6 +206,11 @@ class StatementsRepository:
                              .values(status=status, reason=reason, updated_at=to_db(now)))
         return bool(res.rowcount)
 
+    def latest_cutoff(self) -> datetime | None:
+        """The latest cut-off of any county (the instant its last finalized statement was taken as of)."""
+        st = t.statements
+        return from_db(self.s.execute(select(func.max(st.c.finalized_at))).scalar())
+
     def posting_counts(self, county: str, label: str) -> dict[str, int]:
         lp = t.ledger_postings
         rows = self.s.execute(select(lp.c.status, func.count()).where(lp.c.county_code == county, lp.c.period == label)
