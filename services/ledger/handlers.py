@@ -176,6 +176,12 @@ class LedgerApp:
         if len(requests) > MAX_BATCH:
             raise BadTransfer(MAX_BATCH, "batch_too_large", f"at most {MAX_BATCH} transfers per batch")
         repo = LedgerRepository(session)
+        # A hold whose timeout passed while nothing expired it (the ledger away) has ended: a post of it is refused
+        # as expired, so its amount must not count against the accounts either (a transfer in the same batch was
+        # refused exceeds_credits, its id failed for good). Expired first, in this transaction.
+        if repo.any_due(self.clock(), skip=self.stuck_expiries):
+            while self.expire_due(session):
+                pass
         opened = None
         ensure = list(ensure_accounts)
         ids = [r.id for r in requests] + [r.post_pending_id or r.void_pending_id for r in requests]

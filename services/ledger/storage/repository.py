@@ -376,6 +376,11 @@ class LedgerRepository:
         else:
             self.s.execute(update(H).where(H.c.id == 1).values(seq=last.seq, hash=last.hash))
 
+    def any_due(self, now: datetime, skip: Container[str] = ()) -> bool:
+        """Whether a pending transfer not in ``skip`` is due at ``now`` (one indexed probe)."""
+        q = select(T.c.id).where(and_(T.c.status == "pending", T.c.expires_at <= now)).order_by(T.c.expires_at)
+        return any(r.id not in skip for r in self.s.execute(q.limit(len(skip) + 1)).all())
+
     def due_pending(self, now: datetime, limit: int = 1000,
                     skip: Container[str] = ()) -> tuple[list[Transfer], dict[str, str]]:
         """Up to ``limit`` pending transfers due at ``now``, oldest timeout first, passing over the ids in ``skip``;
