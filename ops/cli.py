@@ -326,10 +326,11 @@ def _run(args) -> int:
 
     from ops.kafka_ops import KafkaUnavailable, NoSuchTopic
     from shared.kafka_security import KafkaSecurityError
+    from shared.settings import SettingsError
 
     try:
         return args.fn(args)
-    except (KafkaUnavailable, NoSuchTopic, KafkaSecurityError) as exc:
+    except (KafkaUnavailable, NoSuchTopic, KafkaSecurityError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except KafkaError as exc:
         print(f"error: Kafka at {_bootstrap()}: {exc}", file=sys.stderr)

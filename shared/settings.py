@@ -8,11 +8,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_PORTS = {"ledger": 8001, "quota": 8002, "settlement": 8003, "assessment": 8004}
+
+
+class SettingsError(ValueError):
+    """A deployment-wide setting that cannot be used; the message names it and never repeats a secret."""
 
 
 class ServiceSettings(BaseSettings):
@@ -40,7 +44,7 @@ class ServiceSettings(BaseSettings):
     # Topics the service creates when they are missing (production creates them up front: see deploy/k8s).
     topic_partitions: int = 3
     topic_replication_factor: int = 1
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR or CRITICAL, any case
     log_json: bool = True
     # Token file (JSON) and/or JWT secret: see shared/auth.py.
     auth_tokens_file: Path | None = Field(
@@ -58,6 +62,14 @@ class ServiceSettings(BaseSettings):
     # or a second instance for another county uses its own.
     group_id: str | None = None
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, v: str) -> str:
+        level = v.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"{v!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
     @property
     def consumer_group(self) -> str:
         return self.group_id or f"countypool-{self.service}"
@@ -69,10 +81,16 @@ class ServiceSettings(BaseSettings):
             return self.database_url
         shared = os.environ.get("DATABASE_URL")
         if shared:
-            url = make_url(shared)
+            try:
+                url = make_url(shared)
+            except ValueError:  # SQLAlchemy's message would repeat the URL, password and all
+                raise SettingsError("DATABASE_URL cannot be read as a database URL (a password holding @ : / or % "
+                                 "must be percent-encoded, e.g. %40 for @)") from None
             if url.get_backend_name() == "sqlite":
                 return shared
-            return url.set(database=f"{url.database}_{self.service}").render_as_string(hide_password=False)
+            # a URL naming no database names the server: each service's is countypool_<service> on it
+            return url.set(database=f"{url.database or 'countypool'}_{self.service}").render_as_string(
+                hide_password=False)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.data_dir / f'{self.service}.sqlite3').resolve()}"
 
@@ -82,6 +100,7 @@ def load_settings(service: str, cls: type[ServiceSettings] = ServiceSettings, **
 
     class _Scoped(cls):  # type: ignore[valid-type, misc]
         model_config = SettingsConfigDict(env_prefix=f"COUNTYPOOL_{service.upper()}_", extra="ignore")
+        # read like every other setting: a bad COUNTYPOOL_<SERVICE>_PORT is refused naming the setting
+        port: int = DEFAULT_PORTS.get(service, 8000)
 
-    overrides.setdefault("port", int(os.environ.get(f"COUNTYPOOL_{service.upper()}_PORT", DEFAULT_PORTS.get(service, 8000))))
     return _Scoped(service=service, **overrides)
