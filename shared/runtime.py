@@ -117,7 +117,13 @@ class ServiceRuntime:
     def _topics_then_consumer(self) -> None:
         for attempt in range(10):
             try:
-                ensure_topics(self.settings.kafka_bootstrap_servers, partitions=self.settings.topic_partitions,
+                # the platform's topics, and those this service reads under other names (a second instance's
+                # intake topic, say) with their dead-letter topics
+                own = [t for t in (self.consumer.topics if self.consumer else []) if t not in topic_names.ALL]
+                ensure_topics(self.settings.kafka_bootstrap_servers,
+                              [*topic_names.ALL, *map(topic_names.dlq, topic_names.ALL),
+                               *own, *map(topic_names.dlq, own)],
+                              partitions=self.settings.topic_partitions,
                               replication=self.settings.topic_replication_factor)
                 break
             except Exception as exc:  # noqa: BLE001 - Kafka down: the consumer retries on its own anyway
