@@ -18,16 +18,14 @@ from services.quota.intake_scopes import department_of, intake_scope
 
 bus = MessageBus()
 
-# Events on service topics must come from the service that owns the topic.
-TOPIC_OWNERS = {topics.ASSESSMENT_EVENTS: "/countypool/assessment", topics.LEDGER_EVENTS: "/countypool/ledger"}
 
 
 def authorize(authenticator, env: Envelope, topic: str) -> None:
     """Intake: the envelope's source must belong to a principal allowed to publish this event (and asset)."""
     if topic == topics.INTAKE_QUOTA:
         authenticator.authorize_event(env, intake_scope(env.event_name, env.data))
-    elif topic in TOPIC_OWNERS and env.event_name in bus.handled_types and env.source != TOPIC_OWNERS[topic]:
-        raise EnvelopeError("unexpected_source", f"{env.event_name} on {topic} must come from {TOPIC_OWNERS[topic]}")
+    elif topic in topics.OWNERS and env.event_name in bus.handled_types and env.source != topics.OWNERS[topic]:
+        raise EnvelopeError("unexpected_source", f"{env.event_name} on {topic} must come from {topics.OWNERS[topic]}")
 
 
 def refusal(exc: Exception) -> Rejected | None:

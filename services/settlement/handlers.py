@@ -13,7 +13,7 @@ from shared.contracts.assessment import EnterpriseRegistered
 from shared.contracts.ledger import TransferPosted, TransferRejected
 from shared.contracts.quota import BuybackOwed, LotCreated, QuotaAllocated
 from shared.contracts.settlement import StatisticsReported, TaxReceiptReported
-from shared.envelope import Envelope
+from shared.envelope import Envelope, EnvelopeError
 from shared.message_bus import MessageBus
 
 from services.settlement import clock, intake
@@ -114,10 +114,13 @@ QUOTA_FACTS = (LotCreated, BuybackOwed)
 
 
 def make_authorizer(authenticator):
-    """Department intake must come from a source allowed to publish that event type; service topics are internal."""
+    """Department intake must come from a source allowed to publish that event type; another service's events
+    from that service (a TransferRejected of our posting from anyone but the ledger turned a posted line rejected)."""
 
     def authorize(env: Envelope, topic: str) -> None:
         if topic == topics.INTAKE_SETTLEMENT:
             authenticator.authorize_event(env, f"publish:{env.event_name}")
+        elif topic in topics.OWNERS and env.source != topics.OWNERS[topic] and env.event_name in bus.handled_types:
+            raise EnvelopeError("unexpected_source", f"{env.event_name} on {topic} must come from {topics.OWNERS[topic]}")
 
     return authorize

@@ -68,18 +68,21 @@ def _metadata(line: StatementLine, county: str, period: str) -> dict[str, str]:
     return md
 
 
-def ledger_commands(statement: Statement, postings: tuple[Posting, ...]) -> Iterator[tuple[str, TransfersRequested]]:
+def ledger_commands(statement: Statement, postings: tuple[Posting, ...],
+                    run: str) -> Iterator[tuple[str, TransfersRequested]]:
     """(event id, command) pairs, each with at most ``TRANSFERS_PER_COMMAND`` transfers and at most about
     ``COMMAND_BYTES`` serialized (see ``split_by_size``), with the accounts they use. Event ids number the commands
-    from 1; the split depends only on the transfers, so finalizing the same statement again gives the same
-    commands under the same ids."""
+    from 1 within ``run`` (one finalization): the split depends only on the transfers, so finalizing the same
+    statement again (a database restored from before its finalization) sends the same transfers, which the ledger
+    takes as repeats of the standing ones and answers again; under the first run's event ids its inbox would
+    drop them unanswered, and the postings would stay 'requested' for ever."""
     lines = {ln.line_no: ln for ln in statement.lines}
     label = statement.period.label
     transfers = [_transfer(p, lines[p.line_no], statement.county, label) for p in postings]
     for n, part in enumerate(split_by_size(transfers), 1):
         accounts = sorted({a for t in part for a in (t.debit_account, t.credit_account)})
         cmd = TransfersRequested(transfers=part, open_accounts=[account_spec(a) for a in accounts])
-        yield f"settlement:{statement.county}:{label}:postings:{n}", cmd
+        yield f"settlement:{statement.county}:{label}:postings:{n}:{run}", cmd
 
 
 def _chains(transfers: list[TransferSpec]) -> Iterator[list[TransferSpec]]:

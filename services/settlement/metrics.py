@@ -2,10 +2,14 @@
 read from the database when Prometheus scrapes. Labels: county, period, kind, status, outcome."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
+from services.settlement.storage.rows import from_db
+from services.settlement.storage.tables import ledger_postings as P
 from services.settlement.storage.tables import statement_lines as L
 from services.settlement.storage.tables import statements as S
 
@@ -22,6 +26,11 @@ class _StatementCollector:
         amounts = GaugeMetricFamily("countypool_settlement_statement_amount_fen",
                                     "Money lines of each current statement by kind (fen)", labels=["county", "period", "kind"])
         periods = GaugeMetricFamily("countypool_settlement_periods", "Statements by status", labels=["county", "status"])
+        postings = GaugeMetricFamily("countypool_settlement_ledger_postings",
+                                     "Ledger postings of finalized statements by the ledger's answer (requested: none yet)",
+                                     labels=["county", "status"])
+        waiting = GaugeMetricFamily("countypool_settlement_oldest_unanswered_posting_seconds",
+                                    "Age of the oldest posting the ledger has not answered (0: none)")
         rt = self.runtime
         if rt is not None:
             try:
@@ -34,10 +43,18 @@ class _StatementCollector:
                          .group_by(L.c.county_code, L.c.period, L.c.kind))
                     for county, period, kind, total in s.execute(q).all():
                         amounts.add_metric([county, period, kind], int(total or 0))
+                    for county, status, n in s.execute(select(P.c.county_code, P.c.status, func.count())
+                                                       .group_by(P.c.county_code, P.c.status)).all():
+                        postings.add_metric([county, status], n)
+                    oldest = s.execute(select(func.min(P.c.updated_at)).where(P.c.status == "requested")).scalar()
+                    waiting.add_metric([], 0 if oldest is None else max(
+                        0.0, (datetime.now(timezone.utc) - from_db(oldest)).total_seconds()))
             except Exception:  # noqa: BLE001 - a scrape must not fail because the database blinked
                 pass
         yield amounts
         yield periods
+        yield postings
+        yield waiting
 
 
 STATEMENTS = _StatementCollector()

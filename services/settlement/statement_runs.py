@@ -12,6 +12,8 @@ history rows the next period needs, and writes to the outbox in the same transac
 """
 from __future__ import annotations
 
+import uuid
+
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -214,7 +216,7 @@ class StatementRuns:
     @staticmethod
     def _announce(uow: UnitOfWork, st: Statement, postings) -> None:
         sid = st.statement_id
-        for event_id, command in ledger_commands(st, postings):
+        for event_id, command in ledger_commands(st, postings, uuid.uuid4().hex[:12]):
             uow.emit(command, subject=sid, event_id=event_id, topic=topics.LEDGER_COMMANDS)
         for ln in st.lines:
             if ln.kind is LineKind.ADJUSTMENT:

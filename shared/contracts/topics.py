@@ -17,3 +17,13 @@ ALL = [
 
 def dlq(topic: str) -> str:
     return f"{topic}.dlq"
+
+
+# A service's events topic carries only what that service published (its outbox's envelope source): a consumer
+# refuses another source there (dead letter ``unexpected_source``), so a department able to write to the topic
+# cannot pass as the service, e.g. answer for the ledger.
+OWNERS = {
+    LEDGER_EVENTS: "/countypool/ledger", QUOTA_EVENTS: "/countypool/quota",
+    ASSESSMENT_EVENTS: "/countypool/assessment", SETTLEMENT_EVENTS: "/countypool/settlement",
+}
+

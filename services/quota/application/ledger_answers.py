@@ -103,8 +103,9 @@ def _refused(tx: Tx, row, reason: str) -> str:
     return "refused"
 
 
-# a post refused because its reservation expired, or linked to one that was (a request's lines post as one chain)
-LATE_POST = frozenset({"pending_transfer_expired", "linked_event_failed"})
+# a post refused because its reservation expired, or someone (an operator, through the ledger's API) voided it
+# after the allocation was made here, or linked to one that was (a request's lines post as one chain)
+LATE_POST = frozenset({"pending_transfer_expired", "pending_transfer_already_voided", "linked_event_failed"})
 
 
 def _saga(tx: Tx, row, step) -> str:

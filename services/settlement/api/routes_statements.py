@@ -31,6 +31,7 @@ from services.settlement.api.schemas import (
     PolicyRef,
     PositionPeriod,
     PostingStatus,
+    RejectedPosting,
     StatementPage,
     StatementSummary,
     StatisticsTotalOut,
@@ -65,7 +66,7 @@ def _runs(request: Request) -> StatementRuns:
     return request.app.state.statement_runs
 
 
-def summary_of(h, postings: dict[str, int] | None) -> StatementSummary:
+def summary_of(h, postings: dict | None) -> StatementSummary:
     return StatementSummary(
         statement_id=statement_id(h.county_code, h.period), county_code=h.county_code, period=h.period,
         period_start=h.period_start, period_end=h.period_end, status=h.status, as_of=from_db(h.as_of),
@@ -77,7 +78,13 @@ def summary_of(h, postings: dict[str, int] | None) -> StatementSummary:
 
 
 def _summary(repo: StatementsRepository, h) -> StatementSummary:
-    return summary_of(h, repo.posting_counts(h.county_code, h.period) if h.status == FINALIZED else None)
+    if h.status != FINALIZED:
+        return summary_of(h, None)
+    postings: dict = repo.posting_counts(h.county_code, h.period)
+    if postings.get("rejected"):
+        postings["rejected_lines"] = [RejectedPosting(line_no=r.line_no, transfer_id=r.transfer_id, reason=r.reason)
+                                      for r in repo.rejected_postings(h.county_code, h.period)]
+    return summary_of(h, postings)
 
 
 def _header_or_404(repo: StatementsRepository, county: str, period: str):

@@ -242,10 +242,19 @@ class PolicyRef(Strict):
     version: int
 
 
+class RejectedPosting(Strict):
+    line_no: int
+    transfer_id: str
+    reason: str | None = Field(description="the ledger's, e.g. exceeds_credits")
+
+
 class PostingStatus(Strict):
     requested: int = 0
     posted: int = 0
     rejected: int = 0
+    rejected_lines: list[RejectedPosting] = Field(
+        default_factory=list, description="the first 20 lines the ledger refused, with its reason (a failed transfer "
+                                          "id stays failed: a correction is posted under another id)")
 
 
 class StatementSummary(Strict):

@@ -202,7 +202,8 @@ class StatementsRepository:
 
     def mark_posting(self, transfer_id: str, status: str, reason: str | None, now: datetime) -> bool:
         lp = t.ledger_postings
-        res = self.s.execute(update(lp).where(lp.c.transfer_id == transfer_id)
+        # posted is final: a transfer id the ledger posted stays posted, whatever answer comes later
+        res = self.s.execute(update(lp).where(lp.c.transfer_id == transfer_id, lp.c.status != "posted")
                              .values(status=status, reason=reason, updated_at=to_db(now)))
         return bool(res.rowcount)
 

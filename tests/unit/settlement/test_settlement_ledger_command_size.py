@@ -46,7 +46,7 @@ def _wire_size(statement_id: str, event_id: str, cmd) -> int:
 
 def test_commands_with_large_transfers_stay_under_the_byte_budget_with_every_transfer_in_order():
     final, postings = _statement()
-    commands = list(ledger_commands(final, postings))
+    commands = list(ledger_commands(final, postings, "r1"))
     transfers = [t for _, c in commands for t in c.transfers]
     assert [t.transfer_id for t in transfers] == [p.transfer_id for p in postings], "each posting once, in order"
     sizes = [_wire_size(final.statement_id, eid, c) for eid, c in commands]
@@ -63,13 +63,17 @@ def test_commands_with_large_transfers_stay_under_the_byte_budget_with_every_tra
         assert [a.account_id for a in c.open_accounts] == sorted(used)
 
 
-def test_command_ids_and_contents_are_the_same_on_every_run():
+def test_commands_are_the_same_on_every_run_under_the_run_s_own_ids():
+    """The same statement finalized again (a database restored from before) sends the same transfers, under event
+    ids of its own run: the ledger answers them as repeats of standing transfers; under the first run's ids its
+    inbox dropped them unanswered."""
     final, postings = _statement(300)
-    first = [(eid, c.model_dump()) for eid, c in ledger_commands(final, postings)]
+    first = [(eid, c.model_dump()) for eid, c in ledger_commands(final, postings, "r1")]
     again_final, again_postings = _statement(300)
-    again = [(eid, c.model_dump()) for eid, c in ledger_commands(again_final, again_postings)]
-    assert len(first) > 1 and first == again
-    assert [eid for eid, _ in first] == [f"settlement:{COUNTY}:2026-01:postings:{i}" for i in range(1, len(first) + 1)]
+    again = [(eid, c.model_dump()) for eid, c in ledger_commands(again_final, again_postings, "r2")]
+    assert len(first) > 1 and [c for _, c in first] == [c for _, c in again]
+    assert [eid for eid, _ in first] == [f"settlement:{COUNTY}:2026-01:postings:{i}:r1" for i in range(1, len(first) + 1)]
+    assert [eid for eid, _ in again] == [f"settlement:{COUNTY}:2026-01:postings:{i}:r2" for i in range(1, len(first) + 1)]
 
 
 def _spec(i: int, linked: bool, fat: int) -> TransferSpec:

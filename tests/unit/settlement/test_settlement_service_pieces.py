@@ -88,12 +88,12 @@ def test_ledger_commands_one_transfer_per_money_line_unconstrained_accounts():
     st_ = compute_statement(COUNTY, Period.parse("2026-01"), agreements=agreements, policy=policy(),
                             as_of=at(2026, 2, 5), receipts=rs, allocations=allocs)
     final, postings = finalize(st_)
-    commands = list(ledger_commands(final, postings))
+    commands = list(ledger_commands(final, postings, "r1"))
     transfers = [t for _, c in commands for t in c.transfers]
     assert len(transfers) == len(postings) == sum(1 for ln in final.lines if ln.kind.is_money) > TRANSFERS_PER_COMMAND
     assert all(len(c.transfers) <= TRANSFERS_PER_COMMAND for _, c in commands)
     n = -(-len(postings) // TRANSFERS_PER_COMMAND)
-    assert [eid for eid, _ in commands] == [f"settlement:{COUNTY}:2026-01:postings:{i}" for i in range(1, n + 1)]
+    assert [eid for eid, _ in commands] == [f"settlement:{COUNTY}:2026-01:postings:{i}:r1" for i in range(1, n + 1)]
     first = transfers[0]
     assert (first.transfer_id, first.debit_account, first.credit_account, first.asset, first.amount) == (
         f"settlement:{COUNTY}:2026-01:L00001", f"{P1}/CNY", f"{T1}/CNY", "CNY", "2.50")  # 10.00 -> 5.00 local -> 5:5
