@@ -366,7 +366,8 @@ class Demo:
 
             self.settle(f"{year} postings in the ledger", posted)
             notes.append(f"{year}: draft {draft['content_hash'][:12]}…, finalized with the same hash, "
-                         f"{final['line_count']} lines, {sum(final['postings'].values())} ledger postings")
+                         f"{final['line_count']} lines, "
+                         f"{sum(n for k, n in final['postings'].items() if k != 'rejected_lines')} ledger postings")
         current = str(today.year)
         if current != year or not f.statements:
             d = self.feeder.call("settlement", "POST", f"/v1/counties/{self.c}/periods/{current}/draft", "settlement").json()
