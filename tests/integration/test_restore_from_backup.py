@@ -20,11 +20,7 @@ starts a throw-away PostgreSQL cluster of its own (initdb, a private port) and s
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -44,7 +40,7 @@ from shared.db import Database
 from shared.envelope import new_envelope
 from shared.kafka_admin import ensure_topics
 from shared.outbox import Outbox, OutboxRelay, rebase_after_restore, unpublished_count
-from tests.support.pg import fresh_database, pg_tool
+from tests.support.pg import fresh_database, pg_tool, throwaway_server
 
 SOURCE = "/countypool/quota"
 REG = "external:rights-register/COD"
@@ -316,36 +312,11 @@ def test_a_partition_first_used_after_the_backup_is_read_again_after_the_restore
 # server's start again below: the service's start-up (shared.migrations.upgrade -> shared.outbox.rebase_after_restore)
 # notices and rebases the place before anything new is written.
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def new_server():
-    """A throw-away PostgreSQL cluster (initdb: its transaction ids start again), on a private port; stopped and
-    removed afterwards. As root, the server runs as the postgres OS user (postgres refuses root)."""
-    for tool in ("initdb", "pg_ctl"):
-        pg_tool(tool)
-    root = os.geteuid() == 0
-    home = Path(tempfile.mkdtemp(prefix="cp_restore_pg_", dir="/tmp"))
-    data, port = home / "data", _free_port()
-
-    def as_pg(*cmd):
-        return subprocess.run((["runuser", "-u", "postgres", "--"] if root else []) + list(cmd), check=True,
-                              capture_output=True, cwd="/")
-
-    if root:
-        shutil.chown(home, "postgres", "postgres")
-    as_pg(pg_tool("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-    as_pg(pg_tool("pg_ctl"), "-D", str(data), "-w", "-l", str(home / "log"), "-o",
-          f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        as_pg(pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(home, ignore_errors=True)
+    """A throw-away PostgreSQL cluster (initdb: its transaction ids start again); removed afterwards."""
+    with throwaway_server("cp_restore_pg_", "fsync=off") as server:
+        yield server.url
 
 
 def _create_db(server: str, name: str) -> str:

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -24,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from shared.outbox import OutboxRelay, unpublished_count
 from tests.support.machinery import WidgetAdded, envelope_of, make_db, messaging, read_all
-from tests.support.pg import pg_tool
+from tests.support.pg import throwaway_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -295,45 +292,11 @@ def test_a_relay_killed_mid_batch_skips_nothing_after_restart(db_url, kafka_boot
 
 # -- 5. prepared transactions, a crash and restart of PostgreSQL (a throw-away server) --------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def own_server():
     """A throw-away PostgreSQL cluster with prepared transactions enabled, that this test may crash and restart."""
-    for tool in ("initdb", "pg_ctl"):
-        pg_tool(tool)
-    root = os.geteuid() == 0
-    home = Path(tempfile.mkdtemp(prefix="cp_review_relay_pg_", dir="/tmp"))
-    data, port = home / "data", _free_port()
-
-    def as_pg(*cmd):
-        return subprocess.run((["runuser", "-u", "postgres", "--"] if root else []) + list(cmd), check=True,
-                              capture_output=True, cwd="/")
-
-    if root:
-        shutil.chown(home, "postgres", "postgres")
-    as_pg(pg_tool("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-    opts = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c max_prepared_transactions=10"
-
-    def start():
-        as_pg(pg_tool("pg_ctl"), "-D", str(data), "-w", "-l", str(home / "log"), "-o", opts, "start")
-
-    def crash():
-        as_pg(pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-
-    start()
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/relaytest", start, crash
-    finally:
-        try:
-            crash()
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(home, ignore_errors=True)
+    with throwaway_server("cp_review_relay_pg_", "max_prepared_transactions=10") as server:
+        yield f"{server.url}/relaytest", server.start, server.crash
 
 
 def _raw(url):
