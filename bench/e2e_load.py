@@ -56,6 +56,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
+from bench.support import percentile  # noqa: E402
 from shared.contracts import topics as T  # noqa: E402
 from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.outbox import make_producer  # noqa: E402
@@ -72,12 +73,9 @@ def log(msg: str) -> None:
     print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def pct(xs: list[float], p: float) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    k = min(len(xs) - 1, max(0, int(round(p / 100 * (len(xs) - 1)))))
-    return round(xs[k] * 1000, 1)
+def ms(xs: list[float], fraction: float) -> float | None:
+    """A percentile of latencies in seconds, in milliseconds; None (JSON null) when there are none."""
+    return round(percentile(xs, fraction) * 1000, 1) if xs else None
 
 
 class ReleaseFactory:
@@ -210,8 +208,8 @@ def run_step(infra: Infra, producer, factory: ReleaseFactory, rate: float, secon
     out = dict(rate=rate, events=n, send_seconds=round(took, 2), achieved_send_rate=round(n / took, 1),
                lag_at_end=lag_end, drain_seconds=round(drain, 2) if drain is not None else None,
                all_visible=visible >= n, sustained=sustained,
-               visible_latency_ms=dict(samples=len(vis), p50=pct(vis, 50), p99=pct(vis, 99), max=pct(vis, 100)),
-               applied_latency_ms=dict(samples=len(applied), p50=pct(applied, 50), p99=pct(applied, 99), max=pct(applied, 100)),
+               visible_latency_ms=dict(samples=len(vis), p50=ms(vis, 0.5), p99=ms(vis, 0.99), max=ms(vis, 1)),
+               applied_latency_ms=dict(samples=len(applied), p50=ms(applied, 0.5), p99=ms(applied, 0.99), max=ms(applied, 1)),
                lag_per_second=lags)
     log(f"rate {rate:>7.0f}/s: lag at end {lag_end}, drain {out['drain_seconds']}s, visible p50/p99 "
         f"{out['visible_latency_ms']['p50']}/{out['visible_latency_ms']['p99']} ms -> {'sustained' if sustained else 'NOT sustained'}")

@@ -52,7 +52,6 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,10 +62,11 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 from sqlalchemy import (  # noqa: E402
-    BigInteger, Column, DateTime, MetaData, String, Table, create_engine, event, insert,
+    BigInteger, Column, DateTime, MetaData, String, Table, create_engine, insert,
 )
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench.support import DEFAULT_PG, DbClock, ScratchDatabases, percentile, records_in, wait_for_kafka  # noqa: E402
 from services.ledger import handlers as ledger_handlers  # noqa: E402
 from services.ledger.domain import NewAccount, TransferRequest  # noqa: E402
 from services.ledger.handlers import LedgerApp  # noqa: E402
@@ -78,11 +78,10 @@ from shared.contracts import topics  # noqa: E402
 from shared.contracts.ledger import TransfersRequested, TransferSpec  # noqa: E402
 from shared.db import Database  # noqa: E402
 from shared.envelope import new_envelope  # noqa: E402
-from shared.kafka_admin import KafkaProbe, ensure_topics  # noqa: E402
+from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.outbox import Outbox, make_producer, unpublished_count  # noqa: E402
 from shared.unit_of_work import transactional  # noqa: E402
 
-DEFAULT_PG = "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test"
 RESULTS = ROOT / "bench" / "results" / "ledger_throughput.json"
 TOKENS = ROOT / "deploy" / "dev-tokens.json"
 TOKEN = "dev-admin-token"  # admin: ledger:write and ledger:read
@@ -174,58 +173,7 @@ def batches(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
-    return s[k]
-
-
 # -- PostgreSQL ---------------------------------------------------------------------------------------
-class ThrowAwayPostgres:
-    """Databases created on the server of ``base_url`` for one scenario each, dropped afterwards."""
-
-    def __init__(self, base_url: str):
-        self.base = make_url(base_url)
-        self.admin = create_engine(self.base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        self.names: list[str] = []
-
-    def create(self) -> str:
-        name = f"cp_bench_ledger_{uuid.uuid4().hex[:10]}"
-        with self.admin.connect() as c:
-            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        self.names.append(name)
-        return self.base.set(database=name).render_as_string(hide_password=False)
-
-    def drop(self, url: str) -> None:
-        name = make_url(url).database
-        with self.admin.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if name in self.names:
-            self.names.remove(name)
-
-    def drop_all(self) -> None:
-        with self.admin.connect() as c:
-            for name in self.names:
-                c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.names.clear()
-        self.admin.dispose()
-
-    def settings(self) -> dict:
-        with self.admin.connect() as c:
-            return {k: c.exec_driver_sql(f"SHOW {k}").scalar()
-                    for k in ("server_version", "synchronous_commit", "fsync", "shared_buffers", "max_wal_size")}
-
-    @contextmanager
-    def database(self):
-        url = self.create()
-        try:
-            yield url
-        finally:
-            self.drop(url)
-
-
 def db_counts(url: str) -> dict:
     eng = create_engine(url)
     try:
@@ -269,7 +217,7 @@ def bench_baseline(url: str, plans: dict[int, list]) -> list[dict]:
                 elapsed = time.perf_counter() - t0
             out.append({"path": "baseline", "batch": size, "clients": 1, "transfers": len(rows),
                         "requests": len(chunks), "seconds": elapsed, "transfers_per_s": len(rows) / elapsed,
-                        "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3})
+                        "p50_ms": percentile(lat, 0.5) * 1e3, "p99_ms": percentile(lat, 0.99) * 1e3})
             print(f"  baseline batch {size:>5}: {len(rows) / elapsed:>9,.0f} rows/s", flush=True)
     finally:
         engine.dispose()
@@ -486,15 +434,6 @@ def post_bodies(base: str, bodies: list[bytes], clients: int) -> tuple[float, li
 
 
 # -- Kafka ----------------------------------------------------------------------------------------------
-def wait_for_kafka(bootstrap: str, timeout: float = 60) -> None:
-    probe = KafkaProbe(bootstrap, ttl=0)
-    deadline = time.monotonic() + timeout
-    while not probe.reachable():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"Kafka at {bootstrap} is not reachable (make kafka, or pass --bootstrap)")
-        time.sleep(1)
-
-
 def partitions_of(bootstrap: str, topic: str) -> list[int]:
     c = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
@@ -505,15 +444,6 @@ def partitions_of(bootstrap: str, topic: str) -> list[int]:
                 return sorted(parts)
             time.sleep(0.2)
         raise RuntimeError(f"topic {topic} has no partitions")
-    finally:
-        c.close()
-
-
-def records_in(bootstrap: str, topic: str) -> int:
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or ())]
-        return sum(c.end_offsets(parts).values()) if parts else 0
     finally:
         c.close()
 
@@ -599,7 +529,7 @@ def cleanup_kafka(bootstrap: str, names: KafkaNames, skip_kafka: bool) -> None:
 
 
 # -- scenarios against the service -----------------------------------------------------------------------------
-def bench_http(pg: ThrowAwayPostgres, args, plans: dict, names: KafkaNames, log_dir: Path) -> list[dict]:
+def bench_http(pg: ScratchDatabases, args, plans: dict, names: KafkaNames, log_dir: Path) -> list[dict]:
     runs = [tuple(int(x) for x in run.split("x")) for run in args.http_runs.split(",")]
     out = []
     for size, clients in runs:
@@ -636,8 +566,8 @@ def bench_http(pg: ThrowAwayPostgres, args, plans: dict, names: KafkaNames, log_
                 svc.stop()
         n = len(plan)
         r = {"path": "http", "batch": size, "clients": clients, "transfers": n, "requests": len(bodies),
-             "seconds": elapsed, "transfers_per_s": n / elapsed, "p50_ms": pct(lat, 50) * 1e3,
-             "p99_ms": pct(lat, 99) * 1e3, "requests_not_ok": bad, "journal_entries_added": head1 - head0,
+             "seconds": elapsed, "transfers_per_s": n / elapsed, "p50_ms": percentile(lat, 0.5) * 1e3,
+             "p99_ms": percentile(lat, 0.99) * 1e3, "requests_not_ok": bad, "journal_entries_added": head1 - head0,
              "setup_seconds": setup_s, "db_counts": counts, "service_warnings": warnings[:10],
              "service_cpu_seconds": cpu, "transfers_per_service_cpu_s": n / cpu if cpu > 0 else None,
              "relay_process_cpu_seconds": kids_cpu, "relay_catch_up_seconds": relay_lag,
@@ -656,7 +586,7 @@ def bench_http(pg: ThrowAwayPostgres, args, plans: dict, names: KafkaNames, log_
     return out
 
 
-def bench_kafka(pg: ThrowAwayPostgres, args, names: KafkaNames, log_dir: Path) -> list[dict]:
+def bench_kafka(pg: ScratchDatabases, args, names: KafkaNames, log_dir: Path) -> list[dict]:
     runs = [(1, args.kafka_single), (100, args.kafka_hundred)]
     out = []
     for per_cmd, commands in runs:
@@ -758,49 +688,6 @@ def bench_kafka(pg: ThrowAwayPostgres, args, names: KafkaNames, log_dir: Path) -
 
 
 # -- in-process: where the time goes -------------------------------------------------------------------------
-class DbClock:
-    """Time inside the database driver by statement kind and table (and commits), for one engine."""
-
-    def __init__(self, engine):
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self.on = False
-        event.listen(engine, "before_cursor_execute", self._before)
-        event.listen(engine, "after_cursor_execute", self._after)
-        dialect = engine.dialect
-        orig_commit = dialect.do_commit
-
-        def do_commit(dbapi_conn):
-            t0 = time.perf_counter()
-            try:
-                return orig_commit(dbapi_conn)
-            finally:
-                self.add("COMMIT", time.perf_counter() - t0)
-
-        dialect.do_commit = do_commit  # this engine only
-
-    def add(self, kind: str, dt: float) -> None:
-        if self.on:
-            self.seconds[kind] = self.seconds.get(kind, 0.0) + dt
-            self.calls[kind] = self.calls.get(kind, 0) + 1
-
-    def _before(self, conn, cursor, statement, params, context, executemany):
-        conn.info["bench_t0"] = time.perf_counter()
-
-    def _after(self, conn, cursor, statement, params, context, executemany):
-        words = statement.split()
-        verb = words[0].upper() if words else "?"
-        table = ""
-        if verb == "INSERT" and len(words) > 2:
-            table = words[2]
-        elif verb == "UPDATE" and len(words) > 1:
-            table = words[1]
-        elif verb == "SELECT" and "FROM" in (w.upper() for w in words):
-            table = words[[w.upper() for w in words].index("FROM") + 1]
-        kind = f"{verb} {table}".strip() + (" (many)" if executemany else "")
-        self.add(kind, time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter()))
-
-
 class PhaseClock:
     """Wall time of the phases of LedgerApp.submit, by wrapping them in this process only."""
 
@@ -829,7 +716,7 @@ class PhaseClock:
         self._undo.clear()
 
 
-def bench_direct(pg: ThrowAwayPostgres, args, plans: dict) -> tuple[list[dict], str | None]:
+def bench_direct(pg: ScratchDatabases, args, plans: dict) -> tuple[list[dict], str | None]:
     out = []
     profile_text = None
     for size, plan in plans.items():
@@ -893,8 +780,8 @@ def bench_direct(pg: ThrowAwayPostgres, args, plans: dict) -> tuple[list[dict], 
         # are sent as a pipeline when its block ends, after persist and outbox insert have queued them)
         known = sum(phases.seconds.values()) + clock.seconds.get("COMMIT", 0.0)
         r = {"path": "direct", "batch": size, "clients": 1, "transfers": n, "requests": len(chunks),
-             "seconds": elapsed, "transfers_per_s": n / elapsed, "p50_ms": pct(lat, 50) * 1e3,
-             "p99_ms": pct(lat, 99) * 1e3, "batches_not_ok": not_ok,
+             "seconds": elapsed, "transfers_per_s": n / elapsed, "p50_ms": percentile(lat, 0.5) * 1e3,
+             "p99_ms": percentile(lat, 0.99) * 1e3, "batches_not_ok": not_ok,
              "db_seconds": db_total, "db_share": db_total / elapsed,
              "db_breakdown": {k: {"seconds": round(v, 4), "calls": clock.calls[k]}
                               for k, v in sorted(clock.seconds.items(), key=lambda kv: -kv[1])},
@@ -968,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     sizes = {1: args.b1, 100: args.b100, 1000: args.b1000}
     plans = {size: transfer_plan(f"b{size}", n, args.accounts, seed=size) for size, n in sizes.items()}
-    pg = ThrowAwayPostgres(args.pg_url)
+    pg = ScratchDatabases(args.pg_url, "ledger")
     names = KafkaNames(uuid.uuid4().hex[:10], args.relay, args.kafka_topics)
     rows: list[dict] = []
     profile_text = None
@@ -1005,7 +892,7 @@ def main(argv: list[str] | None = None) -> int:
             if names.private_events and args.relay != "off":
                 events_published = records_in(args.bootstrap, names.events)
     finally:
-        pg.drop_all()
+        pg.close()
         cleanup_kafka(args.bootstrap, names, args.skip_kafka)
 
     baseline = {r["batch"]: r["transfers_per_s"] for r in base_rows}

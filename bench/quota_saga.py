@@ -33,8 +33,6 @@ import platform as host
 import statistics
 import sys
 import time
-import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -44,9 +42,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kafka import KafkaProducer  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
+from bench.support import DEFAULT_PG, ScratchDatabases, percentile  # noqa: E402
 from ops.generator import CountyGenerator  # noqa: E402
 from ops.generator.http import reclamation_body, request_body  # noqa: E402
 from ops.generator.tables import amount as asset_amount  # noqa: E402
@@ -58,33 +56,8 @@ from tests.integration.quota.harness import SOURCES, new_county  # noqa: E402
 from tests.integration.quota.harness import platform  # noqa: E402
 from tests.support.services import ADMIN, auth  # noqa: E402
 
-DEFAULT_PG = "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test"
 RESULTS = ROOT / "bench" / "results" / "quota_saga.json"
 ASSESSMENT = "/countypool/assessment"
-
-
-@contextmanager
-def fresh_databases(pg_url: str, n: int):
-    base = make_url(pg_url)
-    names = [f"cp_bench_quota_{uuid.uuid4().hex[:8]}" for _ in range(n)]
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        for name in names:
-            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield [base.set(database=name).render_as_string(hide_password=False) for name in names]
-    finally:
-        with admin.connect() as c:
-            for name in names:
-                c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 DEPARTMENT_SOURCE = {"ecology": SOURCES["ecology"], "development_reform": SOURCES["energy"],
@@ -250,7 +223,7 @@ class Bench:
         out = {}
         for name, xs in (("request_to_reserved", arrival), ("round_to_reserved", saga)):
             xs = [float(x) for x in xs]
-            out[name] = {"n": len(xs), "p50_ms": round(pct(xs, 0.5) * 1000, 1), "p99_ms": round(pct(xs, 0.99) * 1000, 1),
+            out[name] = {"n": len(xs), "p50_ms": round(percentile(xs, 0.5) * 1000, 1), "p99_ms": round(percentile(xs, 0.99) * 1000, 1),
                          "mean_ms": round(statistics.fmean(xs) * 1000, 1) if xs else None}
         return out
 
@@ -281,9 +254,9 @@ def main() -> None:
     extras = gen.extras(county)
     print(f"county {county.code} ({args.size}, seed {args.seed}): {len(enterprises)} enterprises", flush=True)
 
-    with fresh_databases(args.pg_url, 2) as (quota_db, ledger_db), \
-            platform(quota_db, ledger_db, args.bootstrap, auto_round_interval_seconds=args.round_interval,
-                     consumer_max_records=500) as plat:
+    with ScratchDatabases(args.pg_url, "quota") as scratch, \
+            platform(scratch.create(), scratch.create(), args.bootstrap,
+                     auto_round_interval_seconds=args.round_interval, consumer_max_records=500) as plat:
         bench = Bench(plat, gen)
         t0 = time.perf_counter()
         a = bench.intake(enterprises, extras)

@@ -33,16 +33,14 @@ if str(ROOT) not in sys.path:
 
 import logging  # noqa: E402
 
-from kafka import KafkaConsumer, TopicPartition  # noqa: E402
-from sqlalchemy import create_engine, event, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
+from bench.support import DEFAULT_PG, DbClock, ScratchDatabases, records_in, wait_for_kafka  # noqa: E402
 from shared.envelope import new_envelope  # noqa: E402
-from shared.kafka_admin import KafkaProbe, ensure_topics  # noqa: E402
+from shared.kafka_admin import ensure_topics  # noqa: E402
 from shared.outbox import OutboxRelay, make_producer  # noqa: E402
 from tests.support.machinery import WidgetAdded, make_db, messaging  # noqa: E402
 
-DEFAULT_PG = "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test"
 RESULTS = ROOT / "bench" / "results" / "relay_throughput.json"
 BATCH_SIZES = (500, 2000)
 PARTITIONS = 3
@@ -63,25 +61,6 @@ def fresh_topic(bootstrap: str, label: str) -> str:
     name = f"bench.{label}.{uuid.uuid4().hex[:10]}"
     ensure_topics(bootstrap, [name], partitions=PARTITIONS)
     return name
-
-
-def records_in(bootstrap: str, topic: str) -> int:
-    """How many records the topic holds (sum of end offsets): a sanity check that nothing was lost."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or ())]
-        return sum(c.end_offsets(parts).values())
-    finally:
-        c.close()
-
-
-def wait_for_kafka(bootstrap: str, timeout: float = 60) -> None:
-    probe = KafkaProbe(bootstrap, ttl=0)
-    deadline = time.monotonic() + timeout
-    while not probe.reachable():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"Kafka at {bootstrap} is not reachable (make kafka, or pass --bootstrap)")
-        time.sleep(1)
 
 
 def bench_raw(bootstrap: str, envelopes: list) -> dict:
@@ -109,51 +88,6 @@ def write_outbox(db, outbox, envelopes: list, topic: str, tx_size: int) -> float
         with db.sessions() as s, s.begin():
             outbox.add_many(s, [(e, topic) for e in envelopes[i:i + tx_size]])
     return time.perf_counter() - t0
-
-
-class DbClock:
-    """Wall time spent in the database driver during a drain (statements by kind, and commits), so the
-    drain time splits into database and everything else (mostly the Kafka client)."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self.on = False
-        event.listen(engine, "before_cursor_execute", self._before)
-        event.listen(engine, "after_cursor_execute", self._after)
-        dialect = engine.dialect
-        orig_commit = dialect.do_commit
-
-        def do_commit(dbapi_conn):
-            t0 = time.perf_counter()
-            try:
-                return orig_commit(dbapi_conn)
-            finally:
-                self._add("COMMIT", time.perf_counter() - t0)
-
-        dialect.do_commit = do_commit  # instance attribute: this engine only
-
-    def _add(self, kind: str, dt: float) -> None:
-        if self.on:
-            self.seconds[kind] = self.seconds.get(kind, 0.0) + dt
-            self.calls[kind] = self.calls.get(kind, 0) + 1
-
-    def _before(self, conn, cursor, statement, params, context, executemany):
-        conn.info["bench_t0"] = time.perf_counter()
-
-    def _after(self, conn, cursor, statement, params, context, executemany):
-        words = statement.lstrip().split(None, 2)
-        kind = words[0].upper() if words else "?"
-        if kind == "SELECT" and "count(" in statement.lower():
-            kind = "SELECT count"
-        elif kind == "SELECT" and "advisory" in statement.lower():
-            kind = "SELECT lock"
-        self._add(kind, time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter()))
-
-    @property
-    def total(self) -> float:
-        return sum(self.seconds.values())
 
 
 def pg_update_stats(db) -> dict:
@@ -213,32 +147,6 @@ def bench_relay(backend: str, url: str, bootstrap: str, envelopes: list, batch_s
         db.dispose()
 
 
-class ThrowAwayPostgres:
-    """A database created on the server of ``base_url`` for one measurement and dropped afterwards."""
-
-    def __init__(self, base_url: str):
-        self.base = make_url(base_url)
-        self.admin = create_engine(self.base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        self.names: list[str] = []
-
-    def create(self) -> str:
-        name = f"cp_bench_{uuid.uuid4().hex[:10]}"
-        with self.admin.connect() as c:
-            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        self.names.append(name)
-        return self.base.set(database=name).render_as_string(hide_password=False)
-
-    def drop_all(self) -> None:
-        with self.admin.connect() as c:
-            for name in self.names:
-                c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.admin.dispose()
-
-    def server_version(self) -> str:
-        with self.admin.connect() as c:
-            return c.execute(text("SHOW server_version")).scalar()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=50_000)
@@ -266,15 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     pg_version = None
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp:
         if not args.skip_postgres:
-            pg = ThrowAwayPostgres(args.pg_url)
+            pg = ScratchDatabases(args.pg_url, "relay")
             try:
-                pg_version = pg.server_version()
+                pg_version = pg.settings()["server_version"]
                 for bs in BATCH_SIZES:
                     print(f"postgresql: write + drain, batch {bs} ...", flush=True)
                     relays.append(bench_relay("postgresql", pg.create(), args.bootstrap, envelopes, bs,
                                               args.tx_size, args.profile))
             finally:
-                pg.drop_all()
+                pg.close()
         if not args.skip_sqlite:
             for bs in BATCH_SIZES:
                 print(f"sqlite: write + drain, batch {bs} ...", flush=True)

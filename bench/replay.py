@@ -20,7 +20,6 @@ import json
 import platform
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,39 +27,21 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
+from bench.support import DEFAULT_PG, ScratchDatabases  # noqa: E402
 from shared import migrations  # noqa: E402
 from shared.db import Database  # noqa: E402
 
-DEFAULT_PG = "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test"
 RESULTS = ROOT / "bench" / "results" / "replay.json"
 SERVICES = ("ledger", "quota", "settlement", "assessment")
 GOAL = 50_000
-
-
-def fresh_database(base_url: str, service: str) -> tuple[str, callable]:
-    base = make_url(base_url)
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    name = f"cp_bench_replay_{service}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return base.set(database=name).render_as_string(hide_password=False), drop
 
 
 def bench_service(service: str, n: int, pg_url: str) -> dict:
     main = importlib.import_module(f"services.{service}.main")
     replay = importlib.import_module(f"services.{service}.replay")
     writer = importlib.import_module(f"bench.replay_{service}")
-    url, drop = fresh_database(pg_url, service)
-    db = Database(url, service)
+    scratch = ScratchDatabases(pg_url, f"replay_{service}")
+    db = Database(scratch.create(), service)
     try:
         migrations.upgrade(db, main.MIGRATIONS)
         t0 = time.perf_counter()
@@ -76,7 +57,7 @@ def bench_service(service: str, n: int, pg_url: str) -> dict:
         }
     finally:
         db.dispose()
-        drop()
+        scratch.close()
 
 
 def main() -> int:

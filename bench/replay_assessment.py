@@ -33,9 +33,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
-from sqlalchemy import create_engine, func, select  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
+from bench.support import DEFAULT_PG, ScratchDatabases  # noqa: E402
 from services.assessment.domain.credit_code import make_credit_code  # noqa: E402
 from services.assessment.domain.policy import default_policy  # noqa: E402
 from services.assessment.replay import AssessmentProjection, rebuild  # noqa: E402
@@ -258,55 +258,42 @@ def _write_live(db: Database, proj: AssessmentProjection, county: County) -> Non
             _insert(db, table, rows[i:i + CHUNK])
 
 
-class ThrowAwayPostgres:
-    """A fresh PostgreSQL database beside ``server_url``, migrated to the assessment head; dropped on close."""
+def migrated(url: str) -> Database:
+    """The assessment service's database at ``url``, migrated to its head as the service would."""
+    from services.assessment.main import AssessmentSettings, build
+    from shared.settings import load_settings
 
-    def __init__(self, server_url: str):
-        from services.assessment.main import AssessmentSettings, build
-        from shared.settings import load_settings
-
-        base = make_url(server_url)
-        self.name = f"cp_bench_replay_assessment_{uuid.uuid4().hex[:8]}"
-        self.admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with self.admin.connect() as c:
-            c.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
-        url = base.set(database=self.name).render_as_string(hide_password=False)
-        settings = load_settings("assessment", AssessmentSettings, database_url=url, relay_enabled=False,
-                                 consumer_enabled=False, log_json=False)
-        self.runtime, _ = build(settings)
-        self.runtime.migrate()
-        self.db = self.runtime.db
-
-    def drop(self) -> None:
-        self.db.dispose()
-        with self.admin.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        self.admin.dispose()
+    settings = load_settings("assessment", AssessmentSettings, database_url=url, relay_enabled=False,
+                             consumer_enabled=False, log_json=False)
+    runtime, _ = build(settings)
+    runtime.migrate()
+    return runtime.db
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--pg-url", default=os.environ.get(
-        "TEST_DATABASE_URL", "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test"))
+    ap.add_argument("--pg-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_PG))
     ap.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
     ap.add_argument("--repeat", type=int, default=2, help="rebuilds of the same outbox")
     ap.add_argument("--profile", action="store_true", help="cProfile the rebuild")
     args = ap.parse_args()
-    pg = ThrowAwayPostgres(args.pg_url)
+    scratch = ScratchDatabases(args.pg_url, "replay_assessment")
+    url = scratch.create()
+    db = migrated(url)
     try:
         t = time.perf_counter()
-        n = write_events(pg.db, args.events)
-        with pg.db.sessions() as s:
+        n = write_events(db, args.events)
+        with db.sessions() as s:
             stored = s.execute(select(func.count()).select_from(T.metadata.tables["outbox"])).scalar_one()
-        print(f"wrote {n:,} events ({stored:,} outbox rows) and their live rows into {pg.name} "
+        print(f"wrote {n:,} events ({stored:,} outbox rows) and their live rows into {db.engine.url.database} "
               f"in {time.perf_counter() - t:.1f} s")
         for i in range(args.repeat):  # the first rebuild may read the outbox from disk, later ones from cache
             profiler = cProfile.Profile() if args.profile else None
             if profiler:
                 profiler.enable()
             t, cpu = time.perf_counter(), time.process_time()
-            report = rebuild(pg.db)
+            report = rebuild(db)
             wall, cpu = time.perf_counter() - t, time.process_time() - cpu
             if profiler:
                 profiler.disable()
@@ -320,11 +307,11 @@ def main() -> None:
         print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
+        db.dispose()
         if args.keep:
-            print(f"kept {pg.name}")
-            pg.db.dispose()
-        else:
-            pg.drop()
+            print(f"kept {db.engine.url.database}")
+            scratch.keep(url)
+        scratch.close()
 
 
 if __name__ == "__main__":

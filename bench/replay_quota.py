@@ -342,27 +342,20 @@ def main() -> None:
     import cProfile
     import pstats
 
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
+    from bench.support import DEFAULT_PG, ScratchDatabases
     from services.quota.main import MIGRATIONS
     from services.quota.replay import rebuild
     from shared import migrations
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--pg-url", default=os.environ.get(
-        "TEST_DATABASE_URL", "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test"))
+    ap.add_argument("--pg-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_PG))
     ap.add_argument("--profile", action="store_true", help="cProfile the rebuild (slower; top 25 by own time)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "replay_quota.json"))
     args = ap.parse_args()
 
-    base = make_url(args.pg_url)
-    name = f"cp_bench_replay_quota_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    db = Database(base.set(database=name).render_as_string(hide_password=False), "quota")
+    scratch = ScratchDatabases(args.pg_url, "replay_quota")
+    db = Database(scratch.create(), "quota")
     try:
         migrations.upgrade(db, MIGRATIONS)
         t0 = time.perf_counter()
@@ -393,9 +386,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     finally:
         db.dispose()
-        with admin.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        scratch.close()
 
 
 if __name__ == "__main__":

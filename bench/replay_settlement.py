@@ -21,7 +21,6 @@ import random
 import resource
 import sys
 import time
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -36,7 +35,6 @@ from shared.amounts import format_amount  # noqa: E402
 from shared.bulk import bulk_insert  # noqa: E402
 from shared.db import Database  # noqa: E402
 
-DEFAULT_PG = "postgresql+psycopg://countypool:countypool@127.0.0.1:55432/countypool_test"
 UTC = timezone.utc
 CST = timezone(timedelta(hours=8))
 MONTHS_PER_COUNTY = 60  # 2019-01 .. 2023-12
@@ -248,9 +246,7 @@ def write_events(db: Database, n: int, *, live: bool = True) -> int:
 # -- the benchmark ---------------------------------------------------------------------------------------------
 
 def main() -> int:
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
+    from bench.support import DEFAULT_PG, ScratchDatabases
     from services.settlement.main import MIGRATIONS
     from services.settlement.replay import rebuild
     from shared import migrations
@@ -263,20 +259,16 @@ def main() -> int:
     ap.add_argument("--database", help="replay a database kept by an earlier --keep run (nothing is written)")
     args = ap.parse_args()
 
-    base = make_url(args.pg_url)
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    name = args.database or f"cp_bench_replay_settlement_{uuid.uuid4().hex[:8]}"
-    if not args.database:
-        with admin.connect() as c:
-            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    db = Database(base.set(database=name).render_as_string(hide_password=False), "settlement")
+    scratch = ScratchDatabases(args.pg_url, "replay_settlement")
+    url = scratch.url_of(args.database) if args.database else scratch.create()
+    db = Database(url, "settlement")
     try:
         if not args.database:
             migrations.upgrade(db, MIGRATIONS)
             t0 = time.perf_counter()
             write_events(db, args.events, live=not args.no_live)
             print(f"wrote {args.events:,} events{'' if args.no_live else ' and their live rows'} in "
-                  f"{time.perf_counter() - t0:.1f} s ({name})", flush=True)
+                  f"{time.perf_counter() - t0:.1f} s ({db.engine.url.database})", flush=True)
         t1, c1 = time.perf_counter(), time.process_time()
         report = rebuild(db)
         wall, cpu = time.perf_counter() - t1, time.process_time() - c1
@@ -290,10 +282,9 @@ def main() -> int:
         return 0
     finally:
         db.dispose()
-        if not args.keep and not args.database:
-            with admin.connect() as c:
-                c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        if args.keep:
+            scratch.keep(url)
+        scratch.close()
 
 
 if __name__ == "__main__":

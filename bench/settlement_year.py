@@ -40,9 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
+from bench.support import ScratchDatabases  # noqa: E402
 from services.settlement.main import build  # noqa: E402
 from services.settlement.statement_runs import StatementRuns, compute_from_database  # noqa: E402
 from services.settlement.domain import Period  # noqa: E402
@@ -151,22 +149,15 @@ class Database:
     """A throw-away PostgreSQL database beside the given URL, migrated to settlement's head."""
 
     def __init__(self, server_url: str):
-        base = make_url(server_url)
-        self.name = f"cp_bench_settlement_{uuid.uuid4().hex[:8]}"
-        self.admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with self.admin.connect() as c:
-            c.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
-        self.url = base.set(database=self.name).render_as_string(hide_password=False)
-        settings = load_settings("settlement", database_url=self.url, relay_enabled=False, consumer_enabled=False,
-                                 log_json=False)
+        self.scratch = ScratchDatabases(server_url, "settlement")
+        settings = load_settings("settlement", database_url=self.scratch.create(), relay_enabled=False,
+                                 consumer_enabled=False, log_json=False)
         self.runtime, _ = build(settings)
         self.runtime.migrate()
 
     def drop(self) -> None:
         self.runtime.db.dispose()
-        with self.admin.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        self.admin.dispose()
+        self.scratch.close()
 
 
 def run_scale(server_url: str, scale: float, instalments: int = 1, *, memory: bool = True) -> dict:
