@@ -6,6 +6,7 @@ What each run catches, and when:
   payload) at the next run;
 - a rewrite of the entry the auditor stopped at, or of the journal's tail (any rewrite that re-chains the
   hashes up to the head passes through it): at the next run;
+- rows cut from the tail, or forged past the head (the chain must end at the journal head): at the next run;
 - a rewrite of an older entry that keeps its stored hash (its payload, recorded_at or balance columns
   changed): not by the incremental runs, but by a full re-verification from seq 1, done at start-up and then
   every ``full_interval`` seconds (``audit_full_interval_seconds``, a day by default).
@@ -75,7 +76,12 @@ class JournalAuditor(Periodic):
                         yield journal_entry_from_row(r)
 
                 res = verify(entries(), start_prev_hash=prev, start_seq=seq + 1)
-                if res.ok and not bad_columns:
+                end, head = seq + res.checked, repo.head()
+                if res.ok and not bad_columns and (end, res.last_hash) != (head.seq, head.hash):
+                    # the chain must end at the head: rows deleted from the tail (all of them, or all after our
+                    # checkpoint) left nothing to check and passed, and a row forged past it passed too
+                    self.broken_at = min(end, head.seq) + 1 if end != head.seq else head.seq
+                elif res.ok and not bad_columns:
                     self.checked_seq = seq + res.checked
                     self.checked_hash = res.last_hash
                     if full:

@@ -36,6 +36,8 @@ from shared.auth import Principal, principal, require
 from shared.errors import ApiError, NotFound, Unprocessable
 from shared.runtime import ServiceRuntime
 
+MAX_SEQ = 2**63 - 1  # a journal position is a BIGINT: past it a 422 invalid_request, not the driver's overflow
+
 router = APIRouter(prefix="/v1", tags=["ledger"])
 READ = require("ledger:read", "ledger:write")  # finance:read is the settlement API's (shared/auth.py)
 WRITE = require("ledger:write")
@@ -256,7 +258,7 @@ def balances_by_address(request: Request, address_prefix: str = Query(min_length
 
 @router.get("/accounts/{account_id:path}/entries", response_model=EntriesPage,
             summary="An account's journal entries in journal order, paginated by seq")
-def entries(account_id: str, request: Request, after_seq: int = Query(default=0, ge=0),
+def entries(account_id: str, request: Request, after_seq: int = Query(default=0, ge=0, le=MAX_SEQ),
             limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
     app = _app(request)
     with _rt(request).db.read_snapshot() as s:  # one moment; no write lock on SQLite
@@ -304,7 +306,7 @@ def get_account(account_id: str, request: Request, _: Principal = Depends(READ))
 
 @router.get("/journal/verify", response_model=VerifyOut,
             summary="Verify the hash chain from the start, or from a checkpoint seq (trusting the entry before it)")
-def verify_journal(request: Request, from_seq: int = Query(default=1, ge=1, le=2**63 - 1), _: Principal = Depends(READ)):
+def verify_journal(request: Request, from_seq: int = Query(default=1, ge=1, le=MAX_SEQ), _: Principal = Depends(READ)):
     # the head and the rows of one moment: no head_mismatch from a late append
     with _snapshot(request) as repo:
         return verify_chain(repo, from_seq)
@@ -329,8 +331,12 @@ def verify_chain(repo: LedgerRepository, from_seq: int = 1) -> VerifyOut:
     if broken_row and (res.ok or res.first_broken_seq >= broken_row[0][0]):
         return VerifyOut(ok=False, checked=res.checked, from_seq=from_seq, head_seq=head.seq,
                          first_broken_seq=broken_row[0][0], reason=broken_row[0][1])
-    if res.ok and res.checked and res.last_hash != head.hash:
+    # the chain must end at the head, also when no row was left to check (a journal emptied, or cut at the
+    # checkpoint, verified as ok); the break is the first row missing before the head (a gap) or past it
+    end = from_seq - 1 + res.checked
+    if res.ok and (end, res.last_hash) != (head.seq, head.hash):
         return VerifyOut(ok=False, checked=res.checked, from_seq=from_seq, head_seq=head.seq,
-                         first_broken_seq=head.seq, reason="head_mismatch")
+                         first_broken_seq=min(end, head.seq) + 1 if end != head.seq else head.seq,
+                         reason="seq_gap" if end < head.seq else "head_mismatch")
     return VerifyOut(ok=res.ok, checked=res.checked, from_seq=from_seq, head_seq=head.seq,
                      first_broken_seq=res.first_broken_seq, reason=res.reason)
