@@ -58,6 +58,18 @@ class RoundResult:
     available_after: Mapping[str, int]
 
 
+def _covers(prefix: str, code: str) -> bool:
+    """Whether the industry ``prefix`` (GB/T 4754) covers ``code``, as the assessment service matches them: a class
+    is under its division ('C39' covers 'C3911', which projects carry), the door letter may be left out, case aside.
+    It was equality: a county naming C39 strategic never saw its C3911 project served first."""
+    p, c = prefix.strip().upper(), code.strip().upper()
+    p_door, p_digits = (p[0], p[1:]) if p[:1].isalpha() else (None, p)
+    c_door, c_digits = (c[0], c[1:]) if c[:1].isalpha() else (None, c)
+    if not p or (p_door is not None and c_door is not None and p_door != c_door):
+        return False
+    return c_digits.startswith(p_digits)
+
+
 def _key_part(request: QuotaRequest, key: PriorityKey, policy: PriorityPolicy) -> tuple[tuple[Any, ...], str]:
     """(sortable value, recorded value) of one priority key; unknown facts sort last."""
     p = request.project
@@ -66,7 +78,7 @@ def _key_part(request: QuotaRequest, key: PriorityKey, policy: PriorityPolicy) -
         rank = order.index(p.project_class) if p.project_class in order else len(order)
         return (rank,), str(p.project_class)
     if key is PriorityKey.STRATEGIC_INDUSTRY:
-        member = p.industry_code is not None and p.industry_code in policy.strategic_industries
+        member = p.industry_code is not None and any(_covers(s, p.industry_code) for s in policy.strategic_industries)
         return (0 if member else 1,), "yes" if member else "no"
     if key is PriorityKey.TAX_PER_MU:
         known = p.tax_per_mu_fen is not None

@@ -41,7 +41,7 @@ class ConsumptionOrder(StrEnum):
 
 class PriorityKey(StrEnum):
     PROJECT_CLASS = "project_class"  # PriorityPolicy.class_order, unknown class last
-    STRATEGIC_INDUSTRY = "strategic_industry"  # members of strategic_industries first
+    STRATEGIC_INDUSTRY = "strategic_industry"  # industries under strategic_industries (code prefixes) first
     TAX_PER_MU = "tax_per_mu"  # higher promised tax per 亩 first, unknown last
     ARRIVAL = "arrival"  # earlier request first
 

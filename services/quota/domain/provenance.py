@@ -58,8 +58,11 @@ def amount_due_fen(asset: str, amount: int, price_fen_per_unit: int) -> int:
 
 def consumption_order(lots: Iterable[Lot], policy: PoolPolicy) -> list[Lot]:
     if policy.consumption_order is ConsumptionOrder.TOWNSHIP_ORDER:
-        rank = {t: i for i, t in enumerate(policy.township_order)}
-        return sorted(lots, key=lambda lot: (rank.get(lot.township_code, len(rank)), lot.dated, lot.lot_id))
+        rank: dict[str, int] = {}
+        for i, t in enumerate(policy.township_order):
+            rank.setdefault(t, i)  # a township listed twice keeps its first place (a dict literal kept the last)
+        unlisted = len(policy.township_order)
+        return sorted(lots, key=lambda lot: (rank.get(lot.township_code, unlisted), lot.dated, lot.lot_id))
     return sorted(lots, key=lambda lot: (lot.dated, lot.lot_id))
 
 
