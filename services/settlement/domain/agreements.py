@@ -250,6 +250,7 @@ class AgreementBook:
             versions[a.version] = a
         self._versions: dict[str, tuple[RevenueSharingAgreement, ...]] = {}
         self._segments: dict[str, list[_Segment]] = {}
+        self._final: dict[str, int] = {}  # agreement -> month index of the last month any version covers
         for agreement_id in sorted(by_id):
             versions = tuple(by_id[agreement_id][v] for v in sorted(by_id[agreement_id]))
             for before, after in zip(versions, versions[1:]):
@@ -268,6 +269,7 @@ class AgreementBook:
                     last = min(last, month_index(versions[i + 1].effective_from) - 1)
                 if first <= last:
                     self._segments.setdefault(v.enterprise, []).append(_Segment(first, last, v))
+                    self._final[agreement_id] = max(self._final.get(agreement_id, last), last)
         for segments in self._segments.values():
             segments.sort(key=lambda s: (s.first, s.agreement.agreement_id))
             self._check_overlaps(segments)
@@ -309,6 +311,13 @@ class AgreementBook:
             if v.effective_from <= on:
                 found = v
         return found
+
+    def final_month(self, agreement_id: str) -> Period | None:
+        """The last month the agreement covers, by all its versions: its last agreement year ends there. An amendment
+        may end the agreement before its own ``effective_from`` (from July, ``end`` June 30): then no version's terms
+        end that year where the agreement stops."""
+        i = self._final.get(agreement_id)
+        return None if i is None else month_from_index(i)
 
     def governing(self, agreement_id: str, month: Period) -> RevenueSharingAgreement | None:
         """The version in force for ``month`` if its terms cover that month."""

@@ -177,7 +177,23 @@ class StatementBuilder:
             if later is None or later.version == a.version:
                 return last
             a = later
-        return None  # versions that send the year's end back and forth: no year closes there
+        # versions that send the year's end back and forth: the agreement was ended before that end, in a month
+        # of this year — the year closes there (``_closing``)
+        final = self.book.final_month(a.agreement_id)
+        closing = self._closing(a.agreement_id, final) if final is not None and final.index >= month.index else None
+        return final if closing is not None and closing[0].year_index(month) == closing[1] else None
+
+    def _closing(self, agreement_id: str, last: Period) -> tuple[RevenueSharingAgreement, int] | None:
+        """(version, agreement year) when a year with a guaranteed minimum closes in ``last``: the year's last month
+        by the version in force then, or the agreement's last month (a short last year closes with the agreement,
+        also when a later amendment ended it there, before its own ``effective_from``)."""
+        v = self.book.governing(agreement_id, last)
+        if v is None or v.guaranteed_minimum_fen is None:
+            return None
+        year = v.year_closed_by(last)
+        if year is None and last == self.book.final_month(agreement_id):
+            year = v.year_index(last)
+        return (v, year) if year else None
 
     # -- statistics: like tax, not money ------------------------------------------------------------------
     def add_statistics(self, totals: Iterable[MonthTotal]) -> None:
@@ -291,18 +307,24 @@ class StatementBuilder:
         book, history, period = self.book, self.history, self.period
         candidates = set(self._late_years)
         months = list(period.months())
+        first_closed = history.first_closed_start
         for agreement_id in self._minimum_ids:
             for m in months:
-                v = book.governing(agreement_id, m)
-                if v is not None and v.guaranteed_minimum_fen is not None and v.year_closed_by(m):
-                    candidates.add((agreement_id, month_index(m.start)))
+                if self._closing(agreement_id, m):
+                    candidates.add((agreement_id, m.index))
+            # an amendment recorded after a finalization may end the agreement in a closed month: the year it cut
+            # short closed there unchecked, and is settled now (an adjustment) unless a statement checked it
+            final = book.final_month(agreement_id)
+            if (first_closed is not None and final is not None and first_closed <= final.start < period.start
+                    and (c := self._closing(agreement_id, final)) and (agreement_id, c[1]) not in history.topups):
+                candidates.add((agreement_id, final.index))
         topups, adjustments = [], []
         for agreement_id, last_idx in sorted(candidates):
             last = Period.month(last_idx // 12, last_idx % 12 + 1)
-            v = book.governing(agreement_id, last)
-            year = v.year_closed_by(last) if v is not None else None
-            if v is None or year is None or v.guaranteed_minimum_fen is None:
+            closing = self._closing(agreement_id, last)
+            if closing is None:
                 continue
+            v, year = closing
             first, _ = v.year_months(year)
             lo, hi = month_index(first.start), last_idx
             shares = {m.key: m.origin_share_fen for m in history.months_of(agreement_id)
