@@ -82,6 +82,8 @@ def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Dis
             d = CountyDecision.override(credit_code, year, recommendation, decided, decided_by, now, reason)
     except ValueError as exc:
         raise Unprocessable("invalid_decision", str(exc)) from None
+    if task_deadline is not None and d.decided == Disposition.NONE:  # was a 201 with no task opened
+        raise Unprocessable("invalid_task", "a decision to do nothing opens no rectification task: omit the deadline")
     if standing is not None and _same_decision(s, standing, run.run_id, d, task_deadline):
         return standing, False
     if standing is not None:

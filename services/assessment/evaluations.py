@@ -111,7 +111,27 @@ def _domain_run(s: Session, county: str, year: int, policy: AssessmentPolicy,
     except BenchmarkUnavailable as exc:
         raise Unprocessable(exc.reason, str(exc), {"group": exc.group, "indicator": exc.indicator}) from None
     timings.update(load_seconds=t1 - t0, score_seconds=time.perf_counter() - t1)
+    _check_scores(run)
     return run, inputs
+
+
+# A score is published with its 4 decimals exact (a Decimal of 28 digits): below 10^24, which also keeps it within
+# EnterpriseAssessed (30 integer digits) and the results' score column (40 characters). Only an uncapped term over a
+# benchmark near 0 gets there (the policy checks allow 10^-12, and multipliers to 10^15): such a run was a 500 when
+# its events were built, after the score had been rounded to 28 digits
+SCORE_LIMIT = 10**24
+
+
+def _check_scores(run: EvaluationRun) -> None:
+    for r in run.results:
+        score = r.score
+        if not score:
+            continue
+        if (abs(score.total4) >= SCORE_LIMIT * 10**4 if type(score) is PackedScore
+                else abs(score.exact_total) >= SCORE_LIMIT):
+            raise Unprocessable("score_out_of_range",
+                                f"{r.credit_code} scores 10^24 or more: a score is published below that (is a term "
+                                f"uncapped over a benchmark near 0?)", {"credit_code": r.credit_code, "group": r.group})
 
 
 def run_id_of(county: str, year: int, content_hash: str) -> str:

@@ -44,8 +44,9 @@ def open_task(s: Session, task_id: str | None, credit_code: str, county: str | N
         raise Unprocessable("invalid_task", str(exc)) from None
     existing = s.execute(select(T).where(T.c.id == task_id)).first()
     if existing is not None:
-        same = (existing.credit_code, existing.disposition, existing.deadline, existing.note) == (
-            credit_code, disposition.value, deadline, note)
+        # the year too: a retry naming another year was answered with the task of the first, as if it were the same
+        same = (existing.credit_code, existing.disposition, existing.deadline, existing.note, existing.year) == (
+            credit_code, disposition.value, deadline, note, year)
         if not same:
             raise Conflict("task_id_reused", f"task {task_id} exists with other content")
         return existing, False

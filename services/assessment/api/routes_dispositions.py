@@ -41,7 +41,9 @@ def task_out(r, today: date | None = None) -> TaskOut:
 
 @router.post("/dispositions", response_model=DecisionOut, status_code=201,
              responses={409: {"description": "not_assessed, decision_already_executed, enterprise_not_active"},
-                        422: {"description": "invalid_decision (an override needs a reason)"}},
+                        422: {"description": "invalid_decision (an override needs a reason, a decision "
+                                              "names who took it); invalid_task (a deadline on a decision to do "
+                                              "nothing)"}},
              summary="Confirm or override the recommendation (DispositionDecided); optionally open a rectification task. "
                      "The same decision again (same run, decision, decider, reason and task) answers the standing "
                      "one with 200 and publishes nothing")

@@ -42,7 +42,8 @@ def run_out(s, r) -> RunOut:
 
 @router.post("/evaluations", response_model=EvaluateOut, status_code=201,
              responses={200: {"model": EvaluateOut, "description": "same inputs and policy: the existing run"},
-                        422: {"description": "nothing_to_evaluate, benchmark_needs_last_year_average"}},
+                        422: {"description": "nothing_to_evaluate, benchmark_needs_last_year_average, "
+                                           "score_out_of_range (a score of 10^24 or more)"}},
              summary="Evaluate a county-year: every enterprise scored, classed, ranked; EnterpriseAssessed per enterprise")
 def post_evaluation(body: EvaluateIn, request: Request, response: Response, p: Principal = Depends(WRITE)):
     def tx(uow):

@@ -100,7 +100,7 @@ class CountyDecision:
 
     def __post_init__(self) -> None:
         _aware(self.decided_at)
-        if not self.decided_by:
+        if not self.decided_by.strip():  # blanks name nobody
             raise ValueError("a decision names who took it")
         if self.decided != self.recommended and not self.reason.strip():
             raise ValueError("an override says why")

@@ -227,9 +227,12 @@ class AssessmentPolicy(FrozenModel):
         if unknown:
             raise ValueError(f"treatments for unknown classes: {sorted(unknown)}")
         d = self.disposition
-        used = set(d.close_with_hazard_classes) | set(d.relocate_classes) | set(d.upgrade_classes)
-        if used - bands:
-            raise ValueError(f"disposition names unknown classes: {sorted(used - bands)}")
+        # an exclusion label (T) may be a close-with-hazard class (disposition.py rule 5: hazards close those too);
+        # relocate and upgrade rules apply to ranked classes only
+        unknown = (set(d.relocate_classes) | set(d.upgrade_classes)) - bands
+        unknown |= set(d.close_with_hazard_classes) - bands - excluded
+        if unknown:
+            raise ValueError(f"disposition names unknown classes: {sorted(unknown)}")
         return self
 
     def indicator(self, code: str) -> IndicatorDefinition:
