@@ -94,7 +94,7 @@ def decide(s: Session, outbox: Outbox, credit_code: str, year: int, decided: Dis
         recorded_by=actor.principal, decided_at=now, reason=d.reason, status="decided")).inserted_primary_key[0]
     if standing is not None:  # the old decision's tasks no longer stand
         s.execute(update(T).where(T.c.decision_id == standing.id, T.c.status == "open")
-                  .values(status="cancelled", closed_on=cst_date(now), note=f"superseded by decision {new_id}"))
+                  .values(status="cancelled", closed_on=cst_date(now), closing_note=f"superseded by decision {new_id}"))
     emit(s, outbox, actor, [(DispositionDecided(
         credit_code=credit_code, county_code=ent.county_code, year=year, recommended=d.recommended.value,
         decided=d.decided.value, overridden=d.overrides, decided_by=d.decided_by, decided_at=now, reason=d.reason,
@@ -171,7 +171,7 @@ def execute(s: Session, outbox: Outbox, credit_code: str, year: int, effective_o
                   .values(status="done", closed_on=effective_on))
         s.execute(update(T).where(T.c.credit_code == credit_code, T.c.status == "open").values(
             status="cancelled", closed_on=effective_on,
-            note=f"enterprise exited on {effective_on} (decision {standing.id})"))
+            closing_note=f"enterprise exited on {effective_on} (decision {standing.id})"))
     return s.execute(select(D).where(D.c.id == standing.id)).one(), True
 
 

@@ -19,7 +19,7 @@ from shared.errors import Conflict, NotFound, Unprocessable
 
 def _domain(r) -> RectificationTask:
     return RectificationTask(r.id, r.credit_code, Disposition(r.disposition), r.deadline, TaskStatus(r.status),
-                             r.closed_on, r.note)
+                             r.closed_on, r.note, r.closing_note)
 
 
 def get_task(s: Session, task_id: str):
@@ -69,7 +69,8 @@ def close_task(s: Session, task_id: str, on: date, note: str, *, cancel: bool, t
         t = _domain(row).cancel(on, note) if cancel else _domain(row).complete(on, note)
     except ValueError as exc:
         raise Conflict("task_not_open", str(exc)) from None
-    s.execute(update(T).where(T.c.id == task_id).values(status=t.status.value, closed_on=t.closed_on, note=t.note))
+    s.execute(update(T).where(T.c.id == task_id).values(status=t.status.value, closed_on=t.closed_on,
+                                                       closing_note=t.closing_note))
     return get_task(s, task_id)
 
 

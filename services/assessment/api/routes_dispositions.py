@@ -36,6 +36,7 @@ def decision_out(r) -> DecisionOut:
 def task_out(r, today: date | None = None) -> TaskOut:
     return TaskOut(id=r.id, credit_code=r.credit_code, county_code=r.county_code, year=r.year, decision_id=r.decision_id,
                    disposition=r.disposition, deadline=r.deadline, status=r.status, closed_on=r.closed_on, note=r.note,
+                   closing_note=r.closing_note,
                    created_by=r.created_by, created_at=utc(r.created_at), overdue=is_overdue(r, today or cst_date(now())))
 
 

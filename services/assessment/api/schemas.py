@@ -310,7 +310,9 @@ class TaskOut(Strict):
     deadline: date
     status: Literal["open", "done", "cancelled"]
     closed_on: date | None
-    note: str
+    note: str = Field(description="what the task orders, as opened")
+    closing_note: str = Field(description="how it was closed: the completion's note or the cancellation's reason "
+                                          "(empty while open; tasks closed before this field kept it in note)")
     created_by: str
     created_at: datetime
     overdue: bool = Field(description="open past its deadline, as of today (or as_of)")

@@ -139,7 +139,8 @@ class RectificationTask:
     deadline: date
     status: TaskStatus = TaskStatus.OPEN
     closed_on: date | None = None
-    note: str = ""
+    note: str = ""  # what the order says; it stays when the task is closed
+    closing_note: str = ""  # how it was closed: the completion's note, the cancellation's reason
 
     def __post_init__(self) -> None:
         if self.disposition == Disposition.NONE:
@@ -154,14 +155,14 @@ class RectificationTask:
     def complete(self, on: date, note: str = "") -> "RectificationTask":
         if self.status != TaskStatus.OPEN:
             raise ValueError(f"task {self.id} is {self.status.value}")
-        return replace(self, status=TaskStatus.DONE, closed_on=on, note=note or self.note)
+        return replace(self, status=TaskStatus.DONE, closed_on=on, closing_note=note)
 
     def cancel(self, on: date, reason: str) -> "RectificationTask":
         if self.status != TaskStatus.OPEN:
             raise ValueError(f"task {self.id} is {self.status.value}")
         if not reason.strip():
             raise ValueError("a cancellation says why")
-        return replace(self, status=TaskStatus.CANCELLED, closed_on=on, note=reason)
+        return replace(self, status=TaskStatus.CANCELLED, closed_on=on, closing_note=reason)
 
     def is_overdue(self, today: date) -> bool:
         """Open past its deadline; the deadline day itself is still on time."""

@@ -159,6 +159,7 @@ rectification_tasks = Table(
     Column("status", String(20), nullable=False),  # open | done | cancelled
     Column("closed_on", Date, nullable=True),
     Column("note", Text, nullable=False),
+    Column("closing_note", Text, nullable=False, server_default=""),
     Column("created_by", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_tasks_due", "status", "deadline"),

@@ -219,7 +219,7 @@ def test_a_task_id_names_one_task_and_a_closed_task_is_not_closed_again(api, cou
     for what in ("done", "cancelled"):
         ids[what] = f"T-{county.code_}-{what}"
         body = {"task_id": ids[what], "credit_code": county.code(2), "disposition": "upgrade",
-                "deadline": "2024-01-31", "year": YEAR}
+                "deadline": "2024-01-31", "year": YEAR, "note": "更换燃煤锅炉"}
         assert c.post("/v1/tasks", headers=ADMIN, json=body).status_code == 201
         assert c.post("/v1/tasks", headers=ADMIN, json=body).status_code == 200
         for other in ({"year": 2024}, {"year": None}):
@@ -237,7 +237,9 @@ def test_a_task_id_names_one_task_and_a_closed_task_is_not_closed_again(api, cou
     done = c.get(f"/v1/tasks/{ids['done']}", headers=ADMIN).json()
     cancelled = c.get(f"/v1/tasks/{ids['cancelled']}", headers=ADMIN).json()
     assert (done["status"], done["closed_on"], done["overdue"]) == ("done", "2024-02-05", False)
-    assert (cancelled["status"], cancelled["closed_on"], cancelled["note"]) == ("cancelled", "2024-01-10", "企业已注销")
+    # closing keeps what the task ordered (a cancellation's reason replaced it)
+    assert (done["note"], done["closing_note"], cancelled["note"]) == ("更换燃煤锅炉", "", "更换燃煤锅炉")
+    assert (cancelled["status"], cancelled["closed_on"], cancelled["closing_note"]) == ("cancelled", "2024-01-10", "企业已注销")
     assert c.get("/v1/tasks/overdue", headers=ADMIN, params={"county_code": county.code_,
                                                               "as_of": "2024-03-01"}).json()["items"] == []
 

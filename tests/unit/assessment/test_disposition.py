@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -92,6 +93,11 @@ def test_task_lifecycle_and_overdue():
         task.cancel(date(2024, 6, 1), "")
     cancelled = task.cancel(date(2024, 6, 1), "企业已注销")
     assert cancelled.status == TaskStatus.CANCELLED and not cancelled.is_overdue(date(2025, 1, 1))
+    ordered = replace(task, note="更换燃煤锅炉")  # closing keeps what the task ordered
+    assert (ordered.complete(date(2025, 1, 5), "已完成").note, ordered.complete(date(2025, 1, 5), "已完成").closing_note) \
+        == ("更换燃煤锅炉", "已完成")
+    assert (ordered.cancel(date(2024, 6, 1), "企业已注销").note, ordered.cancel(date(2024, 6, 1), "企业已注销").closing_note) \
+        == ("更换燃煤锅炉", "企业已注销")
     assert task.status == TaskStatus.OPEN  # tasks are values: the original is unchanged
 
 
