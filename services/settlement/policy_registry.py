@@ -4,8 +4,8 @@ Versions are append-only, numbered 1, 2, ... by the service, and each applies fr
 of a month) to the allocations made from then on, until the next version takes over (``domain.PolicyBook``, the
 same model as agreement amendments). Left out, ``effective_from`` is "from the beginning" for the county's first
 version and the current month (China time) for a later one: a change made today never reaches back into the
-allocations of months before. A version is checked like an agreement amendment: it must take effect after the
-version before it (``version_order``), and not in or before a finalized period (``effective_in_closed_period``),
+allocations of months before. A version may take effect before versions recorded earlier (it applies until the
+next later-dated one: ``PolicyBook``), but not in or before a finalized period (``effective_in_closed_period``),
 whose statements split that period's allocations by the versions in force then — finalized periods are
 immutable, so the change must start in the first open month. The county lock (``storage.locks``) serializes this
 with the county's drafts and finalizations, so a period cannot close between the check and the commit.
@@ -53,11 +53,6 @@ def record_policy(session: Session, county: str, *, policy_id: str, compensation
                 f"policy version {policy.version} would split allocations from "
                 f"{policy.effective_from or 'the beginning'}, but {closed[-1].period} (to {last_end}) is finalized; "
                 f"let it take effect in the first open month ({first_open}) or later")
-    try:
-        PolicyBook([*known, policy])  # version_order: after the version before
-    except ProceedsError as exc:
-        if effective_from is None and exc.reason == "version_order":
-            raise ProceedsError(exc.reason, f"{exc} (effective_from defaults to this month: give a later one)") from None
-        raise
+    PolicyBook([*known, policy])
     inputs.add_policy(policy, by, now)
     return policy, True

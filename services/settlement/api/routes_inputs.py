@@ -116,8 +116,8 @@ def _policy_out(row) -> PolicyOut:
 
 @router.put("/counties/{county}/settlement-policy", response_model=PolicyOut,
             summary="Set the county's settlement policy: a new version when it changes, splitting the proceeds of "
-                    "allocations made from its effective_from on (409 effective_in_closed_period, version_order)",
-            responses={409: {"description": "effective in a finalized period, or not after the version before"}})
+                    "allocations made from its effective_from until a later-dated version's (409 effective_in_closed_period)",
+            responses={409: {"description": "effective_in_closed_period: in or before a finalized period"}})
 def put_policy(body: PolicyIn, request: Request, county: str = COUNTY, who: Principal = Depends(ADMIN)):
     def work(uow):
         policy, _ = record_policy(uow.session, county, policy_id=body.policy_id or f"policy-{county}",

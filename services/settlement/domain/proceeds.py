@@ -128,11 +128,12 @@ class SettlementPolicy:
 class PolicyBook:
     """All versions of one county's settlement policy, checked together; answers "which version splits the proceeds
     of an allocation made on this day" the way ``AgreementBook.version_in_force`` answers it for agreements: the
-    latest version whose ``effective_from`` is on or before the day.
+    version with the latest ``effective_from`` on or before the day, of two from the same day the later one.
 
-    Versions take effect in the order of their numbers, each strictly after the one before. A version without
-    ``effective_from`` applies from the beginning: the first one, or — as recorded before versions had a period of
-    validity — one that replaced the version before it from the beginning (only after such versions)."""
+    A version applies from its ``effective_from`` until the next later-dated version's; one without applies from
+    the beginning. A version may take effect before the versions recorded before it (it was refused: a county whose
+    first version took effect after an allocation it had to settle could draft no statement again), and one from the
+    same day as an earlier version replaces it; finalized periods are kept from any change by the registry."""
 
     def __init__(self, policies: Iterable[SettlementPolicy]):
         by_version: dict[int, SettlementPolicy] = {}
@@ -148,13 +149,8 @@ class PolicyBook:
         if len(counties) != 1:
             raise ProceedsError("policy_for_other_county", f"policy versions of several counties: {sorted(counties)}")
         self.county = self._versions[0].county
-        for before, after in zip(self._versions, self._versions[1:]):
-            b, a = before.effective_from, after.effective_from
-            if (a is None and b is not None) or (a is not None and b is not None and a <= b):
-                raise ProceedsError(
-                    "version_order",
-                    f"policy version {after.version} takes effect {a or 'from the beginning'}, not after version "
-                    f"{before.version} ({b})")
+        # by the day each takes effect, then by number: the last one on or before a day is in force that day
+        self._by_start = sorted(self._versions, key=lambda v: (v.effective_from or date.min, v.version))
         self._by_month: dict[tuple[int, int], SettlementPolicy | None] = {}
 
     @classmethod
@@ -170,17 +166,23 @@ class PolicyBook:
     def latest(self) -> SettlementPolicy:
         return self._versions[-1]
 
+    @property
+    def first_effective(self) -> date | None:
+        """From when any version applies (None: from the beginning)."""
+        return self._by_start[0].effective_from
+
     def version_in_force(self, on: date) -> SettlementPolicy | None:
-        """The latest version whose ``effective_from`` is on or before ``on`` (None before the first)."""
+        """The version in force on ``on``: the latest-dated on or before it, the later of a day's (None before all)."""
         key = (on.year, on.month)  # versions change on the 1st of a month: one answer per month
         try:
             return self._by_month[key]
         except KeyError:
             pass
         found = None
-        for v in self._versions:
-            if v.effective_from is None or v.effective_from <= on:
-                found = v
+        for v in self._by_start:
+            if (v.effective_from or date.min) > on:
+                break
+            found = v
         self._by_month[key] = found
         return found
 

@@ -14,6 +14,7 @@ from services.settlement.domain import (
     QuotaAllocation,
     SettlementHistory,
     SettlementPolicy,
+    StatementError,
     compute_statement,
     finalize,
 )
@@ -69,16 +70,13 @@ def test_a_later_version_leaves_earlier_periods_and_closed_periods_alone(runtime
     november = runs(at(2026, 12, 2)).finalize(C, "2026-11", "test").statement
     december = runs(at(2027, 1, 2)).draft(C, "2026-12", "test").statement
 
-    # the 2027 policy: not in or before finalized November, not without order
+    # the 2027 policy: not in or before finalized November
     with pytest.raises(ProceedsError) as refused:
         put(at(2027, 1, 3), TERMS_2027, date(2026, 11, 1))
     assert refused.value.reason == "effective_in_closed_period" and "2026-12-01" in str(refused.value)
     v2, created = put(at(2027, 1, 3), TERMS_2027, date(2027, 1, 1))
     assert created and (v2.version, v2.effective_from) == (2, date(2027, 1, 1))
     assert put(at(2027, 1, 4), TERMS_2027) == (v2, False)  # the same again: nothing new
-    with pytest.raises(ProceedsError) as refused:
-        put(at(2027, 1, 4), TERMS_2026, date(2026, 12, 1))  # back before v2
-    assert refused.value.reason == "version_order"
 
     # December drafted again after the change, then finalized: what it was before the change
     again = runs(at(2027, 1, 5)).draft(C, "2026-12", "test").statement
@@ -114,6 +112,36 @@ def test_a_later_version_leaves_earlier_periods_and_closed_periods_alone(runtime
     assert stored == [(1, None), (2, date(2027, 1, 1)), (3, date(2027, 3, 1))]
 
 
+def test_a_county_whose_first_version_came_after_an_allocation_adds_an_earlier_one(runtime):
+    """Every draft of such a county was 409 policy_missing, and a version before the first was refused
+    version_order: it could never settle again. A version from an earlier month now splits what came before."""
+    C = new_county()
+    feb, mar = allocation(C, 1, date(2025, 2, 20), 1_000_001), allocation(C, 2, date(2025, 3, 10), 2_000_000)
+    first, _ = runtime.transaction(lambda uow: record_policy(uow.session, C, **TERMS_2026, effective_from=date(2025, 3, 1),
+                                                             by="test", now=at(2025, 3, 1)))
+    with runtime.db.sessions() as s, s.begin():
+        for a in (feb, mar):
+            InputsRepository(s).add_allocation(a, C, a.allocation_id.split(":")[0], f"ev-{a.allocation_id}")
+    runs = StatementRuns(runtime, now=lambda: at(2025, 4, 2))
+    with pytest.raises(StatementError) as refused:
+        runs.draft(C, "2025-Q1", "test")
+    assert refused.value.reason == "policy_missing" and "2025-03-01" in str(refused.value)
+
+    earlier, created = runtime.transaction(lambda uow: record_policy(
+        uow.session, C, **TERMS_2027, effective_from=date(2025, 2, 1), by="test", now=at(2025, 4, 2)))
+    assert created and (earlier.version, earlier.effective_from) == (2, date(2025, 2, 1))
+    quarter = runs.finalize(C, "2025-Q1", "test").statement
+    by_month = {}
+    for pol, alloc in ((SettlementPolicy(**TERMS_2027, version=2, county=C, effective_from=date(2025, 2, 1)), feb),
+                       (first, mar)):
+        by_month.update(proceeds(compute_statement(C, Period.parse("2025-Q1"), agreements=[], policy=pol,
+                                                   as_of=quarter.as_of, allocations=[alloc])))
+    assert proceeds(quarter) == by_month  # February by the version added, March by the first one
+    assert proceeds(quarter)[feb.allocation_id] != proceeds(compute_statement(
+        C, Period.parse("2025-Q1"), agreements=[], policy=SettlementPolicy(**TERMS_2026, version=1, county=C),
+        as_of=quarter.as_of, allocations=[feb]))[feb.allocation_id]  # the other terms would have split it otherwise
+
+
 def reason(r, status: int) -> str:
     assert r.status_code == status, (r.status_code, r.text)
     assert r.json()["message"]
@@ -138,14 +166,15 @@ def test_the_policy_api_takes_and_shows_the_period_of_validity(db_url, kafka_boo
         second = api.put(url, headers=OFFICE, json={**terms, "compensation_bp": 2000, "effective_from": "2025-02-01"})
         assert second.status_code == 200, second.text
         assert (second.json()["version"], second.json()["effective_from"]) == (2, "2025-02-01")
-        assert reason(api.put(url, headers=OFFICE, json={**terms, "effective_from": "2025-02-01"}), 409) == \
-            "version_order"
+        # a version from the same month as v2 replaces it there (it was 409 version_order: see PolicyBook)
+        third = api.put(url, headers=OFFICE, json={**terms, "effective_from": "2025-02-01"})
+        assert (third.status_code, third.json()["version"]) == (200, 3), third.text
 
         got = api.get(url, headers=FINANCE).json()
-        assert (got["version"], got["compensation_bp"], got["effective_from"]) == (2, 2000, "2025-02-01")
+        assert (got["version"], got["compensation_bp"], got["effective_from"]) == (3, 3000, "2025-02-01")
         versions = api.get(f"{url}/versions", headers=FINANCE).json()
         assert versions["county_code"] == C
         assert [(v["version"], v["compensation_bp"], v["effective_from"]) for v in versions["versions"]] == [
-            (1, 3000, None), (2, 2000, "2025-02-01")]
+            (1, 3000, None), (2, 2000, "2025-02-01"), (3, 3000, "2025-02-01")]
         doc = api.get("/openapi.json").json()
         assert "effective_from" in doc["components"]["schemas"]["PolicyIn"]["properties"]

@@ -96,16 +96,30 @@ def test_the_version_in_force_follows_effective_from_as_for_agreements():
     assert legacy.version_in_force(date(2000, 1, 1)).version == 3
 
 
+def test_a_version_may_take_effect_before_versions_recorded_earlier():
+    """It was refused version_order: a county whose first version took effect after an allocation it must settle
+    could add no version before it, and every draft of that county stayed 409 policy_missing."""
+    v3 = policy(version=3, effective_from=date(2026, 6, 1), compensation_bp=1)
+    book = PolicyBook([V1, V2, v3])  # V1 from the beginning, V2 from 2027, v3 (recorded last) from June 2026
+    assert [book.version_in_force(d).version for d in (date(2026, 5, 31), date(2026, 6, 1), date(2026, 12, 31),
+                                                       date(2027, 1, 1))] == [1, 3, 3, 2]
+    same_day = PolicyBook([V1, V2, policy(version=3, effective_from=date(2027, 1, 1), compensation_bp=2)])
+    assert (same_day.version_in_force(date(2027, 1, 1)).version, same_day.version_in_force(date(2026, 12, 1)).version) \
+        == (3, 1)  # of two from the same month, the later one
+    late_first = PolicyBook([policy(effective_from=date(2025, 3, 1)), policy(version=2, effective_from=date(2025, 2, 1))])
+    assert [late_first.version_in_force(date(2025, m, 1)) and late_first.version_in_force(date(2025, m, 1)).version
+            for m in (1, 2, 3)] == [None, 2, 1]
+    assert late_first.first_effective == date(2025, 2, 1)
+    again = PolicyBook([V1, V2, policy(version=3, compensation_bp=3)])  # from the beginning again: replaces V1
+    assert [again.version_in_force(d).version for d in (date(2000, 1, 1), date(2027, 1, 1))] == [3, 2]
+
+
 @pytest.mark.parametrize("versions, reason", [
-    ([V1, policy(version=2, effective_from=date(2027, 1, 1)), policy(version=3, effective_from=date(2027, 1, 1))],
-     "version_order"),
-    ([V1, V2, policy(version=3, effective_from=date(2026, 6, 1))], "version_order"),
-    ([V1, V2, policy(version=3)], "version_order"),  # from the beginning, after a dated version
     ([V1, policy(compensation_bp=1)], "duplicate_version"),
     ([V1, policy(version=2, county="320612", effective_from=date(2027, 1, 1))], "policy_for_other_county"),
     ([], "policy_missing"),
 ])
-def test_versions_out_of_order_are_refused(versions, reason):
+def test_inconsistent_versions_are_refused(versions, reason):
     with pytest.raises(ProceedsError) as exc:
         PolicyBook(versions)
     assert exc.value.reason == reason
