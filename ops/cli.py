@@ -1,7 +1,7 @@
 """`countypool` — what operators do by hand.
 
   countypool import assessment FILE --kind enterprises|indicators [--department D] [--year Y] [--all-or-nothing]
-  countypool verify                          verify the ledger's journal hash chain
+  countypool verify [--from-seq N]           verify the ledger's journal hash chain (from a checkpoint)
   countypool lag                             consumer lag per group and topic
   countypool dlq list TOPIC [--reason R]     dead-lettered messages of a topic not re-driven yet, with their reasons
   countypool dlq redrive TOPIC [--reason R]  publish them to their topic again once the cause is fixed (each
@@ -13,7 +13,8 @@
 
 Imports and replays run against the service's own database (same settings as the service, e.g.
 COUNTYPOOL_ASSESSMENT_DATABASE_URL); the events they write are published by the running service's relay.
-Other commands talk to the services' HTTP APIs (COUNTYPOOL_<SERVICE>_URL, token in COUNTYPOOL_TOKEN).
+`lag` and `dlq` talk to Kafka (KAFKA_BOOTSTRAP_SERVERS); `verify` and `settlement` to the services' HTTP APIs
+(COUNTYPOOL_<SERVICE>_URL, token --token T before the command or COUNTYPOOL_TOKEN).
 """
 from __future__ import annotations
 

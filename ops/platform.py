@@ -51,10 +51,19 @@ class Platform:
     def ensure_kafka(self) -> None:
         if KafkaProbe(self.bootstrap, ttl=0).reachable():
             return
-        if self.bootstrap.split(":")[0] not in ("127.0.0.1", "localhost"):
+        host, _, port = self.bootstrap.split(",")[0].rpartition(":")
+        if host not in ("127.0.0.1", "localhost") or not port.isdigit():
             raise RuntimeError(f"Kafka at {self.bootstrap} is not reachable")
-        subprocess.run([str(KAFKA_SH), "start"], check=True, env=self.env)
+        # the local broker listens where KAFKA_BOOTSTRAP_SERVERS says: kafka.sh took KAFKA_PORT (9092 from make),
+        # found the broker there and said nothing, and the services were left pointing at nothing
+        env = dict(self.env, KAFKA_PORT=port)
+        if port != self.env.get("KAFKA_PORT", "9092"):
+            env.setdefault("KAFKA_CONTROLLER_PORT", str(int(port) + 1))
+        subprocess.run([str(KAFKA_SH), "start"], check=True, env=env)
         self.started_kafka = True
+        self.env = env  # to stop the same broker
+        if not KafkaProbe(self.bootstrap, ttl=0).reachable():
+            raise RuntimeError(f"Kafka at {self.bootstrap} is not reachable after kafka.sh start")
 
     # -- services ----------------------------------------------------------------------------------
     def start(self, service: str) -> subprocess.Popen:

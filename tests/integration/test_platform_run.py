@@ -70,3 +70,24 @@ def test_make_run_starts_all_services_and_stops_on_ctrl_c(tmp_path, kafka_bootst
     for p in ports.values():
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", p), timeout=1).close()
+
+
+@pytest.mark.slow
+def test_make_run_starts_its_broker_where_the_local_bootstrap_names_it(tmp_path, kafka_bootstrap):
+    """KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:<another port> with nothing there: kafka.sh started on KAFKA_PORT (9092 from
+    make), found the broker there, and the platform said it was running against a port where nothing answered."""
+    from ops.platform import KAFKA_SH, Platform
+    from shared.kafka_admin import KafkaProbe
+
+    port = _free_port()
+    platform = Platform(data_dir=tmp_path, env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "KAFKA_PORT": "9092",
+                                                "KAFKA_CONTROLLER_PORT": str(_free_port())})
+    try:
+        platform.ensure_kafka()
+        assert platform.started_kafka and KafkaProbe(f"127.0.0.1:{port}", ttl=0).reachable()
+        assert KafkaProbe(kafka_bootstrap, ttl=0).reachable()  # the broker already running is not the one started
+    finally:
+        if platform.started_kafka:
+            subprocess.run([str(KAFKA_SH), "stop"], env=platform.env, check=False)
+    assert not KafkaProbe(f"127.0.0.1:{port}", ttl=0).reachable()
+    assert KafkaProbe(kafka_bootstrap, ttl=0).reachable()
