@@ -168,10 +168,11 @@ class LedgerApp:
         return outcome
 
     def submit(self, session: Session, requests: list[TransferRequest], *, ensure_accounts: Iterable[NewAccount] = (),
-               causation: str | None = None, correlations: list[tuple[int, str | None]] | None = None,
+               causation: str | None = None, correlations: list[tuple] | None = None,
                answer_repeats: bool = False) -> SubmitResult:
-        """Apply ``requests`` in order. ``correlations``: (first index, correlation id) of each request merged into
-        this batch by group commit; by default every event correlates with the caller's. ``answer_repeats``: a
+        """Apply ``requests`` in order. ``correlations``: (first index, correlation id[, causation id]) of each request
+        merged into this batch (group commit, or commands polled together); by default every event correlates with
+        the caller's and is caused by ``causation``. ``answer_repeats``: a
         request repeating a standing id is answered again with its outcome event (see _transfer_events)."""
         if len(requests) > MAX_BATCH:
             raise BadTransfer(MAX_BATCH, "batch_too_large", f"at most {MAX_BATCH} transfers per batch")
@@ -308,13 +309,13 @@ class LedgerApp:
             rows.add(TransferExpired, self._outcome_data(t, t.id, rows.times(t.resolved_at or t.timestamp)), t.id, eid)
 
     def _transfer_events(self, rows: OutboxRows, view: LoadedView, requests: list[TransferRequest],
-                         outcome: BatchOutcome, correlations: list[tuple[int, str | None]] | None = None,
+                         outcome: BatchOutcome, correlations: list[tuple] | None = None,
                          answer_repeats: bool = False) -> None:
         """One outcome event per request that did something new (ok or a first failure), in request order.
         A rejection is said at most once per id, and never for an id that belongs to a stored transfer (a retry
         with a different field, an existing member of a failed chain) or to an earlier failure: consumers key
-        on the id, and that transfer stands as it was. ``correlations``: (first index, correlation id) of each
-        request merged into this batch (group commit); by default the whole batch has the caller's.
+        on the id, and that transfer stands as it was. ``correlations``: (first index, correlation id[, causation
+        id]) of each request merged into this batch (see submit); by default the whole batch has the caller's.
 
         ``answer_repeats`` (commands over Kafka, whose senders learn outcomes only from these events): a request
         repeating a standing id (``exists``, or the same failure again) is answered again, once per batch, with
@@ -328,20 +329,20 @@ class LedgerApp:
         at = rows.times
         bounds = correlations or [(0, None)]
         k = 0
-        corr = bounds[0][1]
+        corr, cause = bounds[0][1], bounds[0][2] if len(bounds[0]) > 2 else None
         rejected: set[str] = set()  # ids whose rejection this batch said: a retry later in it is silent
         repeated: set[str] = set()  # standing ids answered again in this batch
         for i, (req, res) in enumerate(zip(requests, outcome.results)):
             while k + 1 < len(bounds) and bounds[k + 1][0] <= i:
                 k += 1
-                corr = bounds[k][1]
+                corr, cause = bounds[k][1], bounds[k][2] if len(bounds[k]) > 2 else None
             r = res.result
             if r is _EXISTS:
                 if answer_repeats and req.id not in repeated:
                     repeated.add(req.id)
                     # as it stands after this batch (a post of it earlier in the batch has resolved it)
                     t = updated.get(req.id) or new.get(req.id) or view.transfer(req.id)
-                    self._standing_outcome(rows, t, ids[i], corr)
+                    self._standing_outcome(rows, t, ids[i], corr, cause)
                 continue  # said once already, when it happened
             if r is _OK:
                 t = new[req.id]
@@ -349,11 +350,11 @@ class LedgerApp:
                 if t.pending:
                     data = self._outcome_data(t, "", at(t.timestamp))
                     data["expires_at"] = at(t.expires_at)
-                    rows.add(TransferPending, data, t.id, ids[i], correlation=corr)
+                    rows.add(TransferPending, data, t.id, ids[i], correlation=corr, causation=cause)
                 else:
                     cls = TransferVoided if t.status is _VOIDED else TransferPosted
                     rows.add(cls, self._outcome_data(t, pid, at(t.resolved_at or t.timestamp)), pid or t.id, ids[i],
-                             correlation=corr)
+                             correlation=corr, causation=cause)
                 continue
             before = view.transfer(req.id)
             if req.id in rejected or req.id in new or before is not None:
@@ -370,9 +371,11 @@ class LedgerApp:
                                   refs=list(req.refs), metadata=dict(req.metadata), at=self.clock(),
                                   reason=(before.result if type(before) is FailedTransfer else r).value)
             rows.add(TransferRejected, ev.model_dump(mode="json", by_alias=True),
-                     req.post_pending_id or req.void_pending_id or req.id or "unknown", ids[i], correlation=corr)
+                     req.post_pending_id or req.void_pending_id or req.id or "unknown", ids[i], correlation=corr,
+                     causation=cause)
 
-    def _standing_outcome(self, rows: OutboxRows, t: Transfer, event_id: str, corr: str | None) -> None:
+    def _standing_outcome(self, rows: OutboxRows, t: Transfer, event_id: str, corr: str | None,
+                          cause: str | None = None) -> None:
         """The outcome event a standing transfer's creation published, again; a pending transfer that has expired
         since is answered TransferExpired, one posted or voided since nothing (that was said under the id of the
         transfer that resolved it)."""
@@ -380,16 +383,16 @@ class LedgerApp:
         if t.pending:
             if t.status is TransferStatus.expired:
                 rows.add(TransferExpired, self._outcome_data(t, t.id, at(t.resolved_at or t.timestamp)), t.id,
-                         event_id, correlation=corr)
+                         event_id, correlation=corr, causation=cause)
             elif t.status is TransferStatus.pending:
                 data = self._outcome_data(t, "", at(t.timestamp))
                 data["expires_at"] = at(t.expires_at)
-                rows.add(TransferPending, data, t.id, event_id, correlation=corr)
+                rows.add(TransferPending, data, t.id, event_id, correlation=corr, causation=cause)
             return
         pid = t.post_pending_id or t.void_pending_id
         cls = TransferVoided if t.status is _VOIDED else TransferPosted
         rows.add(cls, self._outcome_data(t, pid, at(t.resolved_at or t.timestamp)), pid or t.id, event_id,
-                 correlation=corr)
+                 correlation=corr, causation=cause)
 
     @staticmethod
     def _asset_of(view: LoadedView, req: TransferRequest) -> str:
@@ -422,6 +425,8 @@ def _apply_commands(app: LedgerApp, session: Session, contexts: list[MessageCont
     run: list[TransferRequest] = []
     ensure: list[NewAccount] = []
     run_contexts: list[MessageContext] = []
+    touched: set[str] = set()  # accounts the run's transfers name
+    ensured: set[str] = set()
     for ctx in contexts:
         cmd: TransfersRequested = ctx.event
         try:
@@ -430,12 +435,20 @@ def _apply_commands(app: LedgerApp, session: Session, contexts: list[MessageCont
             raise Rejected(exc.reason, str(exc)) from None
         if reqs[-1].linked:
             raise Rejected("linked_event_chain_open", "the last transfer of a command must close its linked chain")
-        if run and len(run) + len(reqs) > MAX_BATCH:
+        opens = [to_new_account(a) for a in cmd.open_accounts]
+        # a run opens its accounts before any of its transfers: an account this command opens that an earlier
+        # command of the run names (not opened by it) would be there for that one too early, which polled alone
+        # was refused (…_account_not_found, for good). Such a command starts a run of its own, so the outcome
+        # never depends on where Kafka cut the polls.
+        late = any(a.id in touched and a.id not in ensured for a in opens)
+        if run and (late or len(run) + len(reqs) > MAX_BATCH):
             _submit_run(app, session, run, ensure, run_contexts)
-            run, ensure, run_contexts = [], [], []
+            run, ensure, run_contexts, touched, ensured = [], [], [], set(), set()
         run.extend(reqs)
-        ensure.extend(to_new_account(a) for a in cmd.open_accounts)
+        ensure.extend(opens)
         run_contexts.append(ctx)
+        touched.update(a for r in reqs for a in (r.debit_account_id, r.credit_account_id))
+        ensured.update(a.id for a in opens)
     if run:
         _submit_run(app, session, run, ensure, run_contexts)
 
@@ -443,7 +456,20 @@ def _apply_commands(app: LedgerApp, session: Session, contexts: list[MessageCont
 def _submit_run(app: LedgerApp, session: Session, requests: list[TransferRequest], ensure: list[NewAccount],
                 contexts: list[MessageContext]) -> None:
     causation = contexts[0].envelope.id if len(contexts) == 1 else None
-    result = app.submit(session, requests, ensure_accounts=ensure, causation=causation, answer_repeats=True)
+    # each transfer's event correlates with, and is caused by, the command that asked for it (the consumer's batch
+    # path sets no correlation id: without these a merged run's events said neither, a lone command's no correlation)
+    bounds, start = [], 0
+    for ctx in contexts:
+        bounds.append((start, ctx.envelope.correlationid, ctx.envelope.id))
+        start += len(ctx.event.transfers)
+    # a lone command's other events (accounts it opened) correlate with it too, as on the one-by-one path
+    token = correlation_id.set(contexts[0].envelope.correlationid) if causation else None
+    try:
+        result = app.submit(session, requests, ensure_accounts=ensure, causation=causation, correlations=bounds,
+                            answer_repeats=True)
+    finally:
+        if token is not None:
+            correlation_id.reset(token)
     if result.accounts is not None:
         bad = [r for r in result.accounts.results if r.result not in (AccountResult.ok, AccountResult.exists)]
         if bad:

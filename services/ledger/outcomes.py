@@ -54,10 +54,11 @@ class OutboxRows:
         self.rows: list[tuple] = []
 
     def add(self, cls: type[Event], data: dict, subject: str, event_id: str, *,
-            correlation: str | None = None) -> None:
-        """One event of type ``cls`` whose payload's JSON form is ``data`` (in the contract's field order)."""
+            correlation: str | None = None, causation: str | None = None) -> None:
+        """One event of type ``cls`` whose payload's JSON form is ``data`` (in the contract's field order);
+        ``correlation``/``causation`` those of the request it answers when several were merged (else the rows')."""
         text = self._text(cls, subject, event_id, orjson.dumps(data).decode(),
-                          correlation=correlation or self.correlation, causation=self.causation)
+                          correlation=correlation or self.correlation, causation=causation or self.causation)
         self.rows.append((event_id, cls.type_name(), topics.LEDGER_EVENTS, subject, text, self.now))
 
     def add_envelope(self, env: Envelope) -> None:
