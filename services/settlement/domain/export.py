@@ -26,6 +26,9 @@ LINE_COLUMNS: tuple[Column, ...] = (
     Column("payer", "Payer", "付款方"),
     Column("payee", "Payee", "收款方"),
     Column("amount", "Amount (CNY)", "金额(元)"),
+    # a statistics_share line moves a statistic, not money: a finance system summing the money column must not
+    # count it, so it has a column of its own
+    Column("statistic_amount", "Statistic shared (CNY of the statistic)", "统计分成数额(元)"),
     Column("agreement", "Agreement", "协议"),
     Column("tax_kind", "Tax", "税种"),
     Column("month", "Period of origin", "所属期"),
@@ -81,7 +84,8 @@ def line_values(line: StatementLine, language: str = "en") -> dict[str, str]:
         "kind": _kind(line.kind, language),
         "payer": line.payer,
         "payee": line.payee,
-        "amount": yuan(line.amount_fen),
+        "amount": yuan(line.amount_fen) if line.kind.is_money else "",
+        "statistic_amount": "" if line.kind.is_money else yuan(line.amount_fen),
         "agreement": f"{line.agreement_id}@v{line.agreement_version}" if line.agreement_id else "",
         "tax_kind": line.tax_kind or "",
         "month": line.month or "",

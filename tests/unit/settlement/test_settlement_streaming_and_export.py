@@ -49,7 +49,7 @@ def test_rows_with_english_and_chinese_headers():
     en = statement_rows(st)
     zh = statement_rows(st, headers="zh")
     assert list(en[0]) == [c.en for c in LINE_COLUMNS]
-    assert list(zh[0])[:8] == ["行号", "类型", "付款方", "收款方", "金额(元)", "协议", "税种", "所属期"]
+    assert list(zh[0])[:8] == ["行号", "类型", "付款方", "收款方", "金额(元)", "统计分成数额(元)", "协议", "税种"]
     assert "来源" in zh[0]
     first_en, first_zh = en[0], zh[0]
     # 123,457 -> local 61,728 -> 5:5 -> 30,864 fen = 308.64 yuan
@@ -65,3 +65,20 @@ def test_rows_with_english_and_chinese_headers():
     assert doc["status"] == "finalized" and doc["content_hash"] == st.content_hash
     assert doc["lines"][0]["amount"] == "308.64" and doc["lines"][0]["kind"] == LineKind.REVENUE_SHARE.value
     assert all(isinstance(line["amount"], str) for line in doc["lines"])
+
+
+def test_a_statistics_line_is_not_in_the_money_column():
+    """A statistics_share line's statistic stood in "Amount (CNY)": a finance system summing that column (no filter on
+    the type) counted 3,000.00 of value added as money. It has a column of its own now."""
+    from services.settlement.domain import StatisticsReport
+
+    a = agreement(statistics_weights=(3, 7))
+    rep = StatisticsReport(report_id="S1", enterprise="E1", month=Period.parse("2026-01"), measure="value_added",
+                           amount_fen=1_000_001, received_at=at(2026, 2, 1))
+    st = compute_statement(COUNTY, Period.parse("2026-01"), agreements=[a], policy=policy(), as_of=at(2026, 2, 2),
+                           statistics=[rep], receipts=[receipt("r", "2026-01", 100, at(2026, 2, 1))])
+    rows = statement_rows(st, headers="zh")
+    assert [(r["类型"], r["金额(元)"], r["统计分成数额(元)"]) for r in rows] == [
+        ("税收分成", "0.25", ""), ("统计分成", "", "3000.00")]
+    money = sum(int(r["金额(元)"].replace(".", "")) for r in rows if r["金额(元)"])
+    assert money == sum(t.receivable_fen for t in st.totals)
