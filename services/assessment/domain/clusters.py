@@ -1,8 +1,8 @@
 """Ranking of parks and clusters (集聚区) from the enterprises in them.
 
 A cluster's indicator is sum(numerators) / sum(denominators) over its members that have both figures
-(not a mean of ratios: a big enterprise weighs by its size). Members are enterprises with that park_id,
-excluded (T) ones left out. Then the policy's ``cluster_group`` weights and benchmarks, the same caps,
+(not a mean of ratios: a big enterprise weighs by its size). Members are enterprises in a park (in_park) with that
+park_id, excluded (T) ones left out. Then the policy's ``cluster_group`` weights and benchmarks, the same caps,
 missing-value rules (group average = average over clusters) and class rule apply; no bonus/penalty items,
 which are enterprise flags. Scored by scoring.score_inputs like an enterprise: each term from its value as
 shown, the total the sum of the terms as shown.
@@ -62,7 +62,9 @@ def rank_clusters(
 
     members: dict[str, list[str]] = {}
     for code, e in by_code.items():
-        if e.park_id is not None and exclusion_of(e, policy) is None:
+        # in_park as the run reads it: one the run judges outside every park (and may recommend moving into a
+        # cluster) counted in the cluster its park_id named, though a register file saying so would clear it
+        if e.in_park and e.park_id is not None and exclusion_of(e, policy) is None:
             members.setdefault(e.park_id, []).append(code)
     inputs = {
         cid: aggregate_inputs(enterprise_inputs(figures.get(c), policy) for c in codes)
