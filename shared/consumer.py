@@ -206,6 +206,7 @@ class IdempotentConsumer:
         self.lag = GroupLag(service=self.service, bootstrap=bootstrap, group_id=group_id, topics=topics,
                             stored_positions=self.stored_positions)
         self._unassigned_since: float | None = None
+        self._known_positions: dict[tuple[str, int], int] = {}  # committed positions of the assigned partitions
         # topics this member, as the group's leader, left out of an assignment for want of their metadata
         self._assigned_without: set[str] = set()
 
@@ -309,14 +310,16 @@ class IdempotentConsumer:
         self._resubscribe_if_unassigned(consumer)
         records = [r for tp in sorted(polled, key=lambda tp: (tp.topic, tp.partition)) for r in polled[tp]]
         if not records:
+            self._store_positions_past_markers(consumer)
             self._commit_offsets(consumer)  # what the last busy polls left uncommitted
             return 0
         started = time.perf_counter()
+        after = _positions(consumer, polled)
         attempt = 0
         while True:
             attempt += 1
             try:
-                self._apply(records)
+                self._apply(records, after)
                 break
             except DB_ERRORS as exc:
                 reason = retry_reason(exc) or "db_error"
@@ -358,7 +361,9 @@ class IdempotentConsumer:
             self._uncommitted = True
             log.info("kafka offset commit failed (database position kept): %s", exc)
 
-    def _apply(self, records: list) -> None:
+    def _apply(self, records: list, after: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Apply one poll's ``records`` in one transaction; ``after``: the consumer's position on their partitions
+        after the poll (past a commit marker or aborted batch that follows the last record)."""
         dead: list[_DeadLetter] = []
         counts: dict[tuple[str, str], int] = {}
         with self.db.sessions() as session, session.begin():
@@ -410,9 +415,10 @@ class IdempotentConsumer:
                 bulk_insert(session, self.inbox, rows)
             for row in rows:
                 counts[(row["topic"], row["outcome"])] = counts.get((row["topic"], row["outcome"]), 0) + 1
-            jumps = self._save_positions(session, records)
+            jumps, saved = self._save_positions(session, records, after or {})
             if dead:
                 self._send_dead_letters(dead)  # flushed before the commit: a crash re-sends, never loses
+        self._known_positions.update(saved)  # committed
         for topic, partition, position, offset in jumps:
             self.lag.note_jump(topic, partition, position, offset)
         for (topic, outcome), n in counts.items():
@@ -503,14 +509,15 @@ class IdempotentConsumer:
                                .where(id_in(self.inbox.c.event_id, ids, session))).all()
         return {r.event_id: (r.digest, _event_name(r.event_type)) for r in rows}
 
-    def _save_positions(self, session: Session, records: list) -> list[tuple[str, int, int, int]]:
+    def _save_positions(self, session: Session, records: list,
+                        after: Mapping[tuple[str, int], int]) -> tuple[list[tuple[str, int, int, int]], dict]:
         """Store each partition's next offset; returns (topic, partition, position, first offset read) of the
-        partitions read past the position the database held (see shared.consumer_lag)."""
+        partitions read past the position the database held (see shared.consumer_lag), and the offsets stored."""
         nxt: dict[tuple[str, int], int] = {}
         first: dict[tuple[str, int], int] = {}
         for r in records:
             key = (r.topic, r.partition)
-            nxt[key] = max(nxt.get(key, 0), r.offset + 1)
+            nxt[key] = max(nxt.get(key, 0), r.offset + 1, after.get(key, 0))
             first[key] = min(first.get(key, r.offset), r.offset)
         p = self.positions
         existing = {
@@ -530,7 +537,25 @@ class IdempotentConsumer:
                 ).values(**values))
             else:
                 session.execute(p.insert().values(group_id=self.group_id, topic=topic, partition=part, **values))
-        return jumps
+        return jumps, nxt
+
+    def _store_positions_past_markers(self, consumer: KafkaConsumer) -> None:
+        """An empty poll may still have moved the consumer past offsets that hold no record (a department's
+        transaction marker fetched after its records, an aborted batch): store that, or the position stays short
+        of the partition's end for good and the lag gauge shows it as lag (CountyPoolConsumerStalled pages).
+        Every record below the consumer's position was returned by a poll that has committed (a failed one is
+        retried until it commits, or the consumer is closed and seeks again to what the database says)."""
+        moved = {key: pos for key, pos in _positions(consumer, consumer.assignment()).items()
+                 if key in self._known_positions and pos > self._known_positions[key]}
+        if not moved:
+            return
+        p = self.positions
+        with self.db.sessions() as session, session.begin():
+            for (topic, part), pos in moved.items():
+                session.execute(p.update().where(
+                    (p.c.group_id == self.group_id) & (p.c.topic == topic) & (p.c.partition == part)
+                    & (p.c.next_offset < pos)).values(next_offset=pos))
+        self._known_positions.update(moved)
 
     def stored_positions(self) -> dict[tuple[str, int], int]:
         return {tp: offset for tp, (offset, _) in self.stored_positions_and_topics().items()}
@@ -604,6 +629,18 @@ def _range_assignor_noting_gaps(owner: IdempotentConsumer) -> type[RangePartitio
     return RangeNotingGaps
 
 
+def _positions(consumer: KafkaConsumer, partitions) -> dict[tuple[str, int], int]:
+    """The consumer's position on each of ``partitions`` that has one: the offset after what its polls returned, and
+    after what it passed over that is no record (commit markers, aborted batches). Read from kafka-python's state:
+    ``position()`` may fetch committed offsets over the network, which an idle loop must not wait for."""
+    out: dict[tuple[str, int], int] = {}
+    for tp in partitions:
+        state = consumer._subscription.assignment.get(tp)  # noqa: SLF001 - no public non-blocking read
+        if state is not None and state.position is not None:
+            out[(tp.topic, tp.partition)] = state.position.offset
+    return out
+
+
 class _ResumeFromDatabase(ConsumerRebalanceListener):
     """On assignment, continue from the offsets the database recorded with the effects (once it has any: a partition
     it has none for, or whose topic was created again since, from its first offset)."""
@@ -639,3 +676,4 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):
                 consumer.seek_to_beginning(TopicPartition(tp.topic, tp.partition))
             else:
                 consumer.seek(TopicPartition(tp.topic, tp.partition), off)
+                self.owner._known_positions[(tp.topic, tp.partition)] = off
