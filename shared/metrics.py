@@ -1,7 +1,11 @@
 """Prometheus metrics every service exports, defined once. Labels stay low-cardinality."""
 from __future__ import annotations
 
+from typing import Callable
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 HTTP_REQUESTS = Counter(
     "countypool_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
@@ -11,7 +15,7 @@ HTTP_LATENCY = Histogram(
 )
 EVENTS_PUBLISHED = Counter("countypool_events_published_total", "Events published from the outbox", ["service", "topic"])
 EVENTS_CONSUMED = Counter(
-    "countypool_events_consumed_total", "Events consumed, by outcome (applied, duplicate, dead_lettered)",
+    "countypool_events_consumed_total", "Events consumed, by outcome (applied, duplicate, ignored, dead_lettered)",
     ["service", "topic", "outcome"],
 )
 EVENTS_DEAD_LETTERED = Counter(
@@ -33,3 +37,38 @@ DB_RETRIES = Counter("countypool_db_retries_total", "Transactions retried after 
 
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def when_committed(session: Session, count: Callable[[], None]) -> None:
+    """Run ``count`` (a metric's update for work done in ``session``) once the session's outermost transaction
+    commits, and never if the transaction or savepoint it was done in rolls back: a retried batch, a message's
+    savepoint refused, a merged run refused whole. SQLAlchemy also calls after_commit when a savepoint is
+    released, so counting then would count work a later rollback undoes."""
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        event.listen(session, "after_commit", _count_pending)
+        event.listen(session, "after_soft_rollback", _drop_rolled_back)
+    pending.append((session.get_nested_transaction() or session.get_transaction(), count))
+
+
+_PENDING = "countypool_uncommitted_counts"
+
+
+def _count_pending(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: its counts wait for the outermost commit
+        return
+    pending, session.info[_PENDING] = session.info[_PENDING], []
+    for _tx, count in pending:
+        count()
+
+
+def _drop_rolled_back(session: Session, rolled_back) -> None:
+    def inside(tx) -> bool:
+        while tx is not None:
+            if tx is rolled_back:
+                return True
+            tx = tx.parent
+        return False
+
+    session.info[_PENDING] = [p for p in session.info.get(_PENDING, []) if not inside(p[0])]

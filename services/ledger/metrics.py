@@ -5,14 +5,15 @@ callers with many codes cannot make the series unbounded. Gauges are read from t
 scrapes."""
 from __future__ import annotations
 
+import functools
 import logging
 
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from services.ledger.storage.repository import LedgerRepository
+from shared.metrics import when_committed
 
 log = logging.getLogger(__name__)
 
@@ -63,38 +64,8 @@ class LedgerMetrics:
 
 
 def count_when_committed(session: Session, requests, outcome) -> None:
-    """Count a batch's results once the session's outermost transaction commits, and never if the transaction
-    or savepoint they were made in rolls back: a retried transaction, a merged run of commands refused whole, a
-    command dead-lettered. SQLAlchemy also calls after_commit when a savepoint is released, so it is not enough
-    to count then."""
-    pending = session.info.get(_PENDING)
-    if pending is None:
-        pending = session.info[_PENDING] = []
-        event.listen(session, "after_commit", _count_pending)
-        event.listen(session, "after_soft_rollback", _drop_rolled_back)
-    pending.append((session.get_nested_transaction() or session.get_transaction(), requests, outcome))
-
-
-_PENDING = "ledger_uncommitted_results"
-
-
-def _count_pending(session: Session) -> None:
-    if session.in_nested_transaction():  # a savepoint released: its results wait for the outermost commit
-        return
-    pending, session.info[_PENDING] = session.info[_PENDING], []
-    for _tx, requests, outcome in pending:
-        count_results(requests, outcome)
-
-
-def _drop_rolled_back(session: Session, rolled_back) -> None:
-    def inside(tx) -> bool:
-        while tx is not None:
-            if tx is rolled_back:
-                return True
-            tx = tx.parent
-        return False
-
-    session.info[_PENDING] = [p for p in session.info.get(_PENDING, []) if not inside(p[0])]
+    """Count a batch's results once the session's outermost transaction commits (shared.metrics.when_committed)."""
+    when_committed(session, functools.partial(count_results, requests, outcome))
 
 
 def count_results(requests, outcome) -> None:

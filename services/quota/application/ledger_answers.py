@@ -14,6 +14,7 @@ from shared.contracts.ledger import (
     TransferExpired, TransferPending, TransferPosted, TransferRejected, TransferVoided,
 )
 from shared.envelope import Event
+from shared.metrics import when_committed
 from services.quota.application.ledger_commands import send_moves
 from services.quota.application.saga import carry_out, unless_withdrawn
 from services.quota.application.tx import Tx
@@ -80,7 +81,7 @@ def _foreign(tx: Tx, event: Event) -> str:
 
 def _refused(tx: Tx, row, reason: str) -> str:
     transfer_store.set_answer(tx.session, row.transfer_id, "rejected", tx.now, reason)
-    LEDGER_REFUSALS.labels(row.purpose, reason).inc()
+    when_committed(tx.session, LEDGER_REFUSALS.labels(row.purpose, reason).inc)  # not for a batch retried
     if row.purpose == "intake":
         log.error("the ledger refused the intake of lot %s: %s", row.lot_id, reason)
         intake_store.set_lot_ledger_state(tx.session, row.lot_id, "refused")

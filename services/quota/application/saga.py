@@ -2,9 +2,11 @@
 its events, and on allocation consume lots (provenance) and publish what is due."""
 from __future__ import annotations
 
+import functools
 import logging
 
 from shared.china_time import cst_date
+from shared.metrics import when_committed
 from services.quota.application.allocations import (
     ALLOCATED_EVENT_BYTES, PlannedAllocation, event_bytes, plan_allocation,
 )
@@ -37,9 +39,11 @@ def carry_out(tx: Tx, policy: PoolPolicy, tr: RequestTransition) -> RequestTrans
     if tr.changed:
         reserved_now = RequestEvent.RESERVED in tr.events
         request_store.save_request(tx.session, req, reserved_at=tx.now if reserved_now else None)
-        SAGA_TRANSITIONS.labels(req.state.value).inc()
+        # counted once committed: a batch retried, or applied again one message at a time, counted twice
+        when_committed(tx.session, SAGA_TRANSITIONS.labels(req.state.value).inc)
         if reserved_now:
-            RESERVE_LATENCY.observe(max(0.0, (tx.now - req.requested_at).total_seconds()))
+            when_committed(tx.session, functools.partial(
+                RESERVE_LATENCY.observe, max(0.0, (tx.now - req.requested_at).total_seconds())))
     send_moves(tx, tr.moves, county_code=req.county_code, request_id=req.request_id)
     for kind in tr.events:
         if kind is RequestEvent.ALLOCATED:
