@@ -117,7 +117,8 @@ def _policy_out(row) -> PolicyOut:
 @router.put("/counties/{county}/settlement-policy", response_model=PolicyOut,
             summary="Set the county's settlement policy: a new version when it changes, splitting the proceeds of "
                     "allocations made from its effective_from until a later-dated version's (409 effective_in_closed_period)",
-            responses={409: {"description": "effective_in_closed_period: in or before a finalized period"}})
+            responses={409: {"description": "effective_in_closed_period: in or before a finalized period (unless "
+                                            "before the earliest version, where none splits)"}})
 def put_policy(body: PolicyIn, request: Request, county: str = COUNTY, who: Principal = Depends(ADMIN)):
     def work(uow):
         policy, _ = record_policy(uow.session, county, policy_id=body.policy_id or f"policy-{county}",
@@ -131,7 +132,8 @@ def put_policy(body: PolicyIn, request: Request, county: str = COUNTY, who: Prin
 
 
 @router.get("/counties/{county}/settlement-policy", response_model=PolicyOut, responses={404: {"description": "none yet"}},
-            summary="The county's settlement policy as last recorded (it may take effect in a later month: see versions)")
+            summary="The county's settlement policy: the version with the latest effective_from, of a month's two the "
+                    "later, which applies from then on (maybe from a later month; earlier ones: see versions)")
 def get_policy(request: Request, county: str = COUNTY, _: Principal = Depends(READ)):
     with _rt(request).db.read_snapshot() as s:  # one moment, and no write lock on SQLite
         row = InputsRepository(s).latest_policy_row(county)

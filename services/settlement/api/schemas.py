@@ -133,7 +133,8 @@ class PolicyIn(Strict):
     fund_weight: int = Field(ge=0, le=1_000_000, description="county fund")
     effective_from: date | None = Field(
         default=None, description="first day of the first month whose allocations this version splits (by the "
-        "allocation's date), until a later version takes effect; not in or before a finalized period. Default: "
+        "allocation's date), until a later-dated version takes effect; not in or before a finalized period unless "
+        "before the earliest version (months no version splits). Default: "
         "from the beginning for the county's first version, the first day of the current month (China time) for a "
         "later one")
 
@@ -160,7 +161,7 @@ class PolicyOut(Strict):
 class PolicyVersionList(Strict):
     county_code: str
     versions: list[PolicyOut] = Field(description="by version; each splits the allocations made from its "
-                                      "effective_from until the next one's")
+                                      "effective_from until the next later-dated one's (of a month's two, the later)")
 
 
 # -- receipts and statistics -----------------------------------------------------------------------------------

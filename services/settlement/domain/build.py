@@ -89,7 +89,7 @@ class StatementBuilder:
         header = policies.version_in_force(period.end)
         if header is None:
             raise StatementError("policy_missing", f"county {county} has no settlement policy in force in {period.label} "
-                                 f"(the first version takes effect {policies.versions()[0].effective_from})")
+                                 f"(the earliest version takes effect {policies.first_effective})")  # not v1's: see PolicyBook
         if not isinstance(as_of, datetime) or as_of.tzinfo is None:
             raise StatementError("as_of_not_timezone_aware", "as_of must be a timezone-aware datetime")
         if history.last_closed is not None:

@@ -173,9 +173,11 @@ class InputsRepository:
 
     # -- policy ---------------------------------------------------------------------------------------
     def latest_policy_row(self, county: str):
-        """The version recorded last (not necessarily in force: a version may take effect in a later month)."""
+        """The version with the latest ``effective_from``, of a month's two the later (``PolicyBook``): the one that
+        applies from then on, maybe from a later month. Not the one recorded last: that may take effect before it."""
         sp = t.settlement_policies
-        return self.s.execute(select(sp).where(sp.c.county_code == county).order_by(sp.c.version.desc()).limit(1)).first()
+        return self.s.execute(select(sp).where(sp.c.county_code == county).order_by(
+            sp.c.effective_from.is_(None), sp.c.effective_from.desc(), sp.c.version.desc()).limit(1)).first()
 
     def policy_rows(self, county: str) -> list:
         """Every version of the county's policy, by version (``PolicyBook`` picks the one in force)."""
