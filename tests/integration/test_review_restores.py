@@ -116,7 +116,8 @@ def test_a_transaction_marker_left_at_the_end_of_an_expired_partition_is_not_rep
     c.lag.confirm_seconds = 0  # a position that stays below the log is reported at once: only the marker rule holds
     try:
         drain(c, lambda: c.stats.applied >= 3)
-        assert c.stored_positions() == {(topic, 0): 3}
+        # the last record + 1, or past the marker once a poll has passed it (shared.consumer stores that too)
+        assert c.stored_positions()[(topic, 0)] in (3, 4)
         assert c.lag.skipped == {}
         _delete_before(kafka_bootstrap, topic, 4)  # everything expired: the first offset is the end
         c.lag.measure()
