@@ -204,50 +204,54 @@ def test_dead_letters_batches_and_lag_are_measured(assessment_on_own_topic, kafk
     assert code not in after
 
 
+def _transactional(bootstrap: str):
+    """A department's producer with transactions (confluent-kafka, as a Java producer would behave)."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"dept-{uuid.uuid4().hex[:8]}"})
+    p.init_transactions(30)
+    return p
+
+
+def _committed(p, client, topic: str, code: str, value: bytes) -> None:
+    p.begin_transaction()
+    p.produce(topic, key=code.encode(), value=value, partition=0)
+    p.commit_transaction(30)
+    wait_for(lambda: client.get(f"/v1/enterprises/{code}", headers=ADMIN).status_code == 200, what="applied")
+
+
+def _lag_drained(client, topic: str, seconds: float = 25) -> bool:
+    deadline = time.monotonic() + seconds  # the gauge is measured every 5 s
+    while time.monotonic() < deadline and _lag(client, topic) != 0:
+        time.sleep(0.5)
+    return _lag(client, topic) == 0
+
+
 def test_lag_returns_to_zero_after_a_departments_transactional_publish(assessment_on_own_topic, kafka_bootstrap):
     """README: departments may publish with a transactional producer (aborted records take no effect). Its commit
     marker takes the partition's last offset and is never delivered: the database position stops one short of the
     end, and the gauge must still say 0 once every record is applied (else CountyPoolConsumerStalled pages for a
     consumer that is idle, and the dashboards show a lag that never drains)."""
-    from confluent_kafka import Producer
-
     _runtime, client, topic = assessment_on_own_topic
     code, good = _enterprise(int(time.time() * 7) % 10**9)
-    p = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"dept-{uuid.uuid4().hex[:8]}"})
-    p.init_transactions(30)
-    p.begin_transaction()
-    p.produce(topic, key=code.encode(), value=good, partition=0)
-    p.commit_transaction(30)
-    wait_for(lambda: client.get(f"/v1/enterprises/{code}", headers=ADMIN).status_code == 200, what="applied")
-    deadline = time.monotonic() + 20  # the gauge is measured every 5 s
-    while time.monotonic() < deadline and _lag(client, topic) != 0:
-        time.sleep(0.5)
-    assert _lag(client, topic) == 0, (f"countypool_consumer_lag{{topic={topic!r}}} = {_lag(client, topic)} with "
-                                      "everything applied: the transaction's commit marker is counted as lag")
+    _committed(_transactional(kafka_bootstrap), client, topic, code, good)
+    assert _lag_drained(client, topic), (f"countypool_consumer_lag{{topic={topic!r}}} = {_lag(client, topic)} with "
+                                         "everything applied: the transaction's commit marker is counted as lag")
 
 
 def test_lag_returns_to_zero_after_an_aborted_transaction(assessment_on_own_topic, kafka_bootstrap):
     """An aborted batch and its marker are offsets with no record the consumer returns: nothing of it is applied,
     and the position moves past it (on a poll that returned nothing, when it came after the last record)."""
-    from confluent_kafka import Producer
-
     _runtime, client, topic = assessment_on_own_topic
     n = int(time.time() * 11) % 10**9 // 10 * 10
     (aborted_code, aborted), (code, good) = _enterprise(n), _enterprise(n + 10)  # the last digit is cut
-    p = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"dept-{uuid.uuid4().hex[:8]}"})
-    p.init_transactions(30)
-    p.begin_transaction()
-    p.produce(topic, key=code.encode(), value=good, partition=0)
-    p.commit_transaction(30)
-    wait_for(lambda: client.get(f"/v1/enterprises/{code}", headers=ADMIN).status_code == 200, what="applied")
+    p = _transactional(kafka_bootstrap)
+    _committed(p, client, topic, code, good)
     p.begin_transaction()
     p.produce(topic, key=aborted_code.encode(), value=aborted, partition=0)
     p.flush(30)
     p.abort_transaction(30)
-    deadline = time.monotonic() + 25  # the gauge is measured every 5 s
-    while time.monotonic() < deadline and _lag(client, topic) != 0:
-        time.sleep(0.5)
-    assert _lag(client, topic) == 0, f"countypool_consumer_lag{{topic={topic!r}}} = {_lag(client, topic)}"
+    assert _lag_drained(client, topic), f"countypool_consumer_lag{{topic={topic!r}}} = {_lag(client, topic)}"
     assert client.get(f"/v1/enterprises/{aborted_code}", headers=ADMIN).status_code == 404
 
 

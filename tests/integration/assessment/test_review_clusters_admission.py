@@ -19,22 +19,10 @@ from tests.support.services import ADMIN
 from .test_decision_lifecycle import _decide, _execute, api  # noqa: F401  (api: the fixture, clock at 2024-03-02)
 from .test_dispositions_api import FIGURES
 from .test_evaluation_api import BIG
+from .test_review_reads import _figures, _register
 
 NO_EMISSIONS = {k: v for k, v in BIG.items() if not k.startswith("emissions.")}
 HALF_BIG = {k: str(Decimal(v) / 2) for k, v in BIG.items()}  # two of these add up to BIG exactly
-
-
-def _register(c, county, n: int, **extra) -> None:
-    body = {"credit_code": county.code(n), "name": f"企业{n}", "township_code": county.township,
-            "industry_code": "C3311", **extra}
-    r = c.post("/v1/enterprises", headers=ADMIN, json=body)
-    assert r.status_code == 201, r.text
-
-
-def _figures(c, county, n: int, fields: dict, year: int = 2023) -> None:
-    r = c.post("/v1/indicators", headers=ADMIN, json={"credit_code": county.code(n), "year": year,
-                                                      "department": "tax", "fields": fields})
-    assert r.status_code == 201, r.text
 
 
 def _ranking(c, county, year: int = 2023) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,17 +15,16 @@ from services.quota.application.ledger_answers import on_ledger_outcome
 from services.quota.application.pool import county_pool
 from services.quota.application.tx import Tx
 from services.quota.domain.policy import PoolPolicy
-from services.quota.main import MIGRATIONS
 from services.quota.replay import rebuild
 from services.quota.storage import request_store
 from services.quota.storage import tables as T
 from services.quota.storage.counties import save_policy
-from shared import migrations
 from shared.contracts.assessment import ProjectEvaluated
 from shared.contracts.ledger import TransferPending, TransferPosted
 from shared.db import Database
 from shared.outbox import Outbox
 from tests.integration.quota.harness import credit_code
+from tests.integration.quota.test_quota_application import db  # noqa: F401 - the migrated database fixture
 
 C = "320612"
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -112,14 +110,6 @@ class Book:
     def table(self, t) -> list:
         with Session(self.db.engine) as s:
             return s.execute(select(t)).all()
-
-
-@pytest.fixture
-def db(db_url):
-    d = Database(db_url, "quota")
-    migrations.upgrade(d, MIGRATIONS)
-    yield d
-    d.dispose()
 
 
 def test_a_mixed_history_keeps_the_pool_identity_traces_every_unit_and_replays_to_the_same_state(db):
