@@ -353,8 +353,8 @@ class StatementBuilder:
         policy = self.policies.version_in_force(alloc.allocated_on)
         if policy is None:
             raise StatementError("policy_missing", f"allocation {aid} of {alloc.allocated_on}: no settlement policy was "
-                                 f"in force then (the earliest version takes effect {self.policies.first_effective}: a version from "
-                                 f"that month or before may be added while it is open)")
+                                 f"in force then (the earliest version takes effect {self.policies.first_effective}: add a version "
+                                 f"from that month or before)")
         enterprise_parts, share_parts = proceeds_parts(alloc, policy)
         payer = project_party(alloc.project_id)
         month = _month_label(alloc.allocated_on)
