@@ -33,13 +33,24 @@ class Ledger:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.committed: dict[str, list[str]] = defaultdict(list)  # key -> event ids in commit order
+        self._orders: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        self._n = 0
         self.rolled_back: set[str] = set()
 
-    def commit(self, pairs):
+    def commit(self, pairs, order: int | None = None):
+        """``order``: the key's commit order when the caller knows it (a counter read under the key's lock); else
+        the order of these calls, right for one writer per key only: two writers of a key may record their commits
+        in the other order than they made them (the lock is released by the commit, before this call)."""
         with self.lock:
             for key, eid in pairs:
-                self.committed[key].append(eid)
+                self._n += 1
+                self._orders[key].append((self._n if order is None else order, eid))
+
+    @property
+    def committed(self) -> dict[str, list[str]]:
+        """key -> event ids in commit order."""
+        with self.lock:
+            return {key: [eid for _, eid in sorted(pairs)] for key, pairs in self._orders.items()}
 
     def rollback(self, ids):
         with self.lock:
@@ -150,7 +161,7 @@ def _locked_writer(db, outbox, topic, keys, n, ledger: Ledger, seed: int, pg: bo
                 ledger.rollback(ids)
             else:
                 s.commit()
-                ledger.commit([(key, e) for e in ids])
+                ledger.commit([(key, e) for e in ids], order=count)  # read under the key's lock
 
 
 @pytest.mark.parametrize("relays", [1, 2])
