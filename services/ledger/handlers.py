@@ -4,6 +4,7 @@ in the caller's transaction."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,6 +85,18 @@ def amount_units(text, scale: int, *, allow_zero: bool = False) -> int:
             if units > 0 or (units == 0 and allow_zero):
                 return units
     return parse_amount(text, scale, allow_zero=allow_zero)
+
+
+# An envelope's subject (its Kafka key) is 1..200 characters without control characters (shared.envelope.Envelope)
+_SUBJECT = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+
+
+def _rejection_subject(req: TransferRequest) -> str:
+    """The key of a rejection: the pending transfer a post or void names (its events stay in order), else the
+    request's own id. A pending id no envelope subject can be (a line break or tab pasted with it: every consumer
+    dead-lettered the rejection ``invalid_envelope``) names no transfer; the request's id keys its answer."""
+    pending = req.post_pending_id or req.void_pending_id
+    return pending if pending and _SUBJECT.fullmatch(pending) else req.id or "unknown"
 
 
 def to_request(spec: TransferSpec, assets: dict[str, Asset], index: int = 0) -> TransferRequest:
@@ -177,23 +190,28 @@ class LedgerApp:
         if len(requests) > MAX_BATCH:
             raise BadTransfer(MAX_BATCH, "batch_too_large", f"at most {MAX_BATCH} transfers per batch")
         repo = LedgerRepository(session)
-        # A hold whose timeout passed while nothing expired it (the ledger away) has ended: a post of it is refused
-        # as expired, so its amount must not count against the accounts either (a transfer in the same batch was
-        # refused exceeds_credits, its id failed for good). Expired first, in this transaction.
-        if repo.any_due(self.clock(), skip=self.stuck_expiries):
-            while self.expire_due(session):
-                pass
-        opened = None
         ensure = list(ensure_accounts)
         ids = [r.id for r in requests] + [r.post_pending_id or r.void_pending_id for r in requests]
         accts = [a for r in requests for a in (r.debit_account_id, r.credit_account_id)]
-        if not ensure and not any(r.post_pending_id or r.void_pending_id for r in requests):
-            # every account is named in the batch: the head and all rows locked and read in one go
-            view = repo.lock_and_load(ids, accts)
-        else:
-            view = self._load_opening(session, repo, ids, accts, ensure, causation)
-            opened = view.opened
-        outcome = apply_batch(view, requests, self.clock())
+        named = not ensure and not any(r.post_pending_id or r.void_pending_id for r in requests)
+
+        def load() -> LoadedView:
+            if named:  # every account is named in the batch: the head and all rows locked and read in one go
+                return repo.lock_and_load(ids, accts)
+            return self._load_opening(session, repo, ids, accts, ensure, causation)
+
+        view = load()
+        opened = view.opened
+        # The batch is judged at one moment, read once the journal head is ours (a batch may wait long for it). A hold
+        # whose timeout has passed by then has ended: a post of it is refused as expired, so its amount must not
+        # count against the accounts either (a transfer in the same batch was refused exceeds_credits, its id failed
+        # for good). Such holds are expired first, at that moment, in this transaction, and the view read again.
+        now = self.clock()
+        if repo.any_due(now, skip=self.stuck_expiries):
+            while self.expire_due(session, now=now):
+                pass
+            view = load()  # balances and the journal head moved (accounts to open were opened the first time)
+        outcome = apply_batch(view, requests, now)
         rows = self._rows(causation)
         if len(requests) <= SMALL or not repo.pg or not OVERLAP:
             self._transfer_events(rows, view, requests, outcome, correlations, answer_repeats)
@@ -229,14 +247,14 @@ class LedgerApp:
         view.opened = opened
         return view
 
-    def expire_due(self, session: Session, limit: int = 1000) -> int:
+    def expire_due(self, session: Session, limit: int = 1000, now: datetime | None = None) -> int:
         """Expire up to ``limit`` pending transfers whose timeout has passed; returns how many. A due transfer that
         cannot be expired (its row unreadable, an account missing, an asset unknown or not its accounts') is
         left pending, logged once and counted in countypool_ledger_expiry_stuck_transfers, and passed over from
         then on (until the ledger restarts), so that it never holds up the expiry of the others."""
         repo = LedgerRepository(session)
         head = repo.lock_head()
-        now = self.clock()
+        now = now or self.clock()  # a batch's own moment (submit), else now that the head is ours
         while True:  # each pass without a transfer to expire has passed over one more stuck id: it ends
             due, stuck = repo.due_pending(now, limit, skip=self.stuck_expiries)
             accounts = repo.lock_accounts(sorted({a for t in due for a in (t.debit_account_id, t.credit_account_id)}))
@@ -370,9 +388,8 @@ class LedgerApp:
                                   asset=asset, amount=amount, code=req.code, pending_id=req.post_pending_id or req.void_pending_id,
                                   refs=list(req.refs), metadata=dict(req.metadata), at=self.clock(),
                                   reason=(before.result if type(before) is FailedTransfer else r).value)
-            rows.add(TransferRejected, ev.model_dump(mode="json", by_alias=True),
-                     req.post_pending_id or req.void_pending_id or req.id or "unknown", ids[i], correlation=corr,
-                     causation=cause)
+            rows.add(TransferRejected, ev.model_dump(mode="json", by_alias=True), _rejection_subject(req), ids[i],
+                     correlation=corr, causation=cause)
 
     def _standing_outcome(self, rows: OutboxRows, t: Transfer, event_id: str, corr: str | None,
                           cause: str | None = None) -> None:

@@ -112,14 +112,15 @@ def _differs(req: TransferRequest, t: Transfer, lookup=None) -> R:
         p = lookup(t.post_pending_id)
         if type(p) is Transfer and p.amount != t.amount:
             return R.exists_with_different_amount
-    if req.timeout_seconds != t.timeout_seconds:
-        return R.exists_with_different_timeout
-    if (req.code or not second) and req.code != t.code:
-        return R.exists_with_different_code
+    # TigerBeetle's order after the amount: user data (our refs, metadata), timeout, code
     if tuple(req.refs) != t.refs:
         return R.exists_with_different_refs
     if dict(req.metadata) != dict(t.metadata):
         return R.exists_with_different_metadata
+    if req.timeout_seconds != t.timeout_seconds:
+        return R.exists_with_different_timeout
+    if (req.code or not second) and req.code != t.code:
+        return R.exists_with_different_code
     return R.exists
 
 
@@ -197,24 +198,26 @@ class _Batch:
         timeout = req.timeout_seconds
         if type(timeout) is not int:
             raise TypeError("timeout_seconds must be an int")
-        if timeout:
-            if timeout < 0:
-                return R.timeout_must_not_be_negative
-            if not pending:
-                return R.timeout_reserved_for_pending_transfer
+        if timeout < 0:
+            return R.timeout_must_not_be_negative
         amount = req.amount
         if type(amount) is not int:
             raise TypeError("amounts are exact ints of the asset's smallest unit")
         if amount < 0:
             return R.amount_must_not_be_negative
         if post_id or void_id:
+            if timeout:
+                return R.timeout_reserved_for_pending_transfer
             return self.second_phase(req, post_id or void_id, bool(post_id), amount)
-        if amount == 0:
-            return R.amount_must_not_be_zero
         dr_id = req.debit_account_id
         cr_id = req.credit_account_id
+        # TigerBeetle's order: the accounts, then the timeout, then the amount
         if dr_id == cr_id and dr_id:
             return R.accounts_must_be_different
+        if timeout and not pending:
+            return R.timeout_reserved_for_pending_transfer
+        if amount == 0:
+            return R.amount_must_not_be_zero
         accounts = self.accounts
         dr = accounts.get(dr_id, _MISSING)
         if dr is _MISSING:
@@ -306,6 +309,13 @@ class _Batch:
             return R.pending_transfer_has_different_accounts
         if req.asset and req.asset != p.asset:
             return R.asset_differs_from_accounts
+        # TigerBeetle's order: the amount, then the pending's state
+        if amount > p.amount:
+            return R.exceeds_pending_transfer_amount
+        if post:
+            amount = amount or p.amount
+        elif amount and amount != p.amount:
+            return R.pending_transfer_has_different_amount
         status = p.status
         if status is S.posted_pending:
             return R.pending_transfer_already_posted
@@ -313,12 +323,6 @@ class _Batch:
             return R.pending_transfer_already_voided
         if status is S.expired or (p.expires_at is not None and p.expires_at <= self.now):
             return R.pending_transfer_expired
-        if amount > p.amount:
-            return R.exceeds_pending_transfer_amount
-        if post:
-            amount = amount or p.amount
-        elif amount and amount != p.amount:
-            return R.pending_transfer_has_different_amount
         dr = self.account(p.debit_account_id)
         if dr is None:
             return R.debit_account_not_found

@@ -453,7 +453,13 @@ class LedgerRepository:
             moment = moment.astimezone(timezone.utc) if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
         except OverflowError:  # past year 9999 (or before year 1) once in UTC: after (before) every entry
             return self.head().seq if moment.year > 1 else 0
-        return self.s.execute(select(func.coalesce(func.max(J.c.seq), 0)).where(J.c.recorded_at <= moment)).scalar_one()
+        # The journal as it stood at ``moment``: its longest prefix none of whose entries was recorded after it.
+        # recorded_at follows seq only as far as the writers' clocks agree (replicas append to the one chain): the
+        # last entry recorded by then may come after one that a clock ahead recorded later, which must not count.
+        first_after = self.s.execute(select(func.min(J.c.seq)).where(J.c.recorded_at > moment)).scalar()
+        if first_after is not None:
+            return first_after - 1
+        return self.s.execute(select(func.coalesce(func.max(J.c.seq), 0))).scalar_one()
 
     def balance_upto(self, account_id: str, seq: int) -> tuple[int, int, int, int]:
         d = self.s.execute(select(func.coalesce(func.sum(J.c.d_debits_pending), 0), func.coalesce(func.sum(J.c.d_debits_posted), 0))

@@ -119,16 +119,18 @@ class Model:
             return "flags_are_mutually_exclusive"
         if r.timeout_seconds < 0:
             return "timeout_must_not_be_negative"
-        if r.timeout_seconds > 0 and not r.pending:
-            return "timeout_reserved_for_pending_transfer"
         if r.amount < 0:
             return "amount_must_not_be_negative"
         if r.post_pending_id or r.void_pending_id:
+            if r.timeout_seconds > 0:
+                return "timeout_reserved_for_pending_transfer"
             return self.second_phase(r, now)
-        if r.amount == 0:
-            return "amount_must_not_be_zero"
         if r.debit_account_id == r.credit_account_id and r.debit_account_id != "":
             return "accounts_must_be_different"
+        if r.timeout_seconds > 0 and not r.pending:
+            return "timeout_reserved_for_pending_transfer"
+        if r.amount == 0:
+            return "amount_must_not_be_zero"
         if r.debit_account_id not in self.accounts:
             return "debit_account_not_found"
         if r.credit_account_id not in self.accounts:
@@ -175,17 +177,17 @@ class Model:
             return "pending_transfer_has_different_accounts"
         if r.asset not in ("", p["asset"]):
             return "asset_differs_from_accounts"
+        if r.amount > p["amount"]:
+            return "exceeds_pending_transfer_amount"
+        posting = r.post_pending_id != ""
+        if not posting and r.amount not in (0, p["amount"]):
+            return "pending_transfer_has_different_amount"
         if p["status"] == "posted_pending":
             return "pending_transfer_already_posted"
         if p["status"] == "voided":
             return "pending_transfer_already_voided"
         if p["status"] == "expired" or (p["expires"] is not None and p["expires"] <= now):
             return "pending_transfer_expired"
-        if r.amount > p["amount"]:
-            return "exceeds_pending_transfer_amount"
-        posting = r.post_pending_id != ""
-        if not posting and r.amount not in (0, p["amount"]):
-            return "pending_transfer_has_different_amount"
         amount = (r.amount or p["amount"]) if posting else p["amount"]
         dr, cr = self.accounts[p["dr"]], self.accounts[p["cr"]]
         if posting and dr["flags"].closed:
@@ -223,14 +225,14 @@ class Model:
             return "exists_with_different_amount"
         if r.post_pending_id and r.amount == 0 and t["amount"] != self.transfers[t["pid"]]["amount"]:
             return "exists_with_different_amount"  # 0 is the pending's full amount: not what a partial post posted
-        if r.timeout_seconds != t["timeout"]:
-            return "exists_with_different_timeout"
-        if not (second and r.code == "") and r.code != t["code"]:
-            return "exists_with_different_code"
         if tuple(r.refs) != t["refs"]:
             return "exists_with_different_refs"
         if dict(r.metadata) != t["meta"]:
             return "exists_with_different_metadata"
+        if r.timeout_seconds != t["timeout"]:
+            return "exists_with_different_timeout"
+        if not (second and r.code == "") and r.code != t["code"]:
+            return "exists_with_different_code"
         return "exists"
 
     def expire(self, now: datetime) -> set[str]:
