@@ -21,6 +21,7 @@ from pydantic_core import to_json
 TYPE_PREFIX = "countypool."
 # ids and names go into keys and text columns: no control characters (PostgreSQL text cannot hold NUL)
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ID_MAX = 200  # ids, source, subject, correlation and causation ids
 _CORRELATION_ID = re.compile(r"[^\x00-\x1f\x7f]{1,%d}" % _ID_MAX)
 _TYPE_RE = re.compile(r"^countypool\.(?P<name>[A-Za-z][A-Za-z0-9]*)\.v(?P<version>[1-9][0-9]*)$")
@@ -162,8 +163,9 @@ def new_envelope(
 ) -> Envelope:
     now = datetime.now(timezone.utc)
     eid = event_id or new_event_id()
-    if not subject or len(subject) > 200:
-        raise ValueError("an event's subject (its aggregate id) must be 1..200 characters")
+    if not subject or len(subject) > 200 or _CONTROL.search(subject):
+        # constructed unvalidated below: what every reader's decode refuses must be refused here
+        raise ValueError("an event's subject (its aggregate id) must be 1..200 characters, none a control character")
     if (time or now).tzinfo is None:
         raise ValueError("times must carry a timezone")
     # Built from a validated payload and our own attributes: construct without re-validating (hot path).
@@ -291,8 +293,9 @@ class EnvelopeText:
                  correlation: str | None = None, causation: str | None = None) -> str:
         """``data_json``: the payload as the contract dumps it. Without ``correlation`` the event correlates with
         itself, as new_envelope's does."""
-        if not subject or len(subject) > 200:
-            raise ValueError("an event's subject (its aggregate id) must be 1..200 characters")
+        if not subject or len(subject) > 200 or _CONTROL.search(subject):
+            # what the model (and so every reader's decode) refuses must not be written as text either
+            raise ValueError("an event's subject (its aggregate id) must be 1..200 characters, none a control character")
         names = self._types.get(cls)
         if names is None:
             names = self._types[cls] = (_json_text(cls.type_name()), _json_text(cls.aggregate_type))

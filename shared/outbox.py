@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 # (services/settlement/ledger_postings.py).
 MAX_EVENT_BYTES = 900 * 1024
 
+# CloudEvents' Kafka binding, structured mode: the content-type header names the event format, so that a
+# partner's CloudEvents SDK reads the value as a whole envelope (without it, it tries binary mode and fails).
+CLOUDEVENTS_HEADERS = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
+
 
 class EventTooLarge(ValueError):
     """An event whose serialized envelope is above MAX_EVENT_BYTES: refused before anything of it is written (the
@@ -241,7 +245,7 @@ class RelaySender:
         for topic, key, value in messages:
             while True:
                 try:
-                    produce(topic, value=value, key=key, on_delivery=delivered)
+                    produce(topic, value=value, key=key, headers=CLOUDEVENTS_HEADERS, on_delivery=delivered)
                     break
                 except BufferError:  # the local queue is full: let deliveries make room
                     self._producer.poll(0.05)

@@ -12,6 +12,7 @@ from services.ledger.handlers import LedgerApp, build_bus
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.storage.tables import metadata
 from shared.api import create_app
+from shared.contracts.errors import ERROR_RESPONSES
 from shared.contracts import topics
 from shared.envelope import EnvelopeError
 from shared.periodic import Periodic
@@ -65,7 +66,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     app.state.ledger = ledger
     app.state.group_commit = GroupCommit(lambda reqs, correlations: runtime.transaction(
         lambda uow: ledger.submit(uow.session, reqs, correlations=correlations)).outcome)
-    app.include_router(router)
+    app.include_router(router, responses=ERROR_RESPONSES)
     LedgerMetrics(runtime).install()
     expiry = PendingExpiry(runtime, ledger, getattr(settings, "expiry_interval_seconds", 1.0))
     app.state.expiry = expiry

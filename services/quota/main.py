@@ -6,6 +6,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from shared.api import create_app
+from shared.contracts.errors import ERROR_RESPONSES
 from shared.contracts import topics
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
@@ -48,7 +49,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     POOL.runtime = runtime  # the pool gauges read this service's database at scrape time
     app.state.ledger_balances = LedgerBalances(getattr(settings, "ledger_url", "http://127.0.0.1:8001"),
                                                getattr(settings, "ledger_token", None))
-    app.include_router(router)
+    app.include_router(router, responses=ERROR_RESPONSES)
     runtime.background.append(RequestExpiry(runtime, getattr(settings, "expiry_interval_seconds", 1.0)))
     if getattr(settings, "auto_round_interval_seconds", 0) > 0:
         runtime.background.append(AutoRounds(runtime, settings.auto_round_interval_seconds))

@@ -13,6 +13,7 @@ from services.settlement.handlers import apply_batch, bus, make_authorizer
 from services.settlement.statement_runs import StatementRuns
 from services.settlement.storage.tables import metadata
 from shared.api import create_app
+from shared.contracts.errors import ERROR_RESPONSES
 from shared.contracts import topics
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
@@ -39,8 +40,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
     STATEMENTS.runtime = runtime  # statement gauges read this service's database at scrape time
     app.state.statement_runs = StatementRuns(runtime)
     api_errors.install(app)
-    app.include_router(inputs_router)
-    app.include_router(statements_router)
+    app.include_router(inputs_router, responses=ERROR_RESPONSES)
+    app.include_router(statements_router, responses=ERROR_RESPONSES)
     return runtime, app
 
 

@@ -57,6 +57,8 @@ def test_committed_events_arrive_once_and_in_order_per_key(db_url, kafka_bootstr
     for r in records:
         env = envelope_of(r)
         assert r.key.decode() == env["subject"], "Kafka key is the aggregate id"
+        assert dict(r.headers)["content-type"] == b"application/cloudevents+json; charset=UTF-8", \
+            "CloudEvents structured mode: the header names the format"
         seen[env["subject"]].append(env["data"]["seq"])
         ids.append(env["id"])
     assert len(ids) == len(set(ids)) == 90, "each committed event exactly once"

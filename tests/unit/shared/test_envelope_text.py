@@ -47,11 +47,14 @@ def test_the_text_is_the_models_json(event, now, correlation, causation):
     assert got == expected
 
 
-def test_a_subject_too_long_or_empty_is_refused_as_new_envelope_refuses_it():
+def test_a_subject_too_long_empty_or_with_a_control_character_is_refused_as_new_envelope_refuses_it():
     text = EnvelopeText("/s", "p", TIMES[0])
-    for subject in ("", "x" * 201):
+    for subject in ("", "x" * 201, "t-1\tpasted", "t-1\r\n", "a\x00b", "del\x7f"):
+        with pytest.raises(ValueError):
+            new_envelope(EVENTS[2], subject=subject, source="/s", producer="p", time=TIMES[0])
         with pytest.raises(ValueError):
             text(QuotaRetired, subject, "id", "{}")
+    assert text(QuotaRetired, "许可-1 ok", "id", "{}")  # any printable text, Chinese included, is a subject
 
 
 def test_a_naive_time_is_refused():
