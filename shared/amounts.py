@@ -9,6 +9,7 @@ Rounding rules, written once:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Hashable, Mapping, Sequence, TypeVar
@@ -17,6 +18,11 @@ K = TypeVar("K", bound=Hashable)
 
 # the most units one amount may have: what a BIGINT column (and the ledger's balances) can hold
 MAX_UNITS = 2**63 - 1
+
+# What a figure may look like: ASCII digits, one point, a sign. Decimal() alone also takes '1_000', '١٢٣' (any
+# script's digits), 'NaN' and '1e3', which the API's decimal strings refuse: a figure must not pass through one door
+# (an import file) that the others (HTTP, Kafka) shut. Full-width digits are made ASCII before (number_text).
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
 
 
 class AmountError(ValueError):
@@ -36,6 +42,8 @@ def parse_amount(text: str | int, scale: int, *, allow_zero: bool = False, allow
     if not isinstance(text, str) or not text.strip():
         raise AmountError("amount_not_a_number", f"amount {text!r} is not a decimal number")
     s = text.strip()
+    if not _PLAIN_DECIMAL.fullmatch(s):
+        raise AmountError("amount_not_a_number", f"amount {_shown(text)} is not a plain decimal number")
     try:
         d = Decimal(s)
     except InvalidOperation:
