@@ -10,6 +10,7 @@ from services.assessment.api import routes_dispositions
 from services.assessment.handlers import bus, intake_authorizer
 from services.assessment.storage.tables import metadata
 from shared.api import create_app
+from shared.contracts.errors import ERROR_RESPONSES
 from shared.contracts import topics
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
@@ -37,7 +38,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, Fast
                                  "evaluation runs, dispositions and rectification tasks, cluster ranking, project admission.")
     app.state.runtime = runtime
     for r in (routes_register, routes_policies, routes_evaluations, routes_dispositions, routes_projects, routes_imports):
-        app.include_router(r.router)
+        app.include_router(r.router, responses=ERROR_RESPONSES)
     return runtime, app
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from services.assessment.domain.enterprise import pollutant_spelling_problem
 from services.assessment.domain.policy import AssessmentPolicy, default_policy
 from services.assessment.events import Actor, emit
+from services.assessment.fields import EMISSIONS, scale_of
 from services.assessment.storage.rows import dumps, loads, utc
 from services.assessment.storage.tables import policies as T
 from shared.contracts.assessment import AssessmentPolicyChanged
@@ -89,7 +90,8 @@ def ensure_policy(s: Session, outbox: Outbox, county: str, year: int, actor: Act
 
 def _check_pollutant_names(policy: AssessmentPolicy) -> None:
     """A weight for a known pollutant spelled otherwise ('nox') would weight nothing the departments send (their
-    'emissions.NOx' is kept as spelled): refused like such a figure (fields.py), each name in the details.
+    'emissions.NOx' is kept as spelled): refused like such a figure (fields.py), each name in the details; so is a
+    name no figure can carry at all (pollutant_name_invalid).
     Stored versions are not checked again when read, so an old one stays readable."""
     problems = []
     for name in sorted(policy.emission_weights):
@@ -97,6 +99,12 @@ def _check_pollutant_names(policy: AssessmentPolicy) -> None:
             reason, canonical = spelling
             problems.append({"field": f"emission_weights.{name}", "reason": reason,
                              "message": f"the pollutant is spelled {canonical!r}; {name!r} would weight nothing"})
+        elif scale_of(EMISSIONS + name) is None:
+            # a name no figure can carry ('总磷', 'P 1'): HTTP and the intake topic take emissions.<pollutant> of ASCII
+            # letters, digits and '-' (fields.py), so the weight was stored and weighted nothing, year after year
+            problems.append({"field": f"emission_weights.{name}", "reason": "pollutant_name_invalid",
+                             "message": f"no figure can carry a pollutant named {name!r}: a name is a letter, then up to "
+                                        f"19 letters, digits or '-' (as emissions.<pollutant> takes it, e.g. 'TP')"})
     if problems:
         raise Unprocessable(problems[0]["reason"], "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems)
 

@@ -36,7 +36,7 @@ CREATED, UPDATED, UNCHANGED, RECORDED = "created", "updated", "unchanged", "reco
 def make_enterprise(credit_code: str, name: str, township_code: str, in_park: bool, park_id: str | None,
                     industry_code: str, flags: list[str], scale: str | None) -> Enterprise:
     """From the API or intake shape (a list of flag names) to the domain value; ValueError if invalid."""
-    bad = [f for f in flags if not f or len(f) > 60 or not f.replace("_", "").isalnum()]
+    bad = [f for f in flags if not _is_flag_name(f)]
     if bad:
         raise ValueError(f"flags are names such as safety_hazard, not {bad[0]!r}")
     named = {n: n in flags for n in FLAG_NAMES}
@@ -47,11 +47,25 @@ def make_enterprise(credit_code: str, name: str, township_code: str, in_park: bo
     return e
 
 
+def _is_flag_name(flag: str) -> bool:
+    return bool(flag) and len(flag) <= 60 and flag.replace("_", "").isalnum()
+
+
+MAX_FLAGS = 50  # EnterpriseRegistered.flags (and the HTTP body's) holds at most 50
+
+
 def check_register_limits(e: Enterprise) -> None:
     """The register's column widths: a longer value is refused here (422, DLQ, bad row), never left to
     fail in the database."""
     if len(e.name) > 200 or (e.park_id is not None and len(e.park_id) > 100) or len(e.industry_code) > 10:
         raise ValueError("name is at most 200 characters, park_id 100, industry_code 10")
+    # a register file's 其他标记 took any name and any number of them: 'high-tech', which HTTP and the intake topic
+    # refuse, and 55 flags, whose EnterpriseRegistered its own contract refuses (every consumer dead-lettered it)
+    bad = sorted(f for f in e.extra_flags if not _is_flag_name(f))
+    if bad:
+        raise ValueError(f"flags are names such as safety_hazard (letters, digits, _; at most 60), not {bad[0]!r}")
+    if len(e.flags()) > MAX_FLAGS:
+        raise ValueError(f"an enterprise has at most {MAX_FLAGS} flags, not {len(e.flags())}")
     # PostgreSQL stores no NUL in text: the register's COPY failed as a whole (a 500 from POST /v1/enterprises; an
     # import stopped with its earlier chunks written) instead of this one entry being refused
     if "\x00" in e.name or (e.park_id is not None and "\x00" in e.park_id):

@@ -10,7 +10,8 @@ Read models, and the live tables/columns they cover:
 - ``indicator_parts`` (credit_code, year, department) <- indicator_parts.figures (a department's latest
   figures, its corrections applied). Not covered: received_via, received_by, updated_at.
 - ``indicators`` (credit_code, year) <- indicators.figures and .sources (the parts merged: a field keeps
-  the department that gave it first unless that department corrects it). Not covered: updated_at.
+  the department that gave it first unless that department, or the county's part, changes it). Not covered:
+  updated_at.
 - ``policies`` (county_code, year, version) <- policies.policy_hash, created_by. Not covered: body (an
   event names the policy by its hash only), created_at, note.
 - ``evaluation_runs`` (run_id) <- county_code, year, policy_version, policy_hash, enterprise_count,
@@ -53,6 +54,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.assessment.domain.enterprise import COUNTY_PART
 from services.assessment.domain.units import LAND_SCALE
 from services.assessment.fields import scale_of
 from services.assessment.storage.rows import utc
@@ -123,8 +125,9 @@ class AssessmentProjection(Projection):
                 return
             for f, v in fields.items():
                 had = m.get(f)
-                # another department's figure stays: the service recorded this part only because it agreed
-                if had is None or had[1] == dept:
+                # another department's figure stays (the service recorded this part only because it agreed), but
+                # for the county's part, which settles what departments disagree on
+                if had is None or had[1] == dept or dept == COUNTY_PART:
                     m[f] = (v, dept)
 
         def policy(d: dict, env: dict) -> None:

@@ -43,7 +43,9 @@ def get_version(request: Request, county_code: str = County, year: int = Year, v
 @router.put("/{county_code}/{year}", response_model=PolicyPutOut,
             responses={409: {"description": "policy_version_conflict: version is not the current + 1"},
                        422: {"description": "policy_path_mismatch; pollutant_name_case, pollutant_name_variant: an "
-                             "emission weight for a known pollutant spelled otherwise ('nox' for 'NOx'); "
+                             "emission weight for a known pollutant spelled otherwise ('nox' for 'NOx'); pollutant_name_invalid: "
+                             "an emission weight no figure can carry (a name other than ASCII letters, digits and '-', "
+                             "such as '总磷'); "
                              "class_label_invalid: a band or exclusion label of more than 20 characters, blank or with "
                              "control characters; policy_number_out_of_range: a number with more than 12 decimals or "
                              "of 10^16 or more"}},

@@ -93,7 +93,8 @@ def _indicators_out(s, code: str, year: int, result: str | None = None) -> Indic
 
 
 @router.post("/indicators", response_model=IndicatorsOut, status_code=201,
-             responses={409: {"description": "enterprise_not_registered, conflicting_departments"},
+             responses={409: {"description": "enterprise_not_registered, conflicting_departments (the county settles "
+                                   "such a figure with a part of department 'county', which overrides the others)"},
                         422: {"description": "invalid_credit_code; a bad field (details: field, reason, message each): "
                               "unknown_field, pollutant_name_case ('emissions.nox': spelled 'NOx'), pollutant_name_variant "
                               "('emissions.NH3N': spelled 'NH3-N'), amount_*; invalid_figures (several bad fields)"}},

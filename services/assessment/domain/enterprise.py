@@ -48,7 +48,8 @@ _INDUSTRY = re.compile(r"^[A-T]([0-9]{2,4})?$|^[0-9]{2,4}$")  # GB/T 4754: door 
 # emission weights, the import headers (rows.INDICATOR_COLUMNS). Pollutant names are matched exactly (a policy
 # weights 'NOx', not 'nox'), so a name that is one of these in other letters, or without its hyphen (the
 # ledger's asset codes NH3N, NOX, VOCS), is refused rather than kept as a pollutant nobody weights. A county
-# policy may weight a pollutant not in this list (e.g. 总磷): other names are taken as they are.
+# policy may weight a pollutant not in this list (e.g. TP, total phosphorus): other names are taken as they are,
+# if a figure can carry them (ASCII letters, digits and '-', fields.py; a weight for '总磷' is refused, policies.py).
 POLLUTANTS = ("COD", "NH3-N", "SO2", "NOx", "VOCs")
 _POLLUTANT_KEYS = {p.casefold().replace("-", ""): p for p in POLLUTANTS}
 
@@ -126,12 +127,19 @@ class Enterprise:
         return name in self._flags  # type: ignore[attr-defined]
 
 
+# The county's own part: its figures settle what departments disagree on (merge_indicators). Sent as any part is,
+# by whoever may publish IndicatorsReported:county (the county's assessment office: assessment:write).
+COUNTY_PART = "county"
+
+
 class IndicatorConflict(ValueError):
     """Two departments gave different values for one field; the caller decides, we never guess."""
 
     def __init__(self, credit_code: str, year: int, field_name: str, kept_by: str, offered_by: str):
+        settle = ("the county's figure stands until the county changes it" if kept_by == COUNTY_PART else
+                  f"the county settles it with a part of department {COUNTY_PART!r}")
         super().__init__(
-            f"{credit_code}/{year}: {field_name} was given by {kept_by}; {offered_by} gives a different value"
+            f"{credit_code}/{year}: {field_name} was given by {kept_by}; {offered_by} gives a different value ({settle})"
         )
         self.reason = "conflicting_departments"
         self.field = field_name
@@ -263,7 +271,9 @@ def merge_indicators(base: YearlyIndicators | None, part: YearlyIndicators,
     A field from the same department as before is overridden (a correction), unless another department's part
     (``others``: department -> the figures it gave) holds another value for it; the same value from another
     department keeps the first source; a different value from another department is an IndicatorConflict.
-    Whoever reported first, a figure two departments disagree on is refused.
+    Whoever reported first, a figure two departments disagree on is refused. The county's part (COUNTY_PART)
+    overrides any department's figure and is overridden by none: without it a figure two departments gave alike
+    could never be corrected (each correction conflicted with the other's part).
     """
     given = part.set_fields()
     missing = [k for k in given if k not in part.sources]
@@ -279,7 +289,7 @@ def merge_indicators(base: YearlyIndicators | None, part: YearlyIndicators,
     sources = dict(base.sources)
     for key, value in given.items():
         dept = part.sources[key]
-        if key in known:
+        if key in known and dept != COUNTY_PART:
             kept_by = sources.get(key)
             if kept_by is not None and kept_by != dept:
                 if known[key] != value:

@@ -273,6 +273,9 @@ def parse_indicator_row(
     for f, (header, unit, text) in cells.items():
         if f in ("credit_code", "year") or text == "":
             continue  # an empty cell means: this department does not report the field
+        if isinstance(row.get(header), bool):  # an XLSX TRUE/FALSE cell: _text makes it "1"/"0" (for the flag columns)
+            errors.append(FieldError(f, header, "not_a_number", f"{row.get(header)!r} is a yes/no cell, not a figure"))
+            continue
         try:
             n = _number(text, UNIT_SCALES[unit], f in MAY_BE_NEGATIVE)
         except AmountError as e:
