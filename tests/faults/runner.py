@@ -37,6 +37,7 @@ from typing import Callable
 
 import psycopg
 from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 from kafka import KafkaConsumer, TopicPartition
 
@@ -787,6 +788,35 @@ def check_statements(infra: Infra, services: Services, rep: Report, period: str 
     rep.check(st == 200 and again.get("content_hash") == h and st3 == 200 and got == h,
               f"statement hash after restart: finalize {st} {str(again)[:200]}, GET {st3} {got}")
     rep.effects("statement hash reproduced (draft x2, finalize, after restart)", 1 if got == h else 0)
+    # the answers above all read the stored header: the lines stored must hash to it too
+    lines, recomputed = stored_statement_hash(infra, period)
+    rep.check(recomputed == h, f"statement {period}: its {lines} stored lines hash to {recomputed}, the header says {h}")
+    rep.effects("statement lines re-hashed from the database", lines if recomputed == h else 0)
+
+
+def stored_statement_hash(infra: Infra, period: str) -> tuple[int, str]:
+    """The content hash of the finalized statement's stored lines, computed here with the domain's canonical JSON
+    (not the service's one-pass tally) and party totals summed here from the money lines."""
+    from services.settlement.domain.lines import LineKind, PartyTotal
+    from services.settlement.domain.periods import Period
+    from services.settlement.domain.statement import content_hash
+    from services.settlement.storage.statements import StatementsRepository
+
+    engine = create_engine(f"postgresql+psycopg://countypool:countypool@127.0.0.1:{infra.pg_port}/countypool_settlement",
+                           poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with Session(engine) as s:
+            lines = list(StatementsRepository(s).stream_lines(COUNTY, period))
+    finally:
+        engine.dispose()
+    receivable: Counter = Counter()
+    payable: Counter = Counter()
+    for ln in lines:
+        if ln.kind is not LineKind.STATISTICS_SHARE:
+            receivable[ln.payee] += ln.amount_fen
+            payable[ln.payer] += ln.amount_fen
+    totals = [PartyTotal(p, receivable[p], payable[p]) for p in sorted(set(receivable) | set(payable))]
+    return len(lines), content_hash(COUNTY, Period.parse(period), lines, totals)
 
 
 def wait_quiet(infra: Infra, services: Services, service: str, timeout: float = 60) -> None:

@@ -47,6 +47,13 @@ class County:
 
 
 @pytest.fixture
+def api(db_url, kafka_bootstrap):
+    """The service with relay and consumer stopped: what it would publish is read from its outbox."""
+    with running_service("assessment", db_url, kafka_bootstrap, background=False) as (runtime, c):
+        yield runtime, c
+
+
+@pytest.fixture
 def county() -> County:
     return County(f"{random.randint(110000, 659999)}")
 

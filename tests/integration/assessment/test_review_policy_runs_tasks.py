@@ -15,20 +15,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import text
 
-from tests.support.services import ADMIN, running_service
+from tests.support.services import ADMIN
 
 from .test_evaluation_api import BIG, SMALL, _setup
 
 YEAR = 2023
-
-
-@pytest.fixture
-def api(db_url, kafka_bootstrap):
-    with running_service("assessment", db_url, kafka_bootstrap, background=False) as (runtime, c):
-        yield runtime, c
 
 
 def _register(c, county, n: int, **extra) -> None:

@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import text
 
 from shared.envelope import decode
@@ -34,23 +33,11 @@ from tests.support.workbooks import workbook
 from .conftest import County
 from .test_evaluation_api import BIG, _setup
 from .test_imports_api import ENTERPRISE_HEADER, bad_rows, to_csv, upload
+from .test_review_policy_runs_tasks import _register
 
 YEAR = 2023
 NO_EMISSIONS = {k: v for k, v in BIG.items() if not k.startswith("emissions.")}
 
-
-@pytest.fixture
-def api(db_url, kafka_bootstrap):
-    """The service with relay and consumer stopped: what it would publish is read from its outbox."""
-    with running_service("assessment", db_url, kafka_bootstrap, background=False) as (runtime, c):
-        yield runtime, c
-
-
-def _register(c, county, n: int, **extra) -> None:
-    body = {"credit_code": county.code(n), "name": f"企业{n}", "township_code": county.township,
-            "industry_code": "C3311", **extra}
-    r = c.post("/v1/enterprises", headers=ADMIN, json=body)
-    assert r.status_code in (200, 201), r.text
 
 
 def _figures(c, county, n: int, fields: dict, department: str = "tax", year: int = YEAR):
