@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 from kafka import KafkaConsumer, TopicPartition
 
+from shared.amounts import parse_amount
 from shared.contracts import topics as T
 from shared.outbox import make_producer, unpublished_count
 from tests.faults.infra import SERVICES, Infra, Services, http_json, metrics
@@ -655,10 +656,16 @@ def check_all(infra: Infra, services: Services, stream: Stream, rep: Report) -> 
 
     # --- settlement: receipts, lots, buy-backs
     rec_ids = [i.ident for i in by_kind["receipt"]]
-    have = {r[0] for r in sql(infra, "settlement", "SELECT receipt_id FROM tax_receipts WHERE receipt_id = ANY(%s)", (rec_ids,))}
+    have = {r[0]: tuple(r[1:]) for r in sql(
+        infra, "settlement", "SELECT receipt_id, enterprise, month, tax_kind, amount_fen FROM tax_receipts "
+                             "WHERE receipt_id = ANY(%s)", (rec_ids,))}
     lost = [r for r in rec_ids if r not in have]
     rep.check(not lost, f"{len(lost)} tax receipts lost, e.g. {lost[:3]}")
-    rep.effects("tax receipts stored", len(rec_ids) - len(lost))
+    # stored as sent: present is not enough (a receipt taken with another amount would pass)
+    wrong = [(i.ident, have[i.ident]) for i in by_kind["receipt"] if i.ident in have and have[i.ident] != (
+        i.data["enterprise_credit_code"], i.data["month"], i.data["tax_kind"], parse_amount(i.data["amount"], 2))]
+    rep.check(not wrong, f"{len(wrong)} tax receipts stored otherwise than sent, e.g. {wrong[:3]}")
+    rep.effects("tax receipts stored as sent", len(rec_ids) - len(lost) - len(wrong))
     s_lots = {r[0] for r in sql(infra, "settlement", "SELECT lot_id FROM quota_lots")}
     lost = [lid for lid in expected_lots if lid not in s_lots]
     rep.check(not lost and len(s_lots) == len(lots), f"settlement knows {len(s_lots)} lots, quota {len(lots)}; lost e.g. {lost[:3]}")
