@@ -631,6 +631,9 @@ def check_all(infra: Infra, services: Services, stream: Stream, rep: Report) -> 
         if lid in lots:
             exp_rel[lots[lid][1]] += lots[lid][2]
             exp_ret[lots[lid][1]] += lots[lid][3]
+    if st == 200:  # every asset a lot was released in has its line (one left out would be checked by nothing)
+        rep.check({a["asset"] for a in pool["assets"]} >= set(exp_rel),
+                  f"pool answer lacks assets: {sorted(set(exp_rel) - {a['asset'] for a in pool['assets']})}")
     for a in pool["assets"] if st == 200 else []:
         asset = a["asset"]
         u = {k: quota_units(asset, a[k]) for k in ("released", "retired", "allocated", "reserved", "available", "incoming")}
@@ -650,8 +653,12 @@ def check_all(infra: Infra, services: Services, stream: Stream, rep: Report) -> 
               f"reconciliation: {st} {json.dumps(rec)[:600]}")
     rep.effects("reconciliation difference zero", 1 if st == 200 and rec["agrees"] else 0)
 
+    # counted first: the verification must cover every row there was (none missing below the head) and end at the head
+    rows = sql(infra, "ledger", "SELECT count(*), coalesce(max(seq), 0) FROM journal")[0]
     st, ver = http_json("GET", f"{services.url('ledger')}/v1/journal/verify", timeout=120)
-    rep.check(st == 200 and ver.get("ok", ver.get("valid")) is True, f"journal verify: {st} {ver}")
+    rep.check(st == 200 and ver.get("ok") is True and rows[0] == rows[1] and ver.get("head_seq") == ver.get("checked")
+              and ver.get("checked", 0) >= rows[1], f"journal verify: {st} {ver}; the journal had {rows[0]} rows up to "
+                                                    f"seq {rows[1]} before it")
     rep.effects("journal entries verified", (ver or {}).get("checked", (ver or {}).get("entries", 0)) if st == 200 else 0)
 
     # --- settlement: receipts, lots, buy-backs
@@ -1011,8 +1018,12 @@ def check_sums_and_chain(infra: Infra, services: Services, rep: Report) -> None:
     table = sql(infra, "ledger", "SELECT asset, sum(credits_posted - debits_posted), sum(credits_pending - debits_pending) "
                                  "FROM accounts GROUP BY asset")
     rep.check(all(r[1] == 0 and r[2] == 0 for r in table), f"per-asset sums not zero: {table}")
+    # counted first: the verification must cover every row there was (none missing below the head) and end at the head
+    rows = sql(infra, "ledger", "SELECT count(*), coalesce(max(seq), 0) FROM journal")[0]
     st, ver = http_json("GET", f"{services.url('ledger')}/v1/journal/verify", timeout=120)
-    rep.check(st == 200 and ver.get("ok", ver.get("valid")) is True, f"journal verify: {st} {ver}")
+    rep.check(st == 200 and ver.get("ok") is True and rows[0] == rows[1] and ver.get("head_seq") == ver.get("checked")
+              and ver.get("checked", 0) >= rows[1], f"journal verify: {st} {ver}; the journal had {rows[0]} rows up to "
+                                                    f"seq {rows[1]} before it")
 
 
 def print_report(cfg: RunConfig, rep: Report) -> None:
