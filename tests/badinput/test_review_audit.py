@@ -53,6 +53,7 @@ from shared.contracts.settlement import StatisticsReported, TaxReceiptReported
 from shared.envelope import new_envelope
 from tests.badinput.support import PRINCIPALS, TopicTail, headers_of, start_consuming_from_end
 from tests.badinput.test_authorization_matrix import POLICY, READS, Row, _call
+from tests.badinput.test_authorization_matrix import services  # noqa: F401 - the fixture: the four services in process
 from tests.support.services import ADMIN, auth, running_service
 
 # -- 1. who may do what, written down independently of deploy/dev-tokens.json ------------------------------------
@@ -150,19 +151,6 @@ def _rows() -> dict[str, list[tuple[Row, set[str]]]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def audit_services(kafka_bootstrap, tmp_path_factory):
-    d = tmp_path_factory.mktemp("audit-authz")
-    with ExitStack() as stack:
-        out = {name: stack.enter_context(running_service(name, f"sqlite:///{d / name}.sqlite3", kafka_bootstrap,
-                                                         background=False))
-               for name in ("assessment", "quota", "ledger", "settlement")}
-        from services.quota.application.reconciliation import LedgerBalances
-
-        out["quota"][1].app.state.ledger_balances = LedgerBalances("", "dev-admin-token", client=out["ledger"][1])
-        yield out
-
-
 def test_the_independent_table_names_every_principal_and_every_write_row():
     """A new principal or endpoint must get a deliberate entry here, not a default."""
     assert {spec["principal"] for spec in PRINCIPALS.values()} == EVERYONE
@@ -173,8 +161,8 @@ def test_the_independent_table_names_every_principal_and_every_write_row():
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("service", ["assessment", "quota", "ledger", "settlement"])
-def test_each_department_reaches_exactly_what_the_design_gives_it(service, audit_services):
-    runtime, client = audit_services[service]
+def test_each_department_reaches_exactly_what_the_design_gives_it(service, services):  # noqa: F811
+    runtime, client = services[service]
     tokens = {spec["principal"]: token for token, spec in PRINCIPALS.items()}
     problems, calls = [], 0
     for row, allowed in _rows()[service]:

@@ -34,6 +34,7 @@ from sqlalchemy import select
 import shared.contracts  # noqa: F401  (registers every event)
 from shared.contracts import topics
 from shared.envelope import Envelope, EnvelopeError, Event, decode, new_envelope, parse_type, registered_events
+from tests.integration.assessment.test_evaluation_api import BIG
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "docs" / "openapi"
@@ -167,9 +168,7 @@ def all_problems(texts, **kw) -> list[str]:
 
 
 def outbox_envelopes(runtime) -> list[str]:
-    table = runtime.tables["outbox"]
-    with runtime.db.sessions() as s:
-        return list(s.execute(select(table.c.envelope).order_by(table.c.position)).scalars())
+    return outbox_envelopes_of(runtime.db, runtime.tables["outbox"])
 
 
 def outbox_row_problems(db, table) -> list[str]:
@@ -272,9 +271,6 @@ def outbox_envelopes_of(db, table) -> list[str]:
         return list(s.execute(select(table.c.envelope).order_by(table.c.position)).scalars())
 
 
-BIG = {"land": "50", "tax": "6000000", "revenue": "300000000", "value_added": "60000000", "energy": "2000",
-       "emissions.COD": "10", "emissions.NH3-N": "1", "emissions.SO2": "5", "emissions.NOx": "4", "employees": "250",
-       "rnd": "9000000"}
 
 
 def _assessment_county():
