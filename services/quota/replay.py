@@ -173,7 +173,8 @@ class QuotaProjection(Projection):
         kind = SOURCE_KIND_IN.get(d["source_kind"], d["source_kind"])
         amount = self.qty[asset][d["amount"]]
         self.lots[d["lot_id"]] = (d["county_code"], asset, amount, kind, d["source_ref"], d["township_code"],
-                                  d["dated"], d["basis"], None if price is None else self.money[price])
+                                  d["dated"], d["basis"], None if price is None else self.money[price],
+                                  d.get("earns_compensation", True))
         if kind == "reclamation":
             self.reclaimed[d["source_ref"]] = (d["county_code"], d["township_code"], d["dated"], amount)
 
@@ -216,7 +217,8 @@ class QuotaProjection(Projection):
         for c in d["lots"]:
             lot, amount = c["lot_id"], qty[c["amount"]]
             self.consumptions[(rid, lot)] = (pid, county, asset, SOURCE_KIND_IN.get(c["source_kind"], c["source_kind"]),
-                                             c["source_ref"], c["township_code"], amount, money[c["amount_due"]])
+                                             c["source_ref"], c["township_code"], amount, money[c["amount_due"]],
+                                             c.get("earns_compensation", True))
             consumed[lot] = consumed.get(lot, 0) + amount
         self.requests[rid] = (pid, county, "allocated", "")
 
@@ -241,13 +243,13 @@ class QuotaProjection(Projection):
     # -- results -----------------------------------------------------------------------------------
     def rebuilt(self) -> ReadModels:
         lots: dict[Hashable, tuple] = {}
-        unknown = (None,) * 9  # a lot some event names but no LotCreated made: shows as a difference
+        unknown = (None,) * 10  # a lot some event names but no LotCreated made: shows as a difference
         for lot_id in self.lots.keys() | self.retired.keys() | self.consumed.keys() | self.buyback_due.keys():
-            county, asset, amount, kind, ref, township, dated, basis, price = self.lots.get(lot_id, unknown)
+            county, asset, amount, kind, ref, township, dated, basis, price, earns = self.lots.get(lot_id, unknown)
             retired = self.retired.get(lot_id, 0)
             remaining = None if amount is None else amount - retired - self.consumed.get(lot_id, 0)
             lots[lot_id] = (county, asset, amount, retired, remaining, kind, ref, township, dated, basis, price,
-                            self.buyback_due.get(lot_id), lot_id.partition(":")[2])
+                            self.buyback_due.get(lot_id), lot_id.partition(":")[2], earns)
         return {"releases": self.releases, "lots": lots, "reclamation_accepted": self.reclaimed,
                 "pool": self._pool(), "requests": self.requests,
                 "reservation_deadlines": {r: (_utc_iso(t),) for r, t in self.expires.items()},
@@ -311,10 +313,10 @@ def _live_lots(s: Session) -> dict:
     lots = {}
     for r in _rows(s, select(L.c.lot_id, L.c.county_code, L.c.asset, L.c.amount, L.c.retired, L.c.remaining,
                              L.c.source_kind, L.c.source_ref, L.c.township_code, L.c.dated, L.c.basis,
-                             L.c.buyback_price_fen, L.c.origin_id)):
+                             L.c.buyback_price_fen, L.c.origin_id, L.c.earns_compensation)):
         price = r.buyback_price_fen
         due = None if price is None else amount_due_fen(r.asset, r.amount, price)
-        lots[r.lot_id] = (*r[1:9], _iso(r.dated), r.basis, price, due, r.origin_id)
+        lots[r.lot_id] = (*r[1:9], _iso(r.dated), r.basis, price, due, r.origin_id, r.earns_compensation)
     return lots
 
 
@@ -365,11 +367,12 @@ def _live_allocations(s: Session) -> dict:
 def _live_consumptions(s: Session) -> dict:
     out: dict[Hashable, tuple] = {}
     for r in _rows(s, select(C.c.request_id, C.c.lot_id, C.c.project_id, C.c.county_code, C.c.asset,
-                             C.c.source_kind, C.c.source_ref, C.c.township_code, C.c.amount, C.c.amount_due_fen)):
+                             C.c.source_kind, C.c.source_ref, C.c.township_code, C.c.amount, C.c.amount_due_fen,
+                             C.c.earns_compensation)):
         key, row = (r[0], r[1]), tuple(r[2:])
         if key in out:  # the table has no unique key: a row written twice shows as its amounts doubled
             prior = out[key]
-            row = prior[:6] + (prior[6] + row[6], prior[7] + row[7])
+            row = prior[:6] + (prior[6] + row[6], prior[7] + row[7]) + prior[8:]
         out[key] = row
     return out
 
@@ -399,7 +402,7 @@ COLUMNS: dict[str, tuple[Table, tuple[str, ...], tuple[str | None, ...]]] = {
         "buyback_price_fen", "document_ref", "released_on", "department", "status", "status_reason")),
     "lots": (T.lots, ("lot_id",), (
         "county_code", "asset", "amount", "retired", "remaining", "source_kind", "source_ref", "township_code",
-        "dated", "basis", "buyback_price_fen", None, "origin_id")),
+        "dated", "basis", "buyback_price_fen", None, "origin_id", "earns_compensation")),
     "reclamation_accepted": (T.reclamation_projects, ("project_id",), (
         "county_code", "township_code", "accepted_on", "accepted_area")),
     "requests": (T.quota_requests, ("request_id",), ("project_id", "county_code", "state", "reason")),
@@ -409,7 +412,7 @@ COLUMNS: dict[str, tuple[Table, tuple[str, ...], tuple[str | None, ...]]] = {
         "project_id", "county_code", "amount", "price_fen_per_unit", "amount_due_fen", "allocated_on")),
     "consumptions": (T.consumptions, ("request_id", "lot_id"), (
         "project_id", "county_code", "asset", "source_kind", "source_ref", "township_code", "amount",
-        "amount_due_fen")),
+        "amount_due_fen", "earns_compensation")),
     "ledger_transfers": (T.ledger_transfers, ("transfer_id",), (
         "purpose", "county_code", "asset", "amount", "debit_account", "credit_account", "request_id", "lot_id")),
 }

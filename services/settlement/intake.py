@@ -130,7 +130,7 @@ def record_allocation(session: Session, ev: QuotaAllocated, *, event_id: str) ->
     try:
         units = parse_amount(ev.amount, ALLOCATION_UNIT_SCALE)
         lots = tuple(
-            ConsumedLot(lot.lot_id, lot.source_ref if lot.source_kind == "release" else None,
+            ConsumedLot(lot.lot_id, lot.source_ref if lot.source_kind == "release" and lot.earns_compensation else None,
                         township(lot.township_code), parse_amount(lot.amount, ALLOCATION_UNIT_SCALE))
             for lot in ev.lots)
         destination = park(ev.park_id) if ev.park_id else None

@@ -62,6 +62,13 @@ class ApprovalGranted(_Intake):
     granted_on: date
 
 
+# Added later, so events written before it read True (what settlement did with them then).
+EARNS_COMPENSATION = (
+    "whether the lot's units earn 腾退补偿 for the enterprise that freed them: true for a release by an enterprise "
+    "that closed, relocated or went bankrupt; false for quota an enterprise saved by upgrading (upgrade_savings: it "
+    "stays) and for reclaimed land (no enterprise). Settlement compensates by it.")
+
+
 class _Out(Event):
     topic = topics.QUOTA_EVENTS
     aggregate_type = "lot"
@@ -102,6 +109,7 @@ class LotCreated(_Out):
     dated: date
     basis: str
     buyback_price_per_unit: DecimalStr | None = None
+    earns_compensation: bool = Field(default=True, description=EARNS_COMPENSATION)
 
 
 @register
@@ -168,6 +176,7 @@ class ConsumedLotOut(BaseModel):
     township_code: str
     amount: DecimalStr
     amount_due: DecimalStr = Field(description="CNY share of the line's amount due")
+    earns_compensation: bool = Field(default=True, description=EARNS_COMPENSATION)
 
 
 @register

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.contracts.quota import ApprovalKind, ApprovalGranted, QuotaReleaseSubmitted
+from shared.contracts.quota import EARNS_COMPENSATION, ApprovalGranted, ApprovalKind, QuotaReleaseSubmitted
 from shared.contracts.types import DecimalStr, Identifier, SourceIdentifier, at_most
 
 # The HTTP intake takes exactly the Kafka intake's schema, so a department sends the same document either way.
@@ -40,7 +40,10 @@ class PolicyIn(_In):
     """A county's pool policy; every field left out takes the default (Nantong/Jiangsu)."""
 
     retire_share_bp: Annotated[dict[str, int], at_most(100)] | None = Field(
-        default=None, examples=[{"COD": 2000}], max_length=100, description="share retired per asset, basis points")
+        default=None, examples=[{"COD": 2000}], max_length=100,
+        description="share retired per asset, basis points. Replaces the whole map: an asset left out of a map "
+                    "given here retires nothing (left out altogether: the defaults, 20 % of each emission). GET "
+                    "the policy, change it, PUT it back to change one asset.")
     prices: Annotated[dict[str, DecimalStr], at_most(100)] | None = Field(
         default=None, examples=[{"COD": "12000.00"}], max_length=100, description="county price list, CNY per asset unit (有偿使用)")
     reservation_timeout_seconds: int | None = Field(default=None, gt=0)
@@ -229,6 +232,7 @@ class LotOut(BaseModel):
     basis: str
     buyback_price_per_unit: str | None
     ledger_state: str
+    earns_compensation: bool = Field(description=EARNS_COMPENSATION)
 
 
 class LotsPage(BaseModel):
@@ -247,6 +251,7 @@ class ConsumptionOut(BaseModel):
     source_ref: str
     township_code: str
     allocated_at: datetime
+    earns_compensation: bool = Field(description=EARNS_COMPENSATION)
 
 
 class AllocationOut(BaseModel):

@@ -64,13 +64,15 @@ def lot_out(r) -> s.LotOut:
                     retired=qty(a, r.retired), allocated=qty(a, r.amount - r.retired - r.remaining),
                     remaining=qty(a, r.remaining), source_kind=r.source_kind, source_ref=r.source_ref,
                     township_code=r.township_code, dated=r.dated, basis=r.basis,
-                    buyback_price_per_unit=cny_or_none(r.buyback_price_fen), ledger_state=r.ledger_state)
+                    buyback_price_per_unit=cny_or_none(r.buyback_price_fen), ledger_state=r.ledger_state,
+                    earns_compensation=r.earns_compensation)
 
 
 def consumption_out(c) -> s.ConsumptionOut:
     return s.ConsumptionOut(request_id=c.request_id, project_id=c.project_id, lot_id=c.lot_id, asset=c.asset,
                             amount=qty(c.asset, c.amount), amount_due=cny(c.amount_due_fen), source_kind=c.source_kind,
-                            source_ref=c.source_ref, township_code=c.township_code, allocated_at=utc(c.allocated_at))
+                            source_ref=c.source_ref, township_code=c.township_code, allocated_at=utc(c.allocated_at),
+                            earns_compensation=c.earns_compensation)
 
 
 def round_out(row, decisions: list, reproducible: bool | None = None) -> s.RoundOut:

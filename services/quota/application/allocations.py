@@ -80,7 +80,7 @@ def plan_allocation(req: QuotaRequest, lots: Iterable[Lot], policy: PoolPolicy, 
         park_id=park_id, allocated_on=on,
         lots=[ConsumedLotOut(lot_id=c.lot_id, source_kind=SOURCE_KIND_OUT[c.source_kind], source_ref=c.source_ref,
                              township_code=c.township_code, amount=qty(asset, c.amount),
-                             amount_due=cny(c.amount_due_fen))
+                             amount_due=cny(c.amount_due_fen), earns_compensation=c.earns_compensation)
               for c in prov.consumptions if c.asset == asset],
     ) for asset, amount in req.line_amounts)
     return PlannedAllocation(prov, prices, events)

@@ -151,7 +151,8 @@ def lot_events(lot: Lot) -> list[Event]:
         lot_id=lot.lot_id, county_code=lot.county_code, asset=lot.asset, amount=qty(lot.asset, lot.amount),
         retired=qty(lot.asset, lot.retired), source_kind=SOURCE_KIND_OUT[lot.source_kind], source_ref=lot.source_ref,
         township_code=lot.township_code, dated=lot.dated, basis=lot.basis.value,
-        buyback_price_per_unit=cny_or_none(lot.buyback_price_fen_per_unit))]
+        buyback_price_per_unit=cny_or_none(lot.buyback_price_fen_per_unit),
+        earns_compensation=lot.earns_compensation)]
     if lot.retired:
         out.append(QuotaRetired(lot_id=lot.lot_id, county_code=lot.county_code, asset=lot.asset,
                                 amount=qty(lot.asset, lot.retired)))

@@ -11,7 +11,7 @@ from datetime import date
 from enum import StrEnum
 
 from services.quota.domain.policy import PoolPolicy
-from services.quota.domain.releases import Basis, QuotaRelease
+from services.quota.domain.releases import EXIT_REASONS, Basis, QuotaRelease
 
 
 class SourceKind(StrEnum):
@@ -34,6 +34,10 @@ class Lot:
     basis: Basis
     buyback_price_fen_per_unit: int | None
     origin_id: str  # the release id or reclamation project id the lot was made from
+    # 腾退补偿 is for enterprises that exited or relocated: quota an enterprise saved by upgrading (it stays)
+    # earns none, nor does reclaimed land (no enterprise). Settlement compensates by this flag, carried on
+    # every allocation's lots; lots of events written before it existed earn compensation as they did then.
+    earns_compensation: bool = True
 
     @property
     def allocated(self) -> int:
@@ -67,6 +71,7 @@ def new_lot(
     buyback_price_fen_per_unit: int | None,
     origin_id: str,
     policy: PoolPolicy,
+    earns_compensation: bool = True,
 ) -> Lot:
     if amount <= 0:
         raise ValueError("a lot holds a positive amount")
@@ -85,6 +90,7 @@ def new_lot(
         basis=basis,
         buyback_price_fen_per_unit=buyback_price_fen_per_unit,
         origin_id=origin_id,
+        earns_compensation=earns_compensation,
     )
 
 
@@ -106,6 +112,7 @@ def accept_release(release: QuotaRelease, policy: PoolPolicy) -> tuple[Lot, int]
         buyback_price_fen_per_unit=release.buyback_price_fen_per_unit,
         origin_id=release.release_id,
         policy=policy,
+        earns_compensation=release.reason in EXIT_REASONS,
     )
     return lot, lot.retired
 

@@ -37,6 +37,7 @@ class Consumption:
     township_code: str  # where the quota was freed
     amount: int  # smallest units taken from the lot
     amount_due_fen: int  # this part's share of the line's price
+    earns_compensation: bool = True  # the lot's (see Lot.earns_compensation)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def allocate_request(request: QuotaRequest, lots: Iterable[Lot], policy: PoolPol
         shares = split_by_weights(due, [(lot.lot_id, part) for lot, part in taken], remainder_to=taken[0][0].lot_id)
         consumptions.extend(
             Consumption(request.request_id, request.project_id, lot.lot_id, asset, lot.source_kind, lot.source_ref,
-                        lot.township_code, part, shares[lot.lot_id])
+                        lot.township_code, part, shares[lot.lot_id], lot.earns_compensation)
             for lot, part in taken
         )
     touched = {c.lot_id for c in consumptions}

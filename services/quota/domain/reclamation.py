@@ -97,5 +97,6 @@ def accept_reclamation(
         buyback_price_fen_per_unit=None,
         origin_id=project.project_id,
         policy=policy,
+        earns_compensation=False,
     )
     return ReclamationAcceptance(accepted, lot, True, "accepted")

@@ -130,7 +130,8 @@ def mark_reclamation_accepted(session: Session, p: ReclamationProject, document_
 # -- lots ----------------------------------------------------------------------------------------
 def lot_from_row(r) -> Lot:
     return Lot(r.lot_id, r.county_code, r.asset, r.amount, r.retired, r.remaining, SourceKind(r.source_kind),
-               r.source_ref, r.township_code, r.dated, Basis(r.basis), r.buyback_price_fen, r.origin_id)
+               r.source_ref, r.township_code, r.dated, Basis(r.basis), r.buyback_price_fen, r.origin_id,
+               r.earns_compensation)
 
 
 def _lot_values(lot: Lot, now: datetime) -> dict:
@@ -138,8 +139,8 @@ def _lot_values(lot: Lot, now: datetime) -> dict:
         lot_id=lot.lot_id, county_code=lot.county_code, asset=lot.asset, amount=lot.amount, retired=lot.retired,
         remaining=lot.remaining, source_kind=lot.source_kind.value, source_ref=lot.source_ref,
         township_code=lot.township_code, dated=lot.dated, basis=lot.basis.value,
-        buyback_price_fen=lot.buyback_price_fen_per_unit, origin_id=lot.origin_id, ledger_state="awaiting",
-        created_at=now)
+        buyback_price_fen=lot.buyback_price_fen_per_unit, origin_id=lot.origin_id,
+        earns_compensation=lot.earns_compensation, ledger_state="awaiting", created_at=now)
 
 
 def insert_lot(session: Session, lot: Lot, now: datetime) -> bool:

@@ -16,7 +16,8 @@ def record_allocation(session: Session, prov: AllocationProvenance, county_code:
     session.execute(consumptions.insert(), [
         dict(request_id=c.request_id, project_id=c.project_id, county_code=county_code, lot_id=c.lot_id,
              asset=c.asset, source_kind=c.source_kind.value, source_ref=c.source_ref, township_code=c.township_code,
-             amount=c.amount, amount_due_fen=c.amount_due_fen, allocated_at=now)
+             amount=c.amount, amount_due_fen=c.amount_due_fen, allocated_at=now,
+             earns_compensation=c.earns_compensation)
         for c in prov.consumptions])
     session.execute(allocations.insert(), [
         dict(request_id=prov.request_id, asset=asset, project_id=prov.project_id, county_code=county_code,

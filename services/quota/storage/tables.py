@@ -2,7 +2,7 @@
 reached through events only. Amounts are integers of the asset's smallest unit, money in fen.
 Keep in sync with migrations/versions (0002_pool spells these out for Alembic)."""
 from sqlalchemy import (
-    BigInteger, Boolean, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text,
+    BigInteger, Boolean, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text, true,
 )
 
 from shared.messaging_tables import add_messaging_tables
@@ -117,6 +117,7 @@ lots = Table(
     Column("basis", String(10), nullable=False),
     Column("buyback_price_fen", BigInteger, nullable=True),
     Column("origin_id", String(200), nullable=False),
+    Column("earns_compensation", Boolean, nullable=False, server_default=true()),
     # awaiting: intake sent to the ledger; booked: the ledger posted it (only booked lots are granted);
     # refused: the ledger refused the intake (a fault reconciliation shows).
     Column("ledger_state", String(20), nullable=False),
@@ -178,6 +179,7 @@ consumptions = Table(
     Column("amount", BigInteger, nullable=False),
     Column("amount_due_fen", BigInteger, nullable=False),
     Column("allocated_at", DateTime(timezone=True), nullable=False),
+    Column("earns_compensation", Boolean, nullable=False, server_default=true()),
     Index("ix_consumptions_lot", "lot_id"),
     Index("ix_consumptions_project", "project_id"),
     Index("ix_consumptions_request", "request_id"),

@@ -40,8 +40,9 @@ def _check_id(value: str, what: str) -> None:
 
 class ConsumedLot(NamedTuple):  # a tuple: built for every lot of every allocation a statement reads
     lot_id: str
-    # credit code of the enterprise that freed the lot; None for a lot no enterprise freed (land reclaimed by a
-    # 增减挂钩 project): its units earn no compensation, their share of the proceeds goes to the rest.
+    # credit code of the enterprise that freed the lot; None for a lot that earns no compensation — land
+    # reclaimed by a 增减挂钩 project, quota an enterprise saved by upgrading (it stays): its share of the
+    # proceeds goes to the rest.
     enterprise: str | None
     township: Party  # where it was freed, e.g. "township:320623101"
     units: int  # in the asset's smallest unit
@@ -301,7 +302,7 @@ def proceeds_parts(a: QuotaAllocation, policy: SettlementPolicy) -> tuple[list[P
         raise ValueError(f"allocation {a.allocation_id}: consumed lots do not add up to the allocated amount")
     compensable_units = sum(units_e.values())
     compensable = due
-    if compensable_units < total_units:  # rounding rule 5: reclaimed units earn no compensation
+    if compensable_units < total_units:  # rounding rule 5: some units earn no compensation
         compensable = exact_split(due, {"freed": compensable_units, "reclaimed": total_units - compensable_units},
                                   "reclaimed")["freed"]
     compensation_total = basis_point_part(compensable, policy.compensation_bp)

@@ -18,8 +18,9 @@ split always add up to the whole, to the fen, deterministically.
    the remainder goes to the largest contributor (ties: the smallest credit code), so the whole compensation
    reaches enterprises. The rest is split among origin townships (township weight x units from that township),
    the destination park (park weight x all units) and the county fund (fund weight x all units); the remainder
-   goes to the county fund. Units of lots no enterprise freed (reclaimed land) earn no compensation: the
-   compensation is then taken of ``floor(amount_due * freed units / all units)`` only. A project entering no park
+   goes to the county fund. Units of lots that earn no compensation (reclaimed land, which no enterprise freed;
+   quota an enterprise saved by upgrading and stays, ``earns_compensation`` false on the lot) earn none: the
+   compensation is then taken of ``floor(amount_due * compensable units / all units)`` only. A project entering no park
    leaves the park's weight to the county fund.
 6. Adjustments are differences of recomputed figures, never a rounding of a delta:
    ``adjustment = share(new month total) - share already settled``. Summed over all periods, the origin receives

@@ -137,7 +137,7 @@ allocation_lots = Table(
     metadata,
     Column("allocation_id", String(200), primary_key=True),
     Column("lot_id", String(200), primary_key=True),
-    Column("enterprise", String(18), nullable=True),  # None: a reclaimed lot no enterprise freed
+    Column("enterprise", String(18), nullable=True),  # None: the lot earns no compensation (reclaimed land, an upgrade's savings)
     Column("township", String(200), nullable=False),
     Column("units", BigInteger, nullable=False),
 )

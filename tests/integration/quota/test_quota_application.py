@@ -55,12 +55,13 @@ class Pool:
             s.execute(T.projects.update().where(T.projects.c.project_id == project_id).values(admitted=admitted))
             s.commit()
 
-    def release(self, amount: str, release_id: str = "REL-1") -> None:
+    def release(self, amount: str, release_id: str = "REL-1", *, reason: str = "upgrade_savings",
+                serial: int = 1) -> None:
         """Taken in and booked by the ledger (its answer given here)."""
         self.run(lambda tx: intake.submit_release(tx, dict(
-            release_id=release_id, enterprise_credit_code=credit_code(self.county, 1),
+            release_id=release_id, enterprise_credit_code=credit_code(self.county, serial),
             township_code=f"{self.county}100", county_code=self.county, asset="COD", amount=amount,
-            reason="upgrade_savings", basis="free", buyback_price_per_unit=None, document_ref="doc",
+            reason=reason, basis="free", buyback_price_per_unit=None, document_ref="doc",
             released_on="2024-02-01"), department="ecology", submitted_by="test"))
         with Session(self.engine) as s:
             rows = s.execute(select(T.ledger_transfers).where(T.ledger_transfers.c.purpose == "intake")).all()
@@ -233,6 +234,32 @@ def test_every_ledger_command_moving_a_county_pool_is_keyed_by_that_pool(db):
     other = Pool(db, "320623")
     other.release("1", "REL-2")
     assert {key for _, key in other.commands()} == {"county:320623/pool"}
+
+
+def test_quota_an_enterprise_saved_by_upgrading_earns_no_compensation_where_it_is_allocated(db):
+    """腾退补偿 is for enterprises that left: the lot of an upgrade (the enterprise stays) says it earns none, in
+    LotCreated, in the lots and consumptions it leaves, and on every QuotaAllocated that consumes it (settlement
+    compensates by that); a closure's lot earns it."""
+    pool = Pool(db, verification="accept")  # the closure taken without waiting for EnterpriseExited
+    pool.evaluate("P1")
+    pool.release("10", "REL-1", reason="closure", serial=1)
+    pool.release("10", "REL-2", reason="upgrade_savings", serial=2)
+    pool.request("R1", "P1", "12")  # 8 of each lot is grantable (20 % retired): both are consumed
+    pool.round()
+    pool.pending("R1", "P1", "12")
+    pool.approve("P1")
+    assert pool.state("R1")[0] == "allocated"
+
+    created = {e.lot_id: e.earns_compensation for e, _ in pool.events if type(e).__name__ == "LotCreated"}
+    assert created == {"release:REL-1": True, "release:REL-2": False}
+    [allocated] = [e for e, _ in pool.events if type(e).__name__ == "QuotaAllocated"]
+    assert {(c.lot_id, c.source_ref, c.amount, c.earns_compensation) for c in allocated.lots} == {
+        ("release:REL-1", credit_code(COUNTY, 1), "8.0000", True),
+        ("release:REL-2", credit_code(COUNTY, 2), "4.0000", False)}
+    with Session(pool.engine) as s:
+        lots = dict(s.execute(select(T.lots.c.lot_id, T.lots.c.earns_compensation)).all())
+        used = dict(s.execute(select(T.consumptions.c.lot_id, T.consumptions.c.earns_compensation)).all())
+    assert lots == used == {"release:REL-1": True, "release:REL-2": False}
 
 
 def test_a_post_the_ledger_refused_after_its_hold_expired_is_posted_again(db):

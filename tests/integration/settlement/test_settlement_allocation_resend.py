@@ -3,12 +3,13 @@ lots included; any difference is refused with ``allocation_conflict`` naming the
 Over Kafka the refusal goes to the quota topic's dead letter with that reason. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 
 from services.settlement import intake
 from services.settlement.domain import ProceedsError
+from services.settlement.domain.proceeds import QuotaAllocation, SettlementPolicy, split_proceeds
 from services.settlement.storage.inputs import InputsRepository
 from shared.contracts import topics
 from shared.contracts.quota import ConsumedLotOut, QuotaAllocated
@@ -52,6 +53,7 @@ def changes(C: str, lots: list[ConsumedLotOut]) -> list[tuple[str, dict]]:
         ("lots", dict(lots=[lots[0], lot(C, 2, amount="2.0000"), lot(C, 3, amount="1.0000")])),
         ("lots", dict(lots=[lots[0], lot(C, 2, township="102")])),  # freed elsewhere
         ("lots", dict(lots=[lots[0], lot(C, 2, source_ref=credit_code(C, 8))])),  # by another enterprise
+        ("lots", dict(lots=[lots[0], lots[1].model_copy(update={"earns_compensation": False})])),  # an upgrade's
     ]
 
 
@@ -78,6 +80,28 @@ def test_a_resent_allocation_is_the_same_or_refused_by_field(runtime):
             record(allocation(C, **{"lots": lots, **change}), f"e3-{C}")
         assert e.value.reason == "allocation_conflict" and field in str(e.value), (field, str(e.value))
     assert stored() == before
+
+
+def test_the_units_of_a_lot_that_earns_no_compensation_compensate_nobody(runtime):
+    """An upgrade's lot (the enterprise stays, quota says earns_compensation false) is recorded without its
+    enterprise: half the units earn no 腾退补偿, so 30 % of half the amount due goes to the enterprise that left
+    and none to the one that upgraded; the rest is shared as always."""
+    C = new_county()
+    left, stayed = lot(C, 1), lot(C, 2).model_copy(update={"earns_compensation": False})
+    assert runtime.transaction(lambda uow: intake.record_allocation(uow.session, allocation(C, [left, stayed]),
+                                                                    event_id=f"e1-{C}"))
+    with runtime.db.sessions() as s:
+        stored = InputsRepository(s).allocation_lots(f"REQ-{C}:LAND")
+    assert [(x.lot_id, x.enterprise, x.units) for x in stored] == [
+        (f"L1-{C}", left.source_ref, 3_000_000), (f"L2-{C}", None, 3_000_000)]
+    a = QuotaAllocation(allocation_id="A", project_id="P", asset="LAND", amount_units=6_000_000, price="16666.67",
+                        amount_due_fen=10_000_000, destination=f"park:P{C}", lots=tuple(stored),
+                        allocated_on=date(2025, 2, 10), received_at=datetime(2025, 2, 10, tzinfo=timezone.utc))
+    policy = SettlementPolicy(policy_id="POL", version=1, county=C, compensation_bp=3000, township_weight=4,
+                              park_weight=3, fund_weight=3)
+    split = split_proceeds(a, policy)
+    assert split.compensation == {left.source_ref: 1_500_000}  # floor(10,000,000 * 1/2) * 30 %
+    assert sum(split.shares.values()) == 10_000_000 - 1_500_000
 
 
 def test_a_resent_allocation_with_other_lots_goes_to_the_dead_letter_over_kafka(db_url, kafka_bootstrap):

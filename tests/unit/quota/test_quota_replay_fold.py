@@ -35,10 +35,12 @@ def released(rid: str, status: str = "accepted", **extra) -> tuple[str, str]:
 
 
 def lot(lot_id: str, asset: str, amount: str, retired: str, kind: str = "release", ref: str = ENT,
-        price: str | None = None, dated: str = "2024-02-01") -> tuple[str, str]:
+        price: str | None = None, dated: str = "2024-02-01", earns: bool | None = None) -> tuple[str, str]:
+    """``earns`` None: written before LotCreated said whether the lot earns compensation (it did)."""
+    extra = {} if earns is None else {"earns_compensation": earns}
     return ev("LotCreated", lot_id=lot_id, county_code=C, asset=asset, amount=amount, retired=retired,
               source_kind=kind, source_ref=ref, township_code=T, dated=dated,
-              basis="paid" if price else "free", buyback_price_per_unit=price)
+              basis="paid" if price else "free", buyback_price_per_unit=price, **extra)
 
 
 def transfers(*specs: tuple[str, str, str, str, str, str]) -> tuple[str, str]:
@@ -72,10 +74,11 @@ def supply() -> list[tuple[str, str]]:
                   ("quota/retire/release:R1", "quota_retire", "COD", "2.0001", "release:R1", f"{POOL}>{RETIRED}")),
         released("R2", asset="ENERGY", amount="12.345", basis="paid", buyback_price_per_unit="800.00",
                  reason="upgrade_savings", status_reason="verification_not_required", released_on="2024-01-15"),
-        lot("release:R2", "ENERGY", "12.345", "0.000", price="800.00", dated="2024-01-15"),
+        lot("release:R2", "ENERGY", "12.345", "0.000", price="800.00", dated="2024-01-15", earns=False),
         ev("BuybackOwed", lot_id="release:R2", county_code=C, enterprise_credit_code=ENT, township_code=T,
            asset="ENERGY", amount="12.345", amount_due="9876.00"),
-        lot("reclamation:RC1", "LAND", "12.0000", "0.0000", kind="reclamation", ref="RC1", dated="2024-05-01"),
+        lot("reclamation:RC1", "LAND", "12.0000", "0.0000", kind="reclamation", ref="RC1", dated="2024-05-01",
+            earns=False),
     ]
 
 
@@ -85,10 +88,12 @@ def test_supply_folds_into_releases_lots_and_reclamations():
                                    "2024-02-01", "ecology", "accepted", "exit_known")
     assert m["releases"]["R2"][7] == 80000 and m["releases"]["R2"][9] == "2024-01-15"
     assert m["lots"] == {
-        "release:R1": (C, "COD", 100001, 20001, 80000, "enterprise", ENT, T, "2024-02-01", "free", None, None, "R1"),
-        "release:R2": (C, "ENERGY", 12345, 0, 12345, "enterprise", ENT, T, "2024-01-15", "paid", 80000, 987600, "R2"),
+        "release:R1": (C, "COD", 100001, 20001, 80000, "enterprise", ENT, T, "2024-02-01", "free", None, None, "R1",
+                       True),
+        "release:R2": (C, "ENERGY", 12345, 0, 12345, "enterprise", ENT, T, "2024-01-15", "paid", 80000, 987600, "R2",
+                       False),
         "reclamation:RC1": (C, "LAND", 120000, 0, 120000, "reclamation", "RC1", T, "2024-05-01", "free", None, None,
-                            "RC1"),
+                            "RC1", False),
     }
     assert m["reclamation_accepted"] == {"RC1": (C, T, "2024-05-01", 120000)}
     assert m["ledger_transfers"] == {
@@ -124,7 +129,7 @@ def test_a_request_moves_through_every_state_its_events_show():
                            request_ev("QuotaReserved", "Q1", lines=lines(COD)), allocated])
     assert m["requests"]["Q1"] == ("P-Q1", C, "allocated", "")
     assert m["allocations"] == {("Q1", "COD"): ("P-Q1", C, 35000, 1200000, 4200000, "2024-03-02")}
-    assert m["consumptions"] == {("Q1", "release:R1"): ("P-Q1", C, "COD", "enterprise", ENT, T, 35000, 4200000)}
+    assert m["consumptions"] == {("Q1", "release:R1"): ("P-Q1", C, "COD", "enterprise", ENT, T, 35000, 4200000, True)}
     assert m["lots"]["release:R1"][4] == 80000 - 35000, "remaining = amount - retired - consumed"
     assert m["ledger_transfers"]["quota/reserve/Q1/COD"] == (
         "reserve", C, "COD", 35000, POOL, "project:P-Q1/COD", "Q1", None)
