@@ -51,7 +51,7 @@ TOWNSHIPS = [f"{COUNTY}{i:03d}" for i in range(100, 120)]
 PARKS = [f"P-{i:02d}" for i in range(12)]
 YEARS = (2022, 2023)
 SOURCE, PRODUCER = "/countypool/assessment", "assessment"
-AGGREGATE = {"AssessmentPolicyChanged": "policy", "ProjectEvaluated": "project"}
+AGGREGATE = {"AssessmentPolicyChanged": "policy", "EvaluationRunMadeCurrent": "county-year", "ProjectEvaluated": "project"}
 CHUNK = 50_000
 EVENTS_PER_ENTERPRISE = 8.3  # of the history below; the rest of n are corrections of figures
 UTC = timezone.utc
@@ -100,6 +100,7 @@ class County:
                     yield "IndicatorsRecorded", c, {"credit_code": c, "year": year, "department": "tax",
                                                     "fields": {"tax": _amount(rnd.randrange(10**9), 2)}}
         n_run = 0
+        current: dict[int, str] = {}
         for (year, version), h in self.hashes.items():
             yield "AssessmentPolicyChanged", f"{COUNTY}/{year}", {
                 "county_code": COUNTY, "year": year, "policy_version": version, "policy_hash": h,
@@ -107,6 +108,7 @@ class County:
             n_run += 1
             run_id = f"{COUNTY}-{year}-{hashlib.sha256(f'{year}/{version}'.encode()).hexdigest()[:16]}"
             ranks: dict[str, int] = {}
+            counts: dict[str, dict[str, int]] = {}
             for i, c in enumerate(codes):
                 group = "规上" if i % 3 else "规下"
                 if i % 97 == 0:
@@ -117,11 +119,20 @@ class County:
                     ranks[group] = rank
                     cls = "A" if s >= 75 * 10**4 else "B" if s >= 60 * 10**4 else "C" if s >= 45 * 10**4 else "D"
                     rec = {"A": "none", "B": "upgrade", "C": "relocate", "D": "close"}[cls]
+                by_class = counts.setdefault(group, {})
+                by_class[cls] = by_class.get(cls, 0) + 1
                 yield "EnterpriseAssessed", c, {
                     "run_id": run_id, "county_code": COUNTY, "year": year, "credit_code": c, "group": group,
                     "score": score, "class_label": cls, "rank": rank, "policy_version": version, "policy_hash": h,
                     "breakdown_ref": f"/v1/evaluations/{run_id}/enterprises/{c}", "recommendation": rec,
                     "reasons": [] if rec == "none" else [f"class_{cls}"]}
+            # the new run is the county-year's current one (its content hash as _write_live fills it in)
+            yield "EvaluationRunMadeCurrent", f"{COUNTY}/{year}", {
+                "run_id": run_id, "county_code": COUNTY, "year": year,
+                "content_hash": hashlib.sha256(run_id[::-1].encode()).hexdigest(), "policy_version": version,
+                "policy_hash": h, "enterprise_count": len(codes), "class_counts": counts,
+                "previous_run_id": current.get(year), "why": "created"}
+            current[year] = run_id
         last_run = run_id
         decided: list[tuple[str, str]] = []
         for i, c in enumerate(codes):

@@ -6,6 +6,7 @@ committed files differ from what the models say, so the documentation is never w
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ def event_catalogue() -> str:
     for topic in sorted(by_topic, key=lambda t: topics.ALL.index(t) if t in topics.ALL else 99):
         lines += [f"## `{topic}`", ""]
         for cls in by_topic[topic]:
-            doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+            doc = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].replace("\n", " ")
             lines += [f"### {cls.name} (v{cls.version}) — `{cls.type_name()}`", ""]
             if doc and not doc.startswith("Base of every"):
                 lines += [doc, ""]

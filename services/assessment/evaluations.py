@@ -1,18 +1,27 @@
 """Evaluation runs: a county-year's enterprises scored, classed and ranked under one policy version.
 
 A run is named by its content hash: running again over the same inputs and policy finds the same run
-(no duplicate, no second round of events) and makes it the county-year's current run again; a new policy
-version or corrected figures give a new run, and old runs stay readable. Enterprises of the register with
+(no duplicate, no second round of EnterpriseAssessed) and makes it the county-year's current run again; a new
+policy version or corrected figures give a new run, and old runs stay readable. Enterprises of the register with
 no figures for the year are not evaluated (counted as ``without_data``): missing data is not a score.
+
+Every change of the county-year's current run is an EvaluationRunMadeCurrent event (key ``<county>/<year>``),
+written in the transaction that makes it: ``created`` after a new run's EnterpriseAssessed events, ``reinstated``
+when an older run becomes current again (a correction taken back, a policy version reverted). A reinstated run
+does not publish its EnterpriseAssessed again (a county run has 100,000 of them): readers take its results from
+the earlier EnterpriseAssessed events carrying its run_id, or from GET /v1/evaluations/{run_id}/enterprises.
+Requesting the current run again publishes nothing. Evaluations of one county-year take its lock (PostgreSQL; SQLite
+has one writer), so the run each event names as previous is the one its readers saw current before it.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from shared.gc_pause import collector_paused
@@ -21,7 +30,7 @@ from services.assessment.domain.county_scoring import PackedScore, plain4
 from services.assessment.domain.enterprise import Enterprise, YearlyIndicators
 from services.assessment.domain.evaluation import EvaluationRun, run_evaluation
 from services.assessment.domain.policy import AssessmentPolicy, BenchmarkUnavailable, RelativeBenchmark
-from services.assessment.events import Actor, emit_plain
+from services.assessment.events import Actor, emit, emit_plain
 from services.assessment.policies import current_policy, ensure_policy
 from services.assessment.storage.bulk_rows import insert_tuples
 from services.assessment.storage.rows import (
@@ -30,13 +39,14 @@ from services.assessment.storage.rows import (
     enterprise_from_row,
     indicators_from_row,
     loads,
+    utc,
 )
 from services.assessment.storage.tables import decisions as D
 from services.assessment.storage.tables import enterprise_results as R
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import evaluation_runs as RUNS
 from services.assessment.storage.tables import indicators as I
-from shared.contracts.assessment import EnterpriseAssessed
+from shared.contracts.assessment import EnterpriseAssessed, EvaluationRunMadeCurrent
 from shared.errors import NotFound, Unprocessable
 from shared.outbox import Outbox
 
@@ -156,19 +166,25 @@ def evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, n
 
 def _evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, now: datetime,
               timings: dict) -> tuple[object, bool]:
+    lock_county_year(s, county, year)
     policy = ensure_policy(s, outbox, county, year, actor, now).policy
     run, inputs = _domain_run(s, county, year, policy, timings)
     run_id = run_id_of(county, year, run.content_hash)
+    previous = current_run(s, county, year)  # before this request touches last_requested_at
+    at = requested_at(now, previous, run_id)
     found = s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).first()
     if found is not None:
-        s.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(last_requested_at=now))
-        return s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).one(), False
+        s.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(last_requested_at=at))
+        row = s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).one()
+        if previous is not None and previous.run_id != run_id:  # an older run current again
+            _made_current(s, outbox, actor, row, previous.run_id, "reinstated")
+        return row, False
     t0 = time.perf_counter()
     s.execute(RUNS.insert().values(
         run_id=run_id, county_code=county, year=year, policy_version=run.policy_version, policy_hash=run.policy_hash,
         inputs_hash=run.inputs_hash, content_hash=run.content_hash, enterprise_count=len(run.results),
         without_data=inputs.without_data, class_counts=dumps(run.class_counts()), benchmarks=dumps(run.benchmarks),
-        averages=dumps(run.averages), created_by=actor.principal, created_at=now, last_requested_at=now))
+        averages=dumps(run.averages), created_by=actor.principal, created_at=now, last_requested_at=at))
     rows, events = [], []
     common = {"run_id": run_id, "county_code": county, "year": year}
     for r, breakdown in zip(run.results, run.result_json):
@@ -185,11 +201,46 @@ def _evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, 
     t1 = time.perf_counter()
     insert_tuples(s, R, RESULT_COLUMNS, rows)  # COPY on PostgreSQL: a county run writes 100,000 of these
     emit_plain(s, outbox, actor, EnterpriseAssessed, events, now)
+    row = s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).one()
+    _made_current(s, outbox, actor, row, None if previous is None else previous.run_id, "created")
     timings.update(build_seconds=t1 - t0, write_seconds=time.perf_counter() - t1)
-    return s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).one(), True
+    return row, True
 
 
 RESULT_COLUMNS = ("run_id", "credit_code", "group_name", "class_label", "score", "rank", "recommendation", "breakdown")
+
+
+def lock_county_year(s: Session, county: str, year: int) -> None:
+    """Hold the county-year's evaluation lock to the end of the transaction: which run is current, and the
+    EvaluationRunMadeCurrent naming the one it replaces, are decided one request at a time (and a request that
+    waited finds the run the other created instead of colliding with it). PostgreSQL: an advisory lock on a 64-bit
+    hash of the county-year (a collision only makes two county-years wait for each other); SQLite runs one writer
+    at a time."""
+    if s.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(f"countypool-assessment-evaluation:{county}/{year}".encode(),
+                                             digest_size=8).digest(), "big", signed=True)
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def requested_at(now: datetime, current, run_id: str) -> datetime:
+    """The last_requested_at that makes ``run_id`` the county-year's current run (``current``: the current run's row
+    before this request, or None): ``now``, unless the current run was requested at or after it (a clock behind
+    another replica's, or a request that read the time before it waited for the lock); then just after that, so the
+    run requested last is current, as its event says, whatever the clocks."""
+    if current is None:
+        return now
+    now, last = utc(now), utc(current.last_requested_at)
+    if current.run_id == run_id:
+        return max(now, last)
+    return now if now > last else last + timedelta(microseconds=1)
+
+
+def _made_current(s: Session, outbox: Outbox, actor: Actor, row, previous_run_id: str | None, why: str) -> None:
+    emit(s, outbox, actor, [(EvaluationRunMadeCurrent(
+        run_id=row.run_id, county_code=row.county_code, year=row.year, content_hash=row.content_hash,
+        policy_version=row.policy_version, policy_hash=row.policy_hash, enterprise_count=row.enterprise_count,
+        class_counts=loads(row.class_counts), previous_run_id=previous_run_id, why=why),
+        f"{row.county_code}/{row.year}", None)])
 
 
 def get_run(s: Session, run_id: str):

@@ -20,9 +20,13 @@ Read models, and the live tables/columns they cover:
 - ``assessment_results`` (run_id, credit_code) <- enterprise_results: group_name, class_label, score,
   rank, recommendation. Not covered: breakdown (events carry its GET path, not its content).
 - ``latest_assessments`` (credit_code, year): run_id, policy_version, class_label, score of the most
-  recently *created* run that assessed the enterprise (live: evaluation_runs.created_at). The county-year's
-  *current* run is not derivable: a re-run over unchanged inputs makes an existing run current again
-  (last_requested_at) and, by design, emits nothing.
+  recently *created* run that assessed the enterprise (live: evaluation_runs.created_at), which need not be the
+  county-year's current run (below).
+- ``current_runs`` (county_code, year) <- the run ``current_run`` answers (live: evaluation_runs by
+  last_requested_at, then run_id): the run of the county-year's last EvaluationRunMadeCurrent, which every new run
+  and every older run made current again emits (a reinstated run's results are its earlier EnterpriseAssessed
+  events; they are not emitted again). A county-year whose history has no such event (written before it existed)
+  takes its most recently created run: a run reinstated back then is a difference, as nothing recorded it.
 - ``decisions`` (credit_code, year, n): the n-th decision on an enterprise-year, from decisions: county_code,
   run_id, recommended, decided, overridden, decided_by, decided_at, reason, superseded (status). Not covered:
   id (a sequence; gaps after rollbacks), recorded_by.
@@ -71,7 +75,7 @@ from shared.db import Database
 from shared.replay import Handler, Projection, ReadModels, ReplayReport, replay
 
 MODELS = ("enterprises", "indicator_parts", "indicators", "policies", "evaluation_runs", "assessment_results",
-          "latest_assessments", "decisions", "executions", "projects")
+          "latest_assessments", "current_runs", "decisions", "executions", "projects")
 
 
 def utc_iso(value: str | datetime) -> str:
@@ -92,6 +96,7 @@ class AssessmentProjection(Projection):
         self.runs: dict = {}  # run_id -> [county, year, policy_version, policy_hash, {(group, class): n}, run_id]
         self.results: dict = {}
         self.latest: dict = {}
+        self.current: dict = {}  # (county, year) -> run_id of its last EvaluationRunMadeCurrent
         self.decisions: dict = {}  # (code, year) -> [row, ...] in event order
         self.open_decision: dict = {}  # (code, decided) -> year of the latest such decision (old events' year)
         self.executions: dict = {}
@@ -144,6 +149,9 @@ class AssessmentProjection(Projection):
             counts[(group, cls)] = counts.get((group, cls), 0) + 1
             latest[(code, r[1])] = (run, r[2], cls, score)  # a later run's result replaces an earlier one
 
+        def made_current(d: dict, env: dict) -> None:
+            self.current[(d["county_code"], d["year"])] = d["run_id"]
+
         def decided(d: dict, env: dict) -> None:
             code, year = d["credit_code"], d["year"]
             self.decisions.setdefault((code, year), []).append((
@@ -176,8 +184,8 @@ class AssessmentProjection(Projection):
                 d.get("policy_version"), d["policy_hash"])
 
         return {"EnterpriseRegistered": registered, "IndicatorsRecorded": recorded, "AssessmentPolicyChanged": policy,
-                "EnterpriseAssessed": assessed, "DispositionDecided": decided, "EnterpriseExited": exited,
-                "EnterpriseRelocated": relocated, "ProjectEvaluated": project}
+                "EnterpriseAssessed": assessed, "EvaluationRunMadeCurrent": made_current, "DispositionDecided": decided,
+                "EnterpriseExited": exited, "EnterpriseRelocated": relocated, "ProjectEvaluated": project}
 
     def rebuilt(self) -> ReadModels:
         decisions = {}
@@ -185,6 +193,10 @@ class AssessmentProjection(Projection):
             last = len(rows)
             for n, row in enumerate(rows, 1):
                 decisions[(code, year, n)] = (*row, n < last)
+        current = {}
+        for run, r in self.runs.items():  # in the order runs were created: without an event, the last one
+            current[(r[0], r[1])] = run
+        current.update(self.current)
         return {
             "enterprises": self.enterprises,
             "indicator_parts": {k: tuple(sorted(v.items())) for k, v in self.parts.items()},
@@ -194,6 +206,7 @@ class AssessmentProjection(Projection):
                                 for run, r in self.runs.items()},
             "assessment_results": self.results,
             "latest_assessments": self.latest,
+            "current_runs": {k: (run,) for k, run in current.items()},
             "decisions": decisions,
             "executions": self.executions,
             "projects": self.projects,
@@ -207,7 +220,8 @@ class AssessmentProjection(Projection):
         decisions, executions = _live_decisions(s)
         return {"enterprises": _live_enterprises(s), **_live_figures(s), "policies": _live_policies(s),
                 "evaluation_runs": runs, "assessment_results": results, "latest_assessments": latest,
-                "decisions": decisions, "executions": executions, "projects": _live_projects(s)}
+                "current_runs": _live_current_runs(s), "decisions": decisions, "executions": executions,
+                "projects": _live_projects(s)}
 
 
 def _live_enterprises(s: Session) -> dict:
@@ -260,6 +274,15 @@ def _live_runs(s: Session) -> tuple[dict, dict]:
         runs[r[0]] = (r[1], r[2], r[3], r[4], r[5], _class_counts(counts))
         created[r[0]] = (utc(r[7]), r[0])
     return runs, created
+
+
+def _live_current_runs(s: Session) -> dict:
+    """Per county-year, the run evaluations.current_run answers: the latest last_requested_at, then the lowest run_id."""
+    out: dict = {}
+    for run, county, year in s.execute(select(RUNS.c.run_id, RUNS.c.county_code, RUNS.c.year).order_by(
+            RUNS.c.county_code, RUNS.c.year, RUNS.c.last_requested_at.desc(), RUNS.c.run_id)):
+        out.setdefault((county, year), (run,))
+    return out
 
 
 def _live_results(s: Session, runs: dict, created: dict) -> tuple[dict, dict]:

@@ -112,6 +112,33 @@ class EnterpriseAssessed(_Out):
 
 
 @register
+class EvaluationRunMadeCurrent(_Out):
+    """The county-year's current evaluation run changed: a new run was created, or an older run was made current
+    again (its inputs or policy were requested again, e.g. a correction taken back or a policy version reverted). A
+    reinstated run publishes no EnterpriseAssessed again: read its results from the earlier EnterpriseAssessed
+    events that carry its run_id, or from GET /v1/evaluations/{run_id}/enterprises. Keyed by the county-year
+    ('<county_code>/<year>'), so one county-year's changes arrive in order; the last one names the current run.
+    Requesting the current run again publishes nothing."""
+
+    name = "EvaluationRunMadeCurrent"
+    aggregate_type = "county-year"
+    run_id: str = Field(description="the run now current for the county-year")
+    county_code: str
+    year: int
+    content_hash: str
+    policy_version: int
+    policy_hash: str
+    enterprise_count: int = Field(description="enterprises the run assessed (one EnterpriseAssessed each)")
+    class_counts: dict[str, dict[str, int]] = Field(description="enterprises per group and class, as the run has them",
+                                                    examples=[{"规上": {"A": 1, "B": 1, "T": 1}, "规下": {"A": 1}}])
+    previous_run_id: str | None = Field(description="the run that was current before, null for the county-year's first")
+    why: Literal["created", "reinstated"] = Field(
+        description="created: a new run (its EnterpriseAssessed events precede this one); reinstated: an existing "
+                    "run made current again, whose results are not published again (earlier EnterpriseAssessed "
+                    "with its run_id, or GET /v1/evaluations/{run_id}/enterprises)")
+
+
+@register
 class DispositionDecided(_Out):
     name = "DispositionDecided"
     credit_code: CreditCode

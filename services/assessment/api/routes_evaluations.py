@@ -41,10 +41,13 @@ def run_out(s, r) -> RunOut:
 
 
 @router.post("/evaluations", response_model=EvaluateOut, status_code=201,
-             responses={200: {"model": EvaluateOut, "description": "same inputs and policy: the existing run"},
+             responses={200: {"model": EvaluateOut, "description": "same inputs and policy: the existing run, made the "
+                                                                  "current one (EvaluationRunMadeCurrent 'reinstated' "
+                                                                  "if it was not; nothing if it was)"},
                         422: {"description": "nothing_to_evaluate, benchmark_needs_last_year_average, "
                                            "score_out_of_range (a score of 10^24 or more)"}},
-             summary="Evaluate a county-year: every enterprise scored, classed, ranked; EnterpriseAssessed per enterprise")
+             summary="Evaluate a county-year: every enterprise scored, classed, ranked; EnterpriseAssessed per enterprise "
+                     "and EvaluationRunMadeCurrent")
 def post_evaluation(body: EvaluateIn, request: Request, response: Response, p: Principal = Depends(WRITE)):
     def tx(uow):
         row, created = evaluate(uow.session, uow.outbox, body.county_code, body.year, actor(p), now())

@@ -76,7 +76,8 @@ def _county_year(c, county) -> dict:
 
 
 EXPECTED_ROWS = {"enterprises": 4, "indicator_parts": 4, "indicators": 3, "policies": 2, "evaluation_runs": 2,
-                 "assessment_results": 6, "latest_assessments": 3, "decisions": 4, "executions": 2, "projects": 2}
+                 "assessment_results": 6, "latest_assessments": 3, "current_runs": 1, "decisions": 4, "executions": 2,
+                 "projects": 2}
 
 
 def test_rebuilt_read_models_equal_the_live_ones_and_name_a_tampered_row(county, service):
@@ -87,8 +88,9 @@ def test_rebuilt_read_models_equal_the_live_ones_and_name_a_tampered_row(county,
     report = rebuild(db)
     assert report.equal, "\n".join(str(d) for d in report.differences)
     assert report.rows == EXPECTED_ROWS
-    # 5 registrations, 5 figure parts, 2 policies, 3 + 3 results, 4 decisions, 1 exit, 1 relocation, 2 projects
-    assert (report.events_read, report.events_applied) == (26, 26)
+    # 5 registrations, 5 figure parts, 2 policies, 3 + 3 results, 2 runs made current, 4 decisions, 1 exit,
+    # 1 relocation, 2 projects
+    assert (report.events_read, report.events_applied) == (28, 28)
 
     p = AssessmentProjection()
     replay(db, p, compare_live=False)
@@ -100,6 +102,7 @@ def test_rebuilt_read_models_equal_the_live_ones_and_name_a_tampered_row(county,
     assert dict((f, (v, d)) for f, v, d in m["indicators"][(c1, YEAR)])["land"] == ("50.0000", "tax")
     assert dict(m["indicator_parts"][(c1, YEAR, "land")]) == {"land": "50.0000", "electricity": "1200000"}
     assert m["latest_assessments"][(c1, YEAR)][:2] == (runs["run2"], 2)
+    assert m["current_runs"] == {(county.code_, YEAR): (runs["run2"],)}
     assert m["decisions"][(c1, YEAR, 1)][-1] is True and m["decisions"][(c1, YEAR, 2)][3] == "close"
     assert m["executions"][(c6, YEAR)][:2] == ("close", "2024-03-01")
 
@@ -118,3 +121,41 @@ def test_rebuilt_read_models_equal_the_live_ones_and_name_a_tampered_row(county,
         rebuild(db, repair=True)
     assert len(rebuild(db).differences) == 2, "a refused repair changes nothing"
     assert set(report.rows) == set(MODELS)
+
+
+def test_a_run_made_current_again_is_rebuilt_current(county, api):
+    """Run A, a corrected figure (run B), the correction taken back: A is current again. The rebuilt current run
+    follows the EvaluationRunMadeCurrent events (A), not the most recently created run (B, which each enterprise's
+    latest EnterpriseAssessed still names). Without those events (a history written before they existed) the rebuilt
+    current run is the last created one, and the replay names the county-year as a difference."""
+    runtime, c = api
+    for n in (1, 7):
+        _ok(c.post("/v1/enterprises", headers=ADMIN, json={"credit_code": county.code(n), "name": f"企业{n}",
+                                                           "township_code": county.township, "industry_code": "C3311"}))
+
+    def tax(n: int, fields: dict):
+        _ok(c.post("/v1/indicators", headers=ADMIN, json={"credit_code": county.code(n), "year": YEAR,
+                                                          "department": "tax", "fields": fields}))
+
+    for n in (1, 7):
+        tax(n, FIGURES[n])
+    a = _ok(c.post("/v1/evaluations", headers=ADMIN, json=county.run))["run"]["run_id"]
+    tax(7, {"tax": "1"})
+    b = _ok(c.post("/v1/evaluations", headers=ADMIN, json=county.run))["run"]["run_id"]
+    tax(7, {"tax": FIGURES[7]["tax"]})
+    assert _ok(c.post("/v1/evaluations", headers=ADMIN, json=county.run), 200)["run"]["run_id"] == a
+    db = runtime.db
+
+    report = rebuild(db)
+    assert report.equal, "\n".join(str(d) for d in report.differences)
+    p = AssessmentProjection()
+    replay(db, p, compare_live=False)
+    m = p.rebuilt()
+    assert m["current_runs"] == {(county.code_, YEAR): (a,)}
+    assert m["latest_assessments"][(county.code(1), YEAR)][0] == b
+
+    with db.engine.begin() as conn:  # the history as it was before the event existed
+        conn.execute(text("DELETE FROM outbox WHERE event_type = 'countypool.EvaluationRunMadeCurrent.v1'"))
+    old = rebuild(db)
+    assert [(d.model, d.key, d.live, d.rebuilt) for d in old.differences] == [
+        ("current_runs", (county.code_, YEAR), (a,), (b,))]

@@ -106,4 +106,4 @@ def test_a_county_imported_and_evaluated_equals_the_reference(db_url, kafka_boot
                 result = json.loads(stored[event.credit_code])
                 assert (event.class_label, event.rank) == (result["class_label"], result["rank"])
         assert kinds == {"EnterpriseRegistered": n, "IndicatorsRecorded": recorded, "EnterpriseAssessed": recorded,
-                         "AssessmentPolicyChanged": 1}
+                         "AssessmentPolicyChanged": 1, "EvaluationRunMadeCurrent": 1}

@@ -13,6 +13,7 @@ from shared.contracts.assessment import (
     EnterpriseExited,
     EnterpriseRegistered,
     EnterpriseRelocated,
+    EvaluationRunMadeCurrent,
     IndicatorsRecorded,
     ProjectEvaluated,
 )
@@ -132,6 +133,38 @@ def test_events_of_other_services_and_unhandled_types_are_read_not_applied():
     m, (read, applied) = rebuilt([envelope(intake, A), *history()])
     assert (read, applied) == (18, 17)
     assert m == rebuilt(history())[0]
+
+
+def made_current(run: str, version: int, previous: str | None, why: str, year: int = 2023):
+    return envelope(EvaluationRunMadeCurrent(
+        run_id=run, county_code=COUNTY, year=year, content_hash=f"c-{run}", policy_version=version,
+        policy_hash=f"h{version}", enterprise_count=1, class_counts={"规上": {"A": 1}}, previous_run_id=previous,
+        why=why), f"{COUNTY}/{year}")
+
+
+def test_the_current_run_is_the_one_the_last_event_made_current():
+    """run-1 created, run-2 created, run-1 made current again (no EnterpriseAssessed: its results are run-1's
+    earlier ones). Each enterprise's latest assessment stays the most recently created run's."""
+    evs = history()
+    run1_done, run2_done = 9, 11  # after run-1's two results, after run-2's one
+    with_events = [*evs[:run1_done], made_current("run-1", 1, None, "created"), *evs[run1_done:run2_done],
+                   made_current("run-2", 2, "run-1", "created"), *evs[run2_done:],
+                   made_current("run-1", 1, "run-2", "reinstated")]
+    m, (read, applied) = rebuilt(with_events)
+    assert (read, applied) == (20, 20)
+    assert m["current_runs"] == {(COUNTY, 2023): ("run-1",)}
+    assert m["latest_assessments"][(A, 2023)][0] == "run-2"
+    assert {k: v for k, v in m.items() if k != "current_runs"} == {
+        k: v for k, v in rebuilt(evs)[0].items() if k != "current_runs"}, "the event changes no other read model"
+
+
+def test_without_those_events_the_current_run_is_the_last_created():
+    """A history written before EvaluationRunMadeCurrent existed: per county-year, its most recently created run."""
+    m, _ = rebuilt([*history(), envelope(assessed("run-0", A, "50.0000", "C", 1, year=2022), A)])
+    assert m["current_runs"] == {(COUNTY, 2023): ("run-2",), (COUNTY, 2022): ("run-0",)}
+    # an event later in the history decides for its county-year from then on
+    m, _ = rebuilt([*history(), made_current("run-1", 1, "run-2", "reinstated")])
+    assert m["current_runs"] == {(COUNTY, 2023): ("run-1",)}
 
 
 def test_compare_names_the_model_and_key_of_a_differing_row():
