@@ -1,9 +1,12 @@
 """Prometheus metrics every service exports, defined once. Labels stay low-cardinality."""
 from __future__ import annotations
 
+import os
+import threading
 from typing import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -33,6 +36,60 @@ CONSUMER_OFFSETS_SKIPPED = Counter(
 )
 RELAY_ERRORS = Counter("countypool_relay_errors_total", "Failed attempts to publish the outbox", ["service"])
 DB_RETRIES = Counter("countypool_db_retries_total", "Transactions retried after deadlock or serialization failure", ["service", "reason"])
+
+
+class ChildProcesses:
+    """CPU seconds and resident memory of a service's child processes (the outbox relay), read from /proc when
+    Prometheus scrapes: process_cpu_seconds_total and process_resident_memory_bytes count only the process that
+    serves /metrics, so a relay publishing in its own process would be invisible on the dashboards. A child started
+    again counts from zero (a counter reset, which rate() handles). Elsewhere than Linux: no samples."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[tuple[str, str], Callable[[], int | None]] = {}
+
+    def watch(self, service: str, process: str, pid_of: Callable[[], int | None]) -> None:
+        with self._lock:
+            self._watched[(service, process)] = pid_of
+
+    def forget(self, service: str, process: str) -> None:
+        with self._lock:
+            self._watched.pop((service, process), None)
+
+    def collect(self):
+        cpu = CounterMetricFamily("countypool_child_process_cpu_seconds",
+                                  "CPU seconds (user + system) of a service's child process", labels=["service", "process"])
+        rss = GaugeMetricFamily("countypool_child_process_resident_memory_bytes",
+                                "Resident memory of a service's child process", labels=["service", "process"])
+        with self._lock:
+            watched = list(self._watched.items())
+        for labels, pid_of in watched:
+            usage = process_usage(pid_of())
+            if usage is not None:
+                cpu.add_metric(labels, usage[0])
+                rss.add_metric(labels, usage[1])
+        yield cpu
+        yield rss
+
+
+def process_usage(pid: int | None) -> tuple[float, int] | None:
+    """(CPU seconds, resident bytes) of a live process from /proc/<pid>/stat, or None (gone, not Linux)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2:].split()  # the command name may hold spaces: fields follow its ')'
+        ticks = int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of proc(5))
+        return ticks / _CLOCK_TICKS, int(fields[21]) * _PAGE_SIZE  # rss (field 24), in pages
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+CHILD_PROCESSES = ChildProcesses()
+REGISTRY.register(CHILD_PROCESSES)
 
 
 def render() -> tuple[bytes, str]:

@@ -23,7 +23,7 @@ from shared.kafka_admin import KafkaProbe, ensure_topics
 from shared.kafka_security import kafka_security
 from shared.logs import configure_logging
 from shared.messaging_tables import add_messaging_tables
-from shared.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, RELAY_ERRORS
+from shared.metrics import CHILD_PROCESSES, EVENTS_PUBLISHED, OUTBOX_BACKLOG, RELAY_ERRORS
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import ServiceSettings
 from shared.unit_of_work import T, UnitOfWork, transactional
@@ -201,6 +201,7 @@ class RelayProcess:
 
     def start(self) -> None:
         self._spawn()
+        CHILD_PROCESSES.watch(self.service, "relay", lambda: self.pid)
         self._monitor = threading.Thread(target=self._watch, name=f"{self.service}-relay-monitor", daemon=True)
         self._monitor.start()
 
@@ -245,6 +246,7 @@ class RelayProcess:
 
     def stop(self, timeout: float = 15) -> None:
         self._stopping.set()
+        CHILD_PROCESSES.forget(self.service, "relay")
         proc = self._proc
         if proc is not None and proc.is_alive():
             proc.terminate()  # SIGTERM: the child finishes its batch and leaves
