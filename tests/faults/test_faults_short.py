@@ -1,7 +1,8 @@
 """The short fault run, part of `make test` (about two minutes): one SIGKILL of each service, one Kafka
-broker restart, one PostgreSQL restart and the ledger stopped for 5 s, at random moments under a stream of
-about 1,100 county events (30/s), allocation rounds at 75 % and 92 % of it; then every effect and invariant is checked (see tests/faults/runner.py). The full
-run, with several faults of each kind, is `make test-faults`."""
+broker restart, one PostgreSQL restart, the ledger stopped for 5 s and throttled for 6 s (half speed), at random
+moments under a stream of about 1,100 county events (30/s), allocation rounds at 75 % and 92 % of it; then every
+effect and invariant is checked (see tests/faults/runner.py). The full run, with several faults of each kind, is
+`make test-faults`."""
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,7 @@ from tests.faults.runner import RunConfig, run
 
 SHORT = RunConfig(
     name="short", releases=400, ledger=180, receipts=150, assessment=150, rate=30,
-    kills_per_service=1, kafka_restarts=1, kafka_kills=0, pg_restarts=1, ledger_pauses=[5.0], ledger_throttles=[],
+    kills_per_service=1, kafka_restarts=1, kafka_kills=0, pg_restarts=1, ledger_pauses=[5.0], ledger_throttles=[6.0],
     settle_timeout=150, kill_during_finalize=False, fault_window=(0.05, 0.55),
 )
 
