@@ -13,11 +13,12 @@ WORKDIR /app
 RUN groupadd --system --gid 10001 countypool \
  && useradd --system --uid 10001 --gid countypool --home-dir /app --no-create-home --shell /usr/sbin/nologin countypool
 
-# Dependencies first (their own layer: rebuilt only when pyproject.toml changes).
-COPY pyproject.toml ./
+# Dependencies first (their own layer: rebuilt only when pyproject.toml or constraints.txt changes), at the
+# versions the test suite passed with.
+COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
+ && pip install -c constraints.txt -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
 # The project itself. The sources stay in /app too: `python -m` puts the working directory first on

@@ -3,23 +3,31 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
 export KAFKA_PORT ?= 9092
 export PG_PORT ?= 55432
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 export COUNTYPOOL_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: run demo test test-unit install kafka postgres stop-infra bench clean
+.PHONY: run demo test test-unit install lock kafka postgres stop-infra bench clean
 
-$(STAMP): pyproject.toml
+# the versions in constraints.txt: what the suite passed with, not whatever is newest today
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
 	deploy/kafka/kafka.sh install
+
+## lock: constraints.txt from a fresh virtualenv's newest versions within pyproject.toml's ranges (then make test)
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q -e '.[test]'
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
 
 ## run: Kafka (unless KAFKA_BOOTSTRAP_SERVERS points at a cluster you run) and the four services.
 run: $(STAMP)
