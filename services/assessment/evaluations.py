@@ -180,11 +180,13 @@ def _evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, 
             _made_current(s, outbox, actor, row, previous.run_id, "reinstated")
         return row, False
     t0 = time.perf_counter()
+    ranking = _rank_clusters(county, year, inputs, policy, last_year_averages(s, county, year, policy), run.inputs_hash)
     s.execute(RUNS.insert().values(
         run_id=run_id, county_code=county, year=year, policy_version=run.policy_version, policy_hash=run.policy_hash,
         inputs_hash=run.inputs_hash, content_hash=run.content_hash, enterprise_count=len(run.results),
         without_data=inputs.without_data, class_counts=dumps(run.class_counts()), benchmarks=dumps(run.benchmarks),
-        averages=dumps(run.averages), created_by=actor.principal, created_at=now, last_requested_at=at))
+        averages=dumps(run.averages), created_by=actor.principal, created_at=now, last_requested_at=at,
+        cluster_ranking=dumps(ranking_doc(ranking))))
     rows, events = [], []
     common = {"run_id": run_id, "county_code": county, "year": year}
     for r, breakdown in zip(run.results, run.result_json):
@@ -287,16 +289,44 @@ def latest_result(s: Session, county: str, credit_code: str):
     return None
 
 
-def clusters_now(s: Session, county: str, year: int) -> tuple[ClusterRanking, int]:
-    """Rank the county's parks and clusters over today's figures and current policy (computed on read). A
-    county-year without figures is 422 nothing_to_evaluate, as its evaluation is: no data, not 'no parks'."""
+def cluster_ranking(s: Session, county: str, year: int) -> tuple[dict, str | None]:
+    """(ranking_doc, run id) of the county-year: the current evaluation run's, as kept when the run was made (a
+    later correction or policy version changes it only through a new run, as it does the enterprises' results);
+    without a run, or for a run made before rankings were kept, ranked now over today's figures and current policy
+    (run id None). A county-year without figures is 422 nothing_to_evaluate, as its evaluation is."""
+    run = current_run(s, county, year)
+    if run is not None and run.cluster_ranking is not None:
+        return loads(run.cluster_ranking), run.run_id
     inputs = load_county(s, county, year)
     if not inputs.enterprises:
         raise Unprocessable("nothing_to_evaluate", f"no active enterprise of {county} has figures for {year}")
-    stored = current_policy(s, county, year)
+    policy = current_policy(s, county, year).policy
+    return ranking_doc(_rank_clusters(county, year, inputs, policy, last_year_averages(s, county, year, policy))), None
+
+
+def run_cluster_ranking(s: Session, run_id: str) -> dict:
+    run = get_run(s, run_id)
+    if run.cluster_ranking is None:
+        raise NotFound("ranking_not_kept", f"run {run_id} was made before cluster rankings were kept with runs: "
+                                           f"GET /v1/clusters/{run.county_code}/{run.year}/ranking ranks today's figures")
+    return loads(run.cluster_ranking)
+
+
+def _rank_clusters(county: str, year: int, inputs: CountyInputs, policy: AssessmentPolicy, averages,
+                   inputs_hash: str | None = None) -> ClusterRanking:
     try:
-        ranking = rank_clusters(county, year, inputs.enterprises, inputs.indicators, stored.policy,
-                                last_year_averages(s, county, year, stored.policy))
+        return rank_clusters(county, year, inputs.enterprises, inputs.indicators, policy, averages, inputs_hash)
     except BenchmarkUnavailable as exc:
         raise Unprocessable(exc.reason, str(exc), {"group": exc.group, "indicator": exc.indicator}) from None
-    return ranking, stored.policy.version
+
+
+def ranking_doc(r: ClusterRanking) -> dict:
+    """What a ranking is kept and answered as (the API's ClusterRankingOut without the county and year)."""
+    clusters = []
+    for c in r.results:
+        plain = c.to_plain()
+        clusters.append({"cluster_id": c.cluster_id, "members": list(c.members), "class_label": c.class_label,
+                         "rank": c.rank, "score_rank": c.score_rank, "group_size": c.group_size,
+                         "score": plain["score"]})
+    return {"policy_version": r.policy_version, "policy_hash": r.policy_hash, "group": r.group,
+            "content_hash": r.content_hash, "clusters": clusters}

@@ -152,6 +152,7 @@ READS: dict[str, list[Row]] = {
         _get("/v1/evaluations/{run_id}", A_READ, "/v1/evaluations/AUTHZ-R1"),
         _get("/v1/evaluations/{run_id}/enterprises", A_READ, "/v1/evaluations/AUTHZ-R1/enterprises"),
         _get("/v1/evaluations/{run_id}/enterprises/{credit_code}", A_READ, f"/v1/evaluations/AUTHZ-R1/enterprises/{CODE}"),
+        _get("/v1/evaluations/{run_id}/clusters", A_READ, "/v1/evaluations/AUTHZ-R1/clusters"),
         _get("/v1/clusters/{county_code}/{year}/ranking", A_READ, f"/v1/clusters/{COUNTY}/{YEAR}/ranking"),
         _get("/v1/dispositions/{credit_code}/{year}", A_READ, f"/v1/dispositions/{CODE}/{YEAR}"),
         _get("/v1/tasks/overdue", A_READ),

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from services.assessment.api.deps import READ, WRITE, actor, checked_code, now, read, write
 from services.assessment.api.schemas import (
     BreakdownOut,
-    ClusterOut,
     ClusterRankingOut,
     EvaluateIn,
     EvaluateOut,
@@ -16,13 +15,14 @@ from services.assessment.api.schemas import (
 )
 from services.assessment.evaluations import (
     breakdown_path,
-    clusters_now,
+    cluster_ranking,
     current_run,
     evaluate,
     get_run,
     list_runs,
     result_of,
     results_page,
+    run_cluster_ranking,
 )
 from services.assessment.storage.rows import loads, utc
 from shared.auth import Principal
@@ -101,17 +101,24 @@ def get_breakdown(run_id: str, credit_code: str, request: Request, _: Principal 
 @router.get("/clusters/{county_code}/{year}/ranking", response_model=ClusterRankingOut,
             responses={422: {"description": "nothing_to_evaluate (no figures for the county-year), "
                                            "benchmark_needs_last_year_average"}},
-            summary="Parks and clusters ranked from their enterprises' aggregated figures (current data and policy)")
+            summary="Parks and clusters ranked from their enterprises' aggregated figures: the current evaluation "
+                    "run's ranking, as kept when it was made (no run yet: today's figures and policy)")
 def get_cluster_ranking(request: Request, county_code: str = Path(pattern=r"^\d{6}$"), year: int = Path(ge=1990, le=2200),
                         _: Principal = Depends(READ)):
     def q(s):
-        ranking, version = clusters_now(s, county_code, year)
-        clusters = []
-        for c in ranking.results:
-            plain = c.to_plain()
-            clusters.append(ClusterOut(cluster_id=c.cluster_id, members=list(c.members), class_label=c.class_label,
-                                       rank=c.rank, score_rank=c.score_rank, group_size=c.group_size, score=plain["score"]))
-        return ClusterRankingOut(county_code=county_code, year=year, policy_version=version, policy_hash=ranking.policy_hash,
-                                 group=ranking.group, content_hash=ranking.content_hash, clusters=clusters)
+        doc, run_id = cluster_ranking(s, county_code, year)
+        return ClusterRankingOut(county_code=county_code, year=year, run_id=run_id, **doc)
+
+    return read(request, q)
+
+
+@router.get("/evaluations/{run_id}/clusters", response_model=ClusterRankingOut,
+            responses={404: {"description": "run_not_found; ranking_not_kept (a run made before rankings were kept)"}},
+            summary="The parks' and clusters' ranking of one evaluation run, as kept when the run was made")
+def get_run_cluster_ranking(run_id: str, request: Request, _: Principal = Depends(READ)):
+    def q(s):
+        run = get_run(s, run_id)
+        return ClusterRankingOut(county_code=run.county_code, year=run.year, run_id=run_id,
+                                 **run_cluster_ranking(s, run_id))
 
     return read(request, q)

@@ -235,6 +235,9 @@ class ClusterOut(Strict):
 class ClusterRankingOut(Strict):
     county_code: str
     year: int
+    run_id: str | None = Field(description="the evaluation run whose inputs and policy it ranks, kept with it; null: no "
+                                           "run yet (or one made before rankings were kept), ranked from today's "
+                                           "figures and policy")
     policy_version: int
     policy_hash: str
     group: str = Field(description="the group whose weights and benchmarks rank the clusters")

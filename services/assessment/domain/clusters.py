@@ -10,14 +10,16 @@ shown, the total the sum of the terms as shown.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from fractions import Fraction
+from typing import Iterable, Mapping
 
 from .canonical import content_hash, to_plain
 from .classification import classify
-from .enterprise import Enterprise, YearlyIndicators
-from .evaluation import index_inputs, exclusion_of
+from .enterprise import EMISSIONS_DIVISOR, SCALAR_FIELDS, Enterprise, YearlyIndicators
+from .evaluation import exclusion_of, index_inputs, inputs_digest
 from .policy import AssessmentPolicy, Benchmarks, resolve_benchmarks
-from .scoring import ScoreResult, aggregate_inputs, average_terms, enterprise_inputs, score_inputs
+from .exact import to_fraction
+from .scoring import Inputs, ScoreResult, average_terms, score_inputs
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class ClusterRanking:
     group: str  # whose weights and benchmarks were used
     results: tuple[ClusterResult, ...]  # by display rank
     content_hash: str
+    policy_version: int = 0
 
 
 def rank_clusters(
@@ -53,7 +56,9 @@ def rank_clusters(
     indicators: Iterable[YearlyIndicators],
     policy: AssessmentPolicy,
     last_year_averages: Benchmarks | None = None,
+    inputs_hash: str | None = None,
 ) -> ClusterRanking:
+    """``inputs_hash``: the evaluation run's over the same inputs, when the caller has it (else computed here)."""
     if (policy.county, policy.year) != (county, year):
         raise ValueError(f"policy is for {policy.county}/{policy.year}, not {county}/{year}")
     by_code, figures = index_inputs(county, year, enterprises, indicators)
@@ -66,10 +71,7 @@ def rank_clusters(
         # cluster) counted in the cluster its park_id named, though a register file saying so would clear it
         if e.in_park and e.park_id is not None and exclusion_of(e, policy) is None:
             members.setdefault(e.park_id, []).append(code)
-    inputs = {
-        cid: aggregate_inputs(enterprise_inputs(figures.get(c), policy) for c in codes)
-        for cid, codes in sorted(members.items())
-    }
+    inputs = {cid: member_sums([figures.get(c) for c in codes], policy) for cid, codes in sorted(members.items())}
     first = [score_inputs(cid, group, inp, policy, benchmarks, group_average_terms={}) for cid, inp in inputs.items()]
     avgs = average_terms(first)
     scores = {cid: score_inputs(cid, group, inp, policy, benchmarks, group_average_terms=avgs) for cid, inp in inputs.items()}
@@ -86,15 +88,60 @@ def rank_clusters(
         for p in classify({cid: s.total for cid, s in scores.items()}, policy.class_rule)
     )
     policy_hash = policy.content_hash()
-    body = {
-        "county": county,
-        "year": year,
-        "policy_hash": policy_hash,
-        "inputs": {
-            "enterprises": list(by_code.values()),
-            "indicators": [figures[c] for c in sorted(figures)],
-            "last_year_averages": {g: dict(v) for g, v in (last_year_averages or {}).items()},
-        },
-        "results": [r.to_plain() for r in results],
-    }
-    return ClusterRanking(county, year, policy_hash, group.name, results, content_hash(body))
+    if inputs_hash is None:
+        inputs_hash = inputs_digest(county, year, by_code, figures, last_year_averages)
+    body = {"county": county, "year": year, "policy_hash": policy_hash, "inputs_hash": inputs_hash,
+            "results": [r.to_plain() for r in results]}
+    return ClusterRanking(county, year, policy_hash, group.name, results, content_hash(body), policy.version)
+
+
+def member_sums(members: list[YearlyIndicators | None], policy: AssessmentPolicy) -> Inputs:
+    """Per indicator, (sum of numerators, sum of denominators) over the members that have both, exactly
+    (scoring.aggregate_inputs of their scoring.enterprise_inputs), but summed as integers and divided once: a
+    plain field's sum(v_i / s) is sum(v_i) / s, and weighted emissions sum per pollutant before the weights, since
+    sum_i sum_p w_p e_ip = sum_p w_p sum_i e_ip. A county's parks hold tens of thousands of members."""
+    weights = policy.emission_weights
+    out: dict[str, tuple[Fraction | None, Fraction | None]] = {}
+    for d in sorted(policy.indicators, key=lambda d: d.code):
+        num, den = _FieldSum(d.numerator), _FieldSum(d.denominator)
+        for ind in members:
+            if ind is None:
+                continue
+            a, b = _raw(ind, d.numerator, weights), _raw(ind, d.denominator, weights)
+            if a is not None and b is not None:
+                num.add(a)
+                den.add(b)
+        out[d.code] = (num.value(weights), den.value(weights)) if num.seen else (None, None)
+    return out
+
+
+def _raw(ind: YearlyIndicators, name: str, weights: Mapping) -> int | dict[str, int] | None:
+    """A plain field's stored integer, or the counted pollutants of the emissions (None: missing, as
+    scoring.field_amount says: no emissions, or none the policy weighs)."""
+    if name in SCALAR_FIELDS:
+        return getattr(ind, name)
+    if ind.emissions is None:
+        return None
+    counted = {p: ind.emissions[p] for p in weights if p in ind.emissions}
+    return counted or None
+
+
+class _FieldSum:
+    __slots__ = ("name", "total", "by_pollutant", "seen")
+
+    def __init__(self, name: str) -> None:
+        self.name, self.total, self.by_pollutant, self.seen = name, 0, {}, False
+
+    def add(self, raw: int | dict[str, int]) -> None:
+        self.seen = True
+        if type(raw) is dict:
+            for p, v in raw.items():
+                self.by_pollutant[p] = self.by_pollutant.get(p, 0) + v
+        else:
+            self.total += raw
+
+    def value(self, weights: Mapping) -> Fraction:
+        if self.name in SCALAR_FIELDS:
+            return Fraction(self.total, SCALAR_FIELDS[self.name][1])
+        return sum((to_fraction(weights[p]) * Fraction(n, EMISSIONS_DIVISOR) for p, n in self.by_pollutant.items()),
+                   Fraction(0))

@@ -198,13 +198,7 @@ def run_evaluation(
         )
 
     policy_hash = policy.content_hash()
-    inputs_hash = hashlib.sha256(plain_json({
-        "county": county,
-        "year": year,
-        "enterprises": [enterprise_plain(e) for e in by_code.values()],
-        "indicators": [figures[c].to_plain() for c in sorted(figures)],
-        "last_year_averages": to_plain({g: dict(v) for g, v in (last_year_averages or {}).items()}),
-    }).encode("utf-8")).hexdigest()
+    inputs_hash = inputs_digest(county, year, by_code, figures, last_year_averages)
     # canonical JSON of each result, made once: it is hashed here and stored as the breakdown
     result_json = tuple(map(result_canonical_json, results))
     head = canonical_json({"policy_hash": policy_hash, "inputs_hash": inputs_hash, "benchmarks": benchmarks,
@@ -272,6 +266,19 @@ class _Recommendations:
         if found is None:
             found = self.known[key] = recommend(e, label, self.rules, excluded=excluded)
         return found
+
+
+def inputs_digest(county: str, year: int, by_code: Mapping[str, Enterprise], figures: Mapping[str, YearlyIndicators],
+                  last_year_averages: Benchmarks | None) -> str:
+    """sha256 of what a county-year is judged on (index_inputs' enterprises and figures, last year's averages): a
+    run's inputs_hash, and what its cluster ranking's hash names instead of those inputs again."""
+    return hashlib.sha256(plain_json({
+        "county": county,
+        "year": year,
+        "enterprises": [enterprise_plain(e) for e in by_code.values()],
+        "indicators": [figures[c].to_plain() for c in sorted(figures)],
+        "last_year_averages": to_plain({g: dict(v) for g, v in (last_year_averages or {}).items()}),
+    }).encode("utf-8")).hexdigest()
 
 
 def result_canonical_json(r: EnterpriseResult) -> str:

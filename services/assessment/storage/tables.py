@@ -102,6 +102,9 @@ evaluation_runs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # a re-run with the same content makes no new run; it makes this one the county-year's current run
     Column("last_requested_at", DateTime(timezone=True), nullable=False),
+    # the parks' and clusters' ranking over the run's own inputs (JSON; evaluations.ranking_doc), kept so a past
+    # year's ranking reads as it was; null for runs made before it was kept
+    Column("cluster_ranking", Text, nullable=True),
     UniqueConstraint("county_code", "year", "content_hash", name="uq_runs_content"),
     Index("ix_runs_county_year", "county_code", "year", "last_requested_at"),
 )

@@ -1,7 +1,11 @@
 from decimal import Decimal
 
-from services.assessment.domain.clusters import rank_clusters
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.assessment.domain.clusters import member_sums, rank_clusters
 from services.assessment.domain.policy import default_policy
+from services.assessment.domain.scoring import aggregate_inputs, enterprise_inputs
 
 from .factories import COUNTY, MU, WAN, YEAR, big_figures, enterprise, figures
 
@@ -39,3 +43,26 @@ def test_cluster_ranking_sums_numerators_and_denominators():
     assert r.group == "规上"
     again = rank_clusters(COUNTY, YEAR, list(reversed(enterprises)), list(reversed(indicators)), POLICY)
     assert again.content_hash == r.content_hash
+
+
+_FIELD = st.one_of(st.none(), st.integers(min_value=0, max_value=10**12))
+
+
+@st.composite
+def member(draw, n: int):
+    emissions = draw(st.one_of(st.none(), st.dictionaries(st.sampled_from(["COD", "NH3-N", "SO2", "NOx"]),
+                                                          st.integers(min_value=0, max_value=10**9), max_size=3)))
+    return figures(n, land=draw(_FIELD), tax=draw(_FIELD), revenue=draw(_FIELD),
+                   value_added=draw(st.one_of(st.none(), st.integers(min_value=-10**12, max_value=10**12))),
+                   energy=draw(_FIELD), electricity=draw(_FIELD), rnd=draw(_FIELD), employees=draw(_FIELD),
+                   emissions=emissions or None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(min_value=1, max_value=10**6)), min_size=1, max_size=8).flatmap(
+    lambda ns: st.tuples(*[st.none() if n is None else member(n) for n in ns])))
+def test_member_sums_are_the_aggregate_of_each_members_inputs(members):
+    """The integer sums a cluster is scored on are exactly the sums of the Fractions each member would be scored on
+    (only members with both figures of an indicator counting for it)."""
+    expected = aggregate_inputs(enterprise_inputs(m, POLICY) for m in members)
+    assert member_sums(list(members), POLICY) == expected
