@@ -174,7 +174,10 @@ def _evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, 
     at = requested_at(now, previous, run_id)
     found = s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).first()
     if found is not None:
-        s.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(last_requested_at=at))
+        # without_data counts the register as it is when the run is made current: enterprises registered since
+        # without figures change no input (so no new run), but they are still not evaluated
+        s.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(last_requested_at=at,
+                                                                      without_data=inputs.without_data))
         row = s.execute(select(RUNS).where(RUNS.c.run_id == run_id)).one()
         if previous is not None and previous.run_id != run_id:  # an older run current again
             _made_current(s, outbox, actor, row, previous.run_id, "reinstated")

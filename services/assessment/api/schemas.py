@@ -134,7 +134,8 @@ class RunOut(Strict):
     inputs_hash: str
     content_hash: str
     enterprise_count: int
-    without_data: int = Field(description="active register entries without figures for the year (not evaluated)")
+    without_data: int = Field(description="active register entries without figures for the year (not evaluated), "
+                                          "counted when the run was last requested")
     class_counts: dict[str, dict[str, int]] = Field(description="group -> class -> count")
     benchmarks: dict[str, dict[str, str]]
     averages: dict[str, dict[str, str]] = Field(description="this year's group averages (next year's relative benchmarks)")

@@ -58,9 +58,12 @@ def test_runs_are_reproducible_versioned_and_published(county, service, events_t
     assert b["recommendation"]["disposition"] == "none" and b["policy_version"] == 1
     assert b["treatment"]["land_priority"] is True
 
+    late = {"credit_code": county.code(9), "name": "企业9", "township_code": county.township, "industry_code": "C3311"}
+    assert c.post("/v1/enterprises", headers=ADMIN, json=late).status_code == 201  # registered, no figures: no input
     again = c.post("/v1/evaluations", headers=ADMIN, json=county.run)
     assert (again.status_code, again.json()["created"], again.json()["run"]["run_id"]) == (200, False, rid)
     assert again.json()["run"]["content_hash"] == run["content_hash"]
+    assert again.json()["run"]["without_data"] == 2, "counted as the register is now: 5 and 9 have no figures"
     assert _outbox_count(runtime, "EnterpriseAssessed") == 4, "the same run is not published twice"
 
     # a new policy version: 规下 weights 50/50
