@@ -109,7 +109,8 @@ def last_year_averages(s: Session, county: str, year: int, policy: AssessmentPol
 
 
 def _domain_run(s: Session, county: str, year: int, policy: AssessmentPolicy,
-                timings: dict) -> tuple[EvaluationRun, CountyInputs]:
+                timings: dict) -> tuple[EvaluationRun, CountyInputs, dict | None]:
+    """(the run, its inputs, last year's averages it used)."""
     t0 = time.perf_counter()
     inputs = load_county(s, county, year)
     if not inputs.enterprises:
@@ -122,7 +123,7 @@ def _domain_run(s: Session, county: str, year: int, policy: AssessmentPolicy,
         raise Unprocessable(exc.reason, str(exc), {"group": exc.group, "indicator": exc.indicator}) from None
     timings.update(load_seconds=t1 - t0, score_seconds=time.perf_counter() - t1)
     _check_scores(run)
-    return run, inputs
+    return run, inputs, averages
 
 
 # A score is published with its 4 decimals exact (a Decimal of 28 digits): below 10^24, which also keeps it within
@@ -168,7 +169,7 @@ def _evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, 
               timings: dict) -> tuple[object, bool]:
     lock_county_year(s, county, year)
     policy = ensure_policy(s, outbox, county, year, actor, now).policy
-    run, inputs = _domain_run(s, county, year, policy, timings)
+    run, inputs, averages = _domain_run(s, county, year, policy, timings)
     run_id = run_id_of(county, year, run.content_hash)
     previous = current_run(s, county, year)  # before this request touches last_requested_at
     at = requested_at(now, previous, run_id)
@@ -183,7 +184,7 @@ def _evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, 
             _made_current(s, outbox, actor, row, previous.run_id, "reinstated")
         return row, False
     t0 = time.perf_counter()
-    ranking = _rank_clusters(county, year, inputs, policy, last_year_averages(s, county, year, policy), run.inputs_hash)
+    ranking = _rank_clusters(county, year, inputs, policy, averages, run.inputs_hash)
     s.execute(RUNS.insert().values(
         run_id=run_id, county_code=county, year=year, policy_version=run.policy_version, policy_hash=run.policy_hash,
         inputs_hash=run.inputs_hash, content_hash=run.content_hash, enterprise_count=len(run.results),
