@@ -861,6 +861,7 @@ def get_sweep(p: Platform) -> dict[str, set[str]]:
             ("/v1/evaluations", {"county_code": C, "year": 2023}, FIN),
             (f"/v1/evaluations/{f['run_id']}", {}, FIN), ("/v1/evaluations/none", {}, FIN),
             (f"/v1/evaluations/{f['run_id']}/enterprises", {"limit": 3}, FIN),
+            (f"/v1/evaluations/{f['run_id']}/clusters", {}, FIN), ("/v1/evaluations/none/clusters", {}, FIN),
             (f"/v1/evaluations/{f['run_id']}/enterprises", {"class_label": "T"}, FIN),
             (f"/v1/evaluations/{f['run_id']}/enterprises/{county.code(4)}", {}, FIN),
             (f"/v1/evaluations/{f['run_id']}/enterprises/{county.code(1)}", {}, FIN),
