@@ -300,7 +300,7 @@ def cluster_ranking(s: Session, county: str, year: int) -> tuple[dict, str | Non
     (run id None). A county-year without figures is 422 nothing_to_evaluate, as its evaluation is."""
     run = current_run(s, county, year)
     if run is not None and run.cluster_ranking is not None:
-        return loads(run.cluster_ranking), run.run_id
+        return kept_ranking(run), run.run_id
     inputs = load_county(s, county, year)
     if not inputs.enterprises:
         raise Unprocessable("nothing_to_evaluate", f"no active enterprise of {county} has figures for {year}")
@@ -308,10 +308,10 @@ def cluster_ranking(s: Session, county: str, year: int) -> tuple[dict, str | Non
     return ranking_doc(_rank_clusters(county, year, inputs, policy, last_year_averages(s, county, year, policy))), None
 
 
-def run_cluster_ranking(s: Session, run_id: str) -> dict:
-    run = get_run(s, run_id)
+def kept_ranking(run) -> dict:
+    """The ranking_doc a run row kept (404 for a run made before rankings were kept)."""
     if run.cluster_ranking is None:
-        raise NotFound("ranking_not_kept", f"run {run_id} was made before cluster rankings were kept with runs: "
+        raise NotFound("ranking_not_kept", f"run {run.run_id} was made before cluster rankings were kept with runs: "
                                            f"GET /v1/clusters/{run.county_code}/{run.year}/ranking ranks today's figures")
     return loads(run.cluster_ranking)
 

@@ -19,10 +19,10 @@ from services.assessment.evaluations import (
     current_run,
     evaluate,
     get_run,
+    kept_ranking,
     list_runs,
     result_of,
     results_page,
-    run_cluster_ranking,
 )
 from services.assessment.storage.rows import loads, utc
 from shared.auth import Principal
@@ -118,7 +118,6 @@ def get_cluster_ranking(request: Request, county_code: str = Path(pattern=r"^\d{
 def get_run_cluster_ranking(run_id: str, request: Request, _: Principal = Depends(READ)):
     def q(s):
         run = get_run(s, run_id)
-        return ClusterRankingOut(county_code=run.county_code, year=run.year, run_id=run_id,
-                                 **run_cluster_ranking(s, run_id))
+        return ClusterRankingOut(county_code=run.county_code, year=run.year, run_id=run_id, **kept_ranking(run))
 
     return read(request, q)
