@@ -40,7 +40,7 @@ class IdReused(Exception):
     """The id was taken before with another body (an idempotency key reused): 409, never a second effect."""
 
     def __init__(self, kind: str, ident: str, fields: Iterable[str] = ()):
-        self.fields = sorted(fields)  # those known to differ (a release's, read from its row), else none
+        self.fields = sorted(fields)  # those that differ from the stored write (empty: only unknown keys do)
         which = f" ({', '.join(self.fields)} differ)" if self.fields else ""
         super().__init__(f"{kind} {ident!r} was submitted before with a different body{which}")
         self.reason = f"{kind}_id_reused"
@@ -73,13 +73,42 @@ _RELEASE_FIELDS = {"enterprise_credit_code": "enterprise_credit_code", "township
 def release_differences(row, data: Mapping[str, Any]) -> list[str]:
     """The fields of ``data`` whose value is not the stored release's (what a department is told on a 409)."""
     values = _values(data)
-    out = []
-    for field, column in _RELEASE_FIELDS.items():
-        mine, theirs = values.get(field), getattr(row, column)
-        if isinstance(mine, list):  # ["units", n]
-            mine = mine[1]
-        if (None if mine in (None, "") else str(mine)) != (None if theirs is None else str(theirs)):
-            out.append(field)
+    return [field for field, column in _RELEASE_FIELDS.items() if not _same(values.get(field), getattr(row, column))]
+
+
+def _same(mine: Any, theirs: Any) -> bool:
+    """A sent value (``_values``' form) against a stored column: amounts as units, the rest as text."""
+    if isinstance(mine, list):  # ["units", n]
+        mine = mine[1]
+    return (None if mine in (None, "") else str(mine)) == (None if theirs is None else str(theirs))
+
+
+_RECLAMATION_FIELDS = ("county_code", "township_code", "area", "registered_on")
+
+
+def reclamation_differences(row, data: Mapping[str, Any]) -> list[str]:
+    """The fields of ``data`` whose value is not the stored project's; ``registered_on`` only when sent (left out,
+    it was the day of the first registration)."""
+    values = _values(data)
+    return [f for f in _RECLAMATION_FIELDS
+            if (f != "registered_on" or values.get(f) not in (None, "")) and not _same(values.get(f), getattr(row, f))]
+
+
+def request_differences(row, lines, data: Mapping[str, Any]) -> list[str]:
+    """The fields of ``data`` whose value is not the stored request's: ``project_id``, ``county_code``, ``lines``
+    when their number differs, else ``lines[i].asset`` / ``.amount`` / ``.approval_kind`` (the kind only when sent:
+    left out, the policy chose it)."""
+    values = _values(data)
+    out = [f for f in ("project_id", "county_code") if not _same(values.get(f), getattr(row, f))]
+    sent = values.get("lines") if isinstance(values.get("lines"), list) else []
+    stored = sorted(lines, key=lambda line: line.position)
+    if len(sent) != len(stored):
+        return out + ["lines"]
+    for i, (mine, theirs) in enumerate(zip(sent, stored)):
+        mine = mine if isinstance(mine, Mapping) else {}
+        for f in ("asset", "amount", "approval_kind"):
+            if (f != "approval_kind" or mine.get(f) not in (None, "")) and not _same(mine.get(f), getattr(theirs, f)):
+                out.append(f"lines[{i}].{f}")
     return out
 
 
@@ -260,7 +289,7 @@ def register_reclamation_project(tx: Tx, data: Mapping[str, Any], by: str) -> tu
     existing = intake_store.reclamation_row(tx.session, str(data.get("project_id")))
     if existing is not None:
         if not same_body(existing.digest, data):
-            raise IdReused("reclamation", existing.project_id)
+            raise IdReused("reclamation", existing.project_id, reclamation_differences(existing, data))
         return existing, False
     registered_on = data.get("registered_on") or cst_date(tx.now)
     if isinstance(registered_on, str):

@@ -5,7 +5,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any, Callable, Mapping
 
-from services.quota.application.intake import IdReused, NotKnown, body_digest, same_body
+from services.quota.application.intake import IdReused, NotKnown, body_digest, request_differences, same_body
 from services.quota.application.request_events import requested
 from services.quota.application.saga import carry_out, unless_withdrawn
 from services.quota.application.tx import Tx
@@ -35,7 +35,8 @@ def open_quota_request(tx: Tx, body: Mapping[str, Any], by: str) -> tuple[QuotaR
     existing = request_store.request_row(tx.session, request_id)
     if existing is not None:
         if not same_body(existing.digest, body):
-            raise IdReused("request", request_id)
+            raise IdReused("request", request_id, request_differences(
+                existing, request_store.request_lines_of(tx.session, request_id), body))
         return request_store.load_request(tx.session, request_id), False
     project_id = str(body.get("project_id") or "")
     row = request_store.project_row(tx.session, project_id)

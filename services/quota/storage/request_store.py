@@ -78,6 +78,10 @@ def request_row(session: Session, request_id: str):
     return session.execute(select(quota_requests).where(quota_requests.c.request_id == request_id)).first()
 
 
+def request_lines_of(session: Session, request_id: str) -> list:
+    return session.execute(select(request_lines).where(request_lines.c.request_id == request_id)).all()
+
+
 def load_requests(session: Session, rows: list) -> list[QuotaRequest]:
     if not rows:
         return []

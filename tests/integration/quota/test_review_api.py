@@ -172,6 +172,46 @@ def test_a_conflicting_resubmission_names_the_field_that_differs(service):
     assert "amount" in fields, r.json()
 
 
+def _fields(r) -> list:
+    return sorted(d.get("field") for d in (r.json().get("details") or []))
+
+
+def test_a_conflicting_request_or_reclamation_names_the_fields_that_differ(service):
+    """Requests and 增减挂钩 projects answered a reused id with a bare 409 (only releases named the field): the
+    department's system could not tell a typo from a reused id. Each now names what differs; a value sent in
+    another spelling ("3" / "3.0000") or a field left out that the first write defaulted is no difference."""
+    rt, client = service
+    pool = _pool(rt)
+    pool.evaluate("P1")
+    pool.evaluate("P2")
+    assert client.post("/v1/requests", headers=ADMIN, json=_request_body("R1", "P1", COD="3", NOX="1")).status_code == 201
+    r = client.post("/v1/requests", headers=ADMIN, json=_request_body("R1", "P1", COD="3.0000", NOX="1.5"))
+    assert (r.status_code, r.json()["reason"], _fields(r)) == (409, "request_id_reused", ["lines[1].amount"]), r.text
+    r = client.post("/v1/requests", headers=ADMIN, json=_request_body("R1", "P2", COD="3", SO2="1"))
+    assert (r.status_code, _fields(r)) == (409, ["lines[1].asset", "project_id"]), r.text
+    r = client.post("/v1/requests", headers=ADMIN, json=_request_body("R1", "P1", COD="3"))
+    assert (r.status_code, _fields(r)) == (409, ["lines"]), r.text
+    body = _request_body("R1", "P1", COD="3", NOX="1")
+    body["lines"][0]["approval_kind"] = "land_use"
+    r = client.post("/v1/requests", headers=ADMIN, json=body)
+    assert (r.status_code, _fields(r)) == (409, ["lines[0].approval_kind"]), r.text
+    got = client.get("/v1/requests/R1", headers=ADMIN).json()
+    assert (got["project_id"], [(l["asset"], l["amount"]) for l in got["lines"]]) == (
+        "P1", [("COD", "3.0000"), ("NOX", "1.0000")])
+
+    land = auth("dev-natural-resources-token")
+    first = {"project_id": "RC-1", "county_code": COUNTY, "township_code": f"{COUNTY}101", "area": "3"}
+    assert client.post("/v1/reclamation-projects", headers=land, json=first).status_code == 201
+    assert client.post("/v1/reclamation-projects", headers=land, json={**first, "area": "3.0"}).status_code == 200
+    r = client.post("/v1/reclamation-projects", headers=land,
+                    json={**first, "area": "3.5", "township_code": f"{COUNTY}102"})
+    assert (r.status_code, r.json()["reason"], _fields(r)) == (
+        409, "reclamation_id_reused", ["area", "township_code"]), r.text
+    r = client.post("/v1/reclamation-projects", headers=land, json={**first, "registered_on": "2020-01-01"})
+    assert (r.status_code, _fields(r)) == (409, ["registered_on"]), r.text
+    assert client.get("/v1/reclamation-projects/RC-1", headers=ADMIN).json()["area"] == "3.0000"
+
+
 # -- what passes, and is held nowhere else -------------------------------------------------------------
 
 def _d(s: str) -> Decimal:
