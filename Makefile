@@ -38,12 +38,14 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m ops.demo $(DEMO_ARGS)
 
-## test: the whole suite; starts Kafka and PostgreSQL here unless endpoints are given.
+## test: the whole suite; starts Kafka and PostgreSQL here unless endpoints are given. TEST_WORKERS parallel
+##       pytest processes (default 2; 0 runs it in this one), each test file kept on one worker.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	@if [ -z "$$COUNTYPOOL_EXTERNAL_KAFKA" ]; then deploy/kafka/kafka.sh start; fi
 	@if [ -z "$$TEST_DATABASE_URL" ]; then deploy/postgres/postgres.sh start; fi
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql+psycopg://countypool:countypool@127.0.0.1:$(PG_PORT)/countypool_test} \
-	  $(PY) -m pytest -q $(PYTEST_ARGS)
+	  $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -21,6 +21,11 @@ from shared.kafka_admin import KafkaProbe
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Parallel workers (pytest-xdist, `make test` runs two): the first uses the suite's broker, every other one a broker
+# of its own (kafka_bootstrap). The services publish and read fixed topic names: two workers' services on one broker
+# would each take the other's commands and events into their own databases, and answer them.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
 # The test topics ("test.*") this session creates, deleted when it ends: a broker kept for development keeps a file
 # open per partition, and a test run makes ~1,500 of them, so runs after runs ran it out of files. Only this
 # session's: other sessions may be testing against the same broker meanwhile.
@@ -68,18 +73,27 @@ def _docker_engine() -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
+def kafka_bootstrap(tmp_path_factory):
+    if _WORKER not in ("", "gw0"):
+        from tests.support.own_kafka import own_kafka
+
+        with own_kafka(tmp_path_factory.mktemp("kafka"), KAFKA_HEAP_OPTS="-Xmx512m -Xms256m") as broker:
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap  # for what reads it (CLI, subprocesses)
+            yield broker.bootstrap
+            _TEST_TOPICS.pop(broker.bootstrap, None)  # deleted with the broker: nothing to tidy at the end
+        return
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     if KafkaProbe(bootstrap, ttl=0).reachable():
-        return bootstrap
+        yield bootstrap
+        return
     if _docker_engine():
         from testcontainers.kafka import KafkaContainer
 
         container = KafkaContainer().with_kraft()
         container.start()
-        return container.get_bootstrap_server()
+        yield container.get_bootstrap_server()
+        return
     require_or_skip(f"Apache Kafka at {bootstrap}")
-    raise AssertionError
 
 
 def _pg_reachable(url: str) -> bool:

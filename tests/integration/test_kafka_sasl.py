@@ -5,9 +5,6 @@ connects nowhere."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import uuid
 
 import pytest
@@ -20,7 +17,8 @@ from shared.kafka_admin import KafkaProbe
 from shared.kafka_security import kafka_python_options
 from shared.outbox import make_producer
 from tests.faults.infra import free_port
-from tests.support.services import ADMIN, ROOT, running_service, wait_for
+from tests.support.own_kafka import own_kafka
+from tests.support.services import ADMIN, running_service, wait_for
 
 USER, PASSWORD = "countypool", "sasl-test-password"
 
@@ -28,19 +26,10 @@ USER, PASSWORD = "countypool", "sasl-test-password"
 @pytest.fixture(scope="module")
 def sasl_kafka(tmp_path_factory):
     """The SASL listener's address of a broker of this module's own, stopped and deleted afterwards."""
-    data = tmp_path_factory.mktemp("kafka-sasl")
-    env = dict(os.environ, KAFKA_PORT=str(free_port()), KAFKA_CONTROLLER_PORT=str(free_port()),
-               KAFKA_SASL_PORT=str(free_port()), KAFKA_SASL_USERS=f"{USER}:{PASSWORD}",
-               KAFKA_DATA_DIR=str(data), KAFKA_HEAP_OPTS="-Xmx256m -Xms128m")
-    script = str(ROOT / "deploy" / "kafka" / "kafka.sh")
-    started = subprocess.run([script, "start"], env=env, capture_output=True, text=True, timeout=240)
-    # no skip: where the suite runs, the broker that kafka.sh starts for it starts here as well
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
-        yield f"127.0.0.1:{env['KAFKA_SASL_PORT']}"
-    finally:
-        subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(data, ignore_errors=True)
+    sasl_port = str(free_port())
+    with own_kafka(tmp_path_factory.mktemp("kafka-sasl"), KAFKA_SASL_PORT=sasl_port,
+                   KAFKA_SASL_USERS=f"{USER}:{PASSWORD}"):
+        yield f"127.0.0.1:{sasl_port}"
 
 
 @pytest.fixture
