@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections import defaultdict
 
 import pytest
@@ -295,26 +296,32 @@ def test_upgrading_from_rows_marked_published_skips_nothing_unpublished(db_url, 
         assert seqs == list(range(5, 12)), "from the oldest unpublished row on, the published one among them again"
 
 
-def test_commits_succeed_while_broker_is_down_and_arrive_after_restart(db_url, tmp_path):
-    """On a broker of the test's own: stopping the suite's would fail whatever runs beside it."""
+@pytest.fixture(scope="module")
+def stoppable_broker(tmp_path_factory):
+    """A broker of this module's own: stopping the suite's would fail whatever runs beside it."""
+    with own_kafka(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
+
+
+def test_commits_succeed_while_broker_is_down_and_arrive_after_restart(db_url, stoppable_broker):
     db, outbox = make_db(db_url)
-    with own_kafka(tmp_path / "kafka") as broker:
-        topic = "outbox.restart"  # not "test.*": the session's tidying would look for it on a broker gone by then
-        ensure_topics(broker.bootstrap, [topic], partitions=3)
-        relay = OutboxRelay(db, messaging["outbox"], broker.bootstrap, idle_seconds=0.05)
-        broker.run("stop")
-        try:
-            relay.start()
-            for seq in range(20):
-                _write(db, outbox, topic, "w-down", seq)  # commits do not need Kafka
-            time.sleep(2)
-            assert relay.backlog() == 20, "nothing marked published while the broker is down"
-        finally:
-            broker.run("start")
-        deadline = time.monotonic() + 90
-        while relay.backlog() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        relay.stop()
-        assert relay.backlog() == 0
-        seqs = [envelope_of(r)["data"]["seq"] for r in read_all(broker.bootstrap, topic, expect=20)]
-        assert seqs == list(range(20))
+    broker = stoppable_broker
+    topic = f"outbox.restart.{uuid.uuid4().hex[:8]}"  # not "test.*": tidied at the end, the broker is gone then
+    ensure_topics(broker.bootstrap, [topic], partitions=3)
+    relay = OutboxRelay(db, messaging["outbox"], broker.bootstrap, idle_seconds=0.05)
+    broker.run("stop")
+    try:
+        relay.start()
+        for seq in range(20):
+            _write(db, outbox, topic, "w-down", seq)  # commits do not need Kafka
+        time.sleep(2)
+        assert relay.backlog() == 20, "nothing marked published while the broker is down"
+    finally:
+        broker.run("start")
+    deadline = time.monotonic() + 90
+    while relay.backlog() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    relay.stop()
+    assert relay.backlog() == 0
+    seqs = [envelope_of(r)["data"]["seq"] for r in read_all(broker.bootstrap, topic, expect=20)]
+    assert seqs == list(range(20))
