@@ -35,7 +35,6 @@ from services.assessment.domain.rows import (
 )
 from services.assessment.events import Actor
 from services.assessment.register import KEEPABLE, check_register_limits, record_parts, register_enterprises
-from services.assessment.storage.rows import registered_codes
 from shared.db import unique_violation
 from shared.runtime import ServiceRuntime
 from shared.text_files import DamagedUtf8, NotText, beyond_header, decode_text, named_headers, split_number
@@ -282,8 +281,7 @@ def _write_chunk(uow, kind: Kind, chunk: list, actor: Actor, keep: frozenset[str
         outcomes = register_enterprises(uow.session, uow.outbox, values, actor, now, keep=keep)
         bad = []
     else:
-        registered = registered_codes(uow.session, (v.credit_code for v in values))
-        results = record_parts(uow.session, uow.outbox, values, actor, now, registered=registered)
+        results = record_parts(uow.session, uow.outbox, values, actor, now)
         outcomes = [r.result for r in results]
         bad = [BadRow(line, v.credit_code, (FieldError("credit_code" if r.reason == "enterprise_not_registered" else "row",
                                                        None, r.reason or "refused", r.message or ""),))

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Collection
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from services.assessment.domain.enterprise import FLAG_NAMES, Enterprise, IndicatorConflict, YearlyIndicators, merge_indicators
+from services.assessment.domain.enterprise import (
+    FLAG_NAMES, Enterprise, IndicatorConflict, NotGiven, YearlyIndicators, merge_indicators, withdraw_figures,
+)
 from services.assessment.domain.enterprise import checked_enterprise
 from services.assessment.events import Actor, emit_plain
 from services.assessment.fields import format_figures
@@ -27,7 +29,7 @@ from services.assessment.storage.rows import (
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import indicator_parts as P
 from services.assessment.storage.tables import indicators as I
-from shared.contracts.assessment import EnterpriseRegistered, IndicatorsRecorded
+from shared.contracts.assessment import EnterpriseRegistered, IndicatorsRecorded, IndicatorsWithdrawn
 from shared.outbox import Outbox
 
 CREATED, UPDATED, UNCHANGED, RECORDED = "created", "updated", "unchanged", "recorded"
@@ -160,12 +162,13 @@ class PartOutcome:
     merged: YearlyIndicators | None = None
 
 
-def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], actor: Actor, now: datetime,
-                 *, registered: Collection[str] | None = None) -> list[PartOutcome]:
+def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], actor: Actor, now: datetime) -> list[PartOutcome]:
     """Merge each department's part into what is known for the enterprise and year. Refused, with a
     reason, when the enterprise is not in the register or another department gave a different figure.
-    ``registered``: the codes of ``parts`` in the register, if the caller knows them."""
-    registered = registered if registered is not None else registered_codes(s, (p.credit_code for p in parts))
+    The enterprises' register rows are locked first: two departments' parts of one enterprise arriving at once
+    (HTTP requests served side by side, a Kafka poll beside an import) each merged into the record as it was
+    before the other, and the last write dropped the other's figures from it."""
+    registered = registered_codes(s, (p.credit_code for p in parts), lock=True)
     known = merged_indicators(s, ((p.credit_code, p.year) for p in parts if p.credit_code in registered))
     had_row = set(known)
     had_part = _existing_parts(s, parts)
@@ -231,6 +234,39 @@ def record_parts(s: Session, outbox: Outbox, parts: list[YearlyIndicators], acto
     _save_merged(s, {k: known[k] for k in touched}, had_row, now, merged_json)
     emit_plain(s, outbox, actor, IndicatorsRecorded, events, now)
     return outcomes
+
+
+def withdraw_part(s: Session, outbox: Outbox, credit_code: str, year: int, department: str, names: list[str],
+                  actor: Actor, now: datetime) -> PartOutcome:
+    """A department takes back figures of its part (domain withdraw_figures): its part and the merged record are
+    rewritten (each deleted once empty: the enterprise-year is then as if never reported) and IndicatorsWithdrawn
+    says so. Refused, with a reason, for a figure its part does not hold or one only the county's figure settles."""
+    registered_codes(s, [credit_code], lock=True)  # as record_parts: writers of the enterprise's figures take turns
+    where = (P.c.credit_code == credit_code) & (P.c.year == year)
+    parts = {r.department: loads(r.figures) for r in s.execute(select(P.c.department, P.c.figures).where(where))}
+    merged = s.execute(select(I.c.figures, I.c.sources).where(I.c.credit_code == credit_code, I.c.year == year)).first()
+    try:
+        figures, sources, part = withdraw_figures(credit_code, year, loads(merged.figures) if merged else {},
+                                                  loads(merged.sources) if merged else {}, parts, department, names)
+    except NotGiven as exc:
+        return PartOutcome("refused", exc.reason, str(exc))
+    except IndicatorConflict as exc:
+        return PartOutcome("refused", exc.reason, f"{exc.field}: {exc.kept_by} and {exc.offered_by} give different "
+                                                  f"figures, which the county's settles: change it, do not withdraw it")
+    mine = (P.c.department == department) & where
+    if part:
+        s.execute(update(P).where(mine).values(figures=dumps(part), received_via=actor.via,
+                                               received_by=actor.principal, updated_at=now))
+    else:
+        s.execute(delete(P).where(mine))
+    if figures:
+        s.execute(update(I).where(I.c.credit_code == credit_code, I.c.year == year)
+                  .values(figures=dumps(figures), sources=dumps(sources), updated_at=now))
+    else:
+        s.execute(delete(I).where(I.c.credit_code == credit_code, I.c.year == year))
+    payload = {"credit_code": credit_code, "year": year, "department": department, "fields": sorted(set(names))}
+    emit_plain(s, outbox, actor, IndicatorsWithdrawn, [(payload, credit_code, None)], now)
+    return PartOutcome(RECORDED)
 
 
 def _existing_parts(s: Session, parts: list[YearlyIndicators]) -> dict[tuple, str]:

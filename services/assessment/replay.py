@@ -10,7 +10,8 @@ Read models, and the live tables/columns they cover:
 - ``indicator_parts`` (credit_code, year, department) <- indicator_parts.figures (a department's latest
   figures, its corrections applied). Not covered: received_via, received_by, updated_at.
 - ``indicators`` (credit_code, year) <- indicators.figures and .sources (the parts merged: a field keeps
-  the department that gave it first unless that department, or the county's part, changes it). Not covered:
+  the department that gave it first unless that department, or the county's part, changes it; a withdrawn figure
+  falls back on the other parts, as domain withdraw_figures says). Not covered:
   updated_at.
 - ``policies`` (county_code, year, version) <- policies.policy_hash, created_by. Not covered: body (an
   event names the policy by its hash only), created_at, note.
@@ -58,7 +59,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.assessment.domain.enterprise import COUNTY_PART
+from services.assessment.domain.enterprise import COUNTY_PART, withdraw_figures
 from services.assessment.domain.units import LAND_SCALE
 from services.assessment.fields import scale_of
 from services.assessment.storage.rows import utc
@@ -135,6 +136,24 @@ class AssessmentProjection(Projection):
                 if had is None or had[1] == dept or dept == COUNTY_PART:
                     m[f] = (v, dept)
 
+        def withdrawn(d: dict, env: dict) -> None:
+            code, year, dept = d["credit_code"], d["year"], d["department"]
+            given = {k[2]: p for k, p in parts.items() if k[0] == code and k[1] == year}  # rare: a scan will do
+            m = merged.get((code, year), {})
+            try:
+                figures, sources, left = withdraw_figures(code, year, {f: v for f, (v, _) in m.items()},
+                                                          {f: src for f, (_, src) in m.items()}, given, dept, d["fields"])
+            except ValueError:  # NotGiven, IndicatorConflict: the service published no such withdrawal
+                return
+            if left:
+                parts[(code, year, dept)] = left
+            else:
+                parts.pop((code, year, dept), None)
+            if figures:
+                merged[(code, year)] = {f: (v, sources[f]) for f, v in figures.items()}
+            else:
+                merged.pop((code, year), None)
+
         def policy(d: dict, env: dict) -> None:
             self.policies[(d["county_code"], d["year"], d["policy_version"])] = (d["policy_hash"], d["changed_by"])
 
@@ -183,7 +202,8 @@ class AssessmentProjection(Projection):
                 d["land"], d["investment_per_mu"], d["tax_per_mu"], d.get("industry_code", ""), d.get("project_class"),
                 d.get("policy_version"), d["policy_hash"])
 
-        return {"EnterpriseRegistered": registered, "IndicatorsRecorded": recorded, "AssessmentPolicyChanged": policy,
+        return {"EnterpriseRegistered": registered, "IndicatorsRecorded": recorded,
+                "IndicatorsWithdrawn": withdrawn, "AssessmentPolicyChanged": policy,
                 "EnterpriseAssessed": assessed, "EvaluationRunMadeCurrent": made_current, "DispositionDecided": decided,
                 "EnterpriseExited": exited, "EnterpriseRelocated": relocated, "ProjectEvaluated": project}
 

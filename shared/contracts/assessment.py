@@ -83,6 +83,19 @@ class IndicatorsRecorded(_Out):
 
 
 @register
+class IndicatorsWithdrawn(_Out):
+    """A department took back figures of its part for an enterprise and year (sent for the wrong enterprise or
+    year, or the county's settlement of a disagreement no longer needed). A figure it was the source of falls back
+    on the other departments' parts (sourced to the first of them by department name) or is gone; one another
+    department gave stays theirs. Readers folding IndicatorsRecorded drop these fields from the department's part."""
+    name = "IndicatorsWithdrawn"
+    credit_code: CreditCode
+    year: int
+    department: str
+    fields: list[str] = Field(min_length=1)
+
+
+@register
 class AssessmentPolicyChanged(_Out):
     name = "AssessmentPolicyChanged"
     aggregate_type = "policy"

@@ -80,6 +80,7 @@ POLICY: dict[str, list[Row]] = {
     "assessment": [
         Row("POST", "/v1/enterprises", A_WRITE),
         Row("POST", "/v1/indicators", A_WRITE),
+        Row("POST", "/v1/indicators/withdrawals", A_WRITE),
         Row("PUT", "/v1/policies/{county_code}/{year}", A_COUNTY, url=f"/v1/policies/{COUNTY}/{YEAR}"),
         Row("POST", "/v1/evaluations", A_WRITE),
         Row("POST", "/v1/dispositions", A_COUNTY),

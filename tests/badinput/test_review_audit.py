@@ -94,6 +94,7 @@ def _rows() -> dict[str, list[tuple[Row, set[str]]]]:
         # assessment: the industry bureau's evaluation work; the county decides policy and dispositions
         ("POST", "/v1/enterprises", ""): {INDUSTRY},
         ("POST", "/v1/indicators", ""): {INDUSTRY},
+        ("POST", "/v1/indicators/withdrawals", ""): {INDUSTRY},
         ("PUT", "/v1/policies/{county_code}/{year}", ""): set(),
         ("POST", "/v1/evaluations", ""): {INDUSTRY},
         ("POST", "/v1/dispositions", ""): set(),

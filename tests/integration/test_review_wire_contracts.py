@@ -323,6 +323,13 @@ def _assessment_flow(c, county, year: int = 2023) -> dict:
     r = c.post("/v1/indicators", headers=ADMIN, json={"credit_code": county.code(2), "year": year, "department": "tax",
                                                       "fields": {"tax": "50000.01"}})
     assert r.status_code == 201, r.text
+    # another department agreeing with that figure, then taking its part back (IndicatorsWithdrawn; nothing changes)
+    r = c.post("/v1/indicators", headers=ADMIN, json={"credit_code": county.code(2), "year": year, "department": "stats",
+                                                      "fields": {"tax": "50000.01"}})
+    assert r.status_code == 201, r.text
+    r = c.post("/v1/indicators/withdrawals", headers=ADMIN, json={"credit_code": county.code(2), "year": year,
+                                                                  "department": "stats", "fields": ["tax"]})
+    assert r.status_code == 200, r.text
 
     run = c.post("/v1/evaluations", headers=ADMIN, json={"county_code": county.code_, "year": year})
     assert run.status_code == 201, run.text

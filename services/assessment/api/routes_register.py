@@ -14,9 +14,12 @@ from services.assessment.api.schemas import (
     IndicatorsOut,
     PartOut,
     RegisterOut,
+    WithdrawalIn,
 )
 from services.assessment.fields import BadFigures, format_figures, parse_figures, part_from_figures
-from services.assessment.register import CREATED, make_enterprise, record_parts, register_enterprises, unsaid
+from services.assessment.register import (
+    CREATED, make_enterprise, record_parts, register_enterprises, unsaid, withdraw_part,
+)
 from services.assessment.storage.rows import loads, utc
 from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import indicator_parts as P
@@ -80,13 +83,14 @@ def list_enterprises(request: Request, county_code: str = Query(pattern=r"^\d{6}
     return read(request, q)
 
 
-def _indicators_out(s, code: str, year: int, result: str | None = None) -> IndicatorsOut:
+def _indicators_out(s, code: str, year: int, result: str | None = None, *, may_be_empty: bool = False) -> IndicatorsOut:
     merged = s.execute(select(I).where(I.c.credit_code == code, I.c.year == year)).first()
-    if merged is None:
+    if merged is None and not may_be_empty:
         raise NotFound("indicators_not_found", f"no figures for {code} in {year}")
     parts = s.execute(select(P).where(P.c.credit_code == code, P.c.year == year).order_by(P.c.department)).all()
-    return IndicatorsOut(credit_code=code, year=year, result=result, figures=format_figures(loads(merged.figures)),
-                         sources=loads(merged.sources),
+    return IndicatorsOut(credit_code=code, year=year, result=result,
+                         figures=format_figures(loads(merged.figures)) if merged else {},
+                         sources=loads(merged.sources) if merged else {},
                          parts=[PartOut(department=r.department, figures=format_figures(loads(r.figures)),
                                         received_via=r.received_via, received_by=r.received_by,
                                         updated_at=utc(r.updated_at)) for r in parts])
@@ -116,6 +120,32 @@ def record_indicators(body: IndicatorsIn, request: Request, response: Response, 
     if out.result != "recorded":
         response.status_code = 200
     return out
+
+
+@router.post("/indicators/withdrawals", response_model=IndicatorsOut,
+             responses={404: {"description": "indicators_not_found: no figures for the enterprise and year"},
+                        409: {"description": "figure_not_given: the department's part holds no such figure; "
+                                             "conflicting_departments: the figure is the county's settlement of "
+                                             "departments that disagree (change it, do not withdraw it)"},
+                        422: {"description": "invalid_credit_code, unknown_field"}},
+             summary="A department takes back figures of its part (sent for the wrong enterprise or year); the merged "
+                     "record falls back on the other departments' figures, and IndicatorsWithdrawn is published")
+def withdraw_indicators(body: WithdrawalIn, request: Request, p: Principal = Depends(WRITE)):
+    code = checked_code(body.credit_code)
+    try:
+        parse_figures({name: "0" for name in body.fields})  # the names only: an unknown one is 422
+    except BadFigures as exc:
+        raise Unprocessable(exc.reason, str(exc), [vars(x) for x in exc.problems]) from None
+
+    def tx(uow):
+        _indicators_out(uow.session, code, body.year)  # 404 when nothing is known
+        outcome = withdraw_part(uow.session, uow.outbox, code, body.year, body.department, list(body.fields),
+                                actor(p), now())
+        if outcome.result == "refused":
+            raise Conflict(outcome.reason, outcome.message)
+        return _indicators_out(uow.session, code, body.year, "withdrawn", may_be_empty=True)
+
+    return write(request, tx)
 
 
 @router.get("/enterprises/{credit_code}/indicators/{year}", response_model=IndicatorsOut,

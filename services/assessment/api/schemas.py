@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.assessment.domain.enterprise import POLLUTANTS
 from services.assessment.domain.policy import AssessmentPolicy
@@ -77,6 +77,15 @@ class IndicatorsIn(Strict):
                     f"emissions.<pollutant> (t); a known pollutant as spelled: {', '.join(POLLUTANTS)}")
 
 
+class WithdrawalIn(Strict):
+    credit_code: str = Field(min_length=1, max_length=40)
+    year: int = Year
+    department: Identifier
+    fields: list[Annotated[str, StringConstraints(min_length=1, max_length=60)]] = Field(
+        min_length=1, max_length=200, examples=[["land", "emissions.COD"]],
+        description="names of figures the department's part holds (as in IndicatorsIn.fields)")
+
+
 class PartOut(Strict):
     department: str
     figures: dict[str, str]
@@ -88,7 +97,7 @@ class PartOut(Strict):
 class IndicatorsOut(Strict):
     credit_code: str
     year: int
-    result: Literal["recorded", "unchanged"] | None = Field(default=None, description="set on POST")
+    result: Literal["recorded", "unchanged", "withdrawn"] | None = Field(default=None, description="set on POST")
     figures: dict[str, str] = Field(description="merged over the departments")
     sources: dict[str, str] = Field(description="field -> department that gave it")
     parts: list[PartOut]

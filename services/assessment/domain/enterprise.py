@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
-from typing import Mapping
+from typing import Collection, Mapping
 
 from .credit_code import require_credit_code
 
@@ -145,6 +145,48 @@ class IndicatorConflict(ValueError):
         self.field = field_name
         self.kept_by = kept_by
         self.offered_by = offered_by
+
+
+class NotGiven(ValueError):
+    """A department takes back a figure its part does not hold."""
+
+    def __init__(self, credit_code: str, year: int, department: str, names: list[str]):
+        super().__init__(f"{credit_code}/{year}: department {department!r} gave no {', '.join(names)}")
+        self.reason = "figure_not_given"
+        self.fields = names
+
+
+def withdraw_figures(credit_code: str, year: int, figures: Mapping[str, object], sources: Mapping[str, str],
+                     parts: Mapping[str, Mapping[str, object]], department: str,
+                     names: Collection[str]) -> tuple[dict, dict, dict]:
+    """A department takes back figures of its part (sent for the wrong enterprise or year, or a county's settlement
+    no longer needed). ``figures``/``sources``: the merged record; ``parts``: department -> what it gave.
+
+    Returns the merged figures, their sources and the department's part afterwards. A figure whose source is another
+    department stays (this one had only agreed with it). One whose source it was falls back on the others' parts:
+    gone if none gave it, theirs if they agree (sourced to the first of them by name, as a replay decides too), and
+    refused (IndicatorConflict) if they disagree: the county's figure settles that, it can be changed, not taken back.
+    """
+    part = dict(parts.get(department) or {})
+    missing = sorted(n for n in set(names) if n not in part)
+    if missing:
+        raise NotGiven(credit_code, year, department, missing)
+    figures, sources = dict(figures), dict(sources)
+    for name in sorted(set(names)):
+        del part[name]
+        if sources.get(name) != department:
+            continue
+        left = {d: p[name] for d, p in parts.items() if d != department and name in p}
+        if not left:
+            figures.pop(name, None)
+            sources.pop(name, None)
+            continue
+        first, *others = sorted(left)
+        for other in others:
+            if left[other] != left[first]:
+                raise IndicatorConflict(credit_code, year, name, first, other)
+        figures[name], sources[name] = left[first], first
+    return figures, sources, part
 
 
 @dataclass(frozen=True)

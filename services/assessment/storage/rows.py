@@ -113,11 +113,16 @@ def enterprises_by_code(s: Session, codes: Iterable[str]) -> dict[str, object]:
     return out
 
 
-def registered_codes(s: Session, codes: Iterable[str]) -> set[str]:
-    """Which of ``codes`` are in the register (any status)."""
+def registered_codes(s: Session, codes: Iterable[str], *, lock: bool = False) -> set[str]:
+    """Which of ``codes`` are in the register (any status). ``lock``: their register rows are held to the end of
+    the transaction (PostgreSQL, in code order; SQLite has one writer at a time), so that writers of one
+    enterprise's figures take turns: each reads the merged record the one before it wrote."""
     out: set[str] = set()
     for chunk in chunks(sorted(set(codes))):
-        out.update(s.execute(select(E.c.credit_code).where(code_in(E.c.credit_code, chunk, s))).scalars())
+        q = select(E.c.credit_code).where(code_in(E.c.credit_code, chunk, s))
+        if lock and is_pg(s):
+            q = q.order_by(E.c.credit_code).with_for_update(key_share=True)  # FOR NO KEY UPDATE
+        out.update(s.execute(q).scalars())
     return out
 
 
