@@ -90,8 +90,10 @@ def register_enterprises(s: Session, outbox: Outbox, items: list[Enterprise], ac
     """Create or update register entries; returns created/updated/unchanged per item. A code given twice
     in one batch takes its last state (the caller refuses duplicates it cares about). ``keep``: fields of
     KEEPABLE that the caller was not told (an import file without their columns); a registered enterprise
-    keeps its values of them."""
-    existing = enterprises_by_code(s, (e.credit_code for e in items))
+    keeps its values of them. The registered rows are locked first: two updates of one enterprise at once (a rename
+    beside a hazard flag, each keeping what it did not say) each wrote the row as it was before the other, so one
+    change was lost, and with it the revision count."""
+    existing = enterprises_by_code(s, (e.credit_code for e in items), lock=True)
     outcomes: list[str] = []
     new_rows: dict[str, dict] = {}
     events = []

@@ -104,11 +104,15 @@ _REGISTER_COLUMNS = (*(E.c[k] for k in ("credit_code", "name", "county_code", "t
                                           "industry_code", "flags", "scale")), E.c.revision)
 
 
-def enterprises_by_code(s: Session, codes: Iterable[str]) -> dict[str, object]:
-    """code -> its row (the columns enterprise_values gives, and revision), for the codes registered."""
+def enterprises_by_code(s: Session, codes: Iterable[str], *, lock: bool = False) -> dict[str, object]:
+    """code -> its row (the columns enterprise_values gives, and revision), for the codes registered. ``lock``: the
+    rows are held to the end of the transaction, as registered_codes(lock=True) holds them."""
     out: dict[str, object] = {}
     for chunk in chunks(sorted(set(codes))):
-        rows = s.execute(select(*_REGISTER_COLUMNS).where(code_in(E.c.credit_code, chunk, s))).all()
+        q = select(*_REGISTER_COLUMNS).where(code_in(E.c.credit_code, chunk, s))
+        if lock and is_pg(s):
+            q = q.order_by(E.c.credit_code).with_for_update(key_share=True)
+        rows = s.execute(q).all()
         out.update((r.credit_code, r) for r in rows)
     return out
 
