@@ -158,7 +158,7 @@ _FLAG_SET = frozenset(FLAG_NAMES)
 
 @dataclass(frozen=True)
 class PartOutcome:
-    result: str  # recorded | unchanged | refused
+    result: str  # recorded | unchanged | refused (withdraw_part: withdrawn | refused)
     reason: str | None = None
     message: str | None = None
     merged: YearlyIndicators | None = None
@@ -268,7 +268,7 @@ def withdraw_part(s: Session, outbox: Outbox, credit_code: str, year: int, depar
         s.execute(delete(I).where(I.c.credit_code == credit_code, I.c.year == year))
     payload = {"credit_code": credit_code, "year": year, "department": department, "fields": sorted(set(names))}
     emit_plain(s, outbox, actor, IndicatorsWithdrawn, [(payload, credit_code, None)], now)
-    return PartOutcome(RECORDED)
+    return PartOutcome("withdrawn")
 
 
 def _existing_parts(s: Session, parts: list[YearlyIndicators]) -> dict[tuple, str]:

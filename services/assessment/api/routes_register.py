@@ -143,7 +143,7 @@ def withdraw_indicators(body: WithdrawalIn, request: Request, p: Principal = Dep
                                 actor(p), now())
         if outcome.result == "refused":
             raise Conflict(outcome.reason, outcome.message)
-        return _indicators_out(uow.session, code, body.year, "withdrawn", may_be_empty=True)
+        return _indicators_out(uow.session, code, body.year, outcome.result, may_be_empty=True)
 
     return write(request, tx)
 
