@@ -3,11 +3,12 @@ time anything uses it (so a run years later still names the exact text it was sc
 a new version and an AssessmentPolicyChanged event. Old versions stay readable."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from services.assessment.domain.enterprise import pollutant_spelling_problem
@@ -83,9 +84,24 @@ def _store(s: Session, outbox: Outbox, p: StoredPolicy, actor: Actor, now: datet
 
 
 def ensure_policy(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, now: datetime) -> StoredPolicy:
-    """The current policy, storing the default as version 1 when it is used for the first time."""
+    """The current policy, storing the default as version 1 when it is used for the first time. That first use takes
+    the county-year's policy lock and reads again: projects admitted at once in a fresh county-year each stored
+    version 1, and all but one were refused with a unique violation (answered as a reused project id)."""
+    current = current_policy(s, county, year)
+    if current.stored:
+        return current
+    lock_policy(s, county, year)
     current = current_policy(s, county, year)
     return current if current.stored else _store(s, outbox, current, actor, now)
+
+
+def lock_policy(s: Session, county: str, year: int) -> None:
+    """Hold the county-year's policy lock to the end of the transaction (PostgreSQL advisory lock on a 64-bit hash;
+    SQLite runs one writer at a time)."""
+    if s.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(f"countypool-assessment-policy:{county}/{year}".encode(),
+                                             digest_size=8).digest(), "big", signed=True)
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
 def _check_pollutant_names(policy: AssessmentPolicy) -> None:

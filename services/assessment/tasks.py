@@ -22,8 +22,9 @@ def _domain(r) -> RectificationTask:
                              r.closed_on, r.note, r.closing_note)
 
 
-def get_task(s: Session, task_id: str):
-    r = s.execute(select(T).where(T.c.id == task_id)).first()
+def get_task(s: Session, task_id: str, *, lock: bool = False):
+    q = select(T).where(T.c.id == task_id)
+    r = s.execute(q.with_for_update() if lock else q).first()
     if r is None:
         raise NotFound("task_not_found", f"no rectification task {task_id!r}")
     return r
@@ -32,8 +33,11 @@ def get_task(s: Session, task_id: str):
 def open_task(s: Session, task_id: str | None, credit_code: str, county: str | None, year: int | None,
               decision_id: int | None, disposition: Disposition, deadline: date, note: str, actor: Actor,
               now: datetime) -> tuple[object, bool]:
-    """Returns (row, created). A given id already used with the same content is returned as is."""
-    ent = s.execute(select(E.c.county_code, E.c.status).where(E.c.credit_code == credit_code)).first()
+    """Returns (row, created). A given id already used with the same content is returned as is. The enterprise's
+    register row is locked first, as carrying out its closure locks it: a task read the enterprise active while the
+    closure, not yet committed, closed the open tasks it could see, and stayed open (overdue) on an exited one."""
+    ent = s.execute(select(E.c.county_code, E.c.status).where(E.c.credit_code == credit_code)
+                    .with_for_update(key_share=True)).first()
     if ent is None:
         raise NotFound("enterprise_not_found", f"no enterprise {credit_code} in the register")
     county = county or ent.county_code
@@ -59,8 +63,9 @@ def open_task(s: Session, task_id: str | None, credit_code: str, county: str | N
 
 
 def close_task(s: Session, task_id: str, on: date, note: str, *, cancel: bool, today: date | None = None):
-    """``today``: the county's day; a task is not closed on a later one."""
-    row = get_task(s, task_id)
+    """``today``: the county's day; a task is not closed on a later one. The task is locked while read: a completion
+    and a cancellation at once both found it open, both were answered 200, and the last write replaced the other."""
+    row = get_task(s, task_id, lock=True)
     if cancel and not note.strip():
         raise Unprocessable("reason_required", "a cancellation says why")
     if today is not None and on > today:
