@@ -1,7 +1,6 @@
-"""Writers of one enterprise at the same moment (found by a review of read-modify-write paths). Departments sending their parts of one enterprise-year (HTTP requests served side by side, on
-PostgreSQL and SQLite): every department's figures end in the merged record, none lost to another's write. On
-PostgreSQL each merged into the record as it was before the others (the last write kept only its own and the
-earlier figures), and two first parts of one enterprise-year raced to insert it (409 concurrent_change)."""
+"""Writers of one enterprise (or one county-year's policy) at the same moment: HTTP requests served side by side,
+released together. Each test reproduced its race on PostgreSQL before the fix (SQLite runs one writer at a time);
+the last three were found by a review of every read-modify-write path in settlement, assessment and quota."""
 from __future__ import annotations
 
 import random
@@ -20,6 +19,9 @@ DEPARTMENTS = {"tax": "tax", "land": "land", "industry": "revenue", "energy": "e
 
 
 def test_parts_sent_at_once_all_reach_the_merged_record(api, county):
+    """Every department's figures end in the merged record. Each merged into the record as it was before the others
+    (the last write kept only its own and the earlier figures), and two first parts of one enterprise-year raced to
+    insert it (409 concurrent_change)."""
     _, c = api
     codes = [county.code(n) for n in range(1, 5)]
     for code in codes:
