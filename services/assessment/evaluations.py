@@ -15,13 +15,12 @@ has one writer), so the run each event names as previous is the one its readers 
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.gc_pause import collector_paused
@@ -32,6 +31,7 @@ from services.assessment.domain.evaluation import EvaluationRun, run_evaluation
 from services.assessment.domain.policy import AssessmentPolicy, BenchmarkUnavailable, RelativeBenchmark
 from services.assessment.events import Actor, emit, emit_plain
 from services.assessment.policies import current_policy, ensure_policy
+from services.assessment.storage import locks
 from services.assessment.storage.bulk_rows import insert_tuples
 from services.assessment.storage.rows import (
     ENTERPRISE_COLUMNS,
@@ -219,13 +219,8 @@ RESULT_COLUMNS = ("run_id", "credit_code", "group_name", "class_label", "score",
 def lock_county_year(s: Session, county: str, year: int) -> None:
     """Hold the county-year's evaluation lock to the end of the transaction: which run is current, and the
     EvaluationRunMadeCurrent naming the one it replaces, are decided one request at a time (and a request that
-    waited finds the run the other created instead of colliding with it). PostgreSQL: an advisory lock on a 64-bit
-    hash of the county-year (a collision only makes two county-years wait for each other); SQLite runs one writer
-    at a time."""
-    if s.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.blake2b(f"countypool-assessment-evaluation:{county}/{year}".encode(),
-                                             digest_size=8).digest(), "big", signed=True)
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    waited finds the run the other created instead of colliding with it)."""
+    locks.hold(s, f"evaluation:{county}/{year}")
 
 
 def requested_at(now: datetime, current, run_id: str) -> datetime:

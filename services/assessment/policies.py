@@ -3,18 +3,18 @@ time anything uses it (so a run years later still names the exact text it was sc
 a new version and an AssessmentPolicyChanged event. Old versions stay readable."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.assessment.domain.enterprise import pollutant_spelling_problem
 from services.assessment.domain.policy import AssessmentPolicy, default_policy
 from services.assessment.events import Actor, emit
 from services.assessment.fields import EMISSIONS, scale_of
+from services.assessment.storage import locks
 from services.assessment.storage.rows import dumps, loads, utc
 from services.assessment.storage.tables import policies as T
 from shared.contracts.assessment import AssessmentPolicyChanged
@@ -90,18 +90,9 @@ def ensure_policy(s: Session, outbox: Outbox, county: str, year: int, actor: Act
     current = current_policy(s, county, year)
     if current.stored:
         return current
-    lock_policy(s, county, year)
+    locks.hold(s, f"policy:{county}/{year}")
     current = current_policy(s, county, year)
     return current if current.stored else _store(s, outbox, current, actor, now)
-
-
-def lock_policy(s: Session, county: str, year: int) -> None:
-    """Hold the county-year's policy lock to the end of the transaction (PostgreSQL advisory lock on a 64-bit hash;
-    SQLite runs one writer at a time)."""
-    if s.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.blake2b(f"countypool-assessment-policy:{county}/{year}".encode(),
-                                             digest_size=8).digest(), "big", signed=True)
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
 def _check_pollutant_names(policy: AssessmentPolicy) -> None:
