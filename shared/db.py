@@ -159,13 +159,19 @@ def unique_violation(exc: BaseException) -> bool:
     return isinstance(raw, sqlite3.IntegrityError) and "UNIQUE" in str(raw) or getattr(raw, "sqlstate", None) == "23505"
 
 
-def run_with_retry(service: str, fn: Callable[[], T], *, attempts: int = 8) -> T:
-    """Run ``fn`` (one whole transaction) again after a deadlock or serialization failure."""
+def run_with_retry(service: str, fn: Callable[[], T], *, attempts: int = 8, key_races: int = 2) -> T:
+    """Run ``fn`` (one whole transaction) again after a deadlock or serialization failure, and (at most
+    ``key_races`` times) after another writer inserted the key it was inserting: the new run reads that row, so an
+    identical re-send racing its first copy is answered as a re-send, a different one refused for what differs,
+    where both once got 409 concurrent_change. A key that breaks again every time is a 409 after that."""
+    races = 0
     for attempt in range(1, attempts + 1):
         try:
             return fn()
         except DB_ERRORS as exc:
             reason = retry_reason(exc)
+            if reason is None and unique_violation(exc) and races < key_races:
+                races, reason = races + 1, "unique_violation"
             if reason is None or attempt == attempts:
                 raise
             DB_RETRIES.labels(service, reason).inc()

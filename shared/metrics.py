@@ -35,7 +35,7 @@ CONSUMER_OFFSETS_SKIPPED = Counter(
     ["service", "topic"],
 )
 RELAY_ERRORS = Counter("countypool_relay_errors_total", "Failed attempts to publish the outbox", ["service"])
-DB_RETRIES = Counter("countypool_db_retries_total", "Transactions retried after deadlock or serialization failure", ["service", "reason"])
+DB_RETRIES = Counter("countypool_db_retries_total", "Transactions run again after a deadlock, a serialization failure or another writer taking the same new key", ["service", "reason"])
 
 
 class ChildProcesses:

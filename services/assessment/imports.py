@@ -35,7 +35,6 @@ from services.assessment.domain.rows import (
 )
 from services.assessment.events import Actor
 from services.assessment.register import KEEPABLE, check_register_limits, record_parts, register_enterprises
-from shared.db import unique_violation
 from shared.runtime import ServiceRuntime
 from shared.text_files import DamagedUtf8, NotText, beyond_header, decode_text, named_headers, split_number
 from shared.workbooks import FirstSheet, FormulaWithoutValue, formula_message
@@ -339,23 +338,13 @@ def _import(runtime, data, options, principal, progress, chunk_size) -> ImportRe
     return report
 
 
-def _transaction(runtime, fn, attempts: int = 3):
-    """runtime.transaction, again when another writer (the intake topic, another import) inserted a part or
-    register row between this chunk's read and its insert: read again, the row is an update. Without it the
-    import stopped with a 500, its earlier chunks written and no report."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return runtime.transaction(fn)
-        except Exception as exc:
-            if attempt == attempts or not unique_violation(exc):
-                raise
-
-
 def _write_in_chunks(runtime, kind, good, actor, report, progress, chunk_size, keep=frozenset()) -> None:
     done = 0
     for i in range(0, len(good), chunk_size):
         chunk = good[i : i + chunk_size]
-        counts, bad = _transaction(runtime, lambda uow: _write_chunk(uow, kind, chunk, actor, keep))
+        # runtime.transaction runs a chunk again when another writer (the intake topic, another import) inserted a
+        # part or register row between its read and its insert: the row is then an update
+        counts, bad = runtime.transaction(lambda uow: _write_chunk(uow, kind, chunk, actor, keep))
         _count(report, counts)
         report.bad_rows.extend(bad)
         done += len(chunk)
@@ -375,7 +364,7 @@ def _write_all_or_nothing(runtime, kind, good, actor, report, progress, keep=fro
         return counts
 
     try:
-        _count(report, _transaction(runtime, tx))
+        _count(report, runtime.transaction(tx))
         report.written = True
     except _Abort as abort:
         report.bad_rows.extend(abort.args[0])

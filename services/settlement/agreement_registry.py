@@ -39,9 +39,14 @@ def record_version(session: Session, terms: dict[str, Any], county: str, *, vers
     # by the new terms — and two agreements of one enterprise recorded side by side, e.g. in two counties, would
     # each pass the overlap check and both counties settle the same tax). The county lock is the one draft and
     # finalize hold; the rows are read again under the locks.
-    hold_county(session, rows[0].county_code if amendment and rows else county)
+    held = rows[0].county_code if amendment and rows else county
+    hold_county(session, held)
     hold_enterprise(session, terms["enterprise"])
     rows = inputs.agreement_rows(agreement_id)
+    if amendment and rows and rows[0].county_code != held:
+        # version 1 committed between the two reads: the county is known only now (a deadlock this order may
+        # meet with a draft is retried as any other)
+        hold_county(session, rows[0].county_code)
     known = [agreement_from_row(r) for r in rows]
     if amendment:
         if not rows:

@@ -23,6 +23,7 @@ from services.settlement.domain.periods import Period
 from services.settlement.main import build
 from services.settlement.statement_runs import StatementRuns
 from services.settlement.storage.inputs import InputsRepository
+from services.settlement.storage.locks import hold_county
 from services.settlement.storage.statements import StatementsRepository
 from services.settlement.domain import AgreementBook, SettlementPolicy, TaxReceipt
 from shared.settings import load_settings
@@ -153,3 +154,33 @@ def test_two_counties_never_both_share_the_same_tax_of_one_enterprise(pg_runtime
     assert isinstance(in_y.get("error"), AgreementError) and in_y["error"].reason == "overlapping_agreements", in_y
     with rt.db.sessions() as s:
         assert [a.agreement_id for a in InputsRepository(s).agreements_of_enterprise(E)] == [f"AG{X}"]
+
+
+def test_an_amendment_of_an_agreement_recorded_meanwhile_waits_for_its_county(pg_runtime):
+    """An amendment whose first read found no agreement (its version 1 was being recorded, uncommitted) held the
+    lock of county "" and, reading again once version 1 committed, went on without its real county's lock: a
+    finalization of that county running meanwhile could settle the month the amendment re-terms. It now takes the
+    county's lock once it knows the county. Here a transaction holding county C's lock (as a draft or finalization
+    does) is queued behind version 1's; the amendment must wait for it."""
+    rt, C = pg_runtime, new_county()
+    E = credit_code(C, 3)
+    create, go_create, _, created = held_open(rt, lambda s: record_version(
+        s, terms(f"AG{C}", E, C, (6, 4), date(2024, 1, 1)), C, version=None, amendment=False, by="test",
+        now=at(2025, 1, 2)))
+    amend, amended = in_thread(lambda: rt.transaction(lambda uow: record_version(
+        uow.session, terms(f"AG{C}", E, C, (5, 5), date(2025, 1, 1)), "", version=None, amendment=True, by="test",
+        now=at(2025, 1, 3))))
+    amend.join(1)  # the amendment has read no agreement and waits for the enterprise's lock
+    county_go = threading.Event()
+    holder, held = in_thread(lambda: rt.transaction(lambda uow: (hold_county(uow.session, C), county_go.wait(60))))
+    holder.join(1)  # queued behind version 1 for county C's lock
+    go_create.set()
+    create.join(60)
+    assert "error" not in created, created
+    amend.join(WAIT)
+    assert amend.is_alive(), f"the amendment went on while county {C}'s lock was held elsewhere: {amended}"
+    county_go.set()
+    holder.join(60)
+    amend.join(60)
+    assert "error" not in held and "error" not in amended, (held, amended)
+    assert amended["result"][1:] == (C, True)
