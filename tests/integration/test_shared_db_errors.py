@@ -3,6 +3,7 @@ like SQLAlchemy's: a connection lost under a handler retries the whole batch (ne
 database could not see), and a deadlock is retried by the unit of work."""
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import psycopg
@@ -61,6 +62,34 @@ def test_raw_transient_errors_are_retried(error, reason):
         return "done"
 
     assert run_with_retry("test", once) == "done" and len(attempts) == 3
+
+
+@pytest.mark.parametrize("error", [psycopg.errors.UniqueViolation("raw"), sqlite3.IntegrityError("UNIQUE constraint failed: t.id")])
+def test_a_key_another_writer_took_runs_the_transaction_again_twice_at_most(error):
+    """The re-run reads the row the other writer inserted (a re-send answered as one); a key that breaks on every
+    run is the caller's 409 after the third, not an endless loop."""
+    attempts = []
+
+    def once(succeed_on: int):
+        attempts.append(1)
+        if len(attempts) < succeed_on:
+            raise error
+        return "done"
+
+    assert run_with_retry("test", lambda: once(3)) == "done" and len(attempts) == 3
+    attempts.clear()
+    with pytest.raises(type(error)):
+        run_with_retry("test", lambda: once(10))
+    assert len(attempts) == 3
+
+    def not_null():
+        attempts.append(1)
+        raise sqlite3.IntegrityError("NOT NULL constraint failed: t.x")
+
+    attempts.clear()
+    with pytest.raises(sqlite3.IntegrityError):  # another constraint is this request's data: no re-run
+        run_with_retry("test", not_null)
+    assert len(attempts) == 1
 
 
 def test_a_raw_data_error_dead_letters_the_message_as_a_database_refusal(db_url, kafka_bootstrap, unique_topic):
