@@ -44,8 +44,8 @@ def record_version(session: Session, terms: dict[str, Any], county: str, *, vers
     hold_enterprise(session, terms["enterprise"])
     rows = inputs.agreement_rows(agreement_id)
     if amendment and rows and rows[0].county_code != held:
-        # version 1 committed between the two reads: the county is known only now (a deadlock this order may
-        # meet with a draft is retried as any other)
+        # version 1 committed between the two reads: the county is known only now (taken after the enterprise's
+        # lock, it can deadlock with another version of this enterprise's agreements; that is retried as any other)
         hold_county(session, rows[0].county_code)
     known = [agreement_from_row(r) for r in rows]
     if amendment:
