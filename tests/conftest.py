@@ -79,11 +79,15 @@ def kafka_bootstrap(tmp_path_factory):
 
         with own_kafka(tmp_path_factory.mktemp("kafka"), KAFKA_HEAP_OPTS="-Xmx512m -Xms256m") as broker:
             os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap  # for what reads it (CLI, subprocesses)
+            _ensure_topics(broker.bootstrap)  # the platform's topics, as below
             yield broker.bootstrap
             _TEST_TOPICS.pop(broker.bootstrap, None)  # deleted with the broker: nothing to tidy at the end
         return
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     if KafkaProbe(bootstrap, ttl=0).reachable():
+        # The platform's topics exist from the start, as once any service has run: a test that notes a topic's end
+        # before starting services read nothing from a fresh broker's (a test run first on a worker's own broker)
+        _ensure_topics(bootstrap)
         yield bootstrap
         return
     if _docker_engine():
@@ -91,6 +95,7 @@ def kafka_bootstrap(tmp_path_factory):
 
         container = KafkaContainer().with_kraft()
         container.start()
+        _ensure_topics(container.get_bootstrap_server())
         yield container.get_bootstrap_server()
         return
     require_or_skip(f"Apache Kafka at {bootstrap}")

@@ -77,10 +77,7 @@ def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str
         raise ReceiptError(exc.reason, f"receipt {rid}: {exc}") from None
     existing = repo.receipt_row(rid)
     if existing is not None:
-        if (existing.enterprise, existing.month, existing.tax_kind, existing.amount_fen, existing.corrects) == (
-                ev.enterprise_credit_code, ev.month, tax_kind, amount, ev.corrects):
-            return existing, False
-        raise ReceiptError("receipt_id_conflict", f"receipt {rid} was already recorded with other content")
+        return _resent(existing, ev, tax_kind, amount), False
     if amount < 0:
         raise ReceiptError("negative_tax", f"receipt {rid}: tax amount {ev.amount} is negative")
     known = repo.enterprise_known(ev.enterprise_credit_code)
@@ -90,10 +87,20 @@ def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str
         original = repo.receipt_row(ev.corrects, for_update=True)
         if original is None:
             raise ReceiptError("correction_target_unknown", f"receipt {rid} corrects {ev.corrects}, which is not known")
+        if original.corrected_by == rid:  # a copy of this correction committed while we waited for the lock
+            return _resent(repo.receipt_row(rid), ev, tax_kind, amount), False
         receipt = resolve_correction(receipt, receipt_from_row(original), already_corrected=original.corrected_by is not None)
     validate_receipt(receipt, now=now, known_enterprises=(ev.enterprise_credit_code,) if known else ())
     repo.add_receipt(receipt, channel, event_id)
     return repo.receipt_row(rid), True
+
+
+def _resent(existing, ev: TaxReceiptReported, tax_kind: str, amount: int):
+    """The stored receipt, when ``ev`` is a copy of it; otherwise its id was used for another receipt."""
+    if (existing.enterprise, existing.month, existing.tax_kind, existing.amount_fen, existing.corrects) == (
+            ev.enterprise_credit_code, ev.month, tax_kind, amount, ev.corrects):
+        return existing
+    raise ReceiptError("receipt_id_conflict", f"receipt {ev.receipt_id} was already recorded with other content")
 
 
 # -- statistics -----------------------------------------------------------------------------------------------

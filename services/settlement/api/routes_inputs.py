@@ -37,6 +37,7 @@ from services.settlement.storage.rows import from_db
 from shared.amounts import AmountError
 from shared.auth import Principal, require
 from shared.contracts.settlement import StatisticsReported, TaxReceiptReported
+from shared.db import DB_ERRORS, unique_violation
 from shared.errors import NotFound
 from shared.runtime import ServiceRuntime
 
@@ -174,10 +175,30 @@ def post_receipt(body: TaxReceiptIn, request: Request, response: Response,
     return receipt_out(row, created)
 
 
-def _import_row(session: Session, doc: dict[str, str]) -> bool:
-    fields = {k: (v if v != "" else None) for k, v in doc.items()}
-    ev = TaxReceiptReported(**TaxReceiptIn(**fields).model_dump())
-    return intake.record_tax_receipt(session, ev, channel="import")[1]
+def _import_row(session: Session, row_no: int, doc: dict[str, str]) -> bool | RowProblem:
+    """True recorded, False unchanged, or the row's problem; a bad row undoes only itself (a savepoint). A row whose
+    id another writer (the intake topic, another replica) was inserting at that moment is read again once that one
+    committed: unchanged, or the conflict named. It broke the unique key, and the whole file was refused with it."""
+    for attempt in (1, 2):
+        savepoint = session.begin_nested()
+        try:
+            fields = {k: (v if v != "" else None) for k, v in doc.items()}
+            ev = TaxReceiptReported(**TaxReceiptIn(**fields).model_dump())
+            created = intake.record_tax_receipt(session, ev, channel="import")[1]
+            savepoint.commit()
+            return created
+        except ValidationError as exc:
+            savepoint.rollback()
+            msg = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            return RowProblem(row=row_no, receipt_id=doc.get("receipt_id"), reason="invalid_row", message=msg)
+        except (SettlementDomainError, AmountError) as exc:
+            savepoint.rollback()
+            return RowProblem(row=row_no, receipt_id=doc.get("receipt_id"), reason=exc.reason, message=str(exc))
+        except DB_ERRORS as exc:
+            savepoint.rollback()
+            if attempt == 2 or not unique_violation(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 @router.post("/tax-receipts/import", response_model=ImportReport,
@@ -205,22 +226,10 @@ async def import_receipts(request: Request, format: str | None = Query(default=N
                 report.rejected.append(RowProblem(row=row_no, receipt_id=doc.receipt_id, reason=doc.reason,
                                                   message=doc.message))
                 continue
-            savepoint = uow.session.begin_nested()  # a bad row undoes only itself
-            try:
-                created = _import_row(uow.session, doc)
-                savepoint.commit()
-            except ValidationError as exc:
-                savepoint.rollback()
-                msg = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-                report.rejected.append(RowProblem(row=row_no, receipt_id=doc.get("receipt_id"), reason="invalid_row",
-                                                  message=msg))
-                continue
-            except (SettlementDomainError, AmountError) as exc:
-                savepoint.rollback()
-                report.rejected.append(RowProblem(row=row_no, receipt_id=doc.get("receipt_id"), reason=exc.reason,
-                                                  message=str(exc)))
-                continue
-            if created:
+            created = _import_row(uow.session, row_no, doc)
+            if isinstance(created, RowProblem):
+                report.rejected.append(created)
+            elif created:
                 report.recorded += 1
             else:
                 report.unchanged += 1
