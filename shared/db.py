@@ -179,6 +179,21 @@ def run_with_retry(service: str, fn: Callable[[], T], *, attempts: int = 8, key_
     raise AssertionError("unreachable")
 
 
+@contextmanager
+def one_moment(session: Session) -> Iterator[Session]:
+    """Where a writing transaction reads, in several statements, what must be of one moment (a county's register and
+    its figures): on PostgreSQL a REPEATABLE READ session of its own on the same engine, its snapshot taken at its
+    first statement, as Database.read_snapshot's; under READ COMMITTED each statement saw what writers had committed
+    by then. On SQLite ``session`` itself: every writer there takes the write lock at its start, none commits meanwhile."""
+    engine = session.get_bind()
+    if not is_postgres(engine):
+        yield session
+        return
+    with Session(engine) as snapshot:
+        snapshot.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        yield snapshot
+
+
 class Database:
     """One service's database: engine + session factory."""
 

@@ -47,6 +47,7 @@ from services.assessment.storage.tables import enterprises as E
 from services.assessment.storage.tables import evaluation_runs as RUNS
 from services.assessment.storage.tables import indicators as I
 from shared.contracts.assessment import EnterpriseAssessed, EvaluationRunMadeCurrent
+from shared.db import one_moment
 from shared.errors import NotFound, Unprocessable
 from shared.outbox import Outbox
 
@@ -112,10 +113,14 @@ def _domain_run(s: Session, county: str, year: int, policy: AssessmentPolicy,
                 timings: dict) -> tuple[EvaluationRun, CountyInputs, dict | None]:
     """(the run, its inputs, last year's averages it used)."""
     t0 = time.perf_counter()
-    inputs = load_county(s, county, year)
-    if not inputs.enterprises:
-        raise Unprocessable("nothing_to_evaluate", f"no active enterprise of {county} has figures for {year}")
-    averages = last_year_averages(s, county, year, policy)
+    # The register, relocations and figures as of one moment after the county-year's lock: read statement by
+    # statement under READ COMMITTED, a register or figure written between them (another replica, the intake
+    # topic) gave figures of an enterprise not in the list read (a 500) or a run of inputs the county never held.
+    with one_moment(s) as snapshot:
+        inputs = load_county(snapshot, county, year)
+        if not inputs.enterprises:
+            raise Unprocessable("nothing_to_evaluate", f"no active enterprise of {county} has figures for {year}")
+        averages = last_year_averages(snapshot, county, year, policy)
     t1 = time.perf_counter()
     try:
         run = run_evaluation(county, year, inputs.enterprises, inputs.indicators, policy, averages)
