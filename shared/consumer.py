@@ -532,8 +532,15 @@ class IdempotentConsumer:
         for (topic, part), off in nxt.items():
             values = {"next_offset": off, **({"topic_id": ids[topic]} if ids[topic] else {})}
             if (topic, part) in existing:
+                # Forward only: a member that stalled past its group's patience finishes its batch after another
+                # took the partition on and stored a later position (its events are in the inbox by then, so the
+                # batch applies nothing); written back, the older position made every restart read the partition
+                # again and the lag gauge show lag there was not. A topic deleted and created again starts over.
+                forward = p.c.next_offset < off
+                if ids[topic]:
+                    forward = forward | p.c.topic_id.is_(None) | (p.c.topic_id != ids[topic])
                 session.execute(p.update().where(
-                    (p.c.group_id == self.group_id) & (p.c.topic == topic) & (p.c.partition == part)
+                    (p.c.group_id == self.group_id) & (p.c.topic == topic) & (p.c.partition == part) & forward
                 ).values(**values))
             else:
                 session.execute(p.insert().values(group_id=self.group_id, topic=topic, partition=part, **values))
