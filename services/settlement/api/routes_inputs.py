@@ -226,10 +226,10 @@ async def import_receipts(request: Request, format: str | None = Query(default=N
                 report.rejected.append(RowProblem(row=row_no, receipt_id=doc.receipt_id, reason=doc.reason,
                                                   message=doc.message))
                 continue
-            created = _import_row(uow.session, row_no, doc)
-            if isinstance(created, RowProblem):
-                report.rejected.append(created)
-            elif created:
+            outcome = _import_row(uow.session, row_no, doc)
+            if isinstance(outcome, RowProblem):
+                report.rejected.append(outcome)
+            elif outcome:
                 report.recorded += 1
             else:
                 report.unchanged += 1
