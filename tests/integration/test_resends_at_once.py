@@ -31,18 +31,24 @@ def settlement(pg_url, kafka_bootstrap):
         yield runtime, c
 
 
+def _client_of(name: str):
+    """A fixture: the HTTP client of a ``name`` service on PostgreSQL (relay and consumer stopped)."""
+    @pytest.fixture
+    def client(pg_url, kafka_bootstrap):
+        with running_service(name, pg_url, kafka_bootstrap, background=False) as (_, c):
+            yield c
+    return client
+
+
+assessment, quota, ledger = _client_of("assessment"), _client_of("quota"), _client_of("ledger")
+
+
 def known_enterprise(runtime, county: str, n: int) -> str:
     """An enterprise settlement knows, as its consumer records the register's event."""
     code = credit_code(county, n)
     runtime.transaction(lambda uow: record_enterprise(uow.session, EnterpriseRegistered(
         credit_code=code, name="企业", county_code=county, township_code=f"{county}101", in_park=False)))
     return code
-
-
-@pytest.fixture
-def assessment(pg_url, kafka_bootstrap):
-    with running_service("assessment", pg_url, kafka_bootstrap, background=False) as (_, c):
-        yield c
 
 
 def test_an_identical_tax_receipt_sent_at_once_is_recorded_once_and_each_copy_answered(settlement):
@@ -82,18 +88,6 @@ def test_an_enterprise_first_registered_by_several_at_once_is_registered_once(as
         assert codes == [200] * (COPIES - 1) + [201], [(r.status_code, r.text) for r in answers]
         got = assessment.get(f"/v1/enterprises/{code}", headers=ADMIN).json()
         assert got["revision"] == 1, got  # the copies changed nothing
-
-
-@pytest.fixture
-def quota(pg_url, kafka_bootstrap):
-    with running_service("quota", pg_url, kafka_bootstrap, background=False) as (_, c):
-        yield c
-
-
-@pytest.fixture
-def ledger(pg_url, kafka_bootstrap):
-    with running_service("ledger", pg_url, kafka_bootstrap, background=False) as (_, c):
-        yield c
 
 
 def test_a_release_sent_at_once_is_stored_once_and_each_copy_answered(quota):

@@ -40,6 +40,15 @@ def running_service(name: str, db_url: str, bootstrap: str, *, background: bool 
         runtime.db.dispose()
 
 
+@contextmanager
+def replicas_of(name: str, db_url: str, bootstrap: str) -> Iterator[tuple[tuple, tuple]]:
+    """Two services of one kind on one database, as deploy/k8s runs them, each (runtime, client); relay and consumer
+    stopped (HTTP only). For races between replicas: calls split between the two."""
+    with running_service(name, db_url, bootstrap, background=False) as a, \
+            running_service(name, db_url, bootstrap, background=False) as b:
+        yield a, b
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 30, interval: float = 0.1, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

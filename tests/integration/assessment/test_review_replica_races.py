@@ -23,7 +23,7 @@ import random
 import threading
 import time
 import uuid
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
@@ -36,7 +36,7 @@ from tests.integration.assessment.conftest import County
 from tests.integration.assessment.test_evaluation_api import BIG
 from tests.support.concurrency import together
 from tests.support.pg import fresh_database
-from tests.support.services import ADMIN, running_service
+from tests.support.services import ADMIN, replicas_of
 
 YEAR = 2023
 ROUNDS = 4
@@ -46,9 +46,7 @@ USED: set[str] = set()  # counties drawn in this module (one database for all of
 @pytest.fixture(scope="module")
 def replicas(pg_server_url, kafka_bootstrap):
     """Two assessment services (runtime, client) on one fresh database; relay and consumer stopped (HTTP only)."""
-    with fresh_database(pg_server_url) as url, ExitStack() as stack:
-        a = stack.enter_context(running_service("assessment", url, kafka_bootstrap, background=False))
-        b = stack.enter_context(running_service("assessment", url, kafka_bootstrap, background=False))
+    with fresh_database(pg_server_url) as url, replicas_of("assessment", url, kafka_bootstrap) as (a, b):
         yield a, b
 
 

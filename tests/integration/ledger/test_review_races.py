@@ -12,7 +12,6 @@ after taking the head)."""
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -21,7 +20,7 @@ from sqlalchemy import text
 
 from tests.integration.ledger.harness import ENT, POOL, REG, STANDARD_ACCOUNTS, cod_transfer
 from tests.support.concurrency import together
-from tests.support.services import ADMIN, running_service
+from tests.support.services import ADMIN, replicas_of
 
 ROUNDS = 10
 T0 = datetime(2031, 3, 1, tzinfo=timezone.utc)  # the controllable clocks' origin (expiry tests)
@@ -52,9 +51,7 @@ class Clock:
 def replicas(pg_url, kafka_bootstrap):
     """Two ledger services (runtime, client) on one fresh database, with the standard COD accounts open and the pool
     funded with 1,000."""
-    with ExitStack() as stack:
-        a = stack.enter_context(running_service("ledger", pg_url, kafka_bootstrap, background=False))
-        b = stack.enter_context(running_service("ledger", pg_url, kafka_bootstrap, background=False))
+    with replicas_of("ledger", pg_url, kafka_bootstrap) as (a, b):
         r = a[1].post("/v1/accounts", headers=ADMIN, json={"accounts": [
             {"account_id": account, "asset": "COD", "address": address} for account, address in STANDARD_ACCOUNTS]})
         assert r.json()["ok"], r.text

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
 
@@ -36,7 +35,7 @@ from shared.metrics import DB_RETRIES
 from tests.integration.settlement.support import FINANCE, OFFICE, TAX, credit_code, new_county
 from tests.support.concurrency import together
 from tests.support.pg import fresh_database
-from tests.support.services import auth, running_service
+from tests.support.services import auth, replicas_of
 
 ROUNDS = 6
 SHARE = 3000  # fen the origin gets of each 100.00 of VAT (50 % local, 6 of 10)
@@ -49,9 +48,7 @@ USED: set[str] = set()  # counties drawn in this module
 @pytest.fixture(scope="module")
 def replicas(pg_server_url, kafka_bootstrap):
     """Two settlement services (runtime, client) on one fresh database; relay and consumer stopped (HTTP only)."""
-    with fresh_database(pg_server_url) as url, ExitStack() as stack:
-        a = stack.enter_context(running_service("settlement", url, kafka_bootstrap, background=False))
-        b = stack.enter_context(running_service("settlement", url, kafka_bootstrap, background=False))
+    with fresh_database(pg_server_url) as url, replicas_of("settlement", url, kafka_bootstrap) as (a, b):
         yield a, b
 
 
