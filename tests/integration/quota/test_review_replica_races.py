@@ -22,10 +22,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from services.quota.application.reconciliation import LedgerBalances
-from tests.integration.quota.harness import (
-    ECOLOGY, LAND, Platform, credit_code, ensure_assigned, new_county, start_at_end,
-)
+from tests.integration.quota.harness import ECOLOGY, LAND, Platform, credit_code, new_county, platform
 from tests.support.concurrency import together
 from tests.support.pg import fresh_database
 from tests.support.services import ADMIN, running_service, wait_for
@@ -51,20 +48,9 @@ def rep(pg_server_url, kafka_bootstrap):
     with ExitStack() as stack:
         quota_db = stack.enter_context(fresh_database(pg_server_url))
         ledger_db = stack.enter_context(fresh_database(pg_server_url))
-        ledger_rt, ledger = stack.enter_context(running_service("ledger", ledger_db, kafka_bootstrap, background=False,
-                                                                expiry_interval_seconds=0.2))
-        a_rt, a = stack.enter_context(running_service("quota", quota_db, kafka_bootstrap, background=False,
-                                                      expiry_interval_seconds=0.2))
+        plat = stack.enter_context(platform(quota_db, ledger_db, kafka_bootstrap))  # A: quota beside the ledger
         # B: HTTP only, on the same database (never started: no relay, consumer or expiry of its own)
         _, b = stack.enter_context(running_service("quota", quota_db, kafka_bootstrap, background=False))
-        a.app.state.ledger_balances = LedgerBalances("", "dev-admin-token", client=ledger)
-        for rt in (ledger_rt, a_rt):
-            start_at_end(rt, kafka_bootstrap)
-            rt.start_background()
-        for rt in (ledger_rt, a_rt):
-            ensure_assigned(rt)
-        plat = Platform(a_rt, a, ledger_rt, ledger, kafka_bootstrap)
-        stack.callback(plat.close)
         yield Replicas(plat, b)
 
 
