@@ -232,8 +232,8 @@ def _positive(value: str) -> int:
 
 
 # -- settlement ------------------------------------------------------------------------------------
-COUNTY_CODE = re.compile(r"\d{6}", re.ASCII)  # as the settlement API checks them
-PERIOD_LABEL = re.compile(r"\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?", re.ASCII)
+COUNTY_CODE = re.compile(r"[0-9]{6}")  # as the APIs check them
+PERIOD_LABEL = re.compile(r"[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?")
 
 
 def _county(value: str) -> str:

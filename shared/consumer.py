@@ -98,6 +98,16 @@ class ConsumerStats:
     last_error: str | None = field(default=None)
 
 
+def _same_event(stored: tuple[str, str], env: Envelope, digest: str) -> bool:
+    """Whether a message whose id was taken already is that event again. Same type: the same data. Another version of
+    the same event: the same event re-sent by a sender that upgraded (its data has the new version's shape, so the
+    digests of the two cannot be compared; the stored one's effect stands). Another event: another body."""
+    stored_digest, stored_type = stored
+    if stored_type == env.type:
+        return stored_digest == digest
+    return _event_name(stored_type) == env.event_name
+
+
 def _event_name(event_type: str) -> str:
     """``countypool.QuotaReleased.v2`` -> ``QuotaReleased`` (as ``Envelope.event_name``); another text as it is."""
     try:
@@ -176,6 +186,8 @@ class IdempotentConsumer:
         # (source, value, headers), raising EnvelopeError), which the declared source alone does not prove
         self.signed_topics = signed_topics or set()
         self.check_signature = check_signature
+        if max_attempts < 1 or max_records < 1:  # 0 attempts passed a message by: neither applied nor dead-lettered
+            raise ValueError("max_attempts and max_records must be at least 1")
         self.max_records = max_records
         self.max_attempts = max_attempts
         # Events of types a service does not care about, or (``wants``) of a handled type but not its concern,
@@ -388,33 +400,12 @@ class IdempotentConsumer:
                     dead.append(_DeadLetter(rec, exc.reason, str(exc)))
                 except Exception as exc:  # noqa: BLE001 - one message that cannot be read must not stop its partition
                     dead.append(_DeadLetter(rec, "malformed_message", f"{type(exc).__name__}: {str(exc)[:200]}"))
-            seen = self._seen(session, [env.id for _, env, _, _ in decoded])
-            fresh: list[tuple[object, Envelope, Event, str]] = []
-            for rec, env, ev, digest in decoded:
-                if env.id in seen:
-                    if seen[env.id] != (digest, env.event_name):
-                        dead.append(_DeadLetter(rec, "duplicate_id_different_body",
-                                                f"event id {env.id} was already taken with another body"))
-                    else:
-                        counts[(rec.topic, "duplicate")] = counts.get((rec.topic, "duplicate"), 0) + 1
-                    continue
-                seen[env.id] = (digest, env.event_name)
-                fresh.append((rec, env, ev, digest))
-            outcomes = self._handle_batch(session, fresh, dead) if self.batch_handler and fresh else None
-            if outcomes is None:
-                outcomes = [self._handle_one(session, rec, env, ev, dead) for rec, env, ev, _ in fresh]
-            now = datetime.now(timezone.utc)
-            rows = [
-                dict(event_id=env.id, event_type=env.type, topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                     digest=digest, outcome=outcome, processed_at=now)
-                for (rec, env, _, digest), outcome in zip(fresh, outcomes) if outcome is not None
-            ]
-            if rows and is_pg(session):  # binary COPY: a fraction of text COPY's client CPU per row
-                copy_binary(session, self.inbox, _INBOX_COLUMNS, [[r[c] for c in _INBOX_COLUMNS] for r in rows])
-            else:
-                bulk_insert(session, self.inbox, rows)
-            for row in rows:
-                counts[(row["topic"], row["outcome"])] = counts.get((row["topic"], row["outcome"]), 0) + 1
+            # A second copy of an id in the poll waits, with what follows it, for the first copy's outcome (the next
+            # round): a refused first copy writes no inbox row, so a fixed copy after it is taken, as it would be in a
+            # poll of its own; marked taken before its outcome was known, it was dead-lettered (another body), lost.
+            pending = decoded
+            while pending:
+                pending = self._apply_round(session, pending, dead, counts)
             jumps, saved = self._save_positions(session, records, after or {})
             if dead:
                 self._send_dead_letters(dead)  # flushed before the commit: a crash re-sends, never loses
@@ -431,6 +422,45 @@ class IdempotentConsumer:
             EVENTS_CONSUMED.labels(self.service, d.record.topic, "dead_lettered").inc()
             EVENTS_DEAD_LETTERED.labels(self.service, d.record.topic, d.reason).inc()
         self.stats.dead_lettered += len(dead)
+
+    def _apply_round(self, session: Session, decoded: list, dead: list[_DeadLetter],
+                     counts: dict[tuple[str, str], int]) -> list:
+        """Apply the messages up to the second copy of an id in them; returns the rest (from that copy on, in the
+        order they came), for the next round."""
+        seen = self._seen(session, [env.id for _, env, _, _ in decoded])
+        fresh: list[tuple[object, Envelope, Event, str]] = []
+        later: list = []
+        in_round: set[str] = set()
+        for i, item in enumerate(decoded):
+            rec, env, _, digest = item
+            if env.id in in_round:
+                later = decoded[i:]
+                break
+            if env.id in seen:
+                if not _same_event(seen[env.id], env, digest):
+                    dead.append(_DeadLetter(rec, "duplicate_id_different_body",
+                                            f"event id {env.id} was already taken with another body"))
+                else:
+                    counts[(rec.topic, "duplicate")] = counts.get((rec.topic, "duplicate"), 0) + 1
+            else:
+                in_round.add(env.id)
+                fresh.append(item)
+        outcomes = self._handle_batch(session, fresh, dead) if self.batch_handler and fresh else None
+        if outcomes is None:
+            outcomes = [self._handle_one(session, rec, env, ev, dead) for rec, env, ev, _ in fresh]
+        now = datetime.now(timezone.utc)
+        rows = [
+            dict(event_id=env.id, event_type=env.type, topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                 digest=digest, outcome=outcome, processed_at=now)
+            for (rec, env, _, digest), outcome in zip(fresh, outcomes) if outcome is not None
+        ]
+        if rows and is_pg(session):  # binary COPY: a fraction of text COPY's client CPU per row
+            copy_binary(session, self.inbox, _INBOX_COLUMNS, [[r[c] for c in _INBOX_COLUMNS] for r in rows])
+        else:
+            bulk_insert(session, self.inbox, rows)
+        for row in rows:
+            counts[(row["topic"], row["outcome"])] = counts.get((row["topic"], row["outcome"]), 0) + 1
+        return later
 
     def _handle_batch(self, session: Session, fresh: list, dead: list[_DeadLetter]) -> list[str | None] | None:
         wanted = [(rec, env, ev) for rec, env, ev, _ in fresh if self._concerns(env, ev)]
@@ -501,13 +531,12 @@ class IdempotentConsumer:
             correlation_id.reset(token)
 
     def _seen(self, session: Session, ids: list[str]) -> dict[str, tuple[str, str]]:
-        """(payload digest, event name) of the ids already taken: the same id with the same data under another
-        event type (its version aside: an event re-sent as a later version is the same event) is another body."""
+        """(payload digest, event type) of the ids already taken (see _same_event)."""
         if not ids:
             return {}
         rows = session.execute(select(self.inbox.c.event_id, self.inbox.c.digest, self.inbox.c.event_type)
                                .where(id_in(self.inbox.c.event_id, ids, session))).all()
-        return {r.event_id: (r.digest, _event_name(r.event_type)) for r in rows}
+        return {r.event_id: (r.digest, r.event_type) for r in rows}
 
     def _save_positions(self, session: Session, records: list,
                         after: Mapping[tuple[str, int], int]) -> tuple[list[tuple[str, int, int, int]], dict]:

@@ -141,9 +141,13 @@ def driver_error(exc: BaseException) -> BaseException:
 
 
 def over_a_limit(exc: BaseException) -> bool:
-    """PostgreSQL's "program limit exceeded" (class 54: an index row or a value too large): psycopg calls it an
-    operational error, but it is this statement's data, not a lost database, and trying again cannot help."""
-    return (getattr(driver_error(exc), "sqlstate", None) or "").startswith("54")
+    """PostgreSQL's "program limit exceeded" (class 54: an index row or a value too large), and SQLite's "integer
+    overflow" (a sum past 64 bits): the drivers call them operational errors, but they are this statement's data, not
+    a lost database, and trying again cannot help."""
+    raw = driver_error(exc)
+    if isinstance(raw, sqlite3.OperationalError):
+        return str(raw) == "integer overflow"
+    return (getattr(raw, "sqlstate", None) or "").startswith("54")
 
 
 def database_unavailable(exc: BaseException) -> bool:

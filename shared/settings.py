@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_PORTS = {"ledger": 8001, "quota": 8002, "settlement": 8003, "assessment": 8004}
+# Numbers are checked at start (a batch of 0 published nothing, a negative pause spun a loop): the error names the
+# setting. Port 0: any free port (tests).
+Port = Annotated[NonNegativeInt, Field(le=65535)]
 
 
 class SettingsError(ValueError):
@@ -24,7 +28,7 @@ class ServiceSettings(BaseSettings):
 
     service: str
     host: str = "127.0.0.1"
-    port: int = 0
+    port: Port = 0
     database_url: str | None = None
     data_dir: Path = Field(default_factory=lambda: Path(os.environ.get("COUNTYPOOL_DATA_DIR", ".data")))
     kafka_bootstrap_servers: str = Field(
@@ -34,16 +38,16 @@ class ServiceSettings(BaseSettings):
     relay_enabled: bool = True
     # bench/relay_throughput.py on PostgreSQL: 2,000 a round publishes ~3x as fast as 500 (one Kafka flush
     # and one commit per round), and a round only takes what is there
-    relay_batch_size: int = 2000
-    relay_idle_seconds: float = 0.05
-    consumer_max_records: int = 500
-    consumer_max_attempts: int = 5
+    relay_batch_size: PositiveInt = 2000
+    relay_idle_seconds: PositiveFloat = 0.05  # 0 would poll the outbox without a pause
+    consumer_max_records: PositiveInt = 500
+    consumer_max_attempts: PositiveInt = 5  # 0 tried a message no time: neither applied nor dead-lettered
     # on intake and command topics (outsiders publish there); other services' events are taken up to
     # shared.outbox.MAX_EVENT_BYTES, the most their outboxes write
-    consumer_max_message_bytes: int = 256 * 1024
+    consumer_max_message_bytes: PositiveInt = 256 * 1024
     # Topics the service creates when they are missing (production creates them up front: see deploy/k8s).
-    topic_partitions: int = 3
-    topic_replication_factor: int = 1
+    topic_partitions: PositiveInt = 3
+    topic_replication_factor: PositiveInt = 1
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR or CRITICAL, any case
     log_json: bool = True
     # Token file (JSON) and/or JWT secret: see shared/auth.py.
@@ -101,6 +105,6 @@ def load_settings(service: str, cls: type[ServiceSettings] = ServiceSettings, **
     class _Scoped(cls):  # type: ignore[valid-type, misc]
         model_config = SettingsConfigDict(env_prefix=f"COUNTYPOOL_{service.upper()}_", extra="ignore")
         # read like every other setting: a bad COUNTYPOOL_<SERVICE>_PORT is refused naming the setting
-        port: int = DEFAULT_PORTS.get(service, 8000)
+        port: Port = DEFAULT_PORTS.get(service, 8000)
 
     return _Scoped(service=service, **overrides)

@@ -80,7 +80,7 @@ def half_width(text: str) -> str:
 # or sign, so '１２．５' was refused while '１２.５' was taken as 12.5
 FULL_WIDTH_NUMBER = str.maketrans("０１２３４５６７８９．，－＋", "0123456789.,-+")
 # no group starts with 0: "0,500" is a decimal comma (0.5) in much of the world, never a way to write 500
-THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(,\d{3})+(\.\d+)?$")
+THOUSANDS = re.compile(r"^-?[1-9][0-9]{0,2}(,[0-9]{3})+(\.[0-9]+)?$")
 
 
 def number_text(text: str) -> str:

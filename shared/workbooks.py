@@ -1,4 +1,9 @@
-"""The first sheet of an XLSX workbook a county office sends, for every service's import.
+"""The first visible sheet of an XLSX workbook a county office sends, for every service's import.
+
+The sheet the clerk sees: a hidden sheet before it (last year's figures, kept out of sight) was imported in its
+place. Its rows are read to the last one there is, whatever the file declares: openpyxl trusts a sheet's declared
+dimension, and a stale one (A1:D3 over 7 rows and 5 columns, as some exports leave it) lost rows and columns without
+a word, while one declaring the whole grid (A1:XFD1048576, 5 KB) had each of a million rows padded to 16,384 cells.
 
 A formula cell holds the value the saving program computed for it. Excel computes and stores it; a workbook
 written by a script (openpyxl, pandas) or some exports stores the formula alone. Read for its values (openpyxl's
@@ -44,9 +49,15 @@ class FirstSheet:
             self.close()
             raise ValueError("the workbook has no sheet")
 
+    def _sheet(self, workbook):
+        visible = [ws for ws in workbook.worksheets if ws.sheet_state == "visible"] or workbook.worksheets
+        ws = visible[0]
+        ws.reset_dimensions()  # read to the last row and cell there is, not to the declared dimension
+        return ws
+
     def rows(self) -> Iterator[tuple]:
-        values = self._values.worksheets[0].iter_rows(values_only=True)
-        formulas = self._formulas.worksheets[0].iter_rows(values_only=True)
+        values = self._sheet(self._values).iter_rows(values_only=True)
+        formulas = self._sheet(self._formulas).iter_rows(values_only=True)
         for row, written in zip(values, formulas):
             if any(v is None and isinstance(f, str) and f.startswith("=") for v, f in zip(row, written)):
                 row = tuple(FormulaWithoutValue(f) if v is None and isinstance(f, str) and f.startswith("=") else v

@@ -12,6 +12,7 @@ import subprocess
 import uuid
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from tests.support.pg import fresh_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -20,6 +21,11 @@ import shared.kafka_admin as kafka_admin
 from shared.kafka_admin import KafkaProbe
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Speed is measured in bench/, never in tests: Hypothesis's default deadline (200 ms an example) failed property
+# tests at random on a loaded machine, where one example of a statement's lines took longer.
+hypothesis_settings.register_profile("countypool", deadline=None)
+hypothesis_settings.load_profile("countypool")
 
 # Parallel workers (pytest-xdist, `make test` runs two): the first uses the suite's broker, every other one a broker
 # of its own (kafka_bootstrap). The services publish and read fixed topic names: two workers' services on one broker

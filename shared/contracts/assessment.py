@@ -25,9 +25,11 @@ class EnterpriseReported(_Intake):
     """A department reports an enterprise for the register (企业台账)."""
 
     name = "EnterpriseReported"
-    credit_code: CreditCode = Field(min_length=18, max_length=18)
+    # up to 40 characters as HTTP takes it: a code padded with spaces (a CHAR column) or in full width is normalized
+    # and checked by the service (GB 32100), which refuses a bad one invalid_credit_code
+    credit_code: CreditCode = Field(min_length=1, max_length=40)
     name_: str = Field(alias="name", min_length=1, max_length=200)
-    township_code: str = Field(pattern=r"^\d{9}(\d{3})?$")
+    township_code: str = Field(pattern=r"^[0-9]{9}([0-9]{3})?$")
     in_park: bool = False
     park_id: str | None = Field(default=None, max_length=100)
     industry_code: str = Field(default="", max_length=10)
@@ -44,7 +46,9 @@ class IndicatorsReported(_Intake):
     units of the column names: land 亩, money 元, energy tce, electricity kWh, emissions t)."""
 
     name = "IndicatorsReported"
-    credit_code: CreditCode = Field(min_length=18, max_length=18)
+    # up to 40 characters as HTTP takes it: a code padded with spaces (a CHAR column) or in full width is normalized
+    # and checked by the service (GB 32100), which refuses a bad one invalid_credit_code
+    credit_code: CreditCode = Field(min_length=1, max_length=40)
     year: int = Field(ge=1990, le=2200)  # the years HTTP and the import take (services/assessment/domain)
     department: Identifier
     fields: Annotated[dict[str, DecimalStr], at_most(200)] = Field(min_length=1, max_length=200,
@@ -217,7 +221,8 @@ class ProjectEvaluated(_Out):
     investment_per_mu: DecimalStr = Field(description="CNY per 亩")
     tax_per_mu: DecimalStr = Field(description="CNY per 亩 per year")
     industry_code: str = ""
-    project_class: str | None = Field(default=None, description="class of the applicant if assessed (A-D)")
+    project_class: str | None = Field(default=None, max_length=20,
+                                      description="class of the applicant if assessed (A-D, or the county's label)")
     policy_hash: str
     year: int | None = Field(default=None, description="the county-year whose policy admitted or refused it")
     policy_version: int | None = None

@@ -20,7 +20,7 @@ class TaxReceiptReported(Event):
 
     receipt_id: Identifier
     enterprise_credit_code: str = Field(min_length=18, max_length=18)
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-03"])
+    month: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", examples=["2026-03"])
     tax_kind: Identifier = Field(examples=["VAT", "CIT"])
     amount: DecimalStr = Field(description="CNY paid")
     corrects: str | None = Field(default=None, description="receipt id this one replaces")
@@ -36,7 +36,7 @@ class StatisticsReported(Event):
 
     report_id: Identifier
     enterprise_credit_code: str = Field(min_length=18, max_length=18)
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-03"])
+    month: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", examples=["2026-03"])
     measure: Literal["value_added", "output"]
     amount: DecimalStr = Field(description="CNY")
 

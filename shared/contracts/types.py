@@ -27,3 +27,7 @@ def at_most(n: int) -> BeforeValidator:
 
 
 SourceIdentifier = Annotated[str, StringConstraints(min_length=1, max_length=150, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+# Project and request ids become parts of ledger account and transfer ids ("project:<id>/CNY") and of settlement party
+# codes: no '/', ':', spaces or other scripts. Assessment admits projects and quota takes their requests by this one
+# pattern: a project admitted under another id could never get quota.
+SafeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]

@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 from sqlalchemy import text
 
 from shared.consumer import IdempotentConsumer
-from shared.db import retry_reason, run_with_retry
+from shared.db import database_unavailable, over_a_limit, retry_reason, run_with_retry
 from shared.envelope import new_envelope
 from tests.support.machinery import WidgetAdded, count_widget, drain, make_db, messaging, widget_counts
 
@@ -121,3 +121,16 @@ def test_a_raw_data_error_dead_letters_the_message_as_a_database_refusal(db_url,
     headers = dict(letters[0].headers)
     assert headers["dlq-reason"] == b"handler_db_error"
     assert b"StringDataRightTruncation" in headers["dlq-error"]
+
+
+def test_a_sqlite_sum_past_64_bits_is_the_statements_data_not_a_lost_database():
+    """SQLite raises its "integer overflow" as an OperationalError, the class of a lost connection: a draft summing
+    recorded figures past a BIGINT was answered 503 "retry", which can never help. It is a data error (422)."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (v INTEGER)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(6 * 10**18,), (6 * 10**18,)])
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        conn.execute("SELECT sum(v) FROM t").fetchone()
+    assert over_a_limit(caught.value) and not database_unavailable(caught.value)
+    locked = sqlite3.OperationalError("database is locked")
+    assert database_unavailable(locked) and not over_a_limit(locked)
