@@ -9,7 +9,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from sqlalchemy.orm import Session
 
@@ -182,7 +182,7 @@ class LedgerApp:
 
     def submit(self, session: Session, requests: list[TransferRequest], *, ensure_accounts: Iterable[NewAccount] = (),
                causation: str | None = None, correlations: list[tuple] | None = None,
-               answer_repeats: bool = False) -> SubmitResult:
+               answer_repeats: bool = False, openers: Mapping[str, tuple] | None = None) -> SubmitResult:
         """Apply ``requests`` in order. ``correlations``: (first index, correlation id[, causation id]) of each request
         merged into this batch (group commit, or commands polled together); by default every event correlates with
         the caller's and is caused by ``causation``. ``answer_repeats``: a
@@ -198,7 +198,7 @@ class LedgerApp:
         def load() -> LoadedView:
             if named:  # every account is named in the batch: the head and all rows locked and read in one go
                 return repo.lock_and_load(ids, accts)
-            return self._load_opening(session, repo, ids, accts, ensure, causation)
+            return self._load_opening(session, repo, ids, accts, ensure, causation, openers)
 
         view = load()
         opened = view.opened
@@ -228,9 +228,11 @@ class LedgerApp:
         return SubmitResult(outcome, opened)
 
     def _load_opening(self, session: Session, repo: LedgerRepository, ids: list[str], accts: list[str],
-                      ensure: list[NewAccount], causation: str | None) -> LoadedView:
+                      ensure: list[NewAccount], causation: str | None,
+                      openers: Mapping[str, tuple] | None = None) -> LoadedView:
         """The head locked, any missing account of ``ensure`` opened, then the batch's view (with the accounts of
-        the pending transfers it resolves). ``view.opened`` is the accounts' outcome, or None."""
+        the pending transfers it resolves). ``view.opened`` is the accounts' outcome, or None. ``openers``: account
+        id -> (causation id, correlation id) of the command that opened it, when commands were merged."""
         head = repo.lock_head()
         opened = None
         if ensure:
@@ -240,7 +242,9 @@ class LedgerApp:
             if missing:
                 opened = create_accounts(LoadedView(existing, {}, head), missing, self.clock(), self.assets)
                 repo.persist_accounts(opened)
-                self._emit(session, [self._account_event(a, causation) for a in opened.accounts])
+                # each AccountOpened correlates with, and is caused by, the command that opened it (``openers``)
+                self._emit(session, [self._account_event(a, *(openers or {}).get(a.id, (causation, None)))
+                                     for a in opened.accounts])
                 if opened.journal:
                     head = type(head)(opened.journal[-1].seq, opened.journal[-1].hash)
         view = repo.load_view(head, ids, accts)
@@ -306,13 +310,14 @@ class LedgerApp:
     def _write(self, session: Session, rows: OutboxRows) -> None:
         self.outbox.add_tuples(session, rows.rows)
 
-    def _envelope(self, event, subject: str, causation: str | None) -> Envelope:
+    def _envelope(self, event, subject: str, causation: str | None, correlation: str | None = None) -> Envelope:
         return new_envelope(event, subject=subject, source=self.outbox.source, producer=self.outbox.service,
-                            correlation_id=correlation_id.get(), causation_id=causation)
+                            correlation_id=correlation or correlation_id.get(), causation_id=causation)
 
-    def _account_event(self, a, causation: str | None) -> Envelope:
+    def _account_event(self, a, causation: str | None, correlation: str | None = None) -> Envelope:
         flags = [n for n in ("debits_must_not_exceed_credits", "credits_must_not_exceed_debits", "closed") if getattr(a.flags, n)]
-        return self._envelope(AccountOpened(account_id=a.id, asset=a.asset, address=a.address, flags=flags), a.id, causation)
+        return self._envelope(AccountOpened(account_id=a.id, asset=a.asset, address=a.address, flags=flags), a.id,
+                              causation, correlation)
 
     def _outcome_data(self, t: Transfer, pending_id: str, at: str | None) -> dict:
         """The JSON form of a TransferPosted/Voided/Expired payload, field for field as the model dumps it (our
@@ -481,9 +486,14 @@ def _submit_run(app: LedgerApp, session: Session, requests: list[TransferRequest
         start += len(ctx.event.transfers)
     # a lone command's other events (accounts it opened) correlate with it too, as on the one-by-one path
     token = correlation_id.set(contexts[0].envelope.correlationid) if causation else None
+    # merged, each account a command opens is announced as that command's (the first that opens it)
+    openers: dict[str, tuple] = {}
+    for ctx in contexts if causation is None else ():
+        for a in ctx.event.open_accounts:
+            openers.setdefault(a.account_id, (ctx.envelope.id, ctx.envelope.correlationid))
     try:
         result = app.submit(session, requests, ensure_accounts=ensure, causation=causation, correlations=bounds,
-                            answer_repeats=True)
+                            answer_repeats=True, openers=openers)
     finally:
         if token is not None:
             correlation_id.reset(token)

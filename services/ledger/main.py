@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from pydantic import PositiveFloat, PositiveInt
 
 from services.ledger.api.routes import router
 from services.ledger.auditor import JournalAuditor
@@ -24,14 +25,14 @@ TOPICS = [topics.LEDGER_COMMANDS]
 
 
 class LedgerSettings(ServiceSettings):
-    expiry_interval_seconds: float = 1.0
-    audit_interval_seconds: float = 60.0
+    expiry_interval_seconds: PositiveFloat = 1.0
+    audit_interval_seconds: PositiveFloat = 60.0
     # the auditor's runs are incremental; this often it verifies the whole journal again (an older entry
     # rewritten with its hash kept is found then, or at start-up)
-    audit_full_interval_seconds: float = 86_400.0
+    audit_full_interval_seconds: PositiveFloat = 86_400.0
     # who may send transfer commands over Kafka (departments never do: they publish domain events)
     command_sources: list[str] = ["/countypool/quota", "/countypool/settlement"]
-    consumer_max_message_bytes: int = 1024 * 1024  # a command may carry thousands of transfers
+    consumer_max_message_bytes: PositiveInt = 1024 * 1024  # a command may carry thousands of transfers
     # the outbox relay publishes from a child process when the service is served (not in-process tests): a
     # batch of 1,000 transfers is 1,000 outcome events, whose publishing would otherwise share the API's GIL
     relay_process: bool = True

@@ -40,11 +40,16 @@ class _Collector:
             try:
                 with rt.db.sessions() as s:
                     repo = LedgerRepository(s)
-                    for asset, n, amount in repo.pending_totals():
+                    sums = repo.asset_sums()
+                    # every asset with accounts, 0 when nothing is pending: a series that vanished once its last
+                    # hold was resolved left dashboards at the last value
+                    pending = {asset: (0, 0) for asset, *_ in sums}
+                    pending.update((asset, (n, int(amount))) for asset, n, amount in repo.pending_totals())
+                    for asset, (n, amount) in sorted(pending.items()):
                         pending_n.add_metric([asset], n)
-                        pending_amt.add_metric([asset], int(amount))
+                        pending_amt.add_metric([asset], amount)
                     journal.add_metric([], repo.head().seq)
-                    for asset, posted, _pending, _n in repo.asset_sums():
+                    for asset, posted, _pending, _n in sums:
                         imbalance.add_metric([asset], int(posted or 0))
             except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB blinked
                 log.debug("ledger gauges unavailable: %s", exc)

@@ -31,7 +31,7 @@ from services.ledger.api.schemas import (
 from services.ledger.domain import Account, Transfer, TransferResult, TransferStatus, verify
 from services.ledger.group_commit import GROUP_MAX
 from services.ledger.handlers import BadTransfer, LedgerApp, to_new_account, to_request
-from services.ledger.storage.repository import LedgerRepository, _utc, journal_entry_from_row, row_problem
+from services.ledger.storage.repository import LedgerRepository, _utc, checked_entry
 from shared.auth import Principal, principal, require
 from shared.errors import ApiError, NotFound, Unprocessable
 from shared.runtime import ServiceRuntime
@@ -197,7 +197,7 @@ def get_transfer(transfer_id: str, request: Request, _: Principal = Depends(READ
 
 # A '+' written as such in a URL's query is a space once decoded (form encoding): 'as_of=...T23:59:59+08:00' typed
 # into a browser or curl arrives as '...T23:59:59 08:00'. A space can stand nowhere else after the time: read as '+'.
-_OFFSET_AFTER_SPACE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}(?::?\d{2})?)$")
+_OFFSET_AFTER_SPACE = re.compile(r"([0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?) ([0-9]{2}(?::?[0-9]{2})?)$")
 
 
 def _plus_restored(value):
@@ -238,7 +238,7 @@ def balances(body: BalancesQuery, request: Request, _: Principal = Depends(READ)
     app = _app(request)
     with _snapshot(request) as repo:
         found = {a.id: a for a in repo.accounts_where(ids=body.account_ids)}
-        missing = [i for i in body.account_ids if i not in found]
+        missing = list(dict.fromkeys(i for i in body.account_ids if i not in found))  # each named once
         if missing:
             raise NotFound("account_not_found", f"unknown accounts: {', '.join(missing[:20])}")
         seq = repo.head().seq
@@ -317,15 +317,19 @@ def verify_chain(repo: LedgerRepository, from_seq: int = 1) -> VerifyOut:
     start_hash = "0" * 64 if from_seq == 1 else repo.hash_at(from_seq - 1)
     if start_hash is None:
         raise NotFound("checkpoint_not_found", f"no journal entry {from_seq - 1}")
+    first = repo.first_seq()
+    if first is not None and first < 1:
+        return VerifyOut(ok=False, checked=0, from_seq=from_seq, head_seq=head.seq, first_broken_seq=first,
+                         reason="row_before_start")
     broken_row: list[tuple[int, str]] = []  # (seq, why) of a row that cannot stand as its entry
 
     def entries():
         for r in repo.journal_rows(from_seq):
-            problem = row_problem(r)
+            entry, problem = checked_entry(r)
             if problem:
                 broken_row.append((r.seq, problem))
                 return
-            yield journal_entry_from_row(r)
+            yield entry
 
     res = verify(entries(), start_prev_hash=start_hash, start_seq=from_seq)
     if broken_row and (res.ok or res.first_broken_seq >= broken_row[0][0]):

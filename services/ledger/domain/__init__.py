@@ -17,7 +17,9 @@ from .accounts import (
 from .assets import DEFAULT_ASSETS, Asset
 from .balances import AccountDelta, Balance, UnknownAccountError, balance_as_of, balances_as_of, entry_deltas
 from .engine import BatchOutcome, ExpiryOutcome, apply_batch, expire_pending, referenced_ids
-from .journal import GENESIS, KINDS, JournalEntry, VerifyResult, chain, entry_hash, iso_utc, verify
+from .journal import (
+    GENESIS, KINDS, JournalEntry, VerifyResult, canonical_json, canonical_problem, chain, entry_hash, iso_utc, verify,
+)
 from .memory import MemoryLedger
 from .transfers import (
     MAX_BALANCE,

@@ -17,8 +17,8 @@ MAX_ID_LENGTH = 128
 _SEG = r"(?:/[^\s/:\x00-\x1f]+)*"
 _ANY = r"[^\s/:\x00-\x1f]+"
 _ADDRESS_BODY = {
-    "county": re.compile(r"\d{6}" + _SEG),
-    "township": re.compile(r"\d{9}(?:\d{3})?" + _SEG),
+    "county": re.compile(r"[0-9]{6}" + _SEG),
+    "township": re.compile(r"[0-9]{9}(?:[0-9]{3})?" + _SEG),
     "park": re.compile(_ANY + _SEG),
     "enterprise": re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}" + _SEG),  # unified social credit code charset
     "project": re.compile(_ANY + _SEG),

@@ -60,6 +60,13 @@ def entry_hash(seq: int, kind: str, transfer_id: str, payload: Mapping, recorded
     return sha256(_encode(doc).encode("utf-8")).hexdigest()
 
 
+def canonical_json(payload: Mapping) -> str:
+    """The text a payload is stored and hashed as: sorted keys, no spaces, non-ASCII kept. A stored text other than
+    this one (spaces, an escaped letter, a key given twice) reads back as the same payload but is not what was hashed:
+    another reader may see another figure in it."""
+    return _encode(payload)
+
+
 def canonical_problem(payload: object) -> str | None:
     """Why a payload is not canonical (None when it is)."""
     if not isinstance(payload, dict):

@@ -25,6 +25,8 @@ from services.ledger.domain import (
     JournalEntry,
     JournalHead,
     Transfer,
+    canonical_json,
+    canonical_problem,
     TransferResult,
     TransferStatus,
 )
@@ -148,24 +150,29 @@ def journal_entry_from_row(r) -> JournalEntry:
                         _utc(r.recorded_at).isoformat(timespec="microseconds"), r.prev_hash, r.hash)
 
 
-def row_disagrees_with_payload(r) -> bool:
+def _row_disagrees_with_entry(r, e: JournalEntry) -> bool:
     """The delta columns must say what the hashed payload says (balance queries read the columns)."""
-    expected = _journal_row(journal_entry_from_row(r))
+    expected = _journal_row(e)
     return any(getattr(r, k) != expected[k] for k in (
         "account_id", "debit_account_id", "credit_account_id", "d_debits_pending", "d_debits_posted",
         "d_credits_pending", "d_credits_posted", "transfer_id", "kind"))
 
 
-def row_problem(r) -> str | None:
-    """Why a journal row cannot be verified as the entry it claims to be, or None. A payload rewritten into
-    something that is not the object of its kind (not JSON, a list, a key missing, a transfer entry relabelled
-    account_created) is a break at that row: reading it raised, which failed GET /v1/journal/verify with a 500
-    and left the auditor's gauge at its last verdict (1) forever."""
+def checked_entry(r) -> tuple[JournalEntry | None, str | None]:
+    """A journal row as the entry it claims to be, or (None, why it cannot be verified as one). A payload rewritten
+    into something that is not the object of its kind (not JSON, a list, a key missing, a transfer entry relabelled
+    account_created) is a break at that row: reading it raised, which failed GET /v1/journal/verify with a 500 and
+    left the auditor's gauge at its last verdict (1) forever. So is a stored text that is not the canonical JSON of
+    what it reads as: the hash is recomputed from the payload read, so spaces, an escaped letter or a key given twice
+    (Python keeps the last, other readers the first) passed."""
     try:
-        disagrees = row_disagrees_with_payload(r)
+        e = journal_entry_from_row(r)
+        if canonical_problem(e.payload) is None and canonical_json(e.payload) != r.payload:
+            return None, "payload_not_canonical"
+        disagrees = _row_disagrees_with_entry(r, e)
     except (ValueError, TypeError, KeyError, AttributeError):
-        return "payload_not_canonical"
-    return "columns_disagree_with_payload" if disagrees else None
+        return None, "payload_not_canonical"
+    return (None, "columns_disagree_with_payload") if disagrees else (e, None)
 
 
 class LoadedView:
@@ -497,6 +504,11 @@ class LedgerRepository:
                 return
             yield from rows
             seq = rows[-1].seq
+
+    def first_seq(self) -> int | None:
+        """The lowest seq in the journal: a row below 1 is before the chain's start, never verified, yet summed by
+        every balance as of a position (seq <= N) and by the replay."""
+        return self.s.execute(select(func.min(J.c.seq))).scalar()
 
     def hash_at(self, seq: int) -> str | None:
         return self.s.execute(select(J.c.hash).where(J.c.seq == seq)).scalar()
