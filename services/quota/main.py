@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from pydantic import NonNegativeFloat, PositiveFloat, field_validator
 
 from shared.api import create_app
 from shared.contracts.errors import ERROR_RESPONSES
@@ -25,12 +26,21 @@ TOPICS = [topics.INTAKE_QUOTA, topics.ASSESSMENT_EVENTS, topics.LEDGER_EVENTS]
 class QuotaSettings(ServiceSettings):
     ledger_url: str = "http://127.0.0.1:8001"  # the ledger's HTTP API, read for reconciliation
     ledger_token: str | None = None  # a token with ledger:read
-    expiry_interval_seconds: float = 1.0
-    auto_round_interval_seconds: float = 0.0  # 0: rounds only when asked (POST /v1/counties/{c}/rounds)
-    reconcile_interval_seconds: float = 0.0  # 0: the metric is set by POST /v1/reconciliation:run only
+    expiry_interval_seconds: PositiveFloat = 1.0
+    auto_round_interval_seconds: NonNegativeFloat = 0.0  # 0: rounds only when asked (POST /v1/counties/{c}/rounds)
+    reconcile_interval_seconds: NonNegativeFloat = 0.0  # 0: the metric is set by POST /v1/reconciliation:run only
     # the outbox relay publishes from a child process when the service is served (not in-process tests): a poll
     # of releases leaves ~3 events each, whose publishing would otherwise share the consumer's GIL
     relay_process: bool = True
+
+    @field_validator("ledger_token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        # a Kubernetes secret made --from-file ends in a newline; a control character inside cannot be sent
+        v = v.strip() if v else v
+        if v and any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError("the token holds a control character")
+        return v or None
 
 
 def build(settings: ServiceSettings | None = None) -> tuple[ServiceRuntime, FastAPI]:

@@ -78,7 +78,7 @@ def provenance(project_id: str, request: Request, _: Principal = Depends(READ)):
 def enterprise_trail(credit_code: str, request: Request, _: Principal = Depends(READ)):
     def view(session):
         rels = intake_store.releases_of_enterprise(session, credit_code)
-        lots_rows = intake_store.lots_of_source(session, credit_code)
+        lots_rows = intake_store.lots_of_enterprise(session, credit_code)
         used = provenance_store.consumptions_where(session, lot_ids=[r.lot_id for r in lots_rows])
         by_lot = defaultdict(list)
         for c in used:

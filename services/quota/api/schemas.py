@@ -5,17 +5,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.quota import EARNS_COMPENSATION, ApprovalGranted, ApprovalKind, QuotaReleaseSubmitted
-from shared.contracts.types import DecimalStr, Identifier, SourceIdentifier, at_most
+from shared.contracts.types import DecimalStr, Identifier, SafeId, SourceIdentifier, at_most
 
 # The HTTP intake takes exactly the Kafka intake's schema, so a department sends the same document either way.
 ReleaseIn = QuotaReleaseSubmitted
 ApprovalIn = ApprovalGranted
 
-# Request and project ids become parts of ledger transfer and account ids: no '/', ':' or spaces.
-SafeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 
 
 class _In(BaseModel):

@@ -241,7 +241,7 @@ def submit_release(tx: Tx, data: Mapping[str, Any], *, department: str | None, s
         lot_id = f"release:{existing.release_id}" if existing.status == ReleaseStatus.ACCEPTED.value else None
         return ReleaseOutcome(existing.release_id, existing.status, existing.status_reason, lot_id, False)
     department = department or _entitled_department(cp.policy, data.get("asset"))
-    rel = parse_release({**data, "department": department}, cp.policy)
+    rel = parse_release({**data, "department": department}, cp.policy, cst_date(tx.now))
     if rel.reason in EXIT_REASONS:  # only these wait for an exit (see lock_enterprises)
         lock_enterprises(tx.session, [rel.enterprise_credit_code])
     departed = {rel.enterprise_credit_code} if intake_store.has_departed(tx.session, rel.enterprise_credit_code) else set()
@@ -314,7 +314,7 @@ def accept_reclamation_project(tx: Tx, project_id: str, accepted_on: date, accep
             area = parse_amount(accepted_area, LAND_SCALE)
         except AmountError as e:
             raise QuotaDomainError([Problem(e.reason, "accepted_area", str(e))]) from None
-    result = accept_reclamation(project, accepted_on, cp.policy, area)
+    result = accept_reclamation(project, accepted_on, cp.policy, area, cst_date(tx.now))
     if result.changed:
         intake_store.mark_reclamation_accepted(tx.session, result.project, document_ref)
         take_in(tx, result.lot)

@@ -23,6 +23,7 @@ from services.quota.domain.problems import QuotaDomainError
 from services.quota.domain.releases import EXIT_REASONS, QuotaRelease, ReleaseStatus, parse_release, verify_release
 from services.quota.storage import intake_store
 from services.quota.storage.counties import drop_unused, lock_counties
+from shared.china_time import cst_date
 
 
 @dataclass(frozen=True)
@@ -52,18 +53,22 @@ def submit_releases(btx: BatchTx, items: Sequence[ReleaseItem]) -> list[Result]:
     stored = intake_store.release_rows(btx.session, sorted(set(ids.values())))
     known: dict[str, tuple[str, int]] = {}  # release id -> (digest, item that took it) for this run
     fresh: list[tuple[int, QuotaRelease, str]] = []
+    today = cst_date(btx.now)
     for i in live:
         it, rid = items[i], ids[i]
         digest = body_digest(it.data)
         if rid in known or rid in stored:
             prior = known[rid][0] if rid in known else stored[rid].digest
-            out[i] = (IdReused("release", rid, release_differences(stored[rid], it.data) if rid in stored else ())
+            # the differences are read from the whole stored row (release_rows reads four columns: the batch fell
+            # back to one message at a time on every reused id)
+            out[i] = (IdReused("release", rid, release_differences(intake_store.release_row(btx.session, rid), it.data)
+                               if rid in stored else ())
                       if not same_body(prior, it.data) else _again(stored.get(rid), known.get(rid)))
             continue
         policy = policies[it.data["county_code"]].policy
         department = it.department or _entitled_department(policy, it.data.get("asset"))
         try:
-            rel = parse_release({**it.data, "department": department}, policy)
+            rel = parse_release({**it.data, "department": department}, policy, today)
         except QuotaDomainError as exc:
             out[i] = exc
             continue

@@ -30,11 +30,19 @@ log = logging.getLogger(__name__)
 LEDGER_OUTCOMES = (TransferPending, TransferPosted, TransferRejected, TransferVoided, TransferExpired)
 
 
+# A transfer in one of these states has had the ledger's last word on it.
+_FINAL = frozenset({"posted", "voided", "expired", "rejected"})
+
+
 def on_ledger_outcome(tx: Tx, event: Event) -> str:
     """Returns what it did, for logs and tests."""
     row = transfer_store.transfer_row(tx.session, event.transfer_id)
     if row is None:
         return _foreign(tx, event)
+    if row.state in _FINAL and isinstance(event, (TransferPending, TransferExpired, TransferRejected)):
+        # a copy of an earlier answer (a ledger restored from a backup answers again): taken, it set a voided or
+        # posted hold back to pending and asked the ledger for a void it refused
+        return "repeat"
     if isinstance(event, TransferPending):
         transfer_store.set_answer(tx.session, row.transfer_id, "pending", tx.now)
         return _saga(tx, row, lambda req: on_ledger_reserved(req, row.transfer_id, tx.now))

@@ -16,6 +16,7 @@ all; if it never settles it is reported as read (``settled`` false) and the metr
 figures. A difference in a settled reading is a fault (countypool_quota_reconciliation_difference)."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -40,6 +41,7 @@ ATTEMPTS = 3  # readings of a county before it is reported unsettled
 PAUSE_SECONDS = 0.2  # between two readings of the counties not settled yet
 STUCK_AFTER_SECONDS = 300  # a transfer unanswered this long no longer holds a reading back
 
+log = logging.getLogger(__name__)
 
 
 class LedgerUnavailable(Exception):
@@ -52,6 +54,7 @@ class LedgerBalances:
 
     def __init__(self, base_url: str, token: str | None, client: httpx.Client | None = None, timeout: float = 10):
         self.client = client or httpx.Client(base_url=base_url, timeout=timeout)
+        self.token = token
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _ok(self, r: httpx.Response) -> list[dict]:
@@ -59,11 +62,18 @@ class LedgerBalances:
             raise LedgerUnavailable(f"ledger answered {r.status_code}: {r.text[:300]}")
         return r.json()
 
+    def _unreachable(self, exc: httpx.HTTPError) -> LedgerUnavailable:
+        """What callers are told: the error's kind, never its text, which may quote our request's headers (an
+        'Illegal header value' quoted the token whole to any quota:read caller). The detail is logged, redacted."""
+        detail = str(exc).replace(self.token, "***") if self.token else str(exc)
+        log.warning("the ledger could not be read: %s", detail)
+        return LedgerUnavailable(f"the ledger could not be read ({type(exc).__name__})")
+
     def by_prefix(self, prefix: str) -> list[dict]:
         try:
             r = self.client.get("/v1/balances", params={"address_prefix": prefix, "limit": 10000}, headers=self.headers)
         except httpx.HTTPError as exc:
-            raise LedgerUnavailable(str(exc)) from exc
+            raise self._unreachable(exc) from exc
         return self._ok(r)
 
     def by_ids(self, account_ids: list[str]) -> list[dict]:
@@ -73,7 +83,7 @@ class LedgerBalances:
                 r = self.client.post("/v1/balances:query", json={"account_ids": account_ids[i:i + 1000]},
                                      headers=self.headers)
             except httpx.HTTPError as exc:
-                raise LedgerUnavailable(str(exc)) from exc
+                raise self._unreachable(exc) from exc
             out.extend(self._ok(r))
         return out
 

@@ -12,11 +12,13 @@ from services.quota.application.tx import Tx
 from services.quota.domain.assets import ApprovalKind
 from services.quota.domain.identifiers import county_code_problem
 from services.quota.domain.problems import QuotaDomainError
+from services.quota.domain.releases import date_problem
 from services.quota.domain.requests import (
     QuotaRequest, RequestTransition, cancel, on_approval, open_request, withdraw,
 )
 from services.quota.storage import request_store
 from services.quota.storage.counties import drop_unused, lock_counties, lock_county
+from shared.china_time import cst_date
 
 # Problems that mean "not allowed now" (409) rather than "malformed" (422).
 NOT_ALLOWED = frozenset({"project_unknown", "project_not_admitted", "project_in_other_county", "county_not_served",
@@ -62,6 +64,10 @@ def approval_granted(tx: Tx, project_id: str, kind: str, document_ref: str, gran
     """Remember the approval for the project, and let it confirm every open request of the project (an
     approval before the ledger's answer is remembered by the request and allocates once reserved)."""
     kind = ApprovalKind(kind).value
+    if (problem := date_problem(granted_on, "granted_on", cst_date(tx.now))) is not None:
+        # granted next year, or in 0024: such an approval confirmed a reservation into an allocation
+        raise QuotaDomainError([problem])
+
     def record() -> None:
         request_store.record_approval(tx.session, project_id, kind, document_ref, granted_on, tx.now)
 

@@ -38,9 +38,10 @@ def carry_out(tx: Tx, policy: PoolPolicy, tr: RequestTransition) -> RequestTrans
     req = tr.request
     if tr.changed:
         reserved_now = RequestEvent.RESERVED in tr.events
-        request_store.save_request(tx.session, req, reserved_at=tx.now if reserved_now else None)
-        # counted once committed: a batch retried, or applied again one message at a time, counted twice
-        when_committed(tx.session, SAGA_TRANSITIONS.labels(req.state.value).inc)
+        if request_store.save_request(tx.session, req, reserved_at=tx.now if reserved_now else None):
+            # a change of state (not a line reserved or an approval remembered), counted once committed: a batch
+            # retried, or applied again one message at a time, counted twice
+            when_committed(tx.session, SAGA_TRANSITIONS.labels(req.state.value).inc)
         if reserved_now:
             when_committed(tx.session, functools.partial(
                 RESERVE_LATENCY.observe, max(0.0, (tx.now - req.requested_at).total_seconds())))

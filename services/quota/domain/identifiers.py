@@ -25,15 +25,21 @@ def credit_code_problem(code: object, field: str = "enterprise_credit_code") -> 
     return None
 
 
+def _digits(code: str) -> bool:
+    # str.isdigit() also takes full-width digits (a Chinese input method's) and those of other scripts: '３２０６１２'
+    # looks like 320612 on screen and would be another county
+    return code.isascii() and code.isdigit()
+
+
 def county_code_problem(code: object, field: str = "county_code") -> Problem | None:
-    if not isinstance(code, str) or len(code) != 6 or not code.isdigit():
+    if not isinstance(code, str) or len(code) != 6 or not _digits(code):
         return Problem("county_code_malformed", field, "a county code is 6 digits")
     return None
 
 
 def township_code_problem(code: object, county_code: object, field: str = "township_code") -> Problem | None:
     """A township code is 9 digits (or the 12-digit statistical form) starting with its county's code."""
-    if not isinstance(code, str) or len(code) not in (9, 12) or not code.isdigit():
+    if not isinstance(code, str) or len(code) not in (9, 12) or not _digits(code):
         return Problem("township_code_malformed", field, "a township code is 9 or 12 digits")
     if isinstance(county_code, str) and not code.startswith(county_code):
         return Problem("township_not_in_county", field, f"{code} does not lie in county {county_code}")

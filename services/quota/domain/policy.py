@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from services.quota.domain.assets import ASSETS, EMISSION_ASSETS
+from services.quota.domain.identifiers import township_code_problem
 
 
 class Department(StrEnum):
@@ -122,13 +123,21 @@ class PoolPolicy:
         object.__setattr__(self, "township_order", tuple(self.township_order))
 
     def limit_problems(self) -> list[str]:
-        """What of this policy could not be carried out (see MAX_RESERVATION_TIMEOUT_SECONDS). Not checked on load:
-        a county whose stored policy broke a limit still takes releases; only setting such a policy is refused."""
+        """What of this policy could not be carried out (see MAX_RESERVATION_TIMEOUT_SECONDS), or names what does not
+        exist. Not checked on load: a county whose stored policy broke a limit still takes releases; only setting
+        such a policy is refused."""
         out = []
         if self.reservation_timeout_seconds > MAX_RESERVATION_TIMEOUT_SECONDS:
             out.append(f"reservation_timeout_seconds is at most {MAX_RESERVATION_TIMEOUT_SECONDS}")
         if self.request_wait_seconds > MAX_REQUEST_WAIT_SECONDS:
             out.append(f"request_wait_seconds is at most {MAX_REQUEST_WAIT_SECONDS}")
+        # a code no township of this county has (a typo) would silently give that township no priority
+        bad = [t for t in self.township_order if township_code_problem(t, self.county_code) is not None]
+        if bad:
+            out.append(f"township_order names no township of county {self.county_code}: {', '.join(map(repr, bad[:10]))}"
+                       + (f" and {len(bad) - 10} more" if len(bad) > 10 else ""))
+        if len(set(self.township_order)) != len(self.township_order):
+            out.append("township_order names a township more than once")
         return out
 
     def retire_bp(self, asset: str) -> int:

@@ -12,7 +12,7 @@ from services.quota.domain.identifiers import county_code_problem, township_code
 from services.quota.domain.lots import Lot, SourceKind, lot_id_for_reclamation, new_lot
 from services.quota.domain.policy import PoolPolicy
 from services.quota.domain.problems import Problem, QuotaDomainError
-from services.quota.domain.releases import EARLIEST_DATE, Basis
+from services.quota.domain.releases import Basis, date_problem
 
 LAND_SCALE = ASSETS["LAND"].scale
 
@@ -62,7 +62,8 @@ class ReclamationAcceptance:
 
 
 def accept_reclamation(
-    project: ReclamationProject, accepted_on: date, policy: PoolPolicy, accepted_area: int | None = None
+    project: ReclamationProject, accepted_on: date, policy: PoolPolicy, accepted_area: int | None = None,
+    today: date | None = None,
 ) -> ReclamationAcceptance:
     """First acceptance makes the lot; a repeated acceptance changes nothing (the land is already in). One naming
     another area than the accepted one (a correction) is refused, ``reclamation_already_accepted``: the lot is in
@@ -76,9 +77,9 @@ def accept_reclamation(
         return ReclamationAcceptance(project, None, False, "already_accepted")
     if project.county_code != policy.county_code:
         raise ValueError("the project belongs to another county's pool")
-    if accepted_on < EARLIEST_DATE:  # the lot's date: see releases.EARLIEST_DATE (a registration may come later)
-        raise QuotaDomainError([Problem("date_implausible", "accepted_on", f"{accepted_on.isoformat()} is before "
-                                        f"{EARLIEST_DATE.isoformat()} (a typo such as 0024 for 2024?)")])
+    problem = date_problem(accepted_on, "accepted_on", today)  # the lot's date (a registration may come later)
+    if problem is not None:
+        raise QuotaDomainError([problem])
     area = project.area if accepted_area is None else accepted_area
     if not 0 < area <= project.area:
         raise QuotaDomainError([Problem("accepted_area_out_of_range", "accepted_area",

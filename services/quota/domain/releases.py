@@ -72,9 +72,22 @@ def _enum(kind: type[StrEnum], data: Mapping[str, Any], name: str, reason: str, 
 EARLIEST_DATE = date(2000, 1, 1)
 
 
-def parse_release(data: Mapping[str, Any], policy: PoolPolicy) -> QuotaRelease:
+def date_problem(day: date, field: str, today: date | None) -> Problem | None:
+    """A lot's date must be one that has been: not before EARLIEST_DATE, nor after ``today`` (the county's day,
+    China time) when given. A typo such as 2042 for 2024 pooled quota not freed yet, behind every other lot."""
+    if day < EARLIEST_DATE:
+        return Problem("date_implausible", field, f"{day.isoformat()} is before {EARLIEST_DATE.isoformat()} "
+                                                  "(a typo such as 0024 for 2024?)")
+    if today is not None and day > today:
+        return Problem("date_implausible", field, f"{day.isoformat()} is after today ({today.isoformat()}, China "
+                                                  "time): quota is pooled once it is freed")
+    return None
+
+
+def parse_release(data: Mapping[str, Any], policy: PoolPolicy, today: date | None = None) -> QuotaRelease:
     """Validate a release as a department sends it (amounts and prices as decimal strings; the buyback
-    price in CNY per display unit, e.g. "12000.00" per t). Raises QuotaDomainError with every problem."""
+    price in CNY per display unit, e.g. "12000.00" per t). Raises QuotaDomainError with every problem.
+    ``today``: the county's day; a release dated after it is refused (see date_problem)."""
     problems: list[Problem] = []
     release_id = _text(data, "release_id", problems)
     document_ref = _text(data, "document_ref", problems)
@@ -128,9 +141,8 @@ def parse_release(data: Mapping[str, Any], policy: PoolPolicy) -> QuotaRelease:
             released_on = None
     if not isinstance(released_on, date):
         problems.append(Problem("released_on_malformed", "released_on", "an ISO date, e.g. 2024-03-31"))
-    elif released_on < EARLIEST_DATE:
-        problems.append(Problem("date_implausible", "released_on", f"{released_on.isoformat()} is before "
-                                f"{EARLIEST_DATE.isoformat()} (a typo such as 0024 for 2024?)"))
+    elif (problem := date_problem(released_on, "released_on", today)) is not None:
+        problems.append(problem)
 
     if problems:
         raise QuotaDomainError(problems)

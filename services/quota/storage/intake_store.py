@@ -207,6 +207,10 @@ def lots_by_ids(session: Session, lot_ids: list[str]) -> dict[str, object]:
     return {r.lot_id: r for r in session.execute(select(lots).where(lots.c.lot_id.in_(lot_ids))).all()}
 
 
-def lots_of_source(session: Session, source_ref: str) -> list:
-    return session.execute(select(lots).where(lots.c.source_ref == source_ref).order_by(lots.c.lot_id)).all()
+def lots_of_enterprise(session: Session, credit_code: str) -> list:
+    """The lots an enterprise freed. Not by source_ref alone: a reclamation lot's is its project's id, which may be
+    any text, a credit code too (a village collective's), and no enterprise freed that land."""
+    return session.execute(select(lots).where(lots.c.source_ref == credit_code,
+                                              lots.c.source_kind == SourceKind.ENTERPRISE.value)
+                           .order_by(lots.c.lot_id)).all()
 

@@ -111,12 +111,15 @@ def insert_request(session: Session, req: QuotaRequest, *, park_id: str | None, 
         for i, l in enumerate(req.lines)])
 
 
-def save_request(session: Session, req: QuotaRequest, *, reserved_at: datetime | None = None) -> None:
+def save_request(session: Session, req: QuotaRequest, *, reserved_at: datetime | None = None) -> bool:
+    """Returns whether the request's state changed (a line reserved or an approval remembered changes no state)."""
+    before = session.execute(select(quota_requests.c.state).where(quota_requests.c.request_id == req.request_id)).scalar()
     values = dict(state=req.state.value, deadline=req.deadline, approvals=dumps(sorted(a.value for a in req.approvals)),
                   reserved_assets=dumps(sorted(req.reserved_assets)), reason=req.reason, updated_at=req.updated_at)
     if reserved_at is not None:
         values["reserved_at"] = reserved_at
     session.execute(update(quota_requests).where(quota_requests.c.request_id == req.request_id).values(**values))
+    return before != req.state.value
 
 
 def waiting_requests(session: Session, county_code: str) -> list[QuotaRequest]:

@@ -31,7 +31,7 @@ projects = Table(
     Column("applicant_credit_code", String(18), nullable=False),
     Column("park_id", String(200), nullable=True),
     Column("admitted", Boolean, nullable=False),
-    Column("project_class", String(10), nullable=True),
+    Column("project_class", String(20), nullable=True),  # assessment's class labels: 1-20
     Column("tax_per_mu_fen", BigInteger, nullable=True),
     Column("industry_code", String(20), nullable=True),
     Column("failures", Text, nullable=False),  # JSON list of failure codes
@@ -141,7 +141,7 @@ quota_requests = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # the project's facts at arrival: the allocation order uses these
     Column("project_admitted", Boolean, nullable=False),
-    Column("project_class", String(10), nullable=True),
+    Column("project_class", String(20), nullable=True),  # assessment's class labels: 1-20
     Column("tax_per_mu_fen", BigInteger, nullable=True),
     Column("industry_code", String(20), nullable=True),
     Column("park_id", String(200), nullable=True),

@@ -67,3 +67,17 @@ def test_reclamation_validation(county, policy):
     with pytest.raises(QuotaDomainError) as e:
         accept_reclamation(project, date(2024, 1, 1), policy, accepted_area=10001)
     assert e.value.reasons == ("accepted_area_out_of_range",)
+
+
+def test_a_lot_dated_after_the_countys_today_is_refused(county, policy, release_payload):
+    """A lot's date orders it (FIFO) and must be one that has been: 2042 typed for 2024 pooled quota not freed yet."""
+    today = date(2024, 3, 1)
+    assert parse_release(release_payload(released_on="2024-03-01"), policy, today).released_on == today
+    with pytest.raises(QuotaDomainError) as e:
+        parse_release(release_payload(released_on="2024-03-02"), policy, today)
+    assert e.value.reasons == ("date_implausible",)
+    project = register_reclamation("GX-9", county, "320612105", "1", date(2023, 6, 1))
+    assert accept_reclamation(project, today, policy, today=today).changed
+    with pytest.raises(QuotaDomainError) as e:
+        accept_reclamation(project, date(2042, 1, 1), policy, today=today)
+    assert e.value.reasons == ("date_implausible",)
