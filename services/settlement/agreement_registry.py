@@ -60,6 +60,11 @@ def record_version(session: Session, terms: dict[str, Any], county: str, *, vers
         if version != 1:
             raise AgreementError("version_conflict", "a new agreement starts at version 1; amend it for later versions")
     agreement = RevenueSharingAgreement(version=version, **terms)
+    if not amendment and agreement.effective_from > agreement.end:
+        # it would govern no month (its enterprise's tax unmatched), and no amendment could start before it (an
+        # amendment may take effect after its end: it ends the version before it there)
+        raise AgreementError("effective_from_after_end",
+                             f"agreement {agreement.ref} takes effect on {agreement.effective_from}, after its end {agreement.end}")
     same = next((k for k in known if k.version == version), None)
     if same is not None:
         if same == agreement:

@@ -6,7 +6,7 @@ same content is a no-op (``created`` False); the same id with other content is r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -89,7 +89,13 @@ def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str
             raise ReceiptError("correction_target_unknown", f"receipt {rid} corrects {ev.corrects}, which is not known")
         if original.corrected_by == rid:  # a copy of this correction committed while we waited for the lock
             return _resent(repo.receipt_row(rid), ev, tax_kind, amount), False
-        receipt = resolve_correction(receipt, receipt_from_row(original), already_corrected=original.corrected_by is not None)
+        first = receipt_from_row(original)
+        if receipt.received_at <= first.received_at:
+            # taken after the original (it read that row) though this replica's clock says before: a correction
+            # stamped earlier was refused correction_before_original, for good
+            now = first.received_at + timedelta(microseconds=1)
+            receipt = replace(receipt, received_at=now)
+        receipt = resolve_correction(receipt, first, already_corrected=original.corrected_by is not None)
     validate_receipt(receipt, now=now, known_enterprises=(ev.enterprise_credit_code,) if known else ())
     repo.add_receipt(receipt, channel, event_id)
     return repo.receipt_row(rid), True

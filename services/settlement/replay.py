@@ -2,9 +2,8 @@
 
 Events folded (all written by ``statement_runs``): ``SettlementDrafted`` (replaces the period's draft),
 ``TransfersRequested`` (one transfer per money line of a finalized statement), ``AdjustmentRecorded`` (one per
-adjustment line) and ``SettlementFinalized`` (freezes the period and, like ``drop_drafts_overlapping``, removes
-the county's drafts of periods it closed and drafts computed as of its cut-off or before). Read models, key -> row,
-money in integer fen, times ISO UTC:
+adjustment line) and ``SettlementFinalized`` (freezes the period and, like ``StatementsRepository.drop_drafts``, removes
+every draft of the county drafted before it). Read models, key -> row, money in integer fen, times ISO UTC:
 
 - ``statements`` (county, period) -> status, content_hash, line_count, money_total_fen, as_of, finalized_at,
   policy_id, policy_version, unmatched_receipts — table ``statements`` (not computed_at/computed_by, not in events;
@@ -88,15 +87,6 @@ def iso(d: datetime | str | None) -> str | None:
     if d.tzinfo is None:
         d = d.replace(tzinfo=UTC)
     return d.astimezone(UTC).isoformat()
-
-
-def _moment(d: datetime | str | None) -> datetime | None:
-    """An event's time as an aware datetime (None stays None)."""
-    if d is None:
-        return None
-    if isinstance(d, str):
-        d = datetime.fromisoformat(d)
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d
 
 
 _ENDS: dict[str, tuple[date, date]] = {}
@@ -204,24 +194,16 @@ class SettlementProjection(Projection):
         county, period = d["county_code"], d["period"]
         key = (county, period)
         at = d["finalized_at"]
-        self._drop_drafts(county, _span(period)[1], at)
+        self._drop_drafts(county)
         self._statement(key, FINALIZED, d, at, at, self.pending.pop(key, None) or ({}, {}))
 
-    def _drop_drafts(self, county: str, up_to: date, cutoff: str | None) -> None:
-        """A finalization removes the county's drafts of periods starting on or before its end, and drafts
-        computed as of its cut-off or before (``StatementsRepository.drop_drafts_overlapping``)."""
+    def _drop_drafts(self, county: str) -> None:
+        """A finalization removes every draft of the county drafted before it (``StatementsRepository.drop_drafts``):
+        the events come in the order the county's lock let them happen."""
         drafts = self.drafts.get(county)
         if not drafts:
             return
-        cut = _moment(cutoff)
-
-        def stale(period: str) -> bool:
-            if _span(period)[0] <= up_to:
-                return True
-            as_of = _moment(self.headers[(county, period)][4]) if (county, period) in self.headers else None
-            return cut is not None and as_of is not None and as_of <= cut
-
-        for period in [p for p in drafts if stale(p)]:
+        for period in list(drafts):
             drafts.discard(period)
             key = (county, period)
             for m in (self.headers, self.totals, self.stats, self.masks[STATEMENTS]):

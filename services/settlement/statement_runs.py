@@ -49,6 +49,7 @@ from shared.contracts.settlement import (
     StatementPartyTotal,
     StatementStatisticsTotal,
 )
+from shared.db import one_moment
 from shared.gc_pause import collector_paused
 from shared.runtime import ServiceRuntime
 from shared.unit_of_work import UnitOfWork
@@ -106,10 +107,13 @@ def compute_and_write_lines(session: Session, county: str, period: Period, as_of
     the hash) — the stored lines stay; otherwise they are replaced."""
     repo = StatementsRepository(session)
     label = period.label
-    with collector_paused():
-        maybe_same = stored is not None and not InputsRepository(session).recorded_between(
+    # the facts read in one snapshot (PostgreSQL): a draft holds the county's lock, not intake's, and under READ
+    # COMMITTED a receipt committing between a month's sum and the re-read of its ids gave a line the amount of one
+    # view and the sources of the other, a hash of neither
+    with collector_paused(), one_moment(session) as reads:
+        maybe_same = stored is not None and not InputsRepository(reads).recorded_between(
             county, from_db(stored.as_of), as_of)
-        b = builder_from_database(session, county, period, as_of, max_sources_per_line)
+        b = builder_from_database(reads, county, period, as_of, max_sources_per_line)
         if not maybe_same:
             repo.clear(county, label)
             with repo.line_writer() as write:
@@ -209,7 +213,7 @@ class StatementRuns:
         repo.write_summary(final, by, now, lines_written=written)
         repo.store_history(final)
         repo.add_postings(county, period.label, postings, now)
-        repo.drop_drafts_overlapping(county, period.end, final.finalized_at)  # and drafts computed before this cut-off
+        repo.drop_drafts(county)  # each computed against the history before this finalization
         self._announce(uow, final, postings)
         return RunResult(final, repo.header(county, period.label), True)
 

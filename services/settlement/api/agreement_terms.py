@@ -4,6 +4,7 @@ from __future__ import annotations
 from services.settlement.api.schemas import AgreementOut, AgreementTerms, AgreementVersionOut, ScheduleStepIn, StatisticsSplit, TaxShare
 from services.settlement.domain import AgreementError, RevenueSharingAgreement, ScheduleStep
 from services.settlement.domain.export import yuan
+from services.settlement.domain.limits import implausible
 from services.settlement.storage.inputs import agreement_from_row
 from services.settlement.storage.rows import from_db
 from shared.amounts import AmountError, parse_amount
@@ -22,6 +23,8 @@ def terms_of(body: AgreementTerms, agreement_id: str) -> dict:
             minimum = parse_amount(body.guaranteed_minimum, 2, allow_zero=True)
         except AmountError as exc:
             raise AgreementError(exc.reason, f"guaranteed_minimum: {exc}") from None
+        if (problem := implausible("guaranteed_minimum", minimum)) is not None:  # its top-up would break every draft
+            raise AgreementError("amount_implausible", problem)
     return dict(
         agreement_id=agreement_id, effective_from=body.effective_from or body.start,
         enterprise=body.enterprise_credit_code, origin=body.origin, destination=body.destination,

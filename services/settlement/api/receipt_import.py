@@ -168,7 +168,8 @@ def _shifted(header: list, values: list, row_no: int) -> tuple[int, BadRow] | No
 
 
 def _csv_rows(content: bytes) -> Iterator[tuple[int, dict[str, str] | BadRow]]:
-    reader = csv.reader(io.StringIO(_decoded(content), newline=""))
+    # strict: a quote opened and never closed is an error at its line, not the rest of the file read into one cell
+    reader = csv.reader(io.StringIO(_decoded(content), newline=""), strict=True)
     try:
         header = next(reader, None)
         if header is None:

@@ -53,7 +53,7 @@ router = APIRouter(prefix="/v1", tags=["settlement statements"])
 READ = require("finance:read", "settlement:admin")
 ADMIN = require("settlement:admin")
 COUNTY = Path(pattern=COUNTY_PATTERN, examples=["320612"])
-PERIOD = Path(pattern=r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", examples=["2026-03", "2026-Q1", "2026"],
+PERIOD = Path(pattern=r"^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", examples=["2026-03", "2026-Q1", "2026"],
               description="a month, a quarter or a year")
 KINDS = "|".join(k.value for k in LineKind)
 

@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.contracts.types import DecimalStr, Identifier
 
 CreditCode = str
-COUNTY_PATTERN = r"^\d{6}$"
+COUNTY_PATTERN = r"^[0-9]{6}$"
 CREDIT_CODE_PATTERN = r"^[0-9A-HJ-NPQRTUWXY]{18}$"
-ORIGIN_DESTINATION_PATTERN = r"^(township:\d{9}(\d{3})?|park:[A-Za-z0-9][A-Za-z0-9_.\-]*)$"
-PARTY_PATTERN = r"^(township:\d{9}(\d{3})?|park:[A-Za-z0-9][A-Za-z0-9_.\-]*|county:\d{6}/(fund|treasury))$"
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+ORIGIN_DESTINATION_PATTERN = r"^(township:[0-9]{9}([0-9]{3})?|park:[A-Za-z0-9][A-Za-z0-9_.\-]{0,99})$"
+PARTY_PATTERN = r"^(township:[0-9]{9}([0-9]{3})?|park:[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}|county:[0-9]{6}/(fund|treasury))$"
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 
 
 class Strict(BaseModel):
@@ -76,7 +76,9 @@ class AgreementTerms(Strict):
 
 
 class AgreementIn(AgreementTerms):
-    agreement_id: Identifier
+    # one path segment of /v1/agreements/{agreement_id}: an id with '/' was stored and could never be read or amended
+    agreement_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$",
+                              examples=["FD-320612-0001"])
     county_code: str = Field(pattern=COUNTY_PATTERN)
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_AGREEMENT_EXAMPLE]})

@@ -30,7 +30,8 @@ from .rounding import BASIS_POINTS, local_retained, two_way_part
 
 VAT = "VAT"
 CIT = "CIT"
-_TAX_KIND_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_TAX_KIND_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")  # 40 at most, as stored: a longer one sent over Kafka was stored on
+# SQLite, and dead-lettered handler_db_error (no reason) on PostgreSQL, where HTTP refused it
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
 
 
@@ -197,18 +198,20 @@ class RevenueSharingAgreement:
         """1 for the first 12 months from ``start``, 2 for the next 12, ..."""
         return (month.index - self._start_index) // 12 + 1
 
-    def year_months(self, year: int) -> tuple[Period, Period]:
-        """First and last month of agreement year ``year`` (the last year ends with the agreement)."""
+    def year_months(self, year: int, agreement_end: Period | None = None) -> tuple[Period, Period]:
+        """First and last month of agreement year ``year`` (the last year ends with the agreement). ``agreement_end``:
+        the agreement's last month by all its versions (AgreementBook.final_month), else this version's own end. A
+        version that an amendment extends ends its terms, not the agreement's year: that runs on under the next."""
         first = month_index(self.start) + 12 * (year - 1)
-        last = min(first + 11, month_index(self.end))
+        last = min(first + 11, month_index(self.end) if agreement_end is None else agreement_end.index)
         return month_from_index(first), month_from_index(last)
 
-    def year_closed_by(self, month: Period) -> int | None:
+    def year_closed_by(self, month: Period, agreement_end: Period | None = None) -> int | None:
         """The agreement year whose last month is ``month``, if any (that is when a minimum is checked)."""
         if not self.covers(month):
             return None
         year = self.year_index(month)
-        return year if self.year_months(year)[1] == month else None
+        return year if self.year_months(year, agreement_end)[1] == month else None
 
     def weights(self, year: int) -> tuple[int, int]:
         for step in self.schedule:

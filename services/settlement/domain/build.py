@@ -172,7 +172,7 @@ class StatementBuilder:
             year = a.year_index(month)
             if year < 1:
                 return None
-            last = a.year_months(year)[1]
+            last = a.year_months(year, self.book.final_month(a.agreement_id))[1]
             later = self.book.version_in_force(a.agreement_id, last.start)
             if later is None or later.version == a.version:
                 return last
@@ -184,14 +184,17 @@ class StatementBuilder:
         return final if closing is not None and closing[0].year_index(month) == closing[1] else None
 
     def _closing(self, agreement_id: str, last: Period) -> tuple[RevenueSharingAgreement, int] | None:
-        """(version, agreement year) when a year with a guaranteed minimum closes in ``last``: the year's last month
-        by the version in force then, or the agreement's last month (a short last year closes with the agreement,
-        also when a later amendment ended it there, before its own ``effective_from``)."""
+        """(version, agreement year) when a year with a guaranteed minimum closes in ``last``, by the version in force
+        then: twelve months from the agreement's start, or fewer where the agreement ends by all its versions (one
+        that an amendment extends does not end the year with its own terms); or the agreement's last month (a short
+        last year closes with the agreement, also when a later amendment ended it there, before its own
+        ``effective_from``)."""
         v = self.book.governing(agreement_id, last)
         if v is None or v.guaranteed_minimum_fen is None:
             return None
-        year = v.year_closed_by(last)
-        if year is None and last == self.book.final_month(agreement_id):
+        final = self.book.final_month(agreement_id)
+        year = v.year_closed_by(last, final)
+        if year is None and last == final:
             year = v.year_index(last)
         return (v, year) if year else None
 
@@ -334,11 +337,23 @@ class StatementBuilder:
                     shares[m.key] = m.origin_share_fen
             due = max(0, v.guaranteed_minimum_fen - sum(shares.values()))
             closing_now = period.contains(last)
-            self.settled_topups.append(SettledTopup(agreement_id, year, due))
+            payer, payee = v.topup_payer, v.origin
+            self.settled_topups.append(SettledTopup(agreement_id, year, due, payer, payee))
             source = f"agreement:{v.ref}/year:{year}"
-            f = _fields(TOPUP if closing_now else ADJUSTMENT, v.topup_payer, v.origin, due - history.topup(agreement_id, year),
-                        (source,), 1, digest_hex(_id_hash(source)), agreement_id=agreement_id, agreement_version=v.version,
-                        month=last.label, agreement_year=year, adjusts=None if closing_now else TOPUP)
+            digest = digest_hex(_id_hash(source))
+            paid = history.topup(agreement_id, year)
+            before = history.topup_parties(agreement_id, year)
+            if paid and before is not None and before != (payer, payee):
+                # settled before between other parties (an amendment since changed who tops the year up): what was
+                # paid goes back the way it came, and the year's top-up is owed whole by the parties of now
+                back = _fields(ADJUSTMENT, before[1], before[0], paid, (source,), 1, digest, agreement_id=agreement_id,
+                               agreement_version=v.version, month=last.label, agreement_year=year, adjusts=TOPUP)
+                if back is not None:
+                    adjustments.append(back)
+                paid = 0
+            f = _fields(TOPUP if closing_now else ADJUSTMENT, payer, payee, due - paid, (source,), 1, digest,
+                        agreement_id=agreement_id, agreement_version=v.version, month=last.label, agreement_year=year,
+                        adjusts=None if closing_now else TOPUP)
             if f is not None:
                 (topups if closing_now else adjustments).append(f)
         self.settled_topups.sort(key=lambda t: (t.agreement_id, t.agreement_year))

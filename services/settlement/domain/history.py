@@ -61,6 +61,10 @@ class SettledTopup(NamedTuple):
     agreement_id: str
     agreement_year: int
     amount_fen: int  # guaranteed-minimum top-up settled so far for that year
+    # who paid it to whom: an amendment may change who tops up. None: settled before these were kept (the
+    # parties of the version in force are taken to be them, as they were then unless an amendment changed them)
+    payer: str | None = None
+    payee: str | None = None
 
 
 class SettlementHistory:
@@ -83,7 +87,7 @@ class SettlementHistory:
                     raise StatementError("cutoffs_out_of_order", f"{c.period.label} was finalized before {closed[i - 1].period.label}")
         self.closed: tuple[ClosedPeriod, ...] = closed
         self.months: dict[tuple[str, str, str], SettledMonth] = {m.key: m for m in months}
-        self.topups: dict[tuple[str, int], int] = {(t.agreement_id, t.agreement_year): t.amount_fen for t in topups}
+        self.topups: dict[tuple[str, int], SettledTopup] = {(t.agreement_id, t.agreement_year): t for t in topups}
         self.statistics: dict[tuple[str, str, str], SettledStatistic] = {m.key: m for m in statistics}
         self._by_agreement: dict[str, list[SettledMonth]] = {}
         for m in self.months.values():
@@ -112,7 +116,13 @@ class SettlementHistory:
         return list(self._by_agreement.get(agreement_id, ()))
 
     def topup(self, agreement_id: str, year: int) -> int:
-        return self.topups.get((agreement_id, year), 0)
+        t = self.topups.get((agreement_id, year))
+        return 0 if t is None else t.amount_fen
+
+    def topup_parties(self, agreement_id: str, year: int) -> tuple[str, str] | None:
+        """(payer, payee) of the year's top-up settled so far, if known."""
+        t = self.topups.get((agreement_id, year))
+        return None if t is None or t.payer is None or t.payee is None else (t.payer, t.payee)
 
     def placement(self, period: Period, own_start: date, received_at: datetime, as_of: datetime) -> Placement | None:
         """Whether an event of the month starting ``own_start`` is settled by the statement of ``period``
@@ -136,7 +146,7 @@ class SettlementHistory:
             months[m.key] = m
         topups = dict(self.topups)
         for t in statement.settled_topups:
-            topups[(t.agreement_id, t.agreement_year)] = t.amount_fen
+            topups[(t.agreement_id, t.agreement_year)] = t
         statistics = dict(self.statistics)
         for m in statement.settled_statistics:
             statistics[m.key] = m
@@ -144,6 +154,6 @@ class SettlementHistory:
         return SettlementHistory(
             closed,
             months.values(),
-            (SettledTopup(a, y, v) for (a, y), v in topups.items()),
+            topups.values(),
             statistics.values(),
         )

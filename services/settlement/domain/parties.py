@@ -21,7 +21,9 @@ from .errors import PartyError
 
 Party = str
 
-_CODE = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
+# at most 100 characters: a party's ledger account (<party>/CNY) must fit the ledger's ids; a longer park was
+# recorded, and the first finalization of its period could never post (every later period waits on it)
+_CODE = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}"
 _CODE_RE = re.compile(rf"^{_CODE}$")
 
 

@@ -22,9 +22,9 @@ class PeriodKind(str, Enum):
     YEAR = "year"
 
 
-_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-_QUARTER_RE = re.compile(r"^(\d{4})-Q([1-4])$")
-_YEAR_RE = re.compile(r"^(\d{4})$")
+_MONTH_RE = re.compile(r"^([0-9]{4})-([0-9]{2})$")
+_QUARTER_RE = re.compile(r"^([0-9]{4})-Q([1-4])$")
+_YEAR_RE = re.compile(r"^([0-9]{4})$")
 
 
 def _month_end(year: int, month: int) -> date:

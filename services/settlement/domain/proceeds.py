@@ -23,18 +23,23 @@ from datetime import date, datetime
 from typing import Iterable, NamedTuple
 
 from .errors import PartyError, ProceedsError
+from .limits import implausible
 from .parties import Party, PartyKind, code_ok as _code_ok, county_fund, enterprise, party_kind, require_party
 from .rounding import BASIS_POINTS, basis_point_part, exact_split, largest_contributor
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
+# A lot is named after what freed it: quota's "release:<release id>", and a department's release id may be its
+# document number (通环收〔2024〕1号). What quota's contract takes (no whitespace or control characters) is taken here:
+# such a lot's allocations and buy-backs were dead-lettered, and its enterprise never compensated.
+_LOT_ID_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,200}$")
 
 
 def _is_int(v: object) -> bool:
     return type(v) is int or (isinstance(v, int) and not isinstance(v, bool))  # the first test settles most
 
 
-def _check_id(value: str, what: str) -> None:
-    if not isinstance(value, str) or not _ID_RE.match(value):
+def _check_id(value: str, what: str, pattern: re.Pattern = _ID_RE) -> None:
+    if not isinstance(value, str) or not pattern.match(value):
         raise ProceedsError("invalid_id", f"{what} {value!r} is not a valid id")
 
 
@@ -193,6 +198,8 @@ def validate_allocation(a: QuotaAllocation) -> QuotaAllocation:
     _check_id(a.project_id, "project id")
     if not _is_int(a.amount_due_fen) or a.amount_due_fen < 0:
         raise ProceedsError("invalid_amount_due", f"allocation {a.allocation_id}: amount due must be integer fen >= 0")
+    if (problem := implausible(f"allocation {a.allocation_id}: amount due", a.amount_due_fen)) is not None:
+        raise ProceedsError("amount_implausible", problem)
     if not _is_int(a.amount_units) or a.amount_units <= 0:
         raise ProceedsError("invalid_amount", f"allocation {a.allocation_id}: amount must be a positive integer of units")
     if not isinstance(a.received_at, datetime) or a.received_at.tzinfo is None:
@@ -207,12 +214,12 @@ def validate_allocation(a: QuotaAllocation) -> QuotaAllocation:
             require_party(a.destination, PartyKind.PARK, PartyKind.TOWNSHIP, role="destination")
         seen: set[str] = set()
         units = 0
-        id_ok = _ID_RE.match
+        id_ok = _LOT_ID_RE.match
         # the checks are written out and refusals (messages) made only on failure: this runs for every lot of every
         # allocation of a county-year
         for lot_id, enterprise_, township, lot_units in a.lots:
             if lot_id.__class__ is not str or not id_ok(lot_id):
-                _check_id(lot_id, "lot id")
+                _check_id(lot_id, "lot id", _LOT_ID_RE)
             if lot_id in seen:
                 raise ProceedsError("duplicate_lot", f"allocation {a.allocation_id}: lot {lot_id} is listed twice")
             seen.add(lot_id)
@@ -236,14 +243,16 @@ _ORIGINS = (PartyKind.TOWNSHIP, PartyKind.PARK)
 
 
 def validate_buyback(b: BuyBack) -> BuyBack:
-    _check_id(b.buyback_id, "buy-back id")
-    _check_id(b.lot_id, "lot id")
+    _check_id(b.buyback_id, "buy-back id", _LOT_ID_RE)  # buyback:<lot id>
+    _check_id(b.lot_id, "lot id", _LOT_ID_RE)
     try:
         enterprise(b.enterprise)
     except PartyError as exc:
         raise ProceedsError(exc.reason, f"buy-back {b.buyback_id}: {exc}") from None
     if not _is_int(b.amount_fen) or b.amount_fen <= 0:
         raise ProceedsError("invalid_amount", f"buy-back {b.buyback_id}: amount must be positive integer fen")
+    if (problem := implausible(f"buy-back {b.buyback_id}", b.amount_fen)) is not None:
+        raise ProceedsError("amount_implausible", problem)
     if not isinstance(b.received_at, datetime) or b.received_at.tzinfo is None:
         raise ProceedsError("received_at_not_timezone_aware", f"buy-back {b.buyback_id}: received_at must be timezone-aware")
     return b

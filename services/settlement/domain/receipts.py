@@ -16,9 +16,15 @@ from shared.china_time import cst_date
 
 from .agreements import check_tax_kind
 from .errors import AgreementError, ReceiptError
+from .limits import implausible
 from .periods import Period, PeriodKind
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
+
+
+def _plausible(what: str, fen: int) -> None:
+    if (problem := implausible(what, fen)) is not None:
+        raise ReceiptError("amount_implausible", problem)
 
 
 def _is_int(v: object) -> bool:
@@ -91,6 +97,7 @@ def validate_receipt(receipt: TaxReceipt, *, now: datetime, known_enterprises: C
         raise ReceiptError("amount_not_integer_fen", f"receipt {receipt.receipt_id}: amount must be integer fen")
     if receipt.amount_fen < 0:
         raise ReceiptError("negative_tax", f"receipt {receipt.receipt_id}: tax amount {receipt.amount_fen} is negative")
+    _plausible(f"receipt {receipt.receipt_id}", receipt.amount_fen)
     if receipt.corrects is None:
         if receipt.amount_fen == 0:  # a correction may bring a receipt to zero; an original of zero means nothing
             raise ReceiptError("zero_tax", f"receipt {receipt.receipt_id}: tax amount is zero")
@@ -133,4 +140,5 @@ def validate_statistics_report(report: StatisticsReport, *, now: datetime,
         raise ReceiptError("unknown_measure", f"statistics report {report.report_id}: measure must be one of {MEASURES}")
     if not _is_int(report.amount_fen) or report.amount_fen < 0:
         raise ReceiptError("negative_statistic", f"statistics report {report.report_id}: amount must be integer fen >= 0")
+    _plausible(f"statistics report {report.report_id}", report.amount_fen)
     return report

@@ -14,7 +14,8 @@ Lines:
   origin's share for that year (all tax kinds, everything settled so far) is below the minimum; paid by the
   agreement's ``minimum_payer``, by default the destination (it collected the tax and made the promise). The last
   year closes with the agreement, however short, also when an amendment ended it there after that month was
-  finalized (then an adjustment of the next statement).
+  finalized (then an adjustment of the next statement); a version that an amendment extends does not end its year
+  with its own terms (the year runs on under the amendment, which tops it up).
 - adjustment: a late receipt or a correction of a month already finalized re-computes that month:
   ``share(new total) - share settled``; a changed year total re-computes that year's top-up the same way.
 - compensation / proceeds_share: per allocation; the project pays, the parts sum to ``amount_due``, split by the

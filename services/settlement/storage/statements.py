@@ -7,7 +7,7 @@ A draft's rows are replaced by every re-run.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import datetime
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -89,7 +89,7 @@ class StatementsRepository:
         sm, su, ss = t.settled_months, t.settled_topups, t.settled_statistics
         months = (SettledMonth(r.agreement_id, r.tax_kind, period(r.month), r.tax_fen, r.origin_share_fen)
                   for r in self.s.execute(select(sm).where(sm.c.county_code == county).execution_options(yield_per=STREAM_BATCH)))
-        topups = (SettledTopup(r.agreement_id, r.agreement_year, r.amount_fen)
+        topups = (SettledTopup(r.agreement_id, r.agreement_year, r.amount_fen, r.payer, r.payee)
                   for r in self.s.execute(select(su).where(su.c.county_code == county)).all())
         statistics = (SettledStatistic(r.agreement_id, r.measure, period(r.month), r.total, r.origin_part)
                       for r in self.s.execute(select(ss).where(ss.c.county_code == county)
@@ -108,7 +108,7 @@ class StatementsRepository:
             ("agreement_id", "measure", "month"))
         upsert(self.s, t.settled_topups, (
             dict(agreement_id=u.agreement_id, agreement_year=u.agreement_year, county_code=st.county,
-                 amount_fen=u.amount_fen, settled_in=label) for u in st.settled_topups),
+                 amount_fen=u.amount_fen, payer=u.payer, payee=u.payee, settled_in=label) for u in st.settled_topups),
             ("agreement_id", "agreement_year"))
 
     # -- writing a statement ---------------------------------------------------------------------------
@@ -176,18 +176,16 @@ class StatementsRepository:
         bulk_insert(self.s, t.statement_statistics, (
             (county, label, x.party, x.measure, x.gained, x.ceded) for x in st.statistics_totals))
 
-    def drop_drafts_overlapping(self, county: str, up_to: date, cutoff: datetime | None = None) -> list[str]:
-        """Drafts of periods a finalization has just closed (e.g. a draft of 2026-02 once 2026-Q1 is final), and
-        drafts computed as of its ``cutoff`` or before: they were computed against the history before it. While a
-        county has closed nothing, any period may be drafted and takes every earlier month's facts; a draft of
-        February made before January is finalized counts January's facts again (its compensation, its shares)
-        beside the finalized January — in the enterprise's compensation, the parties' positions — until re-run."""
+    def drop_drafts(self, county: str) -> list[str]:
+        """Every draft of the county, when a finalization (under the county's lock) has just closed a period: each
+        was computed against the history before it. While a county has closed nothing, any period may be drafted
+        and takes every earlier month's facts; a draft of February made before January is finalized counts
+        January's facts again (its compensation, its shares) beside the finalized January — in the enterprise's
+        compensation, the parties' positions — until re-run. Judged by their as_of, drafts of a replica whose clock
+        ran ahead of the finalizing one's survived."""
         st = t.statements
-        stale = st.c.period_start <= up_to
-        if cutoff is not None:
-            stale = or_(stale, st.c.as_of <= to_db(cutoff))
         labels = [r.period for r in self.s.execute(select(st.c.period).where(
-            st.c.county_code == county, st.c.status != FINALIZED, stale)).all()]
+            st.c.county_code == county, st.c.status != FINALIZED)).all()]
         for label in labels:
             for table in (t.statement_lines, t.statement_totals, t.statement_statistics, t.statements):
                 self.s.execute(delete(table).where(table.c.county_code == county, table.c.period == label))

@@ -265,6 +265,8 @@ settled_topups = Table(
     Column("agreement_year", Integer, primary_key=True),
     Column("county_code", String(6), nullable=False),
     Column("amount_fen", BigInteger, nullable=False),
+    Column("payer", String(200)),  # who paid it to whom (NULL: settled before these were kept)
+    Column("payee", String(200)),
     Column("settled_in", String(7), nullable=False),
     Index("ix_settled_topups_county", "county_code"),
 )

@@ -194,7 +194,7 @@ def _expected(w, receipts: list[dict], first_closed: Period, last_closed: Period
     for agreement_id in w.book.agreement_ids():
         for v in w.book.versions(agreement_id):
             for year in range(1, v.years + 1):
-                first, last = v.year_months(year)
+                first, last = v.year_months(year, w.book.final_month(agreement_id))
                 if w.book.governing(agreement_id, last) is not v or v.guaranteed_minimum_fen is None:
                     continue
                 if not (first_closed.start <= last.start and last.end <= last_closed.end):

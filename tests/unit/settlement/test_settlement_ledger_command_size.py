@@ -30,7 +30,7 @@ def _statement(n_allocations: int = 800):
     """Allocations with long ids, projects and lots: each money line's transfer carries ~1 kB of refs and metadata."""
     allocs = [allocation(_long("AL", i), 10_000 + i,
                          [(_long(f"LOT{j}", i), f"E{i % 7}", (T1, T2)[j % 2], 1 + j) for j in range(6)],
-                         on=date(2026, 1, 5), project=_long("PRJ", i))
+                         on=date(2026, 1, 5), project=_long("PRJ", i)[:100])  # a project id is at most 100
               for i in range(n_allocations)]
     st_ = compute_statement(COUNTY, Period.parse("2026-01"), agreements=[agreement()], policy=policy(),
                             as_of=at(2026, 2, 5), allocations=allocs)

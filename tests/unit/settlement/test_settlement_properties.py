@@ -200,7 +200,7 @@ def test_late_receipts_and_corrections_settle_exactly_the_share_of_the_final_tot
     for agreement_id in book.agreement_ids():
         for v in book.versions(agreement_id):
             for year in range(1, v.years + 1):
-                first, last = v.year_months(year)
+                first, last = v.year_months(year, book.final_month(agreement_id))
                 if book.governing(agreement_id, last) is not v or v.guaranteed_minimum_fen is None:
                     continue
                 if not (FIRST_MONTH <= month_index(last.start) <= last_end):

@@ -137,13 +137,15 @@ def test_fold_gives_the_statements_the_domain_computed():
     assert FUND in {k[1] for k in m["party_positions"]}
 
 
-def test_a_draft_survives_the_finalization_of_an_earlier_period_and_is_replaced_by_its_rerun():
+def test_a_draft_drafted_before_the_finalization_of_an_earlier_period_is_dropped_and_replaced_by_its_rerun():
     events, jan, feb, mar = _history()
-    # March drafted before February was finalized: the finalization of February (ending before March) keeps it
+    # March drafted before February was finalized, whatever its as_of (a replica's clock may run ahead): it was
+    # computed against the history without February, so February's finalization drops it, as the service does
     early, rest = events[:-1], events[-1:]
     i = next(i for i, (t, raw) in enumerate(early) if "TransfersRequested" in t and b"2026-02" in raw)
     p = folded(early[:i] + rest + early[i:])
-    assert p.rebuilt()["statements"][(COUNTY, "2026-03")][0] == "draft"
+    assert (COUNTY, "2026-03") not in p.rebuilt()["statements"]
+    assert folded(events).rebuilt()["statements"][(COUNTY, "2026-03")][0] == "draft"  # drafted after: it stands
     # a second run of the draft replaces the first one's totals entirely
     out = Announced()
     mar2 = compute_statement(COUNTY, Period.parse("2026-03"), agreements=[agreement()], policy=policy(),
@@ -219,7 +221,8 @@ def test_live_rows_the_events_cannot_tell_are_left_out_on_both_sides():
                                                "kind": "revenue_share"})])
     fin = SettlementFinalized(statement_id=f"{COUNTY}/2026-05", county_code=COUNTY, period="2026-05", content_hash="f",
                               line_count=1, total="5.00", finalized_at=at(2026, 6, 2))
-    p = folded([(e.type_name(), new_envelope(e, subject="s", source="/x").to_json()) for e in (old, cmd, fin)])
+    # the June draft drafted after May was finalized (a draft drafted before it would have been dropped by it)
+    p = folded([(e.type_name(), new_envelope(e, subject="s", source="/x").to_json()) for e in (cmd, fin, old)])
 
     def utc(*ymd):  # stored as UTC, as storage.rows.to_db does (SQLite keeps no offset)
         return at(*ymd).astimezone(timezone.utc)
