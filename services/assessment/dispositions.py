@@ -143,6 +143,10 @@ def execute(s: Session, outbox: Outbox, credit_code: str, year: int, effective_o
         raise Unprocessable("to_park_id_required", "a relocation names the park or cluster it moves into")
     if ent.status != "active":
         raise Conflict("enterprise_not_active", f"{credit_code} is {ent.status}")
+    if decided == Disposition.RELOCATE and ent.in_park and ent.park_id == to_park_id:
+        # carried out already (another year's decision moved it there): a second EnterpriseRelocated would move
+        # nothing, and its 'prior' place, the park itself, would have years before judged it inside
+        raise Conflict("already_in_park", f"{credit_code} is in park {to_park_id} already: nothing moves")
     park = to_park_id if decided == Disposition.RELOCATE else None
     # a relocation keeps where the enterprise stood: a re-run of a year before it evaluates it there
     prior = dict(prior_in_park=ent.in_park, prior_park_id=ent.park_id) if decided == Disposition.RELOCATE else {}

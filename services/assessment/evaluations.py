@@ -7,7 +7,8 @@ no figures for the year are not evaluated (counted as ``without_data``): missing
 
 Every change of the county-year's current run is an EvaluationRunMadeCurrent event (key ``<county>/<year>``),
 written in the transaction that makes it: ``created`` after a new run's EnterpriseAssessed events, ``reinstated``
-when an older run becomes current again (a correction taken back, a policy version reverted). A reinstated run
+when an older run becomes current again (a correction taken back: a policy put back as it was is a new version,
+whose hash differs, so it makes a new run). A reinstated run
 does not publish its EnterpriseAssessed again (a county run has 100,000 of them): readers take its results from
 the earlier EnterpriseAssessed events carrying its run_id, or from GET /v1/evaluations/{run_id}/enterprises.
 Requesting the current run again publishes nothing. Evaluations of one county-year take its lock (PostgreSQL; SQLite
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.gc_pause import collector_paused
@@ -189,12 +190,13 @@ def _evaluate(s: Session, outbox: Outbox, county: str, year: int, actor: Actor, 
             _made_current(s, outbox, actor, row, previous.run_id, "reinstated")
         return row, False
     t0 = time.perf_counter()
+    created = created_after_the_last(s, county, year, now)
     ranking = _rank_clusters(county, year, inputs, policy, averages, run.inputs_hash)
     s.execute(RUNS.insert().values(
         run_id=run_id, county_code=county, year=year, policy_version=run.policy_version, policy_hash=run.policy_hash,
         inputs_hash=run.inputs_hash, content_hash=run.content_hash, enterprise_count=len(run.results),
         without_data=inputs.without_data, class_counts=dumps(run.class_counts()), benchmarks=dumps(run.benchmarks),
-        averages=dumps(run.averages), created_by=actor.principal, created_at=now, last_requested_at=at,
+        averages=dumps(run.averages), created_by=actor.principal, created_at=created, last_requested_at=at,
         cluster_ranking=dumps(ranking_doc(ranking))))
     rows, events = [], []
     common = {"run_id": run_id, "county_code": county, "year": year}
@@ -226,6 +228,16 @@ def lock_county_year(s: Session, county: str, year: int) -> None:
     EvaluationRunMadeCurrent naming the one it replaces, are decided one request at a time (and a request that
     waited finds the run the other created instead of colliding with it)."""
     locks.hold(s, f"evaluation:{county}/{year}")
+
+
+def created_after_the_last(s: Session, county: str, year: int, now: datetime) -> datetime:
+    """A new run's created_at: ``now``, or just after the county-year's last run when that one's is not before it
+    (another replica's clock ahead of ours). An enterprise's latest result is its run created last, as the replay
+    reads it from the order of the events; the clocks must not say otherwise. Read under the county-year's lock."""
+    last = s.execute(select(func.max(RUNS.c.created_at)).where(RUNS.c.county_code == county, RUNS.c.year == year)).scalar()
+    if last is None or utc(now) > utc(last):
+        return now
+    return utc(last) + timedelta(microseconds=1)
 
 
 def requested_at(now: datetime, current, run_id: str) -> datetime:

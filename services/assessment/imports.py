@@ -42,7 +42,7 @@ from shared.workbooks import FirstSheet, FormulaWithoutValue, formula_message
 Kind = Literal["enterprises", "indicators"]
 _DEPARTMENT = re.compile(r"[^\s\x00-\x1f\x7f]+")  # shared.contracts.types.Identifier, as the intake takes it
 Progress = Callable[[str, int, int], None]
-REQUIRED_ENTERPRISE_COLUMNS = ("credit_code", "name", "township_code", "industry_code", "in_park")
+REQUIRED_ENTERPRISE_COLUMNS = ("credit_code", "name", "township_code", "industry_code")  # in_park: kept if left out
 
 
 class ImportRefused(ValueError):
@@ -109,7 +109,8 @@ def _read_csv(data: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
         raise ImportRefused("unreadable_file", str(exc)) from None
     except NotText:
         raise ImportRefused("unreadable_file", "the file is neither UTF-8 nor GB18030 text") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote opened and never closed is an error at its line, not the rest of the file read into one cell
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         headers = named_headers([h.strip() for h in next(reader)])
     except StopIteration:

@@ -40,19 +40,27 @@ def request_digest(application: dict, county: str, year: int) -> str:
     return hashlib.sha256(dumps({"county": county, "year": year, "application": application}).encode()).hexdigest()
 
 
-def stored_answer(s: Session, application: dict, county: str, year: int):
-    """The stored row of this very request (same id and digest), or None."""
+def _same_request(row, application: dict, county: str, year: int, year_given: bool) -> bool:
+    """Whether ``row`` stored this very request. A request that left the year out took the county's year from the
+    clock: sent again after New Year's midnight (China time) it is still the request stored under last year."""
+    return row.request_digest == request_digest(application, county, year if year_given else row.year)
+
+
+def stored_answer(s: Session, application: dict, county: str, year: int, year_given: bool = True):
+    """The stored row of this very request (same id and body), or None."""
     r = s.execute(select(P).where(P.c.project_id == application["id"])).first()
-    return r if r is not None and r.request_digest == request_digest(application, county, year) else None
+    return r if r is not None and _same_request(r, application, county, year, year_given) else None
 
 
-def admit(s: Session, outbox: Outbox, application: dict, county: str, year: int, actor: Actor, now: datetime):
-    """``application``: the ProjectApplication fields in integer units. Returns (row, created)."""
+def admit(s: Session, outbox: Outbox, application: dict, county: str, year: int, actor: Actor, now: datetime,
+          year_given: bool = True):
+    """``application``: the ProjectApplication fields in integer units; ``year_given``: whether the caller named the
+    year (else it is the county's year now). Returns (row, created)."""
     digest = request_digest(application, county, year)
     pid = application["id"]
     existing = s.execute(select(P).where(P.c.project_id == pid)).first()
     if existing is not None:
-        if existing.request_digest != digest:
+        if not _same_request(existing, application, county, year, year_given):
             raise Conflict("project_id_reused", f"project {pid} was evaluated with another request; use a new id")
         return existing, False
     listed = _listed_in_register(s, application["applicant_credit_code"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from services.assessment.domain.disposition import Disposition, RectificationTask, TaskStatus
@@ -84,8 +84,8 @@ def list_tasks(s: Session, *, county: str | None, status: str | None, overdue_on
     q = select(T).where(T.c.id > after)
     if county:
         q = q.where(T.c.county_code == county)
-    if overdue_on is not None:
-        q = q.where(T.c.status == "open", T.c.deadline < overdue_on)
+    if overdue_on is not None:  # as the tasks stood on that day (RectificationTask.is_overdue)
+        q = q.where(T.c.deadline < overdue_on, or_(T.c.closed_on.is_(None), T.c.closed_on > overdue_on))
     elif status:
         q = q.where(T.c.status == status)
     return s.execute(q.order_by(T.c.id).limit(limit)).all()

@@ -76,7 +76,8 @@ def get_decisions(credit_code: str, request: Request, year: int = Year, _: Princ
              responses={200: {"description": "already recorded with the same figures"},
                         409: {"description": "no_decision, decision_outdated (the current run recommends otherwise: "
                                               "decide again), nothing_to_execute, decision_already_executed, "
-                                              "enterprise_not_active"},
+                                              "enterprise_not_active, already_in_park (a relocation carried out "
+                                              "already, for another year)"},
                         422: {"description": "effective_on_in_future, to_park_id_required"}},
              summary="The decision was carried out: a closure publishes EnterpriseExited, a relocation EnterpriseRelocated")
 def post_execution(credit_code: str, body: ExecutionIn, request: Request, response: Response, year: int = Year,
@@ -101,15 +102,15 @@ def post_task(body: TaskIn, request: Request, response: Response, p: Principal =
     return task_out(row)
 
 
-@router.get("/tasks/overdue", response_model=TasksPage, summary="Open tasks past their deadline (as of today, or as_of)")
-def get_overdue(request: Request, county_code: str | None = Query(default=None, pattern=r"^\d{6}$"),
+@router.get("/tasks/overdue", response_model=TasksPage, summary="Tasks past their deadline while open: today, or as they stood on the day as_of (China time)")
+def get_overdue(request: Request, county_code: str | None = Query(default=None, pattern=r"^[0-9]{6}$"),
                 as_of: date | None = None, after: str = "", limit: int = Query(default=100, ge=1, le=1000),
                 _: Principal = Depends(READ)):
     return _page(request, county_code, None, as_of or cst_date(now()), after, limit)  # the county's today
 
 
 @router.get("/tasks", response_model=TasksPage, summary="Tasks by county and status")
-def get_tasks(request: Request, county_code: str | None = Query(default=None, pattern=r"^\d{6}$"),
+def get_tasks(request: Request, county_code: str | None = Query(default=None, pattern=r"^[0-9]{6}$"),
               status: str | None = Query(default=None, pattern="^(open|done|cancelled)$"), after: str = "",
               limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
     return _page(request, county_code, status, None, after, limit)

@@ -60,7 +60,7 @@ def post_evaluation(body: EvaluateIn, request: Request, response: Response, p: P
 
 
 @router.get("/evaluations", response_model=list[RunOut], summary="The runs of a county-year, oldest first")
-def get_runs(request: Request, county_code: str = Query(pattern=r"^\d{6}$"), year: int = Query(ge=1990, le=2200),
+def get_runs(request: Request, county_code: str = Query(pattern=r"^[0-9]{6}$"), year: int = Query(ge=1990, le=2200),
              _: Principal = Depends(READ)):
     return read(request, lambda s: [run_out(s, r) for r in list_runs(s, county_code, year)])
 
@@ -103,7 +103,7 @@ def get_breakdown(run_id: str, credit_code: str, request: Request, _: Principal 
                                            "benchmark_needs_last_year_average"}},
             summary="Parks and clusters ranked from their enterprises' aggregated figures: the current evaluation "
                     "run's ranking, as kept when it was made (no run yet: today's figures and policy)")
-def get_cluster_ranking(request: Request, county_code: str = Path(pattern=r"^\d{6}$"), year: int = Path(ge=1990, le=2200),
+def get_cluster_ranking(request: Request, county_code: str = Path(pattern=r"^[0-9]{6}$"), year: int = Path(ge=1990, le=2200),
                         _: Principal = Depends(READ)):
     def q(s):
         doc, run_id = cluster_ranking(s, county_code, year)

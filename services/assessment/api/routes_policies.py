@@ -10,7 +10,7 @@ from services.assessment.policies import StoredPolicy, current_policy, default_f
 from shared.auth import Principal
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
-County = Path(pattern=r"^\d{6}$")
+County = Path(pattern=r"^[0-9]{6}$")
 Year = Path(ge=1990, le=2200)
 
 

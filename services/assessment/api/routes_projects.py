@@ -61,12 +61,12 @@ def post_project(body: ProjectIn, request: Request, response: Response, p: Princ
         industry_code=body.industry_code.upper(), two_high=body.two_high, on_safety_or_env_list=body.on_safety_or_env_list)
     try:
         row, created = write(request, lambda uow: admit(uow.session, uow.outbox, application, body.county_code, year,
-                                                        actor(p), at), conflict="project_id_reused")
+                                                        actor(p), at, body.year is not None), conflict="project_id_reused")
     except Conflict:
         # the same request sent twice at once (a client's retry while the first was in flight): the one that lost
         # the unique-key race answered 409 project_id_reused ("another request; use a new id") instead of the
         # answer the first stored; a request that differs stays a 409
-        row = read(request, lambda s: stored_answer(s, application, body.county_code, year))
+        row = read(request, lambda s: stored_answer(s, application, body.county_code, year, body.year is not None))
         if row is None:
             raise
         created = False

@@ -72,7 +72,7 @@ def get_enterprise(credit_code: str, request: Request, _: Principal = Depends(RE
 
 
 @router.get("/enterprises", response_model=EnterprisesPage, summary="A county's register, by credit code, paginated")
-def list_enterprises(request: Request, county_code: str = Query(pattern=r"^\d{6}$"), after: str = "",
+def list_enterprises(request: Request, county_code: str = Query(pattern=r"^[0-9]{6}$"), after: str = "",
                      limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
     def q(s):
         rows = s.execute(select(E).where(E.c.county_code == county_code, E.c.credit_code > after)

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from services.assessment.domain.enterprise import POLLUTANTS
 from services.assessment.domain.policy import AssessmentPolicy
 from shared.contracts.assessment import AdmissionFailure
-from shared.contracts.types import DecimalStr, Identifier, at_most
+from shared.contracts.types import DecimalStr, Identifier, SafeId, at_most
 
 DispositionName = Literal["close", "relocate", "upgrade", "none"]
-CountyCode = Field(pattern=r"^\d{6}$", examples=["320623"])
+CountyCode = Field(pattern=r"^[0-9]{6}$", examples=["320623"])
 Year = Field(ge=1990, le=2200, examples=[2023])
 
 
@@ -30,7 +30,7 @@ class Strict(BaseModel):
 class EnterpriseIn(Strict):
     credit_code: str = Field(min_length=1, max_length=40, examples=["91320623MA1XXXXXX0"])
     name: str = Field(min_length=1, max_length=200)
-    township_code: str = Field(pattern=r"^\d{9}(\d{3})?$", examples=["320623101"])
+    township_code: str = Field(pattern=r"^[0-9]{9}([0-9]{3})?$", examples=["320623101"])
     in_park: bool = False
     park_id: str | None = Field(default=None, min_length=1, max_length=100)
     industry_code: str = Field(min_length=1, max_length=10, examples=["C3311"])
@@ -339,7 +339,8 @@ class TasksPage(Strict):
 # -- projects ------------------------------------------------------------------------------------------
 
 class ProjectIn(Strict):
-    project_id: Identifier
+    project_id: SafeId = Field(description="ASCII letters, digits, '.', '_', '-' (it names the project's ledger "
+                                           "accounts and settlement party)", examples=["PRJ-320623-2026-0001"])
     applicant_credit_code: str = Field(min_length=1, max_length=40)
     county_code: str = CountyCode
     year: int | None = Field(default=None, ge=1990, le=2200, description="policy year; this year when omitted")

@@ -19,7 +19,7 @@ from .enterprise import EMISSIONS_DIVISOR, SCALAR_FIELDS, Enterprise, YearlyIndi
 from .evaluation import exclusion_of, index_inputs, inputs_digest
 from .policy import AssessmentPolicy, Benchmarks, resolve_benchmarks
 from .exact import to_fraction
-from .scoring import Inputs, ScoreResult, average_terms, score_inputs
+from .scoring import Inputs, ScoreResult, average_terms, counted_in_sums, score_inputs
 
 
 @dataclass(frozen=True)
@@ -96,19 +96,21 @@ def rank_clusters(
 
 
 def member_sums(members: list[YearlyIndicators | None], policy: AssessmentPolicy) -> Inputs:
-    """Per indicator, (sum of numerators, sum of denominators) over the members that have both, exactly
+    """Per indicator, (sum of numerators, sum of denominators) over the members whose own figure is measured, exactly
     (scoring.aggregate_inputs of their scoring.enterprise_inputs), but summed as integers and divided once: a
     plain field's sum(v_i / s) is sum(v_i) / s, and weighted emissions sum per pollutant before the weights, since
     sum_i sum_p w_p e_ip = sum_p w_p sum_i e_ip. A county's parks hold tens of thousands of members."""
     weights = policy.emission_weights
+    zero_counts = counted_in_sums(policy)
     out: dict[str, tuple[Fraction | None, Fraction | None]] = {}
     for d in sorted(policy.indicators, key=lambda d: d.code):
         num, den = _FieldSum(d.numerator), _FieldSum(d.denominator)
+        zero_ok = d.code in zero_counts
         for ind in members:
             if ind is None:
                 continue
             a, b = _raw(ind, d.numerator, weights), _raw(ind, d.denominator, weights)
-            if a is not None and b is not None:
+            if a is not None and b is not None and (zero_ok or not _is_zero(b)):
                 num.add(a)
                 den.add(b)
         out[d.code] = (num.value(weights), den.value(weights)) if num.seen else (None, None)
@@ -124,6 +126,11 @@ def _raw(ind: YearlyIndicators, name: str, weights: Mapping) -> int | dict[str, 
         return None
     counted = {p: ind.emissions[p] for p in weights if p in ind.emissions}
     return counted or None
+
+
+def _is_zero(raw: int | dict[str, int]) -> bool:
+    # emissions: their weights are positive, so the weighted sum is zero only when every counted pollutant is
+    return not any(raw.values()) if isinstance(raw, dict) else raw == 0
 
 
 class _FieldSum:

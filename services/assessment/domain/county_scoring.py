@@ -39,6 +39,7 @@ from .scoring import (
     ScoreResult,
     TermLine,
     TermPlan,
+    counted_in_sums,
     plan_terms,
 )
 
@@ -449,12 +450,15 @@ def _finish(scorer: GroupScorer, e: Enterprise, packed: tuple[Packed, ...],
 
 
 def _indicator_averages(policy: AssessmentPolicy, reader: FieldReader, values: list[tuple]) -> dict[str, Decimal]:
-    """Each indicator's sum(numerators) / sum(denominators) over the members that have both, in integers."""
+    """Each indicator's sum(numerators) / sum(denominators) over the members whose own figure is measured, as
+    scoring.aggregate_inputs counts them, in integers."""
     columns = list(zip(*values)) if values else [()] * len(reader.fields)
+    zero_counts = counted_in_sums(policy)
     out: dict[str, Decimal] = {}
     for d in policy.indicators:
         ni, di = reader.index[d.numerator], reader.index[d.denominator]
-        pairs = [(a, b) for a, b in zip(columns[ni], columns[di]) if a is not None and b is not None]
+        zero_ok = d.code in zero_counts
+        pairs = [(a, b) for a, b in zip(columns[ni], columns[di]) if a is not None and b is not None and (b or zero_ok)]
         if not pairs:
             continue
         a_sum, b_sum = sum(a for a, _ in pairs), sum(b for _, b in pairs)

@@ -165,8 +165,9 @@ class RectificationTask:
         return replace(self, status=TaskStatus.CANCELLED, closed_on=on, closing_note=reason)
 
     def is_overdue(self, today: date) -> bool:
-        """Open past its deadline; the deadline day itself is still on time."""
-        return self.status == TaskStatus.OPEN and today > self.deadline
+        """Open on ``today`` and past its deadline; the deadline day itself is still on time. ``today`` may be a day
+        gone by: a task closed (late) after it was overdue then, and stays so in every report of that day."""
+        return today > self.deadline and (self.closed_on is None or self.closed_on > today)
 
     @property
     def completed_late(self) -> bool:

@@ -256,13 +256,18 @@ class YearlyIndicators:
         return dict(known)
 
     def to_plain(self) -> dict:
-        d = {name: getattr(self, name) for name in _INDICATOR_FIELDS}
-        d["emissions"] = dict(self.emissions) if self.emissions is not None else None
+        d = self.figures_plain()
         d["sources"] = dict(self.sources)
         return d
 
+    def figures_plain(self) -> dict:
+        """The figures without who gave them: what an evaluation is judged on."""
+        d = {name: getattr(self, name) for name in _FIGURE_FIELDS}
+        d["emissions"] = dict(self.emissions) if self.emissions is not None else None
+        return d
 
-_INDICATOR_FIELDS = tuple(f.name for f in fields(YearlyIndicators))
+
+_FIGURE_FIELDS = tuple(f.name for f in fields(YearlyIndicators) if f.name != "sources")
 _SCALARS = attrgetter(*SCALAR_FIELDS)
 _NO_FIGURES = {n: None for n in SCALAR_FIELDS}
 _NEW = object.__new__

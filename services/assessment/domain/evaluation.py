@@ -243,7 +243,7 @@ def _reference_scores(policy, benchmarks, by_code, figures, groups, ranked_codes
     }
     averages = {
         g.name: average_values(
-            aggregate_inputs(inputs[c] for c in ranked_codes if groups[c] == g.name),
+            aggregate_inputs((inputs[c] for c in ranked_codes if groups[c] == g.name), policy),
             policy,
         )
         for g in policy.groups
@@ -271,12 +271,13 @@ class _Recommendations:
 def inputs_digest(county: str, year: int, by_code: Mapping[str, Enterprise], figures: Mapping[str, YearlyIndicators],
                   last_year_averages: Benchmarks | None) -> str:
     """sha256 of what a county-year is judged on (index_inputs' enterprises and figures, last year's averages): a
-    run's inputs_hash, and what its cluster ranking's hash names instead of those inputs again."""
+    run's inputs_hash, and what its cluster ranking's hash names instead of those inputs again. Not which department
+    gave a figure: a figure taken back and given again by another, the same, found the run it had made."""
     return hashlib.sha256(plain_json({
         "county": county,
         "year": year,
         "enterprises": [enterprise_plain(e) for e in by_code.values()],
-        "indicators": [figures[c].to_plain() for c in sorted(figures)],
+        "indicators": [figures[c].figures_plain() for c in sorted(figures)],
         "last_year_averages": to_plain({g: dict(v) for g, v in (last_year_averages or {}).items()}),
     }).encode("utf-8")).hexdigest()
 

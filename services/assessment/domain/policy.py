@@ -7,7 +7,7 @@ The content hash (sha256 of canonical JSON) names the exact version a run used.
 """
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, Overflow, localcontext
 from typing import Annotated, Literal, Mapping, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -78,7 +78,11 @@ class GroupPolicy(FrozenModel):
         codes = [t.indicator for t in self.terms]
         if len(set(codes)) != len(codes):
             raise ValueError(f"group {self.name}: an indicator appears twice")
-        total = sum((t.weight for t in self.terms), Decimal(0))
+        # a sum past the context's exponents is infinite, not decimal.Overflow (a 500 before the policy's range
+        # check could refuse the weight); weights a policy may hold sum exactly in 28 digits
+        with localcontext() as ctx:
+            ctx.traps[Overflow] = False
+            total = sum((t.weight for t in self.terms), Decimal(0))
         if total != 100:
             raise ValueError(f"group {self.name}: weights sum to {total}, not 100")
         if self.cap_factor is not None and self.cap_factor < 1:
@@ -104,7 +108,10 @@ class BonusPenaltyItem(FrozenModel):
     def _nonzero(cls, v: Decimal) -> Decimal:
         if v == 0:
             raise ValueError("an item of 0 points says nothing")
-        if v != quantize(v):  # the score adds them to 4-decimal terms, exactly
+        # the score adds them to 4-decimal terms, exactly. Read from the digits: quantizing '1E+800000' built an
+        # 800,000-digit integer (seconds of CPU) before the policy's range check refused it
+        _, digits, exponent = v.as_tuple()
+        if exponent < -PLACES and any(digits[len(digits) + exponent + PLACES:]):
             raise ValueError(f"points have at most {PLACES} decimals")
         return v
 
@@ -189,7 +196,7 @@ class DispositionRules(FrozenModel):
 
 
 class AssessmentPolicy(FrozenModel):
-    county: str = Field(pattern=r"^\d{6}$")  # county region code
+    county: str = Field(pattern=r"^[0-9]{6}$")  # county region code
     year: int = Field(ge=1990, le=2200)
     version: int = Field(ge=1)
     indicators: tuple[IndicatorDefinition, ...]

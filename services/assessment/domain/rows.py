@@ -315,8 +315,10 @@ def parse_enterprise_row(row: Mapping[str, Cell], *, columns: ColumnMap | None =
         errors.append(FieldError("industry_code", cells["industry_code"][0], "bad_value", "not a GB/T 4754 industry code"))
 
     header, _, text = cells.get("in_park", ("in_park", "", ""))
-    if not text:
-        errors.append(FieldError("in_park", header if "in_park" in cells else None, "missing_required", "in_park is required"))
+    if "in_park" not in cells:
+        out["in_park"] = False  # a file without the column: a registered enterprise keeps the register's (KEEPABLE)
+    elif not text:
+        errors.append(FieldError("in_park", header, "missing_required", "in_park is required"))
     else:
         b = bool_of(text)
         if b is None:

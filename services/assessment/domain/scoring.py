@@ -344,15 +344,23 @@ def average_terms(results: Iterable[ScoreResult]) -> dict[str, Fraction]:
     return {k: sums[k].value() / counts[k] for k in sums}
 
 
-def aggregate_inputs(members: Iterable[Inputs]) -> dict[str, tuple[Fraction | None, Fraction | None]]:
-    """Sum numerators and denominators over the members that have both (so a member without land does
-    not inflate tax per 亩); an indicator nobody has stays missing."""
+def counted_in_sums(policy: AssessmentPolicy) -> frozenset[str]:
+    """The indicators whose zero denominator is a figure (the 'full_term' rule): a member's zero counts in their
+    sums. Under 'missing', a member whose denominator is zero measured nothing (its own term is missing)."""
+    return frozenset(d.code for d in policy.indicators if d.on_zero_denominator == "full_term")
+
+
+def aggregate_inputs(members: Iterable[Inputs], policy: AssessmentPolicy) -> dict[str, tuple[Fraction | None, Fraction | None]]:
+    """Sum numerators and denominators over the members whose own figure of the indicator is measured: both
+    present, and a denominator other than zero unless the indicator's rule scores a zero (so a member without
+    land, none stated or 0 亩, does not inflate tax per 亩); an indicator nobody has stays missing."""
+    zero_counts = counted_in_sums(policy)
     sums: dict[str, tuple[_ExactSum, _ExactSum]] = {}
     codes: set[str] = set()
     for m in members:
         for code, (num, den) in m.items():
             codes.add(code)
-            if num is None or den is None:
+            if num is None or den is None or (den == 0 and code not in zero_counts):
                 continue
             acc = sums.get(code)
             if acc is None:

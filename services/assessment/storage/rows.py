@@ -60,7 +60,7 @@ def loads(text: str):
     return json.loads(text)
 
 
-_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 
 def utc(d: datetime | None) -> datetime | None:

@@ -63,6 +63,6 @@ def member(draw, n: int):
     lambda ns: st.tuples(*[st.none() if n is None else member(n) for n in ns])))
 def test_member_sums_are_the_aggregate_of_each_members_inputs(members):
     """The integer sums a cluster is scored on are exactly the sums of the Fractions each member would be scored on
-    (only members with both figures of an indicator counting for it)."""
-    expected = aggregate_inputs(enterprise_inputs(m, POLICY) for m in members)
+    (only members whose own figure of an indicator is measured counting for it)."""
+    expected = aggregate_inputs((enterprise_inputs(m, POLICY) for m in members), POLICY)
     assert member_sums(list(members), POLICY) == expected

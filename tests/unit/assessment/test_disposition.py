@@ -87,6 +87,8 @@ def test_task_lifecycle_and_overdue():
     assert task.is_overdue(date(2025, 1, 1))
     done = task.complete(date(2025, 1, 5), note="已搬入集聚区")
     assert done.status == TaskStatus.DONE and not done.is_overdue(date(2026, 1, 1)) and done.completed_late
+    # as it stood on a day gone by: open and late on 3 January, closed on the 5th (on the day itself, no longer)
+    assert done.is_overdue(date(2025, 1, 3)) and not done.is_overdue(date(2025, 1, 5))
     with pytest.raises(ValueError):
         done.complete(date(2025, 1, 6))
     with pytest.raises(ValueError, match="says why"):

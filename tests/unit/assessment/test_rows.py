@@ -159,10 +159,13 @@ def test_bad_enterprise_row_lists_everything():
     }
 
 
-def test_enterprise_row_needs_in_park():
+def test_enterprise_row_in_park_may_be_left_out_but_not_blank():
+    """A file without the column says nothing of it (a registered enterprise keeps the register's, a new one is not
+    in a park); a blank cell under the column is a figure missing."""
     row = {k: v for k, v in ENTERPRISE.items() if k != "是否在园区"}
+    assert parse_enterprise_row(row).in_park is False
     with pytest.raises(RowError) as e:
-        parse_enterprise_row(row)
+        parse_enterprise_row({**ENTERPRISE, "是否在园区": ""})
     assert reasons(e.value) == {("in_park", "missing_required")}
 
 
