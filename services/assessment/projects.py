@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.assessment.domain.admission import ProjectApplication, check_admission
+from services.assessment.domain.policy import land_quota_allowed
 from services.assessment.domain.units import LAND_SCALE
 from services.assessment.evaluations import latest_result
 from services.assessment.events import Actor, emit
@@ -74,6 +75,7 @@ def admit(s: Session, outbox: Outbox, application: dict, county: str, year: int,
     answer = dict(asdict(result), failures=[asdict(f) for f in result.failures], admission_policy_hash=result.policy_hash,
                   policy_hash=stored.policy_hash, policy_version=stored.policy.version,
                   listed_in_register=listed, project_class=prior.class_label if prior is not None else None)
+    answer["land_quota_allowed"] = land_quota_allowed(stored.policy, answer["project_class"])
     s.execute(P.insert().values(
         project_id=pid, county_code=county, year=year, applicant_credit_code=app.applicant_credit_code,
         request_digest=digest, application=dumps(application), admitted=result.admitted, result=dumps(answer),
@@ -84,7 +86,7 @@ def admit(s: Session, outbox: Outbox, application: dict, county: str, year: int,
         admitted=result.admitted, failures=[AdmissionFailure(**asdict(f)) for f in result.failures],
         land=format_amount(app.land, LAND_SCALE), investment_per_mu=result.investment_per_mu,
         tax_per_mu=result.tax_per_mu, industry_code=app.industry_code, project_class=answer["project_class"],
-        policy_hash=stored.policy_hash, year=year, policy_version=stored.policy.version), pid, f"project/{pid}")])
+        land_quota_allowed=answer["land_quota_allowed"], policy_hash=stored.policy_hash, year=year, policy_version=stored.policy.version), pid, f"project/{pid}")])
     return get_project(s, pid), True
 
 

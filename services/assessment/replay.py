@@ -36,7 +36,8 @@ Read models, and the live tables/columns they cover:
   relocated enterprise stood before (prior_in_park, prior_park_id: kept since migration 0006, NULL on older rows),
   executed_by, a relocation's note, and carrying out an upgrade (it emits no event).
 - ``projects`` (project_id) <- projects: county_code, year, applicant_credit_code, park_id, admitted,
-  failures, land, investment_per_mu, tax_per_mu, industry_code, project_class, policy_version, policy_hash.
+  failures, land, investment_per_mu, tax_per_mu, industry_code, project_class, land_quota_allowed (true where
+  an event or row predates it), policy_version, policy_hash.
   Not covered: request_digest, the rest of the application, thresholds, override_prefix,
   listed_in_register, evaluated_by, evaluated_at.
 - rectification_tasks: not covered at all: opening, completing or cancelling a task emits no event.
@@ -200,7 +201,7 @@ class AssessmentProjection(Projection):
             self.projects[d["project_id"]] = (
                 d["county_code"], d.get("year"), d["applicant_credit_code"], d.get("park_id"), d["admitted"], failures,
                 d["land"], d["investment_per_mu"], d["tax_per_mu"], d.get("industry_code", ""), d.get("project_class"),
-                d.get("policy_version"), d["policy_hash"])
+                d.get("land_quota_allowed", True), d.get("policy_version"), d["policy_hash"])
 
         return {"EnterpriseRegistered": registered, "IndicatorsRecorded": recorded,
                 "IndicatorsWithdrawn": withdrawn, "AssessmentPolicyChanged": policy,
@@ -345,7 +346,8 @@ def _live_projects(s: Session) -> dict:
         projects[r.project_id] = (
             r.county_code, r.year, r.applicant_credit_code, app.get("park_id"), r.admitted, failures,
             format_amount(app["land"], LAND_SCALE), res["investment_per_mu"], res["tax_per_mu"],
-            app.get("industry_code", ""), res.get("project_class"), r.policy_version, r.policy_hash)
+            app.get("industry_code", ""), res.get("project_class"), res.get("land_quota_allowed", True), r.policy_version,
+            r.policy_hash)
     return projects
 
 

@@ -223,6 +223,10 @@ class ProjectEvaluated(_Out):
     industry_code: str = ""
     project_class: str | None = Field(default=None, max_length=20,
                                       description="class of the applicant if assessed (A-D, or the county's label)")
+    land_quota_allowed: bool = Field(
+        default=True, description="whether the applicant's class may be given construction land: the county's "
+                                  "treatment table (domain.md: no new construction land for C, no industrial land "
+                                  "for D); an applicant without a class may")
     policy_hash: str
     year: int | None = Field(default=None, description="the county-year whose policy admitted or refused it")
     policy_version: int | None = None

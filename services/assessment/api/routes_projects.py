@@ -43,6 +43,7 @@ def project_out(r) -> ProjectOut:
                       investment_threshold_per_mu=res["investment_threshold_per_mu"],
                       tax_threshold_per_mu=res["tax_threshold_per_mu"], override_prefix=res["override_prefix"],
                       project_class=res["project_class"], listed_in_register=res["listed_in_register"],
+                      land_quota_allowed=res.get("land_quota_allowed", True),
                       policy_version=r.policy_version, policy_hash=r.policy_hash, application=shown,
                       evaluated_by=r.evaluated_by, evaluated_at=utc(r.evaluated_at))
 

@@ -370,6 +370,8 @@ class ProjectOut(Strict):
     tax_threshold_per_mu: str
     override_prefix: str | None
     project_class: str | None = Field(description="the applicant's class in its latest evaluation, if any")
+    land_quota_allowed: bool = Field(description="whether the class's treatment lets it have construction land "
+                                                 "(quota refuses a land line otherwise)")
     listed_in_register: bool = Field(description="the register marks the applicant with a safety or environmental hazard")
     policy_version: int
     policy_hash: str

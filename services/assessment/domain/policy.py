@@ -409,3 +409,11 @@ __all__ = [
     "default_policy",
     "resolve_benchmarks",
 ]
+
+
+def land_quota_allowed(policy: AssessmentPolicy, class_label: str | None) -> bool:
+    """Whether the treatment table lets an applicant of this class have construction land (the quota pool's land is
+    new construction land, for industry): both flags of the class's treatment; a class the table does not name, or
+    an applicant without one (a new investor), may."""
+    t = policy.treatments.get(class_label) if class_label is not None else None
+    return t is None or (t.new_construction_land_allowed and t.industrial_land_allowed)

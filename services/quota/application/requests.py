@@ -22,7 +22,7 @@ from shared.china_time import cst_date
 
 # Problems that mean "not allowed now" (409) rather than "malformed" (422).
 NOT_ALLOWED = frozenset({"project_unknown", "project_not_admitted", "project_in_other_county", "county_not_served",
-                         "reclamation_already_accepted"})
+                         "reclamation_already_accepted", "land_not_allowed_for_class"})
 
 
 def open_quota_request(tx: Tx, body: Mapping[str, Any], by: str) -> tuple[QuotaRequest, bool]:

@@ -14,6 +14,9 @@ class ProjectFacts:
     project_class: str | None = None  # e.g. "A".."D", ordered by PriorityPolicy.class_order
     tax_per_mu_fen: int | None = None  # promised tax per 亩 per year, fen
     industry_code: str | None = None  # matched against PriorityPolicy.strategic_industries
+    # assessment's treatment table for the applicant's class (ProjectEvaluated.land_quota_allowed): no new
+    # construction land for C, no industrial land for D; the pool's land is both
+    land_allowed: bool = True
 
 
 # Keyed by project id; the service builds it from its ProjectEvaluated projection (latest wins).

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any, Mapping, Sequence
 
 from shared.amounts import AmountError, parse_amount
-from services.quota.domain.assets import ASSETS, ApprovalKind, asset_problem, confirming_approval
+from services.quota.domain.assets import ASSETS, ApprovalKind, Family, asset_problem, confirming_approval
 from services.quota.domain.ledger_moves import (
     LedgerTransfer, allocate_moves, reserve_moves, reserve_transfer_id, void_moves,
 )
@@ -172,6 +172,12 @@ def open_request(
     assets = [line.asset for line in parsed if line is not None]
     if len(set(assets)) != len(assets):
         problems.append(Problem("duplicate_asset_line", "lines", "one line per asset"))
+    if project is not None and project.admitted and not project.land_allowed:
+        problems.extend(
+            Problem("land_not_allowed_for_class", f"lines[{i}].asset",
+                    f"the applicant's class {project.project_class} may have no construction land (the county's "
+                    "treatment table: no new construction land for C, no industrial land for D)")
+            for i, line in enumerate(parsed) if line is not None and ASSETS[line.asset].family is Family.LAND)
     if problems:
         raise QuotaDomainError(problems)
     assert project is not None

@@ -41,7 +41,7 @@ def project_row(session: Session, project_id: str):
 
 def project_facts(row) -> ProjectFacts:
     return ProjectFacts(row.project_id, row.county_code, row.admitted, row.project_class, row.tax_per_mu_fen,
-                        row.industry_code)
+                        row.industry_code, land_allowed=row.land_allowed is not False)
 
 
 def project_admitted(session: Session, project_id: str) -> bool:

@@ -34,6 +34,7 @@ projects = Table(
     Column("project_class", String(20), nullable=True),  # assessment's class labels: 1-20
     Column("tax_per_mu_fen", BigInteger, nullable=True),
     Column("industry_code", String(20), nullable=True),
+    Column("land_allowed", Boolean, nullable=True),  # ProjectEvaluated.land_quota_allowed; NULL: before it was kept
     Column("failures", Text, nullable=False),  # JSON list of failure codes
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -107,11 +107,13 @@ class Platform:
 
     # -- what the assessment service would say --------------------------------------------------
     def admit(self, county: str, project_id: str, *, admitted: bool = True, project_class: str | None = "A",
-              tax_per_mu: str = "150000.00", industry_code: str = "C39", park_id: str | None = "park-1") -> None:
+              tax_per_mu: str = "150000.00", industry_code: str = "C39", park_id: str | None = "park-1",
+              land_quota_allowed: bool = True) -> None:
         self.publish(ProjectEvaluated(
             project_id=project_id, applicant_credit_code=credit_code(county, 9999), county_code=county,
             park_id=park_id, admitted=admitted, land="10.0000", investment_per_mu="3000000.00", tax_per_mu=tax_per_mu,
-            industry_code=industry_code, project_class=project_class, policy_hash="h"),
+            industry_code=industry_code, project_class=project_class, land_quota_allowed=land_quota_allowed,
+            policy_hash="h"),
             source="/countypool/assessment", subject=project_id)
 
     def exited(self, county: str, code: str) -> None:

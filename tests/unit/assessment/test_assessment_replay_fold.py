@@ -117,7 +117,7 @@ def test_every_event_lands_in_its_read_model():
     assert m["executions"] == {(B, 2023): ("relocate", "2024-05-01", "P-GREEN", None),
                                (A, 2023): ("close", "2024-03-01", None, "安全隐患")}
     assert m["projects"] == {"PRJ-1": (COUNTY, 2023, A, None, False, (("not_in_park_or_cluster", "m", None, None, None),),
-                                       "10.0000", "2500000.00", "150000.00", "C3311", "T", 2, "h2")}
+                                       "10.0000", "2500000.00", "150000.00", "C3311", "T", True, 2, "h2")}
 
 
 def test_a_later_registration_of_an_exited_enterprise_keeps_it_exited():
