@@ -3,7 +3,7 @@
 ledger tables).
 
 One transfer per money line, payer's CNY account debited, payee's credited, so every ledger transfer traces back
-to one statement line and its sources. Transfer ids are ``settlement:<county>:<period>:L<line no>``: re-sending a
+to one statement line and its sources. Transfer ids are ``settlement:<county>:<period>:L<line no, 5 digits>`` (``L00001``): re-sending a
 finalization is idempotent at the ledger, and different content under the same id is refused there rather than
 posted twice. Command event ids are derived the same way, so the ledger's inbox drops a re-sent command.
 

@@ -245,15 +245,26 @@ def balances(body: BalancesQuery, request: Request, _: Principal = Depends(READ)
         return [_balance(app, found[i], seq) for i in body.account_ids]
 
 
-@router.get("/balances", response_model=list[BalanceOut], summary="Balances by address prefix, e.g. all pools of a county")
-def balances_by_address(request: Request, address_prefix: str = Query(min_length=3), asset: str | None = None,
+@router.get("/balances", response_model=list[BalanceOut], summary="Balances by address prefix, e.g. all pools of a county",
+            description="Up to `limit` accounts (default 1,000, at most 10,000) in account id order, after the account "
+                        "`after` if given. When there are more, a `Link` header with `rel=\"next\"` holds the URL of the "
+                        "next page; the last page has none.")
+def balances_by_address(request: Request, response: Response, address_prefix: str = Query(min_length=3),
+                        asset: str | None = None, after: str | None = Query(default=None, max_length=256),
                         limit: int = Query(default=1000, ge=1, le=10000), _: Principal = Depends(READ)):
     app = _app(request)
     if asset is not None and asset not in app.assets:
         raise NotFound("asset_not_found", f"no asset {asset!r}")
     with _snapshot(request) as repo:
         seq = repo.head().seq
-        return [_balance(app, a, seq) for a in repo.accounts_where(address_prefix=address_prefix, asset=asset, limit=limit)]
+        found = repo.accounts_where(address_prefix=address_prefix, asset=asset, limit=limit + 1, after=after)
+    page = found[:limit]
+    if len(found) > limit:  # a cut list says so: it was the whole list as far as a reader could tell
+        query = {"address_prefix": address_prefix, "after": page[-1].id, "limit": limit}
+        if asset is not None:
+            query["asset"] = asset
+        response.headers["Link"] = f'<{quote(request.url.path)}?{urlencode(query)}>; rel="next"'
+    return [_balance(app, a, seq) for a in page]
 
 
 @router.get("/accounts/{account_id:path}/entries", response_model=EntriesPage,
@@ -288,8 +299,13 @@ def pending(account_id: str, request: Request, response: Response, after: str | 
         repo = LedgerRepository(s)
         _account_or_404(repo, account_id)
         # a NUL: no such transfer (PostgreSQL refused the lookup itself, a 500)
-        if after is not None and ("\x00" in after or not repo.transfers_by_id([after])):
+        cursor = repo.transfers_by_id([after]) if after is not None and "\x00" not in after else []
+        if after is not None and not cursor:
             raise NotFound("transfer_not_found", f"no transfer {after!r} (after)")
+        if cursor and account_id not in (cursor[0].debit_account_id, cursor[0].credit_account_id):
+            # another account's transfer: its time would start this account's page anywhere, and silently skip
+            # its holds before it (a page's last hold posted or voided since is still of this account)
+            raise Unprocessable("cursor_not_of_account", f"transfer {after!r} (after) does not touch {account_id}")
         found = repo.pending_of(account_id, limit + 1, after)
     page = found[:limit]
     if len(found) > limit:

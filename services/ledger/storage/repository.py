@@ -437,8 +437,10 @@ class LedgerRepository:
         return self.s.execute(select(A.c.created_seq).where(A.c.id == account_id)).scalar()
 
     def accounts_where(self, *, ids: list[str] | None = None, address_prefix: str | None = None,
-                       asset: str | None = None, limit: int = 1000) -> list[Account]:
+                       asset: str | None = None, limit: int = 1000, after: str | None = None) -> list[Account]:
         q = select(A)
+        if after is not None:  # the last account id of the previous page (ids order the pages)
+            q = q.where(A.c.id > after)
         if ids is not None:
             q = q.where(A.c.id.in_(ids))
         if address_prefix:

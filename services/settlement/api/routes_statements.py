@@ -197,7 +197,8 @@ def list_periods(request: Request, county: str = COUNTY, _: Principal = Depends(
 def get_statement(request: Request, county: str = COUNTY, period: str = PERIOD,
                   party: str | None = Query(default=None, description="lines where it pays or is paid"),
                   agreement: str | None = None, kind: str | None = Query(default=None, pattern=f"^({KINDS})$"),
-                  after_line: int = Query(default=0, ge=0), limit: int = Query(default=100, ge=1, le=1000),
+                  after_line: int = Query(default=0, ge=0, le=2**31 - 1),  # line_no is an INTEGER column
+                  limit: int = Query(default=100, ge=1, le=1000),
                   _: Principal = Depends(READ)):
     if party is not None:
         party_kind(party)  # a typo is 422 invalid_party, not a page without lines

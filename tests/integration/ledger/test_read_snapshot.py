@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
+from fastapi import Response
 
 from services.ledger.api import routes
 from services.ledger.api.schemas import BalancesQuery
@@ -55,8 +56,8 @@ READS = {
     "balance": lambda req: [routes.balance(POOL, req, as_of=None, at_seq=None, _=None)],
     "account": lambda req: [routes.get_account(POOL, req, _=None)],
     "balances_query": lambda req: routes.balances(BalancesQuery(account_ids=[POOL, MINT]), req, _=None),
-    "balances_by_address": lambda req: routes.balances_by_address(req, address_prefix="county:320612/", asset=None,
-                                                                  limit=1000, _=None),
+    "balances_by_address": lambda req: routes.balances_by_address(req, Response(), address_prefix="county:320612/",
+                                                                  asset=None, after=None, limit=1000, _=None),
 }
 
 
