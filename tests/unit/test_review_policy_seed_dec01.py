@@ -17,6 +17,7 @@ from services.assessment.domain.disposition import Disposition, recommend
 from services.assessment.domain.enterprise import GROUP_ABOVE, GROUP_BELOW
 from services.assessment.domain.evaluation import run_evaluation
 from services.assessment.domain.policy import DispositionRules, default_policy, land_quota_allowed
+from services.assessment.domain.rows import parse_enterprise_row
 from services.assessment.domain.scoring import group_of
 from services.quota.domain.lots import accept_release
 from services.quota.domain.policy import PoolPolicy
@@ -181,15 +182,19 @@ def test_shipped_disposition_rules_follow_seed_section_three(flags, in_park, lab
     assert recommend(e, label, DispositionRules()).disposition == expected
 
 
-def test_large_environmental_impact_closes_the_enterprise_where_the_county_names_it():
-    """Seed 三.1: "对周边环境影响较大 … 的企业，依法依规限期关闭退出". The register has no named flag for it; a county marks
-    it as one of its own flags (其他标记 / ``flags``) and names it among its close flags. Not shipped in the default
-    close flags (noted for the team: a register column for it would change every default policy's hash)."""
-    e = enterprise(1, extra_flags=frozenset({"large_environmental_impact"}))
-    shipped = recommend(e, "A", POLICY.disposition)
-    assert shipped.disposition != Disposition.CLOSE
-    rules = DispositionRules(close_flags=(*POLICY.disposition.close_flags, "large_environmental_impact"))
-    assert recommend(e, "A", rules).disposition == Disposition.CLOSE
+def test_large_environmental_impact_in_the_register_closes_the_enterprise():
+    """Seed 三.1: "对周边环境影响较大 … 的企业，依法依规限期关闭退出"; domain.md §1: "close/exit (关闭退出) for large
+    environmental impact, backward equipment, safety or environmental hazards, or location in an ecological control
+    zone". A register file marking 周边环境影响较大 must lead to closure. The review found the column silently ignored
+    (no flag held it, no close rule named it): the enterprise, class A outside a park, was recommended for upgrade."""
+    row = {"统一社会信用代码": code(1), "企业名称": "某化工厂", "乡镇代码": TOWNSHIP, "是否在园区": "否",
+           "行业代码": "C2614", "周边环境影响较大": "是"}
+    e = parse_enterprise_row(row)
+    assert e.large_environmental_impact is True
+    rec = recommend(e, "A", POLICY.disposition)
+    assert rec.disposition == Disposition.CLOSE, [r.code for r in rec.reasons]
+    calm = parse_enterprise_row(row | {"周边环境影响较大": "否"})
+    assert recommend(calm, "A", POLICY.disposition).disposition != Disposition.CLOSE
 
 
 def test_an_enterprise_under_two_years_with_a_safety_hazard_closes_where_the_county_says_so():

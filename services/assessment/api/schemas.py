@@ -36,7 +36,8 @@ class EnterpriseIn(Strict):
     industry_code: str = Field(min_length=1, max_length=10, examples=["C3311"])
     flags: list[str] = Field(default_factory=list, max_length=50,
                              description="ecological_control_zone, safety_hazard, environmental_hazard, "
-                             "under_two_years, utility, backward_equipment, or a county flag such as high_tech")
+                             "under_two_years, utility, backward_equipment, large_environmental_impact (周边环境影响较大), or a "
+                             "county flag such as high_tech")
     scale: Literal["规上", "规下"] | None = None
 
 

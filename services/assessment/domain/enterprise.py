@@ -24,6 +24,7 @@ FLAG_NAMES = (
     "under_two_years",
     "utility",
     "backward_equipment",
+    "large_environmental_impact",  # 对周边环境影响较大 (seed 三.1, the first ground for closure)
 )
 
 # field -> (scale of its integer unit, divisor from integer units to the unit indicators are quoted in)
@@ -86,6 +87,7 @@ class Enterprise:
     under_two_years: bool = False
     utility: bool = False
     backward_equipment: bool = False
+    large_environmental_impact: bool = False
     extra_flags: frozenset[str] = frozenset()  # county-specific flags, e.g. 'high_tech' for a bonus
     scale: str | None = None  # '规上' / '规下' when the statistics bureau says so; None: by policy rule
 

@@ -343,4 +343,7 @@ def enterprise_plain(e: Enterprise) -> dict:
             "ecological_control_zone": e.ecological_control_zone, "safety_hazard": e.safety_hazard,
             "environmental_hazard": e.environmental_hazard, "under_two_years": e.under_two_years,
             "utility": e.utility, "backward_equipment": e.backward_equipment,
-            "extra_flags": sorted(e.extra_flags), "scale": e.scale}
+            "extra_flags": sorted(e.extra_flags), "scale": e.scale,
+            # a flag added since runs were first hashed is written only when set: the runs of every enterprise
+            # without it hash as they did, so re-running an old county-year over the same data finds its run
+            **({"large_environmental_impact": True} if e.large_environmental_impact else {})}

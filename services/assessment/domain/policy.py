@@ -186,7 +186,8 @@ class Treatment(FrozenModel):
 class DispositionRules(FrozenModel):
     """How class and flags become a recommendation (seed 三); see disposition.py for the order."""
 
-    close_flags: tuple[str, ...] = ("ecological_control_zone", "backward_equipment")
+    # seed 三.1: 对周边环境影响较大、工艺装备较为落后 … 位于生态管控区内 → 关闭退出
+    close_flags: tuple[str, ...] = ("ecological_control_zone", "backward_equipment", "large_environmental_impact")
     hazard_flags: tuple[str, ...] = ("safety_hazard", "environmental_hazard")
     # seed 三.1 / domain.md: safety or environmental hazards call for closure, whatever the class (转型转移 is for
     # "安全环保压力较小", 改造升级 for "环境友好型"); a county reading "较多隐患" as "a hazard and class D" narrows it

@@ -88,6 +88,7 @@ ENTERPRISE_COLUMNS: dict[str, tuple[str, ...]] = {
     "under_two_years": ("投产不满两年", "投产未满两年", "under_two_years"),
     "utility": ("公用事业", "utility"),
     "backward_equipment": ("工艺装备落后", "落后装备", "backward_equipment"),
+    "large_environmental_impact": ("周边环境影响较大", "对周边环境影响较大", "环境影响较大", "large_environmental_impact"),
     "extra_flags": ("其他标记", "extra_flags"),
 }
 

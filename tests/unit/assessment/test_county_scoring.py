@@ -166,9 +166,20 @@ def test_round_half_up_is_quantize(n, d):
 
 
 def test_enterprise_plain_is_to_plain():
+    """... but for the flag added after runs were first hashed (large_environmental_impact), written only when set:
+    an enterprise without it hashes as it did before the flag existed."""
+    def hashed(e: Enterprise) -> dict:
+        d = to_plain(e)
+        if not d["large_environmental_impact"]:
+            del d["large_environmental_impact"]
+        return d
+
     e = Enterprise(credit_code=code(3), name="某 \"厂\"", township_code=TOWNSHIP, in_park=True, industry_code="C3311",
                    park_id="P-1", safety_hazard=True, extra_flags=frozenset({"zeta", "alpha"}), scale="规下")
-    assert enterprise_plain(e) == to_plain(e) and enterprise_plain(enterprise(4)) == to_plain(enterprise(4))
+    assert enterprise_plain(e) == hashed(e) and enterprise_plain(enterprise(4)) == hashed(enterprise(4))
+    assert "large_environmental_impact" not in enterprise_plain(e)
+    flagged = enterprise(5, large_environmental_impact=True)
+    assert enterprise_plain(flagged) == to_plain(flagged) and enterprise_plain(flagged)["large_environmental_impact"]
 
 
 @settings(max_examples=500)
