@@ -53,7 +53,7 @@ def on_enterprise_reported(ctx: MessageContext) -> None:
     ev: EnterpriseReported = ctx.event
     code = _checked_code(ev.credit_code)
     try:
-        e = make_enterprise(code, ev.name_, ev.township_code, ev.in_park, ev.park_id, ev.industry_code or "",
+        e = make_enterprise(code, ev.name_, ev.township_code, ev.in_park, ev.park_id, ev.industry_code,
                             list(ev.flags), ev.scale)
     except ValueError as exc:
         raise Rejected("invalid_enterprise", str(exc)) from None

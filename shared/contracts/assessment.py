@@ -31,10 +31,11 @@ class EnterpriseReported(_Intake):
     name_: str = Field(alias="name", min_length=1, max_length=200)
     township_code: str = Field(pattern=r"^[0-9]{9}([0-9]{3})?$")
     in_park: bool = False
-    park_id: str | None = Field(default=None, max_length=100)
-    industry_code: str = Field(default="", max_length=10)
+    # as HTTP takes them (services/assessment/api/schemas.EnterpriseIn): one body, one outcome on either door
+    park_id: str | None = Field(default=None, min_length=1, max_length=100)
+    industry_code: str = Field(min_length=1, max_length=10)
     flags: list[Annotated[str, StringConstraints(max_length=60)]] = Field(
-        default_factory=list, max_length=30, description="ecological_control_zone, safety_hazard, ...")
+        default_factory=list, max_length=50, description="ecological_control_zone, safety_hazard, ...")
     scale: Literal["规上", "规下"] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -3,9 +3,9 @@ publishes (``countypool.settlement.events``). Money in CNY decimal strings."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contracts import topics
 from shared.contracts.types import DecimalStr, Identifier
@@ -21,7 +21,9 @@ class TaxReceiptReported(Event):
     receipt_id: Identifier
     enterprise_credit_code: str = Field(min_length=18, max_length=18)
     month: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", examples=["2026-03"])
-    tax_kind: Identifier = Field(examples=["VAT", "CIT"])
+    # 40 at most, as HTTP takes it and settlement stores it (Identifier's own 200 would win over a Field limit)
+    tax_kind: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[^\s\x00-\x1f\x7f]+$")] = Field(
+        examples=["VAT", "CIT"])
     amount: DecimalStr = Field(description="CNY paid")
     corrects: str | None = Field(default=None, description="receipt id this one replaces")
 

@@ -98,7 +98,7 @@ class ReclamationIn(_In):
 class ReclamationAcceptanceIn(_In):
     accepted_on: date
     accepted_area: DecimalStr | None = Field(default=None, description="亩; defaults to the registered area")
-    document_ref: str = ""
+    document_ref: str = Field(default="", max_length=200)  # as the contract and the column hold it
 
 
 class ReclamationOut(BaseModel):

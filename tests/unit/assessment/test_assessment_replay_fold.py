@@ -129,7 +129,7 @@ def test_a_later_registration_of_an_exited_enterprise_keeps_it_exited():
 def test_events_of_other_services_and_unhandled_types_are_read_not_applied():
     from shared.contracts.assessment import EnterpriseReported
 
-    intake = EnterpriseReported(credit_code=A, name="x", township_code=TOWNSHIP)
+    intake = EnterpriseReported(credit_code=A, name="x", township_code=TOWNSHIP, industry_code="C3311")
     m, (read, applied) = rebuilt([envelope(intake, A), *history()])
     assert (read, applied) == (18, 17)
     assert m == rebuilt(history())[0]
