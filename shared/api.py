@@ -21,7 +21,7 @@ from sqlalchemy.exc import DataError
 from shared.amounts import AmountError
 from shared.auth import Authenticator
 from shared.auth import principal as auth_principal
-from shared.db import DB_ERRORS, database_unavailable, driver_error, over_a_limit, unique_violation
+from shared.db import DB_ERRORS, data_exception, database_unavailable, driver_error, unique_violation
 from shared.envelope import EnvelopeError, acceptable_correlation_id
 from shared.errors import ApiError, Unauthenticated
 from shared.logs import correlation_id
@@ -300,7 +300,7 @@ def create_app(
         # The raw COPY/pipeline paths raise psycopg's own errors, which the DataError handler above does not see;
         # and a database that is away is the caller's to retry (503), not a bug of ours (a bare 500)
         raw = driver_error(exc)
-        if over_a_limit(exc) or (getattr(raw, "sqlstate", None) or "").startswith("22"):  # a data exception
+        if data_exception(exc):
             return JSONResponse({"reason": "invalid_value", "message": str(raw).split("\n")[0]}, status_code=422)
         if unique_violation(exc):  # two requests took the same new key at once: the loser's retry gets the answer
             return JSONResponse({"reason": "concurrent_change", "message": "another request changed the same thing at "

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from shared.bulk import bulk_insert, copy_binary, id_in, is_pg
 from shared.contracts.topics import dlq
-from shared.db import DB_ERRORS, Database, database_unavailable, driver_error, retry_reason
+from shared.db import DB_ERRORS, Database, data_exception, database_unavailable, driver_error, retry_reason
 from shared.envelope import Envelope, EnvelopeError, Event, decode, parse_type
 from shared.kafka_security import kafka_python_options
 from shared.logs import correlation_id
@@ -513,6 +513,11 @@ class IdempotentConsumer:
                     savepoint.rollback()
                     if retry_reason(exc) or database_unavailable(exc):
                         raise  # deadlock or a lost database: the whole batch is retried by the caller
+                    if data_exception(exc):  # a value no column takes (too long, out of range, NUL): as HTTP's 422
+                        raw = driver_error(exc)
+                        first = (str(raw).splitlines() or [""])[0]
+                        dead.append(_DeadLetter(rec, "invalid_value", f"{type(raw).__name__}: {first}"))
+                        return None
                     if attempt == self.max_attempts:
                         # bad data the database refuses (too long, constraint): this message, not the batch
                         raw = driver_error(exc)

@@ -12,7 +12,7 @@ from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.metrics import DB_RETRIES
@@ -148,6 +148,14 @@ def over_a_limit(exc: BaseException) -> bool:
     if isinstance(raw, sqlite3.OperationalError):
         return str(raw) == "integer overflow"
     return (getattr(raw, "sqlstate", None) or "").startswith("54")
+
+
+def data_exception(exc: BaseException) -> bool:
+    """A value the database refuses (SQLSTATE class 22: too long for its column, out of range, a NUL in text; or
+    over a limit): the input's, not a fault of ours, and the same on every try. HTTP answers it 422 invalid_value,
+    a consumer dead-letters it so at once."""
+    raw = driver_error(exc)
+    return isinstance(exc, DataError) or over_a_limit(exc) or (getattr(raw, "sqlstate", None) or "").startswith("22")
 
 
 def database_unavailable(exc: BaseException) -> bool:

@@ -107,7 +107,7 @@ def test_compressed_oversized_message_is_dead_lettered(db_url, kafka_bootstrap, 
 
 def test_a_message_whose_handler_hits_a_program_limit_is_dead_lettered(pg_url, kafka_bootstrap, unique_topic):
     """psycopg calls PostgreSQL's "program limit exceeded" an operational error: it was retried as a lost
-    database, for ever; it is this message's data."""
+    database, for ever; it is this message's data, dead-lettered invalid_value at once."""
     db, outbox = make_db(pg_url)
 
     def handler(ctx):
@@ -119,7 +119,7 @@ def test_a_message_whose_handler_hits_a_program_limit_is_dead_lettered(pg_url, k
     _produce(kafka_bootstrap, unique_topic, [("k", _env("huge", 1)), ("k", _env("ok", 1))])
     c = _run_until(db, outbox, kafka_bootstrap, unique_topic, lambda: widget_counts(db) == {"ok": 1}, handler=handler)
     assert widget_counts(db) == {"ok": 1}, "the good message waits for ever behind the one the database refuses"
-    assert c.stats.dead_lettered == 1 and _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["handler_db_error"]
+    assert c.stats.dead_lettered == 1 and _dead_reasons(kafka_bootstrap, unique_topic, 1) == ["invalid_value"]
 
 
 def test_a_handler_emitting_an_event_too_large_for_kafka_is_dead_lettered_at_once(db_url, kafka_bootstrap, unique_topic):

@@ -94,7 +94,8 @@ def test_a_key_another_writer_took_runs_the_transaction_again_twice_at_most(erro
 
 def test_a_raw_data_error_dead_letters_the_message_as_a_database_refusal(db_url, kafka_bootstrap, unique_topic):
     """What the database refuses about this message's data (a value too long for COPY) is the message's fault:
-    dead-lettered as handler_db_error with the driver's error, the rest of the batch applied."""
+    dead-lettered at once as invalid_value (HTTP's 422 for the same refusal) with the driver's error, the rest of the
+    batch applied."""
     from tests.support.machinery import read_all
 
     db, outbox = make_db(db_url)
@@ -119,8 +120,8 @@ def test_a_raw_data_error_dead_letters_the_message_as_a_database_refusal(db_url,
     assert widget_counts(db) == {"ok": 1}
     letters = read_all(kafka_bootstrap, f"{unique_topic}.dlq", expect=1)
     headers = dict(letters[0].headers)
-    assert headers["dlq-reason"] == b"handler_db_error"
-    assert b"StringDataRightTruncation" in headers["dlq-error"]
+    assert headers["dlq-reason"] == b"invalid_value"
+    assert b"StringDataRightTruncation: value too long" in headers["dlq-error"]
 
 
 def test_a_sqlite_sum_past_64_bits_is_the_statements_data_not_a_lost_database():

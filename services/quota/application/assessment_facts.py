@@ -13,11 +13,17 @@ from services.quota.storage import request_store
 from services.quota.storage.sql import dumps
 
 
+_BIGINT = 2**63 - 1
+
+
 def _fen(cny: str | None) -> int | None:
+    """Tax per 亩 in fen for the priority order; None (unknown: ordered last) for a figure no column holds, which
+    only a project on a sliver of land reaches: the admission must still reach the pool."""
     try:
-        return None if cny is None else round_half_up(Decimal(cny) * 100)
+        fen = None if cny is None else round_half_up(Decimal(cny) * 100)
     except InvalidOperation:
         return None
+    return fen if fen is None or -_BIGINT <= fen <= _BIGINT else None
 
 
 def project_evaluated(tx: Tx, ev: ProjectEvaluated) -> None:

@@ -31,6 +31,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-/]*$")
 # A lot is named after what freed it: quota's "release:<release id>", and a department's release id may be its
 # document number (通环收〔2024〕1号). What quota's contract takes (no whitespace or control characters) is taken here:
 # such a lot's allocations and buy-backs were dead-lettered, and its enterprise never compensated.
+_PRICE_RE = re.compile(r"^(?=.{1,40}$)[0-9]+(\.[0-9]+)?$")  # stored in 40 characters
 _LOT_ID_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,200}$")
 
 
@@ -202,6 +203,9 @@ def validate_allocation(a: QuotaAllocation) -> QuotaAllocation:
         raise ProceedsError("amount_implausible", problem)
     if not _is_int(a.amount_units) or a.amount_units <= 0:
         raise ProceedsError("invalid_amount", f"allocation {a.allocation_id}: amount must be a positive integer of units")
+    if not _PRICE_RE.match(a.price or ""):  # for reference only, but shown to the county as its price
+        raise ProceedsError("invalid_price", f"allocation {a.allocation_id}: price {a.price!r} is not a price "
+                                             "(a decimal >= 0, at most 40 characters)")
     if not isinstance(a.received_at, datetime) or a.received_at.tzinfo is None:
         raise ProceedsError("received_at_not_timezone_aware",
                             f"allocation {a.allocation_id}: received_at must be timezone-aware")
