@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from services.assessment.domain.enterprise import (
-    FLAG_NAMES, Enterprise, IndicatorConflict, NotGiven, YearlyIndicators, merge_indicators, withdraw_figures,
+    FLAG_NAMES, PARK_ID, Enterprise, IndicatorConflict, NotGiven, YearlyIndicators, merge_indicators, withdraw_figures,
 )
 from services.assessment.domain.enterprise import checked_enterprise
 from services.assessment.events import Actor, emit_plain
@@ -61,6 +61,8 @@ def check_register_limits(e: Enterprise) -> None:
     fail in the database."""
     if len(e.name) > 200 or (e.park_id is not None and len(e.park_id) > 100) or len(e.industry_code) > 10:
         raise ValueError("name is at most 200 characters, park_id 100, industry_code 10")
+    if e.park_id is not None and not PARK_ID.match(e.park_id):
+        raise ValueError(f"park id {e.park_id!r} is not a park code (letters, digits, _ . -)")
     # a register file's 其他标记 took any name and any number of them: 'high-tech', which HTTP and the intake topic
     # refuse, and 55 flags, whose EnterpriseRegistered its own contract refuses (every consumer dead-lettered it)
     bad = sorted(f for f in e.extra_flags if not _is_flag_name(f))

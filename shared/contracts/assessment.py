@@ -32,7 +32,7 @@ class EnterpriseReported(_Intake):
     township_code: str = Field(pattern=r"^[0-9]{9}([0-9]{3})?$")
     in_park: bool = False
     # as HTTP takes them (services/assessment/api/schemas.EnterpriseIn): one body, one outcome on either door
-    park_id: str | None = Field(default=None, min_length=1, max_length=100)
+    park_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")  # a park code
     industry_code: str = Field(min_length=1, max_length=10)
     flags: list[Annotated[str, StringConstraints(max_length=60)]] = Field(
         default_factory=list, max_length=50, description="ecological_control_zone, safety_hazard, ...")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from services.assessment.domain.enterprise import POLLUTANTS
+from services.assessment.domain.enterprise import PARK_ID_PATTERN, POLLUTANTS
 from services.assessment.domain.policy import AssessmentPolicy
 from shared.contracts.assessment import AdmissionFailure
 from shared.contracts.types import DecimalStr, Identifier, SafeId, at_most
@@ -32,7 +32,7 @@ class EnterpriseIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     township_code: str = Field(pattern=r"^[0-9]{9}([0-9]{3})?$", examples=["320623101"])
     in_park: bool = False
-    park_id: str | None = Field(default=None, min_length=1, max_length=100)
+    park_id: str | None = Field(default=None, pattern=PARK_ID_PATTERN, examples=["P01"])
     industry_code: str = Field(min_length=1, max_length=10, examples=["C3311"])
     flags: list[Annotated[str, StringConstraints(max_length=60)]] = Field(default_factory=list, max_length=50,
                              description="ecological_control_zone, safety_hazard, environmental_hazard, "
@@ -236,9 +236,10 @@ class BreakdownOut(Strict):
 class ClusterOut(Strict):
     cluster_id: str
     members: list[str]
-    class_label: str
-    rank: int
-    score_rank: int
+    class_label: str = Field(description="by rank bands (the straddling one gets the better class); clusters tied on "
+                                         "their published score all get the class of the best placed of them")
+    rank: int = Field(description="1..n, unique: published score descending, then cluster id ascending as text")
+    score_rank: int = Field(description="competition rank: 1 + how many scored strictly higher (equal scores share it)")
     group_size: int
     score: ScoreOut
 
@@ -295,7 +296,7 @@ class DecisionsOut(Strict):
 
 class ExecutionIn(Strict):
     effective_on: date
-    to_park_id: str | None = Field(default=None, min_length=1, max_length=100, description="required for a relocation")
+    to_park_id: str | None = Field(default=None, pattern=PARK_ID_PATTERN, description="required for a relocation")
     note: str = Field(default="", max_length=2000)
 
 
@@ -345,7 +346,7 @@ class ProjectIn(Strict):
     applicant_credit_code: str = Field(min_length=1, max_length=40)
     county_code: str = CountyCode
     year: int | None = Field(default=None, ge=1990, le=2200, description="policy year; this year when omitted")
-    park_id: str | None = Field(default=None, min_length=1, max_length=100)
+    park_id: str | None = Field(default=None, pattern=PARK_ID_PATTERN, examples=["P01"])
     in_park_or_cluster: bool | None = Field(default=None, description="defaults to: a park_id is given")
     land: DecimalStr = Field(description="亩")
     investment: DecimalStr = Field(description="fixed-asset investment, 元")

@@ -23,6 +23,7 @@ from shared.amounts import format_amount
 from ._base import FrozenModel
 from .canonical import content_hash
 from .credit_code import require_credit_code
+from .enterprise import PARK_ID
 from .exact import floor_places
 
 LAND_PER_MU = 10**4  # land units (0.0001 亩) in one 亩
@@ -31,7 +32,6 @@ _INDUSTRY_CODE = re.compile(r"^[A-T]([0-9]{2,4})?$|^[0-9]{2,4}$")  # as the regi
 # A project's park becomes the settlement party park:<park_id> of what its quota earns (QuotaAllocated.park_id), and
 # settlement names parties by codes only (services/settlement/domain/parties.py): a project admitted into '高新区' or
 # 'P 01' had every allocation dead-lettered there (invalid_party_code), its proceeds never settled
-_PARK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 # GB/T 4754-2017: the door (门类) of each division (大类, the first two digits)
 _DOOR_OF_DIVISION = {f"{d:02d}": door for door, first, last in (
@@ -138,7 +138,7 @@ class ProjectApplication:
         for name in ("in_park_or_cluster", "two_high", "on_safety_or_env_list"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool")
-        if self.park_id is not None and (not isinstance(self.park_id, str) or not _PARK_ID.fullmatch(self.park_id)):
+        if self.park_id is not None and (not isinstance(self.park_id, str) or not PARK_ID.match(self.park_id)):
             raise ValueError(f"park id {self.park_id!r} is not a park code (letters, digits, _ . -)")
         if not isinstance(self.industry_code, str) or not self.industry_code:
             raise ValueError("an application needs an industry code")

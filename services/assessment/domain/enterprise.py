@@ -43,6 +43,10 @@ RATIO_FIELDS = (*SCALAR_FIELDS, "emissions")  # what an indicator may divide
 MAY_BE_NEGATIVE = frozenset({"value_added"})  # a loss-making year has negative value added
 
 _TOWNSHIP = re.compile(r"^[0-9]{9}([0-9]{3})?$")  # ASCII digits: \d takes full-width ones too
+# A park or cluster code, as settlement's parties (park:<code>) and the register, relocations and admission take it:
+# one park is one cluster only if every door names it alike ('P-A ' with a space ranked as a second cluster)
+PARK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+PARK_ID = re.compile(PARK_ID_PATTERN)
 _INDUSTRY = re.compile(r"^[A-T]([0-9]{2,4})?$|^[0-9]{2,4}$")  # GB/T 4754: door letter and/or 2-4 digits
 
 # The pollutants departments report, as they are spelled everywhere in this service: the shipped policy's
