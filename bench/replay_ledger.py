@@ -72,3 +72,24 @@ def write_events(db: Database, n: int) -> int:
             UPDATE accounts a SET credits_posted = c.s FROM (
               SELECT credit_account_id id, sum(d_credits_posted) s FROM journal GROUP BY credit_account_id) c WHERE a.id = c.id"""))
     return written
+
+
+def main() -> int:
+    """The ledger's replay alone: bench/replay.py for this one service (its other scripts each have a main)."""
+    import argparse
+    import json
+
+    from bench.replay import bench_service
+    from bench.support import DEFAULT_PG
+
+    ap = argparse.ArgumentParser(description="Replay of the ledger from N journal entries: "
+                                             "services.ledger.replay.rebuild on a scratch PostgreSQL database")
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--pg-url", default=DEFAULT_PG)
+    args = ap.parse_args()
+    print(json.dumps(bench_service("ledger", args.events, args.pg_url), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
