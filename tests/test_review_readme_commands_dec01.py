@@ -26,7 +26,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
