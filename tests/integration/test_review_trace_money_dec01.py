@@ -678,3 +678,28 @@ def test_an_allocation_of_the_closed_month_arriving_after_finalization_is_owed_i
     rec = wait_for(lambda: (x := q.get(f"/v1/counties/{C}/reconciliation", headers=ADMIN).json())["settled"] and x,
                    timeout=30, what="a settled reconciliation")
     assert rec["differences"] == [], rec
+
+
+def test_a_quarter_drafted_after_its_month_closed_owes_the_enterprise_nothing_twice(services, story, finalized):
+    """Once the month is finalized, the quarter holding it may still be drafted (or is refused). Either way the
+    enterprise must not be shown as owed again what the finalized month settled: its ``draft_total`` is what no
+    finalized statement paid yet (only the late allocation's 3,703.70, if that test ran, else nothing)."""
+    s = services["settlement"][1]
+    y, m = map(int, story.month.split("-"))
+    quarter = f"{y}-Q{(m - 1) // 3 + 1}"
+    first_next = finalized["first_next"]
+    runs = s.app.state.statement_runs
+    before = runs.now
+    runs.now = lambda: datetime(first_next.year, first_next.month, first_next.day, 3, 0, tzinfo=CST)
+    try:
+        d = s.post(f"/v1/counties/{story.C}/periods/{quarter}/draft", headers=OFFICE)
+    finally:
+        runs.now = before
+    assert d.status_code in (200, 409, 422), d.text
+    got = _compensation(s, story)
+    settled = {(ln["kind"], ln["allocation_id"], tuple(ln["sources"])) for ln in got["lines"]
+               if ln["status"] == "finalized"}
+    again = [ln for ln in got["lines"] if ln["status"] != "finalized"
+             and (ln["kind"], ln["allocation_id"], tuple(ln["sources"])) in settled]
+    assert again == [], (d.status_code, d.json(), got)
+    assert got["draft_total"] in ("0.00", "3703.70"), got
