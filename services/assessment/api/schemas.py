@@ -34,10 +34,10 @@ class EnterpriseIn(Strict):
     in_park: bool = False
     park_id: str | None = Field(default=None, pattern=PARK_ID_PATTERN, examples=["P01"])
     industry_code: str = Field(min_length=1, max_length=10, examples=["C3311"])
-    flags: list[Annotated[str, StringConstraints(max_length=60)]] = Field(default_factory=list, max_length=50,
-                             description="ecological_control_zone, safety_hazard, environmental_hazard, "
-                             "under_two_years, utility, backward_equipment, large_environmental_impact (周边环境影响较大), or a "
-                             "county flag such as high_tech")
+    flags: list[Annotated[str, StringConstraints(max_length=60)]] = Field(
+        default_factory=list, max_length=50,
+        description="ecological_control_zone, safety_hazard, environmental_hazard, under_two_years, utility, "
+                    "backward_equipment, large_environmental_impact (周边环境影响较大), or a county flag such as high_tech")
     scale: Literal["规上", "规下"] | None = None
 
 

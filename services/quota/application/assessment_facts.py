@@ -32,7 +32,8 @@ def project_evaluated(tx: Tx, ev: ProjectEvaluated) -> None:
     values = dict(
         project_id=ev.project_id, county_code=ev.county_code, applicant_credit_code=ev.applicant_credit_code,
         park_id=ev.park_id, admitted=ev.admitted, project_class=ev.project_class, tax_per_mu_fen=_fen(ev.tax_per_mu),
-        industry_code=ev.industry_code or None, land_allowed=ev.land_quota_allowed, failures=dumps([f.code for f in ev.failures]), updated_at=tx.now)
+        industry_code=ev.industry_code or None, land_allowed=ev.land_quota_allowed,
+        failures=dumps([f.code for f in ev.failures]), updated_at=tx.now)
     # before the row is written: an approval that found no row waits for it, or it for the approval (requests.py)
     request_store.lock_project(tx.session, ev.project_id)
     if ev.admitted:
