@@ -342,7 +342,9 @@ class LedgerApp:
 
         ``answer_repeats`` (commands over Kafka, whose senders learn outcomes only from these events): a request
         repeating a standing id (``exists``, or the same failure again) is answered again, once per batch, with
-        its transfer's outcome event (or its rejection). The sender may have lost the first answer: quota, its
+        its transfer's outcome event (or its rejection), once per command of the batch (commands of one poll are merged
+into one batch: a failure first met in one command and repeated by the next is that command's answer too, or its
+answers hung on how Kafka cut the polls). The sender may have lost the first answer: quota, its
         database restored from a backup, takes its releases in again and asks again; read before its lots were
         there again, the first answers were not its. Consumers key on the transfer id, so a second answer
         changes nothing. A retry with another field stays unanswered (that transfer stands as it was)."""
@@ -353,16 +355,18 @@ class LedgerApp:
         bounds = correlations or [(0, None)]
         k = 0
         corr, cause = bounds[0][1], bounds[0][2] if len(bounds[0]) > 2 else None
-        rejected: set[str] = set()  # ids whose rejection this batch said: a retry later in it is silent
-        repeated: set[str] = set()  # standing ids answered again in this batch
+        rejected: set = set()  # ids whose rejection this batch (answer_repeats: this command) said
+        repeated: set = set()  # standing ids answered again in this batch (answer_repeats: this command)
+        failed_here: set[str] = set()  # ids whose first failure is in this batch
         for i, (req, res) in enumerate(zip(requests, outcome.results)):
             while k + 1 < len(bounds) and bounds[k + 1][0] <= i:
                 k += 1
                 corr, cause = bounds[k][1], bounds[k][2] if len(bounds[k]) > 2 else None
             r = res.result
+            key = (k, req.id) if answer_repeats else req.id
             if r is _EXISTS:
-                if answer_repeats and req.id not in repeated:
-                    repeated.add(req.id)
+                if answer_repeats and key not in repeated:
+                    repeated.add(key)
                     # as it stands after this batch (a post of it earlier in the batch has resolved it)
                     t = updated.get(req.id) or new.get(req.id) or view.transfer(req.id)
                     self._standing_outcome(rows, t, ids[i], corr, cause)
@@ -380,12 +384,15 @@ class LedgerApp:
                              correlation=corr, causation=cause)
                 continue
             before = view.transfer(req.id)
-            if req.id in rejected or req.id in new or before is not None:
+            if key in rejected:
+                continue
+            if req.id in new or before is not None or req.id in failed_here:
                 # the id stands as a transfer, or failed before: that was said when it happened (a repeat of the
-                # failure, over Kafka, is answered again)
-                if not (answer_repeats and type(before) is FailedTransfer and req.id not in rejected):
+                # failure, over Kafka, is answered again, also when it failed in an earlier command of this batch)
+                if not (answer_repeats and (type(before) is FailedTransfer or req.id in failed_here)):
                     continue
-            rejected.add(req.id)
+            rejected.add(key)
+            failed_here.add(req.id)
             asset = req.asset or self._asset_of(view, req)  # the stated one: its amount is in that unit
             amount = self.assets[asset].format(req.amount) if asset in self.assets else str(req.amount)
             # built from the caller's input: validated by its model
