@@ -445,9 +445,7 @@ def test_rectification_deadlines_on_29_february_and_31_december_judged_by_the_ch
 L_POOL, L_REG, L_PRJ = "county:320612/pool/COD", "external:rights-register/COD", "project:PRJ-CAL/COD"
 
 
-def _cod(tid: str, dr: str, cr: str, amount: str, **kw) -> dict:
-    return {"transfer_id": tid, "debit_account": dr, "credit_account": cr, "asset": "COD", "amount": amount,
-            "code": "test", **kw}
+from tests.integration.test_review_time_dec01 import _cod  # noqa: E402  (a COD transfer body)
 
 
 @pytest.fixture
