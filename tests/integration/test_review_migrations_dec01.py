@@ -253,6 +253,22 @@ def test_quota_downgrade_of_0009_and_0008_then_upgrade_keeps_the_rows(dbs, kafka
     assert_schema_is_heads(old, fresh, "quota")
 
 
+def test_quota_downgrade_of_0008_refuses_class_labels_it_cannot_hold(dbs, kafka_bootstrap):
+    """A project admitted as a class of more than 10 characters cannot be taken back below 0008 without cutting its
+    label: the downgrade refuses with a message that says so (PostgreSQL said only "value too long"), and the rows
+    and the revision stay as they were."""
+    old, _ = dbs
+    county = _county()
+    long_class = "A类(优先发展)-重点扶持企业"
+    migrate(old, "quota")
+    insert(old, "projects", _old_project(county, f"P-{county}", long_class, land_allowed=True))
+    with pytest.raises(Exception) as refused:
+        downgrade(old, "quota", "0007")
+    assert "0008 downgrade refused" in str(refused.value) and "restore the backup" in str(refused.value), refused.value
+    assert revision_of(old) == "0009"
+    assert execute(old, "SELECT project_class FROM projects WHERE project_id = :p", p=f"P-{county}") == [(long_class,)]
+
+
 # -- settlement: 0007 policy effective_from, 0009 settled top-up parties ---------------------------------------------
 
 def _s_county() -> str:

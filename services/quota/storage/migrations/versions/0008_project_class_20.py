@@ -19,6 +19,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    bind = op.get_bind()
+    for table in ("projects", "quota_requests"):
+        longer = bind.execute(sa.text(f"SELECT count(*) FROM {table} WHERE length(project_class) > 10")).scalar()
+        if longer:
+            # cutting a class label would change what the project was admitted as
+            raise RuntimeError(f"quota 0008 downgrade refused: {longer} row(s) of {table} hold a project class longer "
+                               "than 10 characters; restore the backup taken before the upgrade instead")
     for table in ("projects", "quota_requests"):
         with op.batch_alter_table(table) as batch:
             batch.alter_column("project_class", existing_type=sa.String(20), type_=sa.String(10),
