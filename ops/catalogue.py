@@ -20,16 +20,46 @@ DOCS = ROOT / "docs"
 SERVICES = ["ledger", "quota", "settlement", "assessment"]
 
 
-def _fields(schema: dict) -> list[tuple[str, str, bool, str]]:
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")  # a bare '|' would split the table's row
+
+
+def _name_of(prop: dict) -> str:
+    return prop.get("type") or prop.get("$ref", "").rsplit("/", 1)[-1]
+
+
+def _constraints(prop: dict, defs: dict) -> list[str]:
+    """What the schema holds a value to, in words a publisher can build from (an enum's values, lengths, patterns,
+    bounds, formats), for the property and each branch of its anyOf."""
+    out: list[str] = []
+    for p in [prop, *prop.get("anyOf", []), *([prop["items"]] if isinstance(prop.get("items"), dict) else [])]:
+        target = defs.get(p.get("$ref", "").rsplit("/", 1)[-1], {}) if "$ref" in p else p
+        if "enum" in target:
+            out.append("one of " + ", ".join(f"`{v}`" for v in target["enum"]))
+        if "const" in target:
+            out.append(f"`{target['const']}`")
+        for key, word in (("minLength", "at least {} characters"), ("maxLength", "at most {} characters"),
+                          ("minimum", "≥ {}"), ("maximum", "≤ {}"), ("exclusiveMinimum", "> {}"),
+                          ("exclusiveMaximum", "< {}"), ("minItems", "at least {} entries"),
+                          ("maxItems", "at most {} entries"), ("maxProperties", "at most {} entries"),
+                          ("format", "format {}")):
+            if key in target:
+                out.append(word.format(target[key]))
+        if "pattern" in target:
+            out.append(f"pattern `{target['pattern']}`")
+    return list(dict.fromkeys(out))
+
+
+def _fields(schema: dict) -> list[tuple[str, str, bool, str, str]]:
     required = set(schema.get("required", []))
+    defs = schema.get("$defs", {})
     out = []
     for name, prop in schema.get("properties", {}).items():
-        kind = prop.get("type") or " | ".join(
-            p.get("type", p.get("$ref", "").rsplit("/", 1)[-1]) for p in prop.get("anyOf", [])) or prop.get("$ref", "").rsplit("/", 1)[-1]
+        kind = prop.get("type") or " | ".join(_name_of(p) for p in prop.get("anyOf", [])) or _name_of(prop)
         if kind == "array":
-            item = prop.get("items", {})
-            kind = f"list[{item.get('type') or item.get('$ref', '').rsplit('/', 1)[-1]}]"
-        out.append((name, kind, name in required, (prop.get("description") or "").replace("\n", " ")))
+            kind = f"list[{_name_of(prop.get('items', {}))}]"
+        out.append((name, kind, name in required, (prop.get("description") or "").replace("\n", " "),
+                    "; ".join(_constraints(prop, defs))))
     return out
 
 
@@ -50,9 +80,9 @@ def event_catalogue() -> str:
             lines += [f"### {cls.name} (v{cls.version}) — `{cls.type_name()}`", ""]
             if doc and not doc.startswith("Base of every"):
                 lines += [doc, ""]
-            lines += [f"Aggregate: `{cls.aggregate_type}`.", "", "| field | type | required | description |", "|---|---|---|---|"]
-            for name, kind, req, desc in _fields(cls.model_json_schema(by_alias=True)):
-                lines.append(f"| `{name}` | {kind} | {'yes' if req else 'no'} | {desc} |")
+            lines += [f"Aggregate: `{cls.aggregate_type}`.", "", "| field | type | required | constraints | description |", "|---|---|---|---|---|"]
+            for name, kind, req, desc, rules in _fields(cls.model_json_schema(by_alias=True)):
+                lines.append(f"| `{name}` | {_cell(kind)} | {'yes' if req else 'no'} | {_cell(rules)} | {_cell(desc)} |")
             lines.append("")
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ class Strict(BaseModel):
 # -- register ------------------------------------------------------------------------------------------
 
 class EnterpriseIn(Strict):
-    credit_code: str = Field(min_length=1, max_length=40, examples=["91320623MA1XXXXXX0"])
+    credit_code: str = Field(min_length=1, max_length=40, examples=["91320623MA1XXXXXXU"])
     name: str = Field(min_length=1, max_length=200)
     township_code: str = Field(pattern=r"^[0-9]{9}([0-9]{3})?$", examples=["320623101"])
     in_park: bool = False

@@ -36,7 +36,7 @@ ROUTE_SUFFIXES = ("/balance", "/entries", "/pending")
 
 
 def address_kind(address: str) -> str | None:
-    """'enterprise:91320612MA1W2B3C4D' -> 'enterprise'; None for a malformed address."""
+    """'enterprise:91320612MA1W2B3C4M' -> 'enterprise'; None for a malformed address."""
     if not isinstance(address, str):
         return None
     kind, sep, body = address.partition(":")

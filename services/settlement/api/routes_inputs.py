@@ -210,7 +210,7 @@ def _import_row(session: Session, row_no: int, doc: dict[str, str]) -> bool | Ro
              openapi_extra={"requestBody": {"required": True, "content": {
                  "text/csv": {"schema": {"type": "string"}, "example":
                               "receipt_id,enterprise_credit_code,month,tax_kind,amount,corrects\n"
-                              "TAX-1,91320612MA1W2B3C4D,2026-03,VAT,1250000.00,\n"},
+                              "TAX-1,91320612MA1W2B3C4M,2026-03,VAT,1250000.00,\n"},
                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
                      "schema": {"type": "string", "format": "binary"}}}}})
 async def import_receipts(request: Request, format: str | None = Query(default=None, pattern="^(csv|xlsx)$"),

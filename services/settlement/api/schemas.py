@@ -45,7 +45,7 @@ class StatisticsSplit(Strict):
 
 
 _AGREEMENT_EXAMPLE = {
-    "agreement_id": "FD-2026-001", "county_code": "320612", "enterprise_credit_code": "91320612MA1W2B3C4D",
+    "agreement_id": "FD-2026-001", "county_code": "320612", "enterprise_credit_code": "91320612MA1W2B3C4M",
     "project_id": "PRJ-2026-07", "origin": "township:320612101", "destination": "park:P01",
     "taxes": [{"tax_kind": "VAT", "local_share_bp": 5000}, {"tax_kind": "CIT", "local_share_bp": 4000}],
     "schedule": [{"from_year": 1, "to_year": 3, "origin_weight": 6, "destination_weight": 4},
@@ -58,7 +58,7 @@ _AGREEMENT_EXAMPLE = {
 class AgreementTerms(Strict):
     """The full terms of one version (an amendment repeats every term, changed or not)."""
 
-    enterprise_credit_code: CreditCode = Field(pattern=CREDIT_CODE_PATTERN, examples=["91320612MA1W2B3C4D"])
+    enterprise_credit_code: CreditCode = Field(pattern=CREDIT_CODE_PATTERN, examples=["91320612MA1W2B3C4M"])
     project_id: str | None = Field(default=None, max_length=200)
     origin: str = Field(pattern=ORIGIN_DESTINATION_PATTERN, description="the township (or park) the enterprise left",
                         examples=["township:320612101"])
@@ -177,7 +177,7 @@ class TaxReceiptIn(Strict):
     corrects: str | None = Field(default=None, description="the receipt this one replaces")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "receipt_id": "TAX-2026-03-000123", "enterprise_credit_code": "91320612MA1W2B3C4D", "month": "2026-03",
+        "receipt_id": "TAX-2026-03-000123", "enterprise_credit_code": "91320612MA1W2B3C4M", "month": "2026-03",
         "tax_kind": "VAT", "amount": "1250000.00"}]})
 
 
