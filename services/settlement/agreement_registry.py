@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from services.settlement.intake import remember_enterprises
 from services.settlement.domain import AgreementBook, AgreementError, RevenueSharingAgreement
 from services.settlement.storage.inputs import InputsRepository, agreement_from_row
 from services.settlement.storage.locks import hold_county, hold_enterprise
@@ -96,5 +97,5 @@ def record_version(session: Session, terms: dict[str, Any], county: str, *, vers
     AgreementBook([*others.values(), agreement])
 
     inputs.add_agreement(agreement, county, by, now)
-    inputs.remember_enterprise(agreement.enterprise, "agreement", now, county=county)
+    remember_enterprises(session, [(agreement.enterprise, county, None)], "agreement", now)
     return agreement, county, True

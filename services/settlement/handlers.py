@@ -40,13 +40,13 @@ def _refusing(fn):
 @bus.on(TaxReceiptReported)
 @_refusing
 def on_tax_receipt(ctx: MessageContext) -> None:
-    intake.record_tax_receipt(ctx.session, ctx.event, channel="kafka", event_id=ctx.envelope.id)
+    intake.record_tax_receipt(ctx.session, ctx.event, channel="kafka", event_id=ctx.envelope.id, wait_for_enterprise=True)
 
 
 @bus.on(StatisticsReported)
 @_refusing
 def on_statistics(ctx: MessageContext) -> None:
-    intake.record_statistics(ctx.session, ctx.event, channel="kafka")
+    intake.record_statistics(ctx.session, ctx.event, channel="kafka", wait_for_enterprise=True)
 
 
 @bus.on(QuotaAllocated)

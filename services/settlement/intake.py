@@ -6,6 +6,8 @@ same content is a no-op (``created`` False); the same id with other content is r
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -64,8 +66,12 @@ def _fen(text: str, what: str, error=ReceiptError, **kw) -> int:
 
 # -- tax receipts -------------------------------------------------------------------------------------------
 
-def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str, event_id: str | None = None):
-    """Returns (stored row, created)."""
+def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str, event_id: str | None = None,
+                       wait_for_enterprise: bool = False):
+    """Returns (stored row, created); (None, False) when it waits for its enterprise. ``wait_for_enterprise`` (the
+    intake topic): a receipt of an enterprise not known yet waits for it instead of being refused — the tax bureau's
+    topic and the register's events are not ordered against each other, and a department learns of a refusal only
+    from the dead-letter topic. Over HTTP and in imports the caller is answered unknown_enterprise at once."""
     now = received_now(session)
     repo = InputsRepository(session)
     rid = ev.receipt_id
@@ -96,6 +102,11 @@ def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str
             now = first.received_at + timedelta(microseconds=1)
             receipt = replace(receipt, received_at=now)
         receipt = resolve_correction(receipt, first, already_corrected=original.corrected_by is not None)
+    if not known and wait_for_enterprise and _may_become_known(ev.enterprise_credit_code):
+        # every other refusal still comes at once (a correction's replaced amount is known when it is taken in)
+        validate_receipt(replace(receipt, replaced_amount_fen=0) if ev.corrects else receipt, now=now)
+        _wait(repo, TAX_RECEIPT, rid, ev, event_id, now, "receipt_id_conflict")
+        return None, False
     validate_receipt(receipt, now=now, known_enterprises=(ev.enterprise_credit_code,) if known else ())
     repo.add_receipt(receipt, channel, event_id)
     return repo.receipt_row(rid), True
@@ -109,9 +120,61 @@ def _resent(existing, ev: TaxReceiptReported, tax_kind: str, amount: int):
     raise ReceiptError("receipt_id_conflict", f"receipt {ev.receipt_id} was already recorded with other content")
 
 
+# -- inputs waiting for their enterprise ---------------------------------------------------------------------------
+
+TAX_RECEIPT, STATISTICS_REPORT = "tax_receipt", "statistics_report"
+_CREDIT_CODE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}")  # GB 32100's characters: what the register and agreements hold
+
+
+def _may_become_known(code: str) -> bool:
+    """Only a code in the credit codes' characters can ever be named by the register or an agreement: another one
+    (e.g. typed in full width) would wait for ever, and is refused unknown_enterprise at once."""
+    return _CREDIT_CODE.fullmatch(code) is not None
+_WAITING_EVENTS = {TAX_RECEIPT: TaxReceiptReported, STATISTICS_REPORT: StatisticsReported}
+
+
+def _wait(repo: InputsRepository, kind: str, input_id: str, ev, event_id: str | None, now: datetime,
+          conflict: str) -> None:
+    payload = json.dumps(ev.model_dump(mode="json", by_alias=True), sort_keys=True, ensure_ascii=False)
+    existing = repo.waiting_row(kind, input_id)
+    if existing is None:
+        repo.add_waiting(kind, input_id, ev.enterprise_credit_code, payload, event_id, now)
+    elif existing.payload != payload:
+        raise ReceiptError(conflict, f"{kind} {input_id} is already waiting for its enterprise with other content")
+
+
+def remember_enterprises(session: Session, enterprises: list[tuple[str, str | None, str | None]], known_from: str,
+                         now: datetime) -> None:
+    """(credit code, county, name) of each, now known; what waited for them is taken in, in the order it came."""
+    repo = InputsRepository(session)
+    repo.remember_enterprises(enterprises, known_from, now)
+    if enterprises:
+        for row in repo.waiting_of(sorted({code for code, _, _ in enterprises})):
+            _take_waiting(session, repo, row)
+
+
+def _take_waiting(session: Session, repo: InputsRepository, row) -> None:
+    """A refusal now (e.g. its id was used meanwhile over HTTP for another receipt) stays on the row, visible at
+    GET /v1/waiting-inputs and in countypool_settlement_inputs_waiting; its savepoint undoes only itself."""
+    ev = _WAITING_EVENTS[row.kind].model_validate(json.loads(row.payload))
+    savepoint = session.begin_nested()
+    try:
+        if row.kind == TAX_RECEIPT:
+            record_tax_receipt(session, ev, channel="kafka", event_id=row.event_id)
+        else:
+            record_statistics(session, ev, channel="kafka")
+    except (ReceiptError, AmountError, PeriodError) as exc:
+        savepoint.rollback()
+        repo.refuse_waiting(row.kind, row.input_id, getattr(exc, "reason", "invalid_value"), str(exc), clock.now())
+        return
+    savepoint.commit()
+    repo.drop_waiting(row.kind, row.input_id)
+
+
 # -- statistics -----------------------------------------------------------------------------------------------
 
-def record_statistics(session: Session, ev: StatisticsReported, *, channel: str):
+def record_statistics(session: Session, ev: StatisticsReported, *, channel: str, wait_for_enterprise: bool = False):
+    """As record_tax_receipt."""
     now = received_now(session)
     repo = InputsRepository(session)
     amount = _fen(ev.amount, f"statistics report {ev.report_id}: amount", allow_zero=True, allow_negative=True)
@@ -124,6 +187,10 @@ def record_statistics(session: Session, ev: StatisticsReported, *, channel: str)
     report = StatisticsReport(report_id=ev.report_id, enterprise=ev.enterprise_credit_code, month=period(ev.month),
                               measure=ev.measure, amount_fen=amount, received_at=now)
     known = repo.enterprise_known(ev.enterprise_credit_code)
+    if not known and wait_for_enterprise and _may_become_known(ev.enterprise_credit_code):
+        validate_statistics_report(report, now=now)
+        _wait(repo, STATISTICS_REPORT, ev.report_id, ev, None, now, "report_id_conflict")
+        return None, False
     validate_statistics_report(report, now=now, known_enterprises=(ev.enterprise_credit_code,) if known else ())
     repo.add_statistics(report, channel)
     return repo.statistics_row(ev.report_id), True
@@ -162,7 +229,7 @@ def record_allocation(session: Session, ev: QuotaAllocated, *, event_id: str) ->
     repo.add_allocation(alloc, ev.county_code, ev.request_id, event_id)
     for lot in lots:
         if lot.enterprise and len(lot.enterprise) == 18:
-            repo.remember_enterprise(lot.enterprise, "quota", now, county=ev.county_code)
+            remember_enterprises(session, [(lot.enterprise, ev.county_code, None)], "quota", now)
     return True
 
 
@@ -247,10 +314,9 @@ def record_quota_facts(session: Session, facts: list[QuotaFact]) -> dict[str, Pr
         fact.created = True
     repo.add_lots(lots)
     repo.add_buybacks(buybacks)
-    repo.remember_enterprises(known, "quota", now)
+    remember_enterprises(session, known, "quota", now)
     return refused
 
 
 def record_enterprise(session: Session, ev: EnterpriseRegistered) -> None:
-    InputsRepository(session).remember_enterprise(ev.credit_code, "assessment", clock.now(), county=ev.county_code,
-                                                  name=ev.name_)
+    remember_enterprises(session, [(ev.credit_code, ev.county_code, ev.name_)], "assessment", clock.now())

@@ -12,6 +12,7 @@ from services.settlement.storage.rows import from_db
 from services.settlement.storage.tables import ledger_postings as P
 from services.settlement.storage.tables import statement_lines as L
 from services.settlement.storage.tables import statements as S
+from services.settlement.storage.tables import waiting_inputs as W
 
 RUNS = Counter("countypool_settlement_runs_total", "Draft and finalize runs by outcome", ["action", "outcome"])
 for _action in ("draft", "finalize"):
@@ -31,6 +32,10 @@ class _StatementCollector:
                                      labels=["county", "status"])
         waiting = GaugeMetricFamily("countypool_settlement_oldest_unanswered_posting_seconds",
                                     "Age of the oldest posting the ledger has not answered (0: none)")
+        inputs = GaugeMetricFamily("countypool_settlement_inputs_waiting",
+                                   "Receipts and statistics reports from the intake topic waiting for their enterprise "
+                                   "(state waiting), or refused when it became known (state refused)",
+                                   labels=["kind", "state"])
         rt = self.runtime
         if rt is not None:
             try:
@@ -49,12 +54,21 @@ class _StatementCollector:
                     oldest = s.execute(select(func.min(P.c.updated_at)).where(P.c.status == "requested")).scalar()
                     waiting.add_metric([], 0 if oldest is None else max(
                         0.0, (datetime.now(timezone.utc) - from_db(oldest)).total_seconds()))
+                    counts = dict.fromkeys([(k, st) for k in ("tax_receipt", "statistics_report")
+                                            for st in ("waiting", "refused")], 0)
+                    refused = W.c.refused_reason.is_not(None)
+                    for kind, is_refused, n in s.execute(select(W.c.kind, refused, func.count())
+                                                         .group_by(W.c.kind, refused)).all():
+                        counts[(kind, "refused" if is_refused else "waiting")] = n
+                    for (kind, state), n in counts.items():
+                        inputs.add_metric([kind, state], n)
             except Exception:  # noqa: BLE001 - a scrape must not fail because the database blinked
                 pass
         yield amounts
         yield periods
         yield postings
         yield waiting
+        yield inputs
 
 
 STATEMENTS = _StatementCollector()

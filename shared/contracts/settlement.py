@@ -14,6 +14,10 @@ from shared.envelope import Event, register
 
 @register
 class TaxReceiptReported(Event):
+    """Tax one enterprise paid for one month and tax kind (税务局). One of an enterprise settlement does not know yet
+    (neither the register's EnterpriseRegistered, an agreement nor a quota lot has named it) waits for it, listed at
+    GET /v1/waiting-inputs, and is taken in when it becomes known; it is not dead-lettered unknown_enterprise."""
+
     name = "TaxReceiptReported"
     topic = topics.INTAKE_SETTLEMENT
     aggregate_type = "enterprise"
@@ -30,7 +34,8 @@ class TaxReceiptReported(Event):
 
 @register
 class StatisticsReported(Event):
-    """A statistic of one enterprise and month (value added, output in CNY) that agreements may share (统计分成)."""
+    """A statistic of one enterprise and month (value added, output in CNY) that agreements may share (统计分成). Of an
+    enterprise not known yet, it waits for it as a TaxReceiptReported does."""
 
     name = "StatisticsReported"
     topic = topics.INTAKE_SETTLEMENT

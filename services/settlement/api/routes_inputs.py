@@ -3,6 +3,8 @@ import), statistics reports. Writes need ``settlement:admin`` (receipts also the
 ``publish:TaxReceiptReported``); reads need ``finance:read``."""
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -28,6 +30,8 @@ from services.settlement.api.schemas import (
     TaxReceiptIn,
     TaxReceiptList,
     TaxReceiptOut,
+    WaitingInputList,
+    WaitingInputOut,
 )
 from services.settlement.domain import SettlementDomainError
 from services.settlement.domain.export import yuan
@@ -255,6 +259,28 @@ def get_receipt(receipt_id: str, request: Request, _: Principal = Depends(READ))
     if row is None:
         raise NotFound("receipt_not_found", f"no receipt {receipt_id!r}")
     return receipt_out(row)
+
+
+# -- inputs waiting for their enterprise ------------------------------------------------------------------------
+
+@router.get("/waiting-inputs", response_model=WaitingInputList,
+            summary="Receipts and statistics reports from the intake topic that wait for their enterprise to be known "
+                    "(and any refused when it was), by kind and id")
+def list_waiting(request: Request, enterprise: str | None = None,
+                 state: str | None = Query(default=None, pattern="^(waiting|refused)$"),
+                 after: str = Query(default="", max_length=230, description="`next_after` of the page before"),
+                 limit: int = Query(default=100, ge=1, le=1000), _: Principal = Depends(READ)):
+    kind, _sep, input_id = after.partition("/")
+    with _rt(request).db.read_snapshot() as s:
+        rows = InputsRepository(s).waiting(enterprise=enterprise, refused=None if state is None else state == "refused",
+                                           after=(kind, input_id), limit=limit + 1)
+    out = [WaitingInputOut(kind=r.kind, input_id=r.input_id, enterprise_credit_code=r.enterprise,
+                           waiting_since=from_db(r.waiting_since), content=json.loads(r.payload),
+                           state="refused" if r.refused_reason else "waiting", refused_reason=r.refused_reason,
+                           refused_message=r.refused_message,
+                           refused_at=from_db(r.refused_at) if r.refused_at is not None else None)
+           for r in rows[:limit]]
+    return WaitingInputList(inputs=out, next_after=f"{out[-1].kind}/{out[-1].input_id}" if len(rows) > limit else None)
 
 
 # -- statistics -----------------------------------------------------------------------------------------------

@@ -200,6 +200,24 @@ class TaxReceiptList(Strict):
     next_after: str | None
 
 
+class WaitingInputOut(Strict):
+    kind: Literal["tax_receipt", "statistics_report"]
+    input_id: str = Field(description="the receipt's or report's id")
+    enterprise_credit_code: str
+    waiting_since: datetime = Field(description="when it came from the intake topic, its enterprise not known yet")
+    content: dict = Field(description="the event's data as it came (a TaxReceiptReported or StatisticsReported)")
+    state: Literal["waiting", "refused"] = Field(description="refused: taking it in failed once its enterprise was "
+                                                             "known (reason below); it stays listed, never applied")
+    refused_reason: str | None = None
+    refused_message: str | None = None
+    refused_at: datetime | None = None
+
+
+class WaitingInputList(Strict):
+    inputs: list[WaitingInputOut]
+    next_after: str | None = Field(description="pass as `after` for the next page (`<kind>/<input_id>`)")
+
+
 class RowProblem(Strict):
     row: int = Field(description="spreadsheet row number (the header is row 1)")
     receipt_id: str | None

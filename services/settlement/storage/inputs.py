@@ -14,7 +14,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Iterator
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from shared.bulk import id_in
@@ -126,6 +126,44 @@ class InputsRepository:
             insert_or_ignore(self.s, t.enterprises, [dict(credit_code=code, county_code=county, name=name,
                                                           known_from=known_from, recorded_at=to_db(now))
                                                      for code, county, name in enterprises])
+
+    # -- inputs waiting for their enterprise ---------------------------------------------------------------
+    def waiting_row(self, kind: str, input_id: str):
+        w = t.waiting_inputs
+        return self.s.execute(select(w).where(w.c.kind == kind, w.c.input_id == input_id)).first()
+
+    def add_waiting(self, kind: str, input_id: str, enterprise: str, payload: str, event_id: str | None,
+                    now: datetime) -> None:
+        self.s.execute(t.waiting_inputs.insert().values(kind=kind, input_id=input_id, enterprise=enterprise,
+                                                        payload=payload, event_id=event_id, waiting_since=to_db(now)))
+
+    def waiting_of(self, codes: list[str]) -> list:
+        """Those still waiting (not refused) of these enterprises, in the order they came."""
+        w = t.waiting_inputs
+        rows = []
+        for i in range(0, len(codes), 500):
+            rows += self.s.execute(select(w).where(w.c.enterprise.in_(codes[i:i + 500]), w.c.refused_reason.is_(None))
+                                   .with_for_update()).all()
+        return sorted(rows, key=lambda r: (from_db(r.waiting_since), r.kind, r.input_id))
+
+    def drop_waiting(self, kind: str, input_id: str) -> None:
+        w = t.waiting_inputs
+        self.s.execute(w.delete().where(w.c.kind == kind, w.c.input_id == input_id))
+
+    def refuse_waiting(self, kind: str, input_id: str, reason: str, message: str, now: datetime) -> None:
+        w = t.waiting_inputs
+        self.s.execute(w.update().where(w.c.kind == kind, w.c.input_id == input_id)
+                       .values(refused_reason=reason, refused_message=message[:2000], refused_at=to_db(now)))
+
+    def waiting(self, *, enterprise: str | None = None, refused: bool | None = None, after: tuple[str, str] = ("", ""),
+                limit: int = 100) -> list:
+        w = t.waiting_inputs
+        q = select(w).where(tuple_(w.c.kind, w.c.input_id) > tuple_(*after))
+        if enterprise:
+            q = q.where(w.c.enterprise == enterprise)
+        if refused is not None:
+            q = q.where(w.c.refused_reason.is_not(None) if refused else w.c.refused_reason.is_(None))
+        return self.s.execute(q.order_by(w.c.kind, w.c.input_id).limit(limit)).all()
 
     # -- agreements -----------------------------------------------------------------------------------
     def agreement_rows(self, agreement_id: str) -> list:

@@ -101,6 +101,21 @@ statistics_reports = Table(
     Index("ix_statistics_reports_enterprise_month", "enterprise", "month_start"),
 )
 
+waiting_inputs = Table(  # receipts and statistics from the intake topic whose enterprise was not known yet
+    "waiting_inputs",
+    metadata,
+    Column("kind", String(20), primary_key=True),  # tax_receipt | statistics_report
+    Column("input_id", String(200), primary_key=True),
+    Column("enterprise", String(18), nullable=False),
+    Column("payload", Text, nullable=False),  # the event's data as it came, applied when the enterprise is known
+    Column("event_id", String(200), nullable=True),
+    Column("waiting_since", DateTime(timezone=True), nullable=False),
+    Column("refused_reason", String(60), nullable=True),  # set if applying it failed once the enterprise was known
+    Column("refused_message", Text, nullable=True),
+    Column("refused_at", DateTime(timezone=True), nullable=True),
+    Index("ix_waiting_inputs_enterprise", "enterprise"),
+)
+
 quota_lots = Table(  # provenance of pool lots (LotCreated), for reference and the enterprise register
     "quota_lots",
     metadata,

@@ -51,7 +51,7 @@ def _poll(C: str) -> list[Record]:
         (topics.QUOTA_EVENTS, buyback(2, E2), "/countypool/quota"),  # the same again (another event id): no effect
         (topics.QUOTA_EVENTS, buyback(2, E2, "47000.00"), "/countypool/quota"),  # buyback_conflict
         (topics.QUOTA_EVENTS, buyback(5, E1, "0.00"), "/countypool/quota"),  # invalid_amount: nothing of it
-        (topics.INTAKE_SETTLEMENT, receipt(f"r1-{C}", STRANGER), "/departments/tax"),  # unknown_enterprise
+        (topics.INTAKE_SETTLEMENT, receipt(f"r1-{C}", STRANGER), "/departments/tax"),  # waits for its enterprise
         (topics.QUOTA_EVENTS, lot(3, E2), "/countypool/quota"),
         # E2 is known from its lot already: the register's name comes too late (first known stays)
         (topics.ASSESSMENT_EVENTS, EnterpriseRegistered(credit_code=E2, name="乙材料", county_code=C,
@@ -83,6 +83,8 @@ def _state(runtime, C: str) -> dict:
                                   .where(T.buybacks.c.county_code == C).order_by(T.buybacks.c.buyback_id)).all(),
             "receipts": s.execute(select(T.tax_receipts.c.receipt_id).where(T.tax_receipts.c.receipt_id.like(f"%-{C}"))
                                   .order_by(T.tax_receipts.c.receipt_id)).scalars().all(),
+            "waiting": s.execute(select(T.waiting_inputs.c.kind, T.waiting_inputs.c.input_id)
+                                 .where(T.waiting_inputs.c.input_id.like(f"%-{C}"))).all(),
             "inbox": sorted(s.execute(select(T.messaging["inbox"].c.event_type, T.messaging["inbox"].c.outcome)).all()),
         }
 
@@ -110,9 +112,10 @@ def test_a_poll_applied_together_leaves_what_one_at_a_time_leaves(db_url, kafka_
         E1, E2 = credit_code_of(records[0]), credit_code_of(records[2])
         assert {code: (name, known) for code, name, known in got["enterprises"]} == {
             E1: ("甲化工", "assessment"), E2: (None, "quota")} and len(got["lots"]) == 4
-        assert got["receipts"] == [f"r2-{C}"], "the refused receipt left nothing"
+        assert got["receipts"] == [f"r2-{C}"], "the stranger's receipt is not taken in"
+        assert got["waiting"] == [("tax_receipt", f"r1-{C}")], "it waits for its enterprise"
         assert got["buybacks"] == [(f"buyback:LOT-{C}-2", E2, 4_800_000)]
-        assert together.consumer.stats.dead_lettered == alone.consumer.stats.dead_lettered == 3
+        assert together.consumer.stats.dead_lettered == alone.consumer.stats.dead_lettered == 2
         assert [o for t, o in got["inbox"] if t.endswith("TransferPosted.v1")] == ["ignored"]
     finally:
         together.db.dispose()

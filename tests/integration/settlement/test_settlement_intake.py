@@ -50,8 +50,6 @@ def test_receipts_over_kafka_refusals_to_the_dlq_and_quota_facts(db_url, kafka_b
                     source="/departments/ecology"): "source_not_allowed",
             publish(kafka_bootstrap, topics.INTAKE_SETTLEMENT, receipt(f"k3-{C}", E1), subject=E1,
                     source="/departments/nobody"): "unknown_source",
-            publish(kafka_bootstrap, topics.INTAKE_SETTLEMENT, receipt(f"k4-{C}", STRANGER), subject=STRANGER,
-                    source=TAX_SOURCE): "unknown_enterprise",
             publish(kafka_bootstrap, topics.INTAKE_SETTLEMENT, receipt(f"k5-{C}", E1, amount="-5.00"), subject=E1,
                     source=TAX_SOURCE): "negative_tax",
             publish(kafka_bootstrap, topics.INTAKE_SETTLEMENT, receipt(f"k1-{C}", E1, amount="999.00"), subject=E1,
@@ -68,6 +66,13 @@ def test_receipts_over_kafka_refusals_to_the_dlq_and_quota_facts(db_url, kafka_b
         dead = {envelope(r)["id"]: headers_of(r)["dlq-reason"] for r in read_from(kafka_bootstrap, dlq_start, all_refused)}
         assert {i: dead.get(i) for i in refused} == refused
         assert good not in dead
+        # a receipt of an enterprise nobody has named yet waits for it (not dead-lettered unknown_enterprise)
+        waiting = publish(kafka_bootstrap, topics.INTAKE_SETTLEMENT, receipt(f"k4-{C}", STRANGER), subject=STRANGER,
+                          source=TAX_SOURCE)
+        listed = wait_for(lambda: api.get("/v1/waiting-inputs", params={"enterprise": STRANGER}, headers=FINANCE)
+                          .json()["inputs"], what="the receipt waiting for its enterprise")
+        assert [(w["kind"], w["input_id"], w["state"], w["content"]["amount"]) for w in listed] == [
+            ("tax_receipt", f"k4-{C}", "waiting", "1000.00")]
         for rid in ("k2", "k3", "k4", "k5", "k6"):
             assert get_receipt(f"{rid}-{C}") is None
 
@@ -114,6 +119,15 @@ def test_receipts_over_kafka_refusals_to_the_dlq_and_quota_facts(db_url, kafka_b
 
         lines = wait_for(buyback_lines, what="the buy-back line")
         assert [(ln["payer"], ln["payee"], ln["amount"]) for ln in lines] == [(f"county:{C}/fund", f"enterprise:{E2}", "48000.00")]
+
+        # the register names the stranger: its waiting receipt is taken in, never dead-lettered
+        publish(kafka_bootstrap, topics.ASSESSMENT_EVENTS, EnterpriseRegistered(
+            credit_code=STRANGER, name="某某新材料有限公司", county_code=C, township_code=f"{C}103", in_park=False),
+            subject=STRANGER, source="/countypool/assessment")
+        got = wait_for(lambda: get_receipt(f"k4-{C}"), what="the waiting receipt taken in")
+        assert (got["amount"], got["channel"]) == ("1000.00", "kafka")
+        assert api.get("/v1/waiting-inputs", params={"enterprise": STRANGER}, headers=FINANCE).json()["inputs"] == []
+        assert waiting not in {envelope(r)["id"] for r in read_from(kafka_bootstrap, dlq_start, lambda recs: False, timeout=3)}
 
 
 def _current_month() -> str:
