@@ -32,7 +32,7 @@ from services.settlement.domain.agreements import tax_kind_code
 from services.settlement.domain.parties import park, township
 from services.settlement.domain.proceeds import validate_allocation, validate_buyback
 from services.settlement.storage.inputs import InputsRepository, receipt_from_row
-from services.settlement.storage.locks import hold_intake
+from services.settlement.storage.locks import hold_enterprise, hold_intake
 from services.settlement.storage.statements import StatementsRepository
 from services.settlement.storage.rows import period, to_db
 from shared.amounts import AmountError, parse_amount
@@ -86,7 +86,7 @@ def record_tax_receipt(session: Session, ev: TaxReceiptReported, *, channel: str
         return _resent(existing, ev, tax_kind, amount), False
     if amount < 0:
         raise ReceiptError("negative_tax", f"receipt {rid}: tax amount {ev.amount} is negative")
-    known = repo.enterprise_known(ev.enterprise_credit_code)
+    known = repo.enterprise_known(ev.enterprise_credit_code) or _known_after_lock(session, repo, ev, wait_for_enterprise)
     receipt = TaxReceipt(receipt_id=rid, enterprise=ev.enterprise_credit_code, month=month, tax_kind=tax_kind,
                          amount_fen=amount, received_at=now, corrects=ev.corrects)
     if known and ev.corrects:
@@ -133,6 +133,18 @@ def _may_become_known(code: str) -> bool:
 _WAITING_EVENTS = {TAX_RECEIPT: TaxReceiptReported, STATISTICS_REPORT: StatisticsReported}
 
 
+def _known_after_lock(session: Session, repo: InputsRepository, ev, wait_for_enterprise: bool) -> bool:
+    """Before an input waits: the enterprise's lock, then look again. A writer making it known at this moment
+    (another replica taking the register's event) holds that lock from before its insert until it commits, and looks
+    for what waits only after taking it: one of the two sees the other's row, so nothing waits for an enterprise
+    already known."""
+    code = ev.enterprise_credit_code
+    if not (wait_for_enterprise and _may_become_known(code)):
+        return False
+    hold_enterprise(session, code)
+    return repo.enterprise_known(code)
+
+
 def _wait(repo: InputsRepository, kind: str, input_id: str, ev, event_id: str | None, now: datetime,
           conflict: str) -> None:
     payload = json.dumps(ev.model_dump(mode="json", by_alias=True), sort_keys=True, ensure_ascii=False)
@@ -147,9 +159,14 @@ def remember_enterprises(session: Session, enterprises: list[tuple[str, str | No
                          now: datetime) -> None:
     """(credit code, county, name) of each, now known; what waited for them is taken in, in the order it came."""
     repo = InputsRepository(session)
+    codes = sorted({code for code, _, _ in enterprises})
+    known = repo.known_among(codes) if codes else set()
+    new = [c for c in codes if c not in known]
+    for code in new:  # in one order: see _known_after_lock
+        hold_enterprise(session, code)
     repo.remember_enterprises(enterprises, known_from, now)
-    if enterprises:
-        for row in repo.waiting_of(sorted({code for code, _, _ in enterprises})):
+    if new:
+        for row in repo.waiting_of(new):  # only an enterprise not known until now has inputs waiting for it
             _take_waiting(session, repo, row)
 
 
@@ -186,7 +203,7 @@ def record_statistics(session: Session, ev: StatisticsReported, *, channel: str,
         raise ReceiptError("report_id_conflict", f"statistics report {ev.report_id} was already recorded with other content")
     report = StatisticsReport(report_id=ev.report_id, enterprise=ev.enterprise_credit_code, month=period(ev.month),
                               measure=ev.measure, amount_fen=amount, received_at=now)
-    known = repo.enterprise_known(ev.enterprise_credit_code)
+    known = repo.enterprise_known(ev.enterprise_credit_code) or _known_after_lock(session, repo, ev, wait_for_enterprise)
     if not known and wait_for_enterprise and _may_become_known(ev.enterprise_credit_code):
         validate_statistics_report(report, now=now)
         _wait(repo, STATISTICS_REPORT, ev.report_id, ev, None, now, "report_id_conflict")

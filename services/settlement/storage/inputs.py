@@ -115,6 +115,13 @@ class InputsRepository:
     def enterprise_known(self, credit_code: str) -> bool:
         return self.s.execute(select(t.enterprises.c.credit_code).where(t.enterprises.c.credit_code == credit_code)).first() is not None
 
+    def known_among(self, codes: list[str]) -> set[str]:
+        e = t.enterprises
+        out: set[str] = set()
+        for i in range(0, len(codes), 500):
+            out.update(self.s.execute(select(e.c.credit_code).where(e.c.credit_code.in_(codes[i:i + 500]))).scalars())
+        return out
+
     def remember_enterprise(self, credit_code: str, known_from: str, now: datetime, *, county: str | None = None,
                             name: str | None = None) -> None:
         self.remember_enterprises([(credit_code, county, name)], known_from, now)

@@ -11,7 +11,8 @@ get a ``received_at`` after its cut-off.
 Runs of one county (draft or finalize) also hold a per-county lock, so two runs never write the same statement.
 Recording an agreement version holds that county lock too (its closed-period check must not race a finalization)
 and a per-enterprise lock (its overlap check must not race another agreement of the same enterprise, in any
-county): ``agreement_registry``.
+county): ``agreement_registry``. The same per-enterprise lock keeps an intake input from waiting for an enterprise
+another writer is making known at that moment (``intake._known_after_lock``).
 """
 from __future__ import annotations
 

@@ -9,7 +9,16 @@ once, and the same id with other content is still a conflict."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 
+import pytest
+from sqlalchemy import select
+
+from services.settlement import clock as settlement_clock
+from services.settlement import intake
+from services.settlement import main as settlement_main
+from services.settlement.storage import tables as T
 from shared.contracts import topics
 from shared.contracts.assessment import EnterpriseRegistered
 from shared.contracts.quota import LotCreated
@@ -28,7 +37,8 @@ from tests.integration.settlement.support import (
     publish,
     read_from,
 )
-from tests.support.services import wait_for
+from shared.settings import load_settings
+from tests.support.services import TOKENS, wait_for
 
 TAX_SOURCE = "/departments/tax"
 
@@ -139,3 +149,67 @@ def test_intake_of_an_unknown_enterprise_waits_and_is_taken_in_when_it_is_known(
         assert page["next_after"] is None and len(page["inputs"]) == 1
         assert api.get("/v1/waiting-inputs", params={"state": "other"}, headers=FINANCE).status_code == 422
         assert api.get("/v1/waiting-inputs").status_code == 401
+
+
+def _runtime(url: str, bootstrap: str):
+    runtime, _ = settlement_main.build(load_settings("settlement", database_url=url, kafka_bootstrap_servers=bootstrap,
+                                                     auth_tokens_file=TOKENS))
+    runtime.migrate()
+    return runtime
+
+
+def _rows(runtime, C: str) -> tuple[list, list]:
+    with runtime.db.sessions() as s:
+        return (s.execute(select(T.tax_receipts.c.receipt_id).where(T.tax_receipts.c.receipt_id.like(f"%-{C}"))).all(),
+                s.execute(select(T.waiting_inputs.c.input_id).where(T.waiting_inputs.c.input_id.like(f"%-{C}"))).all())
+
+
+@pytest.mark.parametrize("first", ["waits", "makes_known"])
+def test_an_input_waiting_while_another_writer_makes_its_enterprise_known_is_taken_in(pg_url, kafka_bootstrap, first):
+    """Two replicas: one takes a receipt of E from the intake topic while the other takes the register's event naming
+    E. Neither sees the other's uncommitted row; without a lock between them the receipt waited for an enterprise
+    already known, for ever. Whichever commits first, the receipt ends up taken in and nothing waits."""
+    runtime = _runtime(pg_url, kafka_bootstrap)
+    C = new_county()
+    E = credit_code(C, 1)
+    started, go_on = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def wait_for_e():
+        with runtime.db.sessions() as s, s.begin():
+            intake.record_tax_receipt(s, receipt(f"r1-{C}", E), channel="kafka", event_id=f"ev-{C}",
+                                      wait_for_enterprise=True)
+            if first == "waits":
+                started.set()
+                go_on.wait(15)
+
+    def make_e_known():
+        with runtime.db.sessions() as s, s.begin():
+            intake.remember_enterprises(s, [(E, C, None)], "assessment", settlement_clock.now())
+            if first == "makes_known":
+                started.set()
+                go_on.wait(15)
+
+    def run(fn):
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    one, other = (wait_for_e, make_e_known) if first == "waits" else (make_e_known, wait_for_e)
+    t1 = threading.Thread(target=run, args=(one,))
+    t1.start()
+    assert started.wait(15)
+    t2 = threading.Thread(target=run, args=(other,))
+    t2.start()
+    time.sleep(1.0)  # the second writer is now blocked on the enterprise's lock (without it: done already)
+    go_on.set()
+    t1.join(30)
+    t2.join(30)
+    try:
+        assert not errors, errors
+        receipts, waiting = _rows(runtime, C)
+        assert (receipts, waiting) == ([(f"r1-{C}",)], []), (
+            f"the receipt must be taken in and nothing left waiting: receipts {receipts}, waiting {waiting}")
+    finally:
+        runtime.db.dispose()
