@@ -7,6 +7,7 @@ same content is a no-op (``created`` False); the same id with other content is r
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -36,10 +37,12 @@ from services.settlement.storage.locks import hold_enterprise, hold_intake
 from services.settlement.storage.statements import StatementsRepository
 from services.settlement.storage.rows import period, to_db
 from shared.amounts import AmountError, parse_amount
+from shared.db import data_exception, database_unavailable
 from shared.contracts.assessment import EnterpriseRegistered
 from shared.contracts.quota import BuybackOwed, LotCreated, QuotaAllocated
 from shared.contracts.settlement import StatisticsReported, TaxReceiptReported
 
+log = logging.getLogger(__name__)
 CNY_SCALE = 2
 # Allocated quantities only weigh lots against each other (compensation pro rata), so one scale fine enough for
 # every asset (亩 0.0001, tce 0.001, t 0.0001) is used for all of them.
@@ -145,13 +148,23 @@ def _known_after_lock(session: Session, repo: InputsRepository, ev, wait_for_ent
     return repo.enterprise_known(code)
 
 
+def _content(kind: str, ev) -> tuple:
+    """What makes two copies the same input, as a stored one is compared (_resent, record_statistics): amounts in fen,
+    the tax kind by its code — '1000' and '1000.00', 增值税 and VAT are one receipt, waiting or not."""
+    if kind == TAX_RECEIPT:
+        return (ev.enterprise_credit_code, ev.month, tax_kind_code(ev.tax_kind),
+                _fen(ev.amount, f"receipt {ev.receipt_id}: amount", allow_zero=True, allow_negative=True), ev.corrects)
+    return (ev.enterprise_credit_code, ev.month, ev.measure,
+            _fen(ev.amount, f"statistics report {ev.report_id}: amount", allow_zero=True, allow_negative=True))
+
+
 def _wait(repo: InputsRepository, kind: str, input_id: str, ev, event_id: str | None, now: datetime,
           conflict: str) -> None:
-    payload = json.dumps(ev.model_dump(mode="json", by_alias=True), sort_keys=True, ensure_ascii=False)
     existing = repo.waiting_row(kind, input_id)
     if existing is None:
+        payload = json.dumps(ev.model_dump(mode="json", by_alias=True), sort_keys=True, ensure_ascii=False)
         repo.add_waiting(kind, input_id, ev.enterprise_credit_code, payload, event_id, now)
-    elif existing.payload != payload:
+    elif _content(kind, _WAITING_EVENTS[kind].model_validate(json.loads(existing.payload))) != _content(kind, ev):
         raise ReceiptError(conflict, f"{kind} {input_id} is already waiting for its enterprise with other content")
 
 
@@ -162,6 +175,8 @@ def remember_enterprises(session: Session, enterprises: list[tuple[str, str | No
     codes = sorted({code for code, _, _ in enterprises})
     known = repo.known_among(codes) if codes else set()
     new = [c for c in codes if c not in known]
+    if new:
+        hold_intake(session)  # before the enterprises' locks, as an intake takes them (_take_waiting needs it)
     for code in new:  # in one order: see _known_after_lock
         hold_enterprise(session, code)
     repo.remember_enterprises(enterprises, known_from, now)
@@ -172,17 +187,24 @@ def remember_enterprises(session: Session, enterprises: list[tuple[str, str | No
 
 def _take_waiting(session: Session, repo: InputsRepository, row) -> None:
     """A refusal now (e.g. its id was used meanwhile over HTTP for another receipt) stays on the row, visible at
-    GET /v1/waiting-inputs and in countypool_settlement_inputs_waiting; its savepoint undoes only itself."""
-    ev = _WAITING_EVENTS[row.kind].model_validate(json.loads(row.payload))
+    GET /v1/waiting-inputs and in countypool_settlement_inputs_waiting; its savepoint undoes only itself. So does any
+    other failure of this one input (a value the database refuses): the register event, agreement or lot that made its
+    enterprise known must not fail for it."""
     savepoint = session.begin_nested()
     try:
+        ev = _WAITING_EVENTS[row.kind].model_validate(json.loads(row.payload))
         if row.kind == TAX_RECEIPT:
             record_tax_receipt(session, ev, channel="kafka", event_id=row.event_id)
         else:
             record_statistics(session, ev, channel="kafka")
-    except (ReceiptError, AmountError, PeriodError) as exc:
+    except Exception as exc:  # noqa: BLE001 - recorded on the row and logged
+        if database_unavailable(exc):
+            raise  # not this input's fault: the whole transaction again
         savepoint.rollback()
-        repo.refuse_waiting(row.kind, row.input_id, getattr(exc, "reason", "invalid_value"), str(exc), clock.now())
+        reason = getattr(exc, "reason", None) or ("invalid_value" if data_exception(exc) else "not_taken_in")
+        if reason == "not_taken_in":
+            log.exception("waiting %s %s could not be taken in", row.kind, row.input_id)
+        repo.refuse_waiting(row.kind, row.input_id, reason, str(exc), clock.now())
         return
     savepoint.commit()
     repo.drop_waiting(row.kind, row.input_id)

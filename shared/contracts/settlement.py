@@ -29,7 +29,7 @@ class TaxReceiptReported(Event):
     tax_kind: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[^\s\x00-\x1f\x7f]+$")] = Field(
         examples=["VAT", "CIT"])
     amount: DecimalStr = Field(description="CNY paid")
-    corrects: str | None = Field(default=None, description="receipt id this one replaces")
+    corrects: Identifier | None = Field(default=None, description="receipt id this one replaces")
 
 
 @register

@@ -174,7 +174,7 @@ class TaxReceiptIn(Strict):
     month: str = Field(pattern=MONTH_PATTERN, description="the tax period the tax belongs to")
     tax_kind: str = Field(min_length=1, max_length=40, pattern=r"^[^\s\x00-\x1f\x7f]+$", examples=["VAT"])
     amount: DecimalStr = Field(description="CNY paid; a correction gives the new full amount")
-    corrects: str | None = Field(default=None, description="the receipt this one replaces")
+    corrects: Identifier | None = Field(default=None, description="the receipt this one replaces")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "receipt_id": "TAX-2026-03-000123", "enterprise_credit_code": "91320612MA1W2B3C4M", "month": "2026-03",
