@@ -40,7 +40,7 @@ class IdReused(Exception):
     """The id was taken before with another body (an idempotency key reused): 409, never a second effect."""
 
     def __init__(self, kind: str, ident: str, fields: Iterable[str] = ()):
-        self.fields = sorted(fields)  # those that differ from the stored write (empty: only unknown keys do)
+        self.fields = sorted(fields)  # those that differ from the stored write
         which = f" ({', '.join(self.fields)} differ)" if self.fields else ""
         super().__init__(f"{kind} {ident!r} was submitted before with a different body{which}")
         self.reason = f"{kind}_id_reused"
@@ -59,7 +59,10 @@ def body_digest(body: Mapping[str, Any]) -> str:
 
 
 def same_body(stored: str, body: Mapping[str, Any]) -> bool:
-    """Whether ``body`` is the one stored under ``stored`` (digests stored before they were of values count)."""
+    """Whether ``body`` is the one stored under ``stored`` (digests stored before they were of values count). A body
+    whose digest differs is still the same write when none of its fields differs from the stored one (the
+    ``*_differences`` functions): an optional field sent as the service filled it in, e.g. a request line's
+    ``approval_kind`` or a project's ``registered_on`` as the answer showed them."""
     return stored == body_digest(body) or stored == _digest(body)
 
 
@@ -236,8 +239,8 @@ def submit_release(tx: Tx, data: Mapping[str, Any], *, department: str | None, s
     digest = body_digest(data)
     existing = intake_store.release_row(tx.session, str(data.get("release_id")))
     if existing is not None:
-        if not same_body(existing.digest, data):
-            raise IdReused("release", existing.release_id, release_differences(existing, data))
+        if not same_body(existing.digest, data) and (differ := release_differences(existing, data)):
+            raise IdReused("release", existing.release_id, differ)
         lot_id = f"release:{existing.release_id}" if existing.status == ReleaseStatus.ACCEPTED.value else None
         return ReleaseOutcome(existing.release_id, existing.status, existing.status_reason, lot_id, False)
     department = department or _entitled_department(cp.policy, data.get("asset"))
@@ -288,8 +291,8 @@ def register_reclamation_project(tx: Tx, data: Mapping[str, Any], by: str) -> tu
     digest = body_digest(data)
     existing = intake_store.reclamation_row(tx.session, str(data.get("project_id")))
     if existing is not None:
-        if not same_body(existing.digest, data):
-            raise IdReused("reclamation", existing.project_id, reclamation_differences(existing, data))
+        if not same_body(existing.digest, data) and (differ := reclamation_differences(existing, data)):
+            raise IdReused("reclamation", existing.project_id, differ)
         return existing, False
     registered_on = data.get("registered_on") or cst_date(tx.now)
     if isinstance(registered_on, str):

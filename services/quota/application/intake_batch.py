@@ -61,9 +61,13 @@ def submit_releases(btx: BatchTx, items: Sequence[ReleaseItem]) -> list[Result]:
             prior = known[rid][0] if rid in known else stored[rid].digest
             # the differences are read from the whole stored row (release_rows reads four columns: the batch fell
             # back to one message at a time on every reused id)
-            out[i] = (IdReused("release", rid, release_differences(intake_store.release_row(btx.session, rid), it.data)
-                               if rid in stored else ())
-                      if not same_body(prior, it.data) else _again(stored.get(rid), known.get(rid)))
+            if same_body(prior, it.data):
+                out[i] = _again(stored.get(rid), known.get(rid))
+            elif rid not in stored:  # an earlier message of this poll, with another body
+                out[i] = IdReused("release", rid)
+            else:
+                differ = release_differences(intake_store.release_row(btx.session, rid), it.data)
+                out[i] = IdReused("release", rid, differ) if differ else _again(stored.get(rid), known.get(rid))
             continue
         policy = policies[it.data["county_code"]].policy
         department = it.department or _entitled_department(policy, it.data.get("asset"))

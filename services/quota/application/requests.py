@@ -36,9 +36,9 @@ def open_quota_request(tx: Tx, body: Mapping[str, Any], by: str) -> tuple[QuotaR
     request_id = str(body.get("request_id") or "")
     existing = request_store.request_row(tx.session, request_id)
     if existing is not None:
-        if not same_body(existing.digest, body):
-            raise IdReused("request", request_id, request_differences(
-                existing, request_store.request_lines_of(tx.session, request_id), body))
+        if not same_body(existing.digest, body) and (differ := request_differences(
+                existing, request_store.request_lines_of(tx.session, request_id), body)):
+            raise IdReused("request", request_id, differ)
         return request_store.load_request(tx.session, request_id), False
     project_id = str(body.get("project_id") or "")
     row = request_store.project_row(tx.session, project_id)
