@@ -194,6 +194,7 @@ READS: dict[str, list[Row]] = {
              f"/v1/counties/{COUNTY}/settlement-policy/versions"),
         _get("/v1/tax-receipts", S_READ),
         _get("/v1/tax-receipts/{receipt_id}", S_READ, "/v1/tax-receipts/AUTHZ-TAX1"),
+        _get("/v1/waiting-inputs", S_READ),
         _get("/v1/counties/{county}/periods", S_READ, f"/v1/counties/{COUNTY}/periods"),
         _get("/v1/counties/{county}/periods/{period}/statement", S_READ,
              f"/v1/counties/{COUNTY}/periods/{PERIOD}/statement"),

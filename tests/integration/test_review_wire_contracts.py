@@ -199,14 +199,15 @@ def _types(texts) -> set[str]:
 
 def test_the_published_schemas_are_the_ones_the_catalogue_documents():
     """The schema this file validates against is the one docs/events.md is generated from (field for field)."""
-    from ops.catalogue import _fields, event_catalogue
+    from ops.catalogue import _cell, _fields, event_catalogue
 
     catalogue = event_catalogue()
     for (name, version), cls in registered_events().items():
         if name.startswith("Test"):
             continue
-        for field, kind, required, _ in _fields(event_schema(cls)):
-            assert f"| `{field}` | {kind} | {'yes' if required else 'no'} |" in catalogue, (name, field)
+        for field, kind, required, _, rules in _fields(event_schema(cls)):
+            row = f"| `{field}` | {_cell(kind)} | {'yes' if required else 'no'} | {_cell(rules)} |"
+            assert row in catalogue, (name, field)
 
 
 TRICKY = ['quote"d', "back\\slash", "line\nbreak\ttab", "县城 Ω é", "\u2028\u2029", "😀"]
@@ -856,6 +857,7 @@ def get_sweep(p: Platform) -> dict[str, set[str]]:
             ("/v1/tax-receipts", {"enterprise": f["E"], "month": "2025-01"}, FIN),
             (f"/v1/tax-receipts/r1-{C}", {}, FIN), (f"/v1/tax-receipts/r4-{C}", {}, FIN),
             ("/v1/tax-receipts/none", {}, FIN), ("/v1/agreements", {}, auth("dev-tax-token")),
+            ("/v1/waiting-inputs", {"limit": 2}, FIN), ("/v1/waiting-inputs", {"state": "other"}, FIN),
         ],
         "assessment": [
             ("/healthz", {}, {}), ("/readyz", {}, {}),

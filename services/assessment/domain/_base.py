@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
-# the figures of the other doors (shared.contracts.types.DecimalStr): ASCII digits, one point, a minus sign. Decimal()
-# alone also takes '1e3', '1_000' and any script's digits, which every other endpoint refuses.
-_PLAIN = r"^-?[0-9]{1,30}(\.[0-9]{1,12})?$"
+# written as the figures of the other doors are (shared.contracts.types.DecimalStr): ASCII digits, one point, a minus
+# sign. Decimal() alone also takes '1e3', '1_000' and any script's digits, which every other endpoint refuses. Up to 30
+# decimals here: how many places a policy may use is the domain's rule (policy_number_out_of_range), not the syntax's.
+_PLAIN = r"^-?[0-9]{1,30}(\.[0-9]{1,30})?$"
 _PLAIN_RE = re.compile(_PLAIN)
 
 
